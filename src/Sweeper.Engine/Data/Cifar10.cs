@@ -1,0 +1,305 @@
+using System.Diagnostics;
+using System.Numerics;
+using System.Numerics.Tensors;
+using Sweeper.Engine.Kernels;
+
+namespace Sweeper.Engine.Data;
+
+/// <summary>How CIFAR-10 is split and preprocessed. Defaults follow cs231n.</summary>
+public sealed record SplitOptions
+{
+    /// <summary>Training examples: the first ones of data_batch_1..5. Default: 49,000.</summary>
+    public int Train { get; init; } = 49_000;
+
+    /// <summary>Validation examples: the ones right after the training examples. Default: 1,000.</summary>
+    public int Validation { get; init; } = 1_000;
+
+    /// <summary>Test examples: the first ones of test_batch. Default: 1,000.</summary>
+    public int Test { get; init; } = 1_000;
+
+    /// <summary>Size of a development subset drawn (seeded) from the training split, for quick experiments. Default: 0 (none).</summary>
+    public int Dev { get; init; }
+
+    /// <summary>Subtract the training split's mean image from every split. Default: true.</summary>
+    public bool SubtractMean { get; init; } = true;
+
+    /// <summary>Append a constant 1 feature to every example (the linear classifier's bias trick). Default: false.</summary>
+    public bool BiasColumn { get; init; }
+
+    public void Validate()
+    {
+        if (Train <= 0 || Validation < 0 || Test < 0 || Dev < 0)
+        {
+            throw new ArgumentException($"split sizes must be positive (train) or non-negative (got train {Train}, validation {Validation}, test {Test}, dev {Dev}).");
+        }
+
+        if (Train + Validation > Cifar10.TrainRecords)
+        {
+            throw new ArgumentException($"train + validation = {Train + Validation} exceeds the {Cifar10.TrainRecords} CIFAR-10 training images.");
+        }
+
+        if (Test > Cifar10.TestRecords)
+        {
+            throw new ArgumentException($"test = {Test} exceeds the {Cifar10.TestRecords} CIFAR-10 test images.");
+        }
+
+        if (Dev > Train)
+        {
+            throw new ArgumentException($"the dev subset ({Dev}) cannot be larger than the training split ({Train}).");
+        }
+    }
+}
+
+/// <summary>
+/// Images kept as their original bytes (a quarter of the memory of floats) and turned into preprocessed rows only
+/// when a batch is gathered: row = bytes - mean image (+ a trailing 1 with the bias column).
+/// </summary>
+public sealed class ImageSplit<T> : IDataSplit<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly ReadOnlyMemory<byte> _images;
+    private readonly T[] _mean;
+    private readonly bool _bias;
+
+    internal ImageSplit(ReadOnlyMemory<byte> images, int[] labels, T[] mean, bool bias)
+    {
+        _images = images;
+        _mean = mean;
+        _bias = bias;
+        Labels = labels;
+    }
+
+    public int Count => Labels.Length;
+
+    public int Dim => Cifar10.ImageBytes + (_bias ? 1 : 0);
+
+    public int[] Labels { get; }
+
+    /// <summary>The raw bytes of example <paramref name="index"/> (channel-planar: 1024 red, 1024 green, 1024 blue).</summary>
+    public ReadOnlySpan<byte> Image(int index) => _images.Span.Slice(index * Cifar10.ImageBytes, Cifar10.ImageBytes);
+
+    public void Gather(ReadOnlySpan<int> indices, Matrix<T> destination)
+    {
+        if (destination.Cols != Dim || destination.Rows < indices.Length)
+        {
+            throw new ArgumentException($"destination must be at least {indices.Length} x {Dim}.");
+        }
+
+        var images = _images.Span;
+        for (var i = 0; i < indices.Length; i++)
+        {
+            var row = destination.Row(i);
+            var pixels = row[..Cifar10.ImageBytes];
+            TensorPrimitives.ConvertTruncating<byte, T>(images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes), pixels);
+            TensorPrimitives.Subtract<T>(pixels, _mean, pixels);
+            if (_bias)
+            {
+                row[^1] = T.One;
+            }
+        }
+    }
+
+    /// <summary>All examples as one matrix (handy for small splits and tests).</summary>
+    public Matrix<T> ToMatrix()
+    {
+        var m = new Matrix<T>(Count, Dim);
+        Gather(Enumerable.Range(0, Count).ToArray(), m);
+        return m;
+    }
+}
+
+/// <summary>The CIFAR-10 splits of one load. All splits share the training split's mean image.</summary>
+public sealed class Cifar10Dataset<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+{
+    internal Cifar10Dataset(ImageSplit<T> train, ImageSplit<T> validation, ImageSplit<T> test, ImageSplit<T>? dev, T[] mean, string directory)
+    {
+        Train = train;
+        Validation = validation;
+        Test = test;
+        Dev = dev;
+        Mean = mean;
+        Directory = directory;
+    }
+
+    public ImageSplit<T> Train { get; }
+
+    public ImageSplit<T> Validation { get; }
+
+    public ImageSplit<T> Test { get; }
+
+    public ImageSplit<T>? Dev { get; }
+
+    /// <summary>The training split's mean image (all zeros when mean subtraction is off).</summary>
+    public T[] Mean { get; }
+
+    public string Directory { get; }
+}
+
+/// <summary>Reader for CIFAR-10's official binary format: records of 1 label byte and 3072 image bytes.</summary>
+public static class Cifar10
+{
+    public const int ImageBytes = 3072;
+    public const int RecordBytes = ImageBytes + 1;
+    public const int RecordsPerFile = 10_000;
+    public const int FileBytes = RecordBytes * RecordsPerFile;
+    public const int TrainRecords = 50_000;
+    public const int TestRecords = 10_000;
+    public const int Classes = 10;
+
+    public static readonly IReadOnlyList<string> TrainFiles = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+
+    public const string TestFile = "test_batch.bin";
+
+    public static readonly IReadOnlyList<string> ClassNames = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+    /// <summary>sha256 of the official extracted files (from the CIFAR-10 binary archive).</summary>
+    public static readonly IReadOnlyDictionary<string, string> Sha256 = new Dictionary<string, string>
+    {
+        ["data_batch_1.bin"] = "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5",
+        ["data_batch_2.bin"] = "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed",
+        ["data_batch_3.bin"] = "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67",
+        ["data_batch_4.bin"] = "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48",
+        ["data_batch_5.bin"] = "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add",
+        ["test_batch.bin"] = "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b",
+    };
+
+    public static IEnumerable<string> AllFiles => TrainFiles.Append(TestFile);
+
+    /// <summary>
+    /// Reads the first <paramref name="records"/> records of one batch file into <paramref name="images"/> (records x 3072)
+    /// and <paramref name="labels"/>. Throws <see cref="InvalidDataException"/> naming the file on a wrong size or a bad label.
+    /// </summary>
+    public static void ReadBatch(string path, int records, Span<byte> images, Span<int> labels, byte[]? buffer = null)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"CIFAR-10 file {path} is missing.", path);
+        }
+
+        var length = new FileInfo(path).Length;
+        if (length != FileBytes)
+        {
+            var kind = length < FileBytes ? "truncated" : "too long";
+            throw new InvalidDataException(
+                $"{path} is {kind}: {length} bytes, expected {FileBytes} ({RecordsPerFile} records of {RecordBytes} bytes). Re-download it with 'sweeper data download --force'.");
+        }
+
+        var bytes = records * RecordBytes;
+        buffer = buffer is { Length: >= FileBytes } ? buffer : new byte[bytes];
+        using (var handle = File.OpenHandle(path))
+        {
+            var read = 0;
+            while (read < bytes)
+            {
+                var n = RandomAccess.Read(handle, buffer.AsSpan(read, bytes - read), read);
+                if (n == 0)
+                {
+                    throw new InvalidDataException($"{path} ended after {read} bytes while {bytes} were expected.");
+                }
+
+                read += n;
+            }
+        }
+
+        for (var r = 0; r < records; r++)
+        {
+            var record = buffer.AsSpan(r * RecordBytes, RecordBytes);
+            var label = record[0];
+            if (label >= Classes)
+            {
+                throw new InvalidDataException($"{path} is corrupt: record {r} (byte offset {(long)r * RecordBytes}) has label {label}, expected 0..9.");
+            }
+
+            labels[r] = label;
+            record[1..].CopyTo(images.Slice(r * ImageBytes, ImageBytes));
+        }
+    }
+
+    /// <summary>
+    /// Loads the splits from a folder holding the official binary files, reading only the files the splits need.
+    /// </summary>
+    public static Cifar10Dataset<T> Load<T>(string directory, SplitOptions? options = null, ulong devSeed = 0)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        options ??= new SplitOptions();
+        options.Validate();
+        var trainCount = options.Train + options.Validation;
+        var trainImages = new byte[(long)trainCount * ImageBytes];
+        var trainLabels = new int[trainCount];
+        var buffer = new byte[FileBytes];
+        for (var f = 0; f * RecordsPerFile < trainCount; f++)
+        {
+            var records = Math.Min(RecordsPerFile, trainCount - (f * RecordsPerFile));
+            ReadBatch(Path.Combine(directory, TrainFiles[f]), records,
+                trainImages.AsSpan(f * RecordsPerFile * ImageBytes, records * ImageBytes), trainLabels.AsSpan(f * RecordsPerFile, records), buffer);
+        }
+
+        var testImages = new byte[(long)options.Test * ImageBytes];
+        var testLabels = new int[options.Test];
+        if (options.Test > 0)
+        {
+            ReadBatch(Path.Combine(directory, TestFile), options.Test, testImages, testLabels, buffer);
+        }
+
+        var mean = new T[ImageBytes];
+        if (options.SubtractMean)
+        {
+            MeanImage(trainImages.AsSpan(0, options.Train * ImageBytes), options.Train, mean);
+        }
+
+        var trainMemory = trainImages.AsMemory();
+        var train = new ImageSplit<T>(trainMemory[..(options.Train * ImageBytes)], trainLabels[..options.Train], mean, options.BiasColumn);
+        var validation = new ImageSplit<T>(trainMemory[(options.Train * ImageBytes)..], trainLabels[options.Train..], mean, options.BiasColumn);
+        var test = new ImageSplit<T>(testImages, testLabels, mean, options.BiasColumn);
+        ImageSplit<T>? dev = null;
+        if (options.Dev > 0)
+        {
+            var pick = Enumerable.Range(0, options.Train).ToArray();
+            new Rng(devSeed).Shuffle(pick);
+            var devImages = new byte[options.Dev * ImageBytes];
+            var devLabels = new int[options.Dev];
+            for (var i = 0; i < options.Dev; i++)
+            {
+                train.Image(pick[i]).CopyTo(devImages.AsSpan(i * ImageBytes));
+                devLabels[i] = train.Labels[pick[i]];
+            }
+
+            dev = new ImageSplit<T>(devImages, devLabels, mean, options.BiasColumn);
+        }
+
+        return new Cifar10Dataset<T>(train, validation, test, dev, mean, directory);
+    }
+
+    /// <summary>Per-feature mean of <paramref name="count"/> images, summed exactly in integers.</summary>
+    public static void MeanImage<T>(ReadOnlySpan<byte> images, int count, Span<T> mean)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Debug.Assert(images.Length == count * ImageBytes);
+        var sums = new long[ImageBytes];
+        var partial = new int[ImageBytes];
+        for (var start = 0; start < count; start += 8_000_000 / 255)
+        {
+            Array.Clear(partial);
+            var end = Math.Min(count, start + (8_000_000 / 255));
+            for (var i = start; i < end; i++)
+            {
+                var image = images.Slice(i * ImageBytes, ImageBytes);
+                for (var j = 0; j < ImageBytes; j++)
+                {
+                    partial[j] += image[j];
+                }
+            }
+
+            for (var j = 0; j < ImageBytes; j++)
+            {
+                sums[j] += partial[j];
+            }
+        }
+
+        for (var j = 0; j < ImageBytes; j++)
+        {
+            mean[j] = T.CreateTruncating((double)sums[j] / count);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+using System.Numerics;
+using Sweeper.Engine.Kernels;
+
+namespace Sweeper.Engine.Data;
+
+/// <summary>A labelled set of examples that can copy any rows into a batch matrix.</summary>
+public interface IDataSplit<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+{
+    int Count { get; }
+
+    /// <summary>Features per example.</summary>
+    int Dim { get; }
+
+    /// <summary>Class of each example, in [0, classes).</summary>
+    int[] Labels { get; }
+
+    /// <summary>Copies examples <paramref name="indices"/>[i] into row i of <paramref name="destination"/> (indices.Length x Dim).</summary>
+    void Gather(ReadOnlySpan<int> indices, Matrix<T> destination);
+}
+
+/// <summary>A split held as a ready matrix (tests, small synthetic sets).</summary>
+public sealed class InMemorySplit<T> : IDataSplit<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly Matrix<T> _x;
+
+    public InMemorySplit(Matrix<T> x, int[] labels)
+    {
+        if (labels.Length != x.Rows)
+        {
+            throw new ArgumentException($"{x.Rows} examples but {labels.Length} labels.");
+        }
+
+        _x = x;
+        Labels = labels;
+    }
+
+    public int Count => _x.Rows;
+
+    public int Dim => _x.Cols;
+
+    public int[] Labels { get; }
+
+    public void Gather(ReadOnlySpan<int> indices, Matrix<T> destination)
+    {
+        for (var i = 0; i < indices.Length; i++)
+        {
+            _x.Row(indices[i]).CopyTo(destination.Row(i));
+        }
+    }
+}

@@ -1,0 +1,79 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace Sweeper.Engine.Kernels;
+
+/// <summary>Small element-wise and reduction kernels shared by the layers. Lengths are checked by the callers.</summary>
+public static class Ops
+{
+    /// <summary>destination[j] = sum over rows i of m[i, j].</summary>
+    public static void ColumnSums<T>(Matrix<T> m, Span<T> destination)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        destination.Clear();
+        for (var i = 0; i < m.Rows; i++)
+        {
+            TensorPrimitives.Add(destination, m.Row(i), destination);
+        }
+    }
+
+    /// <summary>destination[j] = sum over rows i of a[i, j] * b[i, j].</summary>
+    public static void ColumnDotSums<T>(Matrix<T> a, Matrix<T> b, Span<T> destination)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        destination.Clear();
+        for (var i = 0; i < a.Rows; i++)
+        {
+            TensorPrimitives.FusedMultiplyAdd(a.Row(i), b.Row(i), destination, destination);
+        }
+    }
+
+    /// <summary>destination[i] = x[i] &gt; 0 ? x[i] : 0 (NaN stays NaN, so divergence is seen downstream).</summary>
+    public static void Relu<T>(ReadOnlySpan<T> x, Span<T> destination)
+        where T : unmanaged, IFloatingPointIeee754<T>
+        => TensorPrimitives.Max(x, T.Zero, destination);
+
+    /// <summary>destination[i] = y[i] &gt; 0 ? dy[i] : 0, where y is the relu's output (or input: same sign pattern).</summary>
+    public static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> destination)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var i = 0;
+        if (Vector.IsHardwareAccelerated && y.Length >= Vector<T>.Count)
+        {
+            var yv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(y);
+            var dyv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(dy);
+            var dv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(destination);
+            for (var k = 0; k < yv.Length; k++)
+            {
+                dv[k] = Vector.ConditionalSelect(Vector.GreaterThan(yv[k], Vector<T>.Zero), dyv[k], Vector<T>.Zero);
+            }
+
+            i = yv.Length * Vector<T>.Count;
+        }
+
+        for (; i < y.Length; i++)
+        {
+            destination[i] = y[i] > T.Zero ? dy[i] : T.Zero;
+        }
+    }
+
+    /// <summary>Index of the largest element of each row (the first one on ties; NaN never wins).</summary>
+    public static void ArgMaxRows<T>(Matrix<T> m, Span<int> destination)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (var i = 0; i < m.Rows; i++)
+        {
+            var row = m.Row(i);
+            var best = 0;
+            for (var j = 1; j < row.Length; j++)
+            {
+                if (row[j] > row[best] || T.IsNaN(row[best]))
+                {
+                    best = j;
+                }
+            }
+
+            destination[i] = best;
+        }
+    }
+}

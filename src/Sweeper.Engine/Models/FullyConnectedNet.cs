@@ -1,0 +1,288 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using Sweeper.Engine.Kernels;
+using Sweeper.Engine.Layers;
+
+namespace Sweeper.Engine.Models;
+
+/// <summary>
+/// The one network behind every model family: L - 1 hidden blocks {affine - [batch/layer norm] - relu - [dropout]}
+/// followed by affine and the loss. With no hidden block it is the linear softmax or SVM classifier; with one it is
+/// the two-layer net. Shapes: input N x D, scores N x C.
+/// <para>
+/// Buffers are allocated once per batch size and reused, so a training step allocates nothing. The input's gradient
+/// is never computed (nobody needs it). Not thread-safe: one model per training run.
+/// </para>
+/// </summary>
+public sealed class FullyConnectedNet<T>
+    where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly int[] _dims;
+    private readonly int _hidden;
+    private readonly Parameter<T>[] _w, _b;
+    private readonly Parameter<T>?[] _gamma, _beta;
+    private readonly T[]?[] _runningMean, _runningVar;
+    private readonly Dictionary<int, Workspace> _workspaces = [];
+
+    public FullyConnectedNet(ModelSpec spec, ulong seed)
+    {
+        spec.Validate();
+        Spec = spec;
+        LossKind = spec.Kind == ModelKind.Svm ? LossKind.Svm : LossKind.Softmax;
+        _dims = [spec.InputDim, .. spec.HiddenSizes, spec.NumClasses];
+        _hidden = spec.HiddenSizes.Count;
+        var layers = _hidden + 1;
+        _w = new Parameter<T>[layers];
+        _b = new Parameter<T>[layers];
+        _gamma = new Parameter<T>?[_hidden];
+        _beta = new Parameter<T>?[_hidden];
+        _runningMean = new T[]?[_hidden];
+        _runningVar = new T[]?[_hidden];
+        var parameters = new List<Parameter<T>>();
+        var buffers = new List<NamedBuffer<T>>();
+        var init = new Rng(seed);
+        for (var l = 0; l < layers; l++)
+        {
+            int fanIn = _dims[l], fanOut = _dims[l + 1];
+            _w[l] = new Parameter<T>($"W{l + 1}", [fanIn, fanOut], regularized: true);
+            _b[l] = new Parameter<T>($"b{l + 1}", [fanOut], regularized: false);
+            var std = spec.Init switch
+            {
+                WeightInit.He => Math.Sqrt(2.0 / fanIn),
+                WeightInit.Xavier => Math.Sqrt(2.0 / (fanIn + fanOut)),
+                _ => spec.EffectiveWeightScale,
+            };
+            init.FillGaussian<T>(_w[l].Value, std);
+            parameters.Add(_w[l]);
+            parameters.Add(_b[l]);
+            if (l < _hidden && spec.Normalization != Normalization.None)
+            {
+                _gamma[l] = new Parameter<T>($"gamma{l + 1}", [fanOut], regularized: false);
+                _beta[l] = new Parameter<T>($"beta{l + 1}", [fanOut], regularized: false);
+                _gamma[l]!.Value.AsSpan().Fill(T.One);
+                parameters.Add(_gamma[l]!);
+                parameters.Add(_beta[l]!);
+                if (spec.Normalization == Normalization.Batch)
+                {
+                    _runningMean[l] = new T[fanOut];
+                    _runningVar[l] = new T[fanOut];
+                    _runningVar[l].AsSpan().Fill(T.One);
+                    buffers.Add(new NamedBuffer<T>($"running_mean{l + 1}", _runningMean[l]!));
+                    buffers.Add(new NamedBuffer<T>($"running_var{l + 1}", _runningVar[l]!));
+                }
+            }
+        }
+
+        Parameters = parameters;
+        Buffers = buffers;
+        DropoutRng = Rng.Derive(seed, 1);
+    }
+
+    public ModelSpec Spec { get; }
+
+    public LossKind LossKind { get; }
+
+    public int InputDim => _dims[0];
+
+    public int NumClasses => _dims[^1];
+
+    /// <summary>All trainable parameters, in a fixed order (W1, b1, gamma1, beta1, W2, ...).</summary>
+    public IReadOnlyList<Parameter<T>> Parameters { get; }
+
+    /// <summary>Non-trainable state (batchnorm running statistics).</summary>
+    public IReadOnlyList<NamedBuffer<T>> Buffers { get; }
+
+    /// <summary>Draws the dropout masks. Part of a checkpoint; tests reset it to get the same masks twice.</summary>
+    public Rng DropoutRng { get; set; }
+
+    /// <summary>Class scores in test mode (running batchnorm statistics, no dropout). The result is owned by the model and valid until its next call.</summary>
+    public Matrix<T> Scores(Matrix<T> x) => Forward(x, train: false).Scores;
+
+    /// <summary>
+    /// Train-mode loss = data loss + 0.5 * reg * sum of squared weights, and the gradient of every parameter
+    /// written into <see cref="Parameter{T}.Grad"/>.
+    /// </summary>
+    public double Loss(Matrix<T> x, ReadOnlySpan<int> y)
+    {
+        var ws = Forward(x, train: true);
+        var loss = Layers.Loss.Compute(LossKind, ws.Scores, y, ws.Dscores);
+        var reg = Spec.Reg;
+        if (reg != 0)
+        {
+            var squares = 0.0;
+            foreach (var w in _w)
+            {
+                squares += double.CreateTruncating(TensorPrimitives.SumOfSquares<T>(w.Value));
+            }
+
+            loss += 0.5 * reg * squares;
+        }
+
+        Backward(x, ws);
+        return loss;
+    }
+
+    private Workspace Forward(Matrix<T> x, bool train)
+    {
+        if (x.Cols != InputDim)
+        {
+            throw new ArgumentException($"The model takes {InputDim} features per example, not {x.Cols}.", nameof(x));
+        }
+
+        var ws = GetWorkspace(x.Rows);
+        var input = x;
+        var dropout = train && Spec.Dropout > 0;
+        for (var l = 0; l < _hidden; l++)
+        {
+            var block = ws.Blocks[l];
+            Affine.ForwardInto(input, _w[l].Value, _b[l].Value, block.Z);
+            var normalized = block.Z;
+            switch (Spec.Normalization)
+            {
+                case Normalization.Batch when train:
+                    BatchNorm.ForwardTrainInto(block.Z, _gamma[l]!.Value, _beta[l]!.Value, _runningMean[l], _runningVar[l],
+                        BatchNorm.DefaultEpsilon, BatchNorm.DefaultMomentum, block.Mean, block.InvStd, block.XHat!, block.Normalized!);
+                    normalized = block.Normalized!;
+                    break;
+                case Normalization.Batch:
+                    BatchNorm.ForwardTestInto(block.Z, _gamma[l]!.Value, _beta[l]!.Value, _runningMean[l], _runningVar[l],
+                        BatchNorm.DefaultEpsilon, block.Mean, block.Scratch, block.Normalized!);
+                    normalized = block.Normalized!;
+                    break;
+                case Normalization.Layer:
+                    LayerNorm.ForwardInto(block.Z, _gamma[l]!.Value, _beta[l]!.Value, LayerNorm.DefaultEpsilon, block.InvStd, block.XHat!, block.Normalized!);
+                    normalized = block.Normalized!;
+                    break;
+            }
+
+            Ops.Relu<T>(normalized.Span, normalized.Span);
+            block.ReluOut = normalized;
+            if (dropout)
+            {
+                DropoutRng.FillDropoutMask<T>(block.Mask!.Span, Spec.Dropout);
+                TensorPrimitives.Multiply<T>(normalized.Span, block.Mask.Span, block.Dropped!.Span);
+                block.Output = block.Dropped;
+            }
+            else
+            {
+                block.Output = normalized;
+            }
+
+            input = block.Output;
+        }
+
+        Affine.ForwardInto(input, _w[_hidden].Value, _b[_hidden].Value, ws.Scores);
+        return ws;
+    }
+
+    private void Backward(Matrix<T> x, Workspace ws)
+    {
+        var reg = T.CreateTruncating(Spec.Reg);
+        var last = _hidden;
+        Affine.BackwardInto(ws.Dscores, last == 0 ? x : ws.Blocks[last - 1].Output!, _w[last].Value,
+            last == 0 ? null : ws.Blocks[last - 1].Grad, _w[last].Grad, _b[last].Grad, reg);
+        for (var l = _hidden - 1; l >= 0; l--)
+        {
+            var block = ws.Blocks[l];
+            var grad = block.Grad;
+            if (Spec.Dropout > 0)
+            {
+                TensorPrimitives.Multiply<T>(grad.Span, block.Mask!.Span, grad.Span);
+            }
+
+            Ops.ReluBackward<T>(block.ReluOut!.Span, grad.Span, grad.Span);
+            switch (Spec.Normalization)
+            {
+                case Normalization.Batch:
+                    BatchNorm.BackwardInto(grad, block.XHat!, block.InvStd, _gamma[l]!.Value, block.Scratch, grad, _gamma[l]!.Grad, _beta[l]!.Grad);
+                    break;
+                case Normalization.Layer:
+                    LayerNorm.BackwardInto(grad, block.XHat!, block.InvStd, _gamma[l]!.Value, block.Scratch, grad, _gamma[l]!.Grad, _beta[l]!.Grad);
+                    break;
+            }
+
+            Affine.BackwardInto(grad, l == 0 ? x : ws.Blocks[l - 1].Output!, _w[l].Value, l == 0 ? null : ws.Blocks[l - 1].Grad, _w[l].Grad, _b[l].Grad, reg);
+        }
+    }
+
+    private Workspace GetWorkspace(int rows)
+    {
+        if (!_workspaces.TryGetValue(rows, out var ws))
+        {
+            ws = new Workspace(rows, _dims, Spec);
+            _workspaces[rows] = ws;
+        }
+
+        return ws;
+    }
+
+    /// <summary>Every buffer one batch size needs, made once.</summary>
+    private sealed class Workspace
+    {
+        public Workspace(int rows, int[] dims, ModelSpec spec)
+        {
+            Blocks = new Block[dims.Length - 2];
+            for (var l = 0; l < Blocks.Length; l++)
+            {
+                Blocks[l] = new Block(rows, dims[l + 1], spec);
+            }
+
+            Scores = new Matrix<T>(rows, dims[^1]);
+            Dscores = new Matrix<T>(rows, dims[^1]);
+        }
+
+        public Block[] Blocks { get; }
+
+        public Matrix<T> Scores { get; }
+
+        public Matrix<T> Dscores { get; }
+    }
+
+    private sealed class Block
+    {
+        public Block(int rows, int width, ModelSpec spec)
+        {
+            Z = new Matrix<T>(rows, width);
+            Grad = new Matrix<T>(rows, width);
+            var norm = spec.Normalization != Normalization.None;
+            if (norm)
+            {
+                XHat = new Matrix<T>(rows, width);
+                Normalized = new Matrix<T>(rows, width);
+            }
+
+            if (spec.Dropout > 0)
+            {
+                Mask = new Matrix<T>(rows, width);
+                Dropped = new Matrix<T>(rows, width);
+            }
+
+            Mean = new T[width];
+            Scratch = new T[width];
+            InvStd = new T[spec.Normalization == Normalization.Layer ? rows : width];
+        }
+
+        public Matrix<T> Z { get; }
+
+        public Matrix<T>? XHat { get; }
+
+        public Matrix<T>? Normalized { get; }
+
+        public Matrix<T>? Mask { get; }
+
+        public Matrix<T>? Dropped { get; }
+
+        /// <summary>Gradient with respect to this block's output, transformed in place down to its affine output.</summary>
+        public Matrix<T> Grad { get; }
+
+        public T[] Mean { get; }
+
+        public T[] InvStd { get; }
+
+        public T[] Scratch { get; }
+
+        public Matrix<T>? ReluOut { get; set; }
+
+        public Matrix<T>? Output { get; set; }
+    }
+}

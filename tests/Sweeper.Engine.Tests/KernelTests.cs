@@ -1,0 +1,143 @@
+using Sweeper.Engine.Kernels;
+
+namespace Sweeper.Engine.Tests;
+
+public class KernelTests
+{
+    private static double[] NaiveGemm(bool ta, bool tb, int m, int n, int k, double alpha, double[] a, double[] b, double beta, double[] c)
+    {
+        var r = (double[])c.Clone();
+        for (var i = 0; i < m; i++)
+        {
+            for (var j = 0; j < n; j++)
+            {
+                var s = 0.0;
+                for (var p = 0; p < k; p++)
+                {
+                    var av = ta ? a[(p * m) + i] : a[(i * k) + p];
+                    var bv = tb ? b[(j * k) + p] : b[(p * n) + j];
+                    s += av * bv;
+                }
+
+                r[(i * n) + j] = (alpha * s) + (beta * c[(i * n) + j]);
+            }
+        }
+
+        return r;
+    }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void Gemm_matches_a_naive_triple_loop_in_double_and_float(bool ta, bool tb)
+    {
+        var rng = new Rng(1);
+        int m = 7, n = 5, k = 9;
+        var a = TestData.Randn(rng, m * k);
+        var b = TestData.Randn(rng, k * n);
+        var c = TestData.Randn(rng, m * n);
+        var expected = NaiveGemm(ta, tb, m, n, k, 0.7, a, b, 0.3, c);
+
+        var cd = (double[])c.Clone();
+        Blas.Gemm<double>(ta, tb, m, n, k, 0.7, a, ta ? m : k, b, tb ? k : n, 0.3, cd, n);
+        for (var i = 0; i < cd.Length; i++)
+        {
+            Assert.Equal(expected[i], cd[i], 12);
+        }
+
+        var cf = c.Select(v => (float)v).ToArray();
+        Blas.Gemm<float>(ta, tb, m, n, k, 0.7f, a.Select(v => (float)v).ToArray(), ta ? m : k, b.Select(v => (float)v).ToArray(), tb ? k : n, 0.3f, cf, n);
+        for (var i = 0; i < cf.Length; i++)
+        {
+            Assert.Equal(expected[i], cf[i], 4);
+        }
+    }
+
+    [Fact]
+    public void Gemm_rejects_buffers_too_small_for_the_shapes()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Blas.Gemm<float>(false, false, 4, 4, 4, 1f, new float[15], 4, new float[16], 4, 0f, new float[16], 4));
+        Assert.Contains("Matrix A", ex.Message);
+    }
+
+    [Fact]
+    public void Blas_reports_the_loaded_library()
+    {
+        Assert.Contains("openblas", Blas.Describe(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Relu_and_its_backward_match_scalar_loops_including_the_tail()
+    {
+        var rng = new Rng(3);
+        var x = TestData.Randn(rng, 37);
+        var dy = TestData.Randn(rng, 37);
+        var y = new double[37];
+        var dx = new double[37];
+        Ops.Relu<double>(x, y);
+        Ops.ReluBackward<double>(y, dy, dx);
+        for (var i = 0; i < 37; i++)
+        {
+            Assert.Equal(Math.Max(0, x[i]), y[i]);
+            Assert.Equal(x[i] > 0 ? dy[i] : 0, dx[i]);
+        }
+    }
+
+    [Fact]
+    public void Rng_state_round_trips_and_continues_the_same_sequence()
+    {
+        var a = new Rng(42);
+        for (var i = 0; i < 10; i++)
+        {
+            a.NextULong();
+        }
+
+        var b = Rng.FromState(a.GetState());
+        for (var i = 0; i < 100; i++)
+        {
+            Assert.Equal(a.NextULong(), b.NextULong());
+        }
+
+        Assert.NotEqual(new Rng(1).NextULong(), new Rng(2).NextULong());
+    }
+
+    [Fact]
+    public void Rng_draws_are_uniform_and_gaussian_in_distribution()
+    {
+        var rng = new Rng(7);
+        var counts = new int[10];
+        for (var i = 0; i < 100_000; i++)
+        {
+            counts[rng.NextInt(10)]++;
+        }
+
+        Assert.All(counts, c => Assert.InRange(c, 9_500, 10_500));
+        var g = new double[100_000];
+        rng.FillGaussian<double>(g, 2.0);
+        var mean = g.Average();
+        var std = Math.Sqrt(g.Select(v => (v - mean) * (v - mean)).Average());
+        Assert.InRange(mean, -0.03, 0.03);
+        Assert.InRange(std, 1.97, 2.03);
+    }
+
+    [Fact]
+    public void Dropout_masks_drop_the_requested_fraction_and_scale_the_rest()
+    {
+        var mask = new float[100_001];
+        new Rng(9).FillDropoutMask<float>(mask, 0.3);
+        var dropped = mask.Count(v => v == 0);
+        Assert.InRange(dropped / (double)mask.Length, 0.29, 0.31);
+        Assert.All(mask.Where(v => v != 0), v => Assert.Equal(1 / 0.7f, v, 6));
+    }
+
+    [Fact]
+    public void Shuffle_is_a_permutation()
+    {
+        var values = Enumerable.Range(0, 1000).ToArray();
+        new Rng(5).Shuffle(values);
+        Assert.NotEqual(Enumerable.Range(0, 1000), values);
+        Assert.Equal(Enumerable.Range(0, 1000), values.Order());
+    }
+}
