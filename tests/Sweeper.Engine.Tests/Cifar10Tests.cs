@@ -1,0 +1,115 @@
+using Sweeper.Engine.Data;
+
+namespace Sweeper.Engine.Tests;
+
+public class Cifar10Tests
+{
+    [Fact]
+    public void Loads_the_real_splits_with_the_published_labels_pixels_and_mean()
+    {
+        var data = Cifar10.Load<double>(TestData.CifarDir);
+        Assert.Equal(49_000, data.Train.Count);
+        Assert.Equal(1_000, data.Validation.Count);
+        Assert.Equal(1_000, data.Test.Count);
+        Assert.Equal([6, 9, 9, 4, 1, 1, 2, 7, 8, 3], data.Train.Labels[..10]);
+        Assert.Equal([3, 8, 8, 0, 6, 6, 1, 6, 3, 1], data.Test.Labels[..10]);
+
+        // Pixel (0,0) of training image 0 is RGB (59,62,63); channel-planar: offsets 0, 1024, 2048.
+        var image = data.Train.Image(0);
+        Assert.Equal([59, 62, 63], new[] { image[0], image[1024], image[2048] });
+        var test = data.Test.Image(0);
+        Assert.Equal([158, 112, 49], new[] { test[0], test[1024], test[2048] });
+
+        // The published per-feature mean of the first 49,000 images (HWC order: R, G, B of pixel 0, then pixel 1, ...).
+        double[] published = [130.64189796, 135.98173469, 132.47391837, 130.05569388, 135.34804082, 131.75402041, 130.96055102, 136.14328571, 132.47636735, 131.48467347];
+        for (var k = 0; k < published.Length; k++)
+        {
+            int pixel = k / 3, channel = k % 3;
+            Assert.InRange(data.Mean[(channel * 1024) + pixel] - published[k], -1e-8, 1e-8);
+        }
+
+        // Every split is mean-subtracted with the training mean.
+        var row = new Kernels.Matrix<double>(1, 3072);
+        data.Validation.Gather([0], row);
+        Assert.Equal(data.Validation.Image(0)[5] - data.Mean[5], row[0, 5], 12);
+    }
+
+    [Fact]
+    public void Class_counts_of_the_first_batch_match_the_official_file()
+    {
+        var data = Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 10_000, Validation = 0, Test = 0 });
+        var counts = data.Train.Labels.CountBy(l => l).OrderBy(kv => kv.Key).Select(kv => kv.Value);
+        Assert.Equal([1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981], counts);
+    }
+
+    [Fact]
+    public void Bias_column_dev_subset_and_custom_splits_are_honoured()
+    {
+        var data = Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 500, Validation = 100, Test = 50, Dev = 20, BiasColumn = true });
+        Assert.Equal(3073, data.Train.Dim);
+        Assert.Equal(100, data.Validation.Count);
+        Assert.Equal(20, data.Dev!.Count);
+        var m = data.Train.ToMatrix();
+        Assert.All(Enumerable.Range(0, m.Rows), i => Assert.Equal(1f, m[i, 3072]));
+        // The validation split continues right after the training split.
+        var full = Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 600, Validation = 0, Test = 0 });
+        Assert.Equal(full.Train.Image(500).ToArray(), data.Validation.Image(0).ToArray());
+    }
+
+    [Fact]
+    public void A_truncated_file_fails_with_an_error_naming_it()
+    {
+        using var dir = new TempDir();
+        var source = Path.Combine(TestData.CifarDir, "data_batch_1.bin");
+        var bytes = File.ReadAllBytes(source);
+        File.WriteAllBytes(Path.Combine(dir.Path, "data_batch_1.bin"), bytes[..(bytes.Length - 100)]);
+        var ex = Assert.Throws<InvalidDataException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Train = 900, Validation = 100, Test = 0 }));
+        Assert.Contains("data_batch_1.bin", ex.Message);
+        Assert.Contains("truncated", ex.Message);
+    }
+
+    [Fact]
+    public void A_bad_label_fails_with_the_record_number()
+    {
+        using var dir = new TempDir();
+        var bytes = File.ReadAllBytes(Path.Combine(TestData.CifarDir, "data_batch_1.bin"));
+        bytes[7 * Cifar10.RecordBytes] = 200;
+        File.WriteAllBytes(Path.Combine(dir.Path, "data_batch_1.bin"), bytes);
+        var ex = Assert.Throws<InvalidDataException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Train = 900, Validation = 100, Test = 0 }));
+        Assert.Contains("record 7", ex.Message);
+        Assert.Contains("label 200", ex.Message);
+    }
+
+    [Fact]
+    public void A_missing_file_and_impossible_splits_are_reported()
+    {
+        using var dir = new TempDir();
+        Assert.Throws<FileNotFoundException>(() => Cifar10.Load<float>(dir.Path));
+        Assert.Throws<ArgumentException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Train = 49_500, Validation = 1_000 }));
+        Assert.Throws<ArgumentException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Test = 10_001 }));
+    }
+}
+
+/// <summary>A temporary folder removed at the end of a test.</summary>
+public sealed class TempDir : IDisposable
+{
+    public TempDir()
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "sweeper-test-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(Path);
+    }
+
+    public string Path { get; }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Best effort: a leftover temp folder is harmless.
+        }
+    }
+}
