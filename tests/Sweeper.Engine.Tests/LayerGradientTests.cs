@@ -13,7 +13,7 @@ public class LayerGradientTests
     public void Affine_backward_matches_numerical_gradients_for_a_4d_input()
     {
         var x = TestData.Randn(_rng, 10, 2, 3, 4);
-        var w = TestData.Randn(_rng, 24, 5);
+        var w = TestData.Randn(_rng, 5, 24);
         var b = TestData.Randn(_rng, 5);
         var dout = TestData.Randn(_rng, 10, 5);
         double[] F() => Affine.Forward(x, w, b).Out.Data;
@@ -22,18 +22,46 @@ public class LayerGradientTests
         var g = Affine.Backward(dout, cache);
 
         Assert.Equal(x.Shape, g.Dx.Shape);
-        Assert.True(RelativeError(g.Dx.Data, NumericalArray(F, x.Data, dout.Data)) < 1e-8);
-        Assert.True(RelativeError(g.Dw.Data, NumericalArray(F, w.Data, dout.Data)) < 1e-8);
-        Assert.True(RelativeError(g.Db, NumericalArray(F, b, dout.Data)) < 1e-8);
+        TestData.AssertGradient(g.Dx.Data, NumericalArray(F, x.Data, dout.Data), 1e-7, "g.Dx.Data");
+        TestData.AssertGradient(g.Dw.Data, NumericalArray(F, w.Data, dout.Data), 1e-8, "g.Dw.Data");
+        TestData.AssertGradient(g.Db, NumericalArray(F, b, dout.Data), 1e-8, "g.Db");
     }
 
     [Fact]
     public void Affine_forward_matches_a_hand_computed_product()
     {
         var x = Matrix<double>.FromRows([[1, 2], [3, 4]]);
-        var w = Matrix<double>.FromRows([[1, 0, -1], [2, 1, 0]]);
+        var w = Matrix<double>.FromRows([[1, 2], [0, 1], [-1, 0]]); // out x in
         var (output, _) = Affine.Forward(x, w, [0.5, 0, 1]);
         Assert.Equal([5.5, 2, 0, 11.5, 4, -2], output.Data);
+    }
+
+    [Fact]
+    public void Fused_sgd_backward_equals_the_gradient_followed_by_an_sgd_step()
+    {
+        var x = TestData.Randn(_rng, 6, 8);
+        var w = TestData.Randn(_rng, 4, 8);
+        var b = TestData.Randn(_rng, 4);
+        var dout = TestData.Randn(_rng, 6, 4);
+        var dw = new double[w.Data.Length];
+        var db = new double[4];
+        var dx = x.ZerosLike();
+        Affine.BackwardInto(dout, x, w.Data, dx, dw, db, 0.3);
+
+        var fusedW = (double[])w.Data.Clone();
+        var fusedB = (double[])b.Clone();
+        var fusedDx = x.ZerosLike();
+        Affine.BackwardSgdInto(dout, x, fusedW, fusedDx, fusedB, new double[4], 0.01, 0.3);
+        Assert.Equal(dx.Data, fusedDx.Data); // the input gradient uses the weights before the step
+        for (var i = 0; i < dw.Length; i++)
+        {
+            Assert.Equal(w.Data[i] - (0.01 * dw[i]), fusedW[i], 12);
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(b[i] - (0.01 * db[i]), fusedB[i], 12);
+        }
     }
 
     [Fact]
@@ -49,7 +77,7 @@ public class LayerGradientTests
         var dout = TestData.Randn(_rng, 10, 10);
         var (_, cache) = Relu.Forward(x);
         var dx = Relu.Backward(dout, cache);
-        Assert.True(RelativeError(dx.Data, NumericalArray(() => Relu.Forward(x).Out.Data, x.Data, dout.Data)) < 1e-9);
+        TestData.AssertGradient(dx.Data, NumericalArray(() => Relu.Forward(x).Out.Data, x.Data, dout.Data), 1e-9, "dx.Data");
     }
 
     [Fact]
@@ -68,9 +96,9 @@ public class LayerGradientTests
 
         var (_, cache) = BatchNorm.Forward(x, gamma, beta, new double[5], new double[5], train: true);
         var g = BatchNorm.Backward(dout, cache!);
-        Assert.True(RelativeError(g.Dx.Data, NumericalArray(F, x.Data, dout.Data)) < 1e-7);
-        Assert.True(RelativeError(g.Dgamma, NumericalArray(F, gamma, dout.Data)) < 1e-8);
-        Assert.True(RelativeError(g.Dbeta, NumericalArray(F, beta, dout.Data)) < 1e-8);
+        TestData.AssertGradient(g.Dx.Data, NumericalArray(F, x.Data, dout.Data), 1e-7, "g.Dx.Data");
+        TestData.AssertGradient(g.Dgamma, NumericalArray(F, gamma, dout.Data), 1e-8, "g.Dgamma");
+        TestData.AssertGradient(g.Dbeta, NumericalArray(F, beta, dout.Data), 1e-8, "g.Dbeta");
     }
 
     [Fact]
@@ -141,9 +169,9 @@ public class LayerGradientTests
 
         var (output, cache) = LayerNorm.Forward(x, gamma, beta);
         var g = LayerNorm.Backward(dout, cache);
-        Assert.True(RelativeError(g.Dx.Data, NumericalArray(F, x.Data, dout.Data)) < 1e-7);
-        Assert.True(RelativeError(g.Dgamma, NumericalArray(F, gamma, dout.Data)) < 1e-8);
-        Assert.True(RelativeError(g.Dbeta, NumericalArray(F, beta, dout.Data)) < 1e-8);
+        TestData.AssertGradient(g.Dx.Data, NumericalArray(F, x.Data, dout.Data), 1e-7, "g.Dx.Data");
+        TestData.AssertGradient(g.Dgamma, NumericalArray(F, gamma, dout.Data), 1e-8, "g.Dgamma");
+        TestData.AssertGradient(g.Dbeta, NumericalArray(F, beta, dout.Data), 1e-8, "g.Dbeta");
 
         // With gamma = 1 and beta = 0 every example has mean 0 and variance 1.
         var (unit, _) = LayerNorm.Forward(x, Enumerable.Repeat(1.0, 6).ToArray(), new double[6]);
@@ -166,7 +194,7 @@ public class LayerGradientTests
 
         var (_, mask) = Dropout.Forward(x, 0.4, train: true, new Rng(11));
         var dx = Dropout.Backward(dout, mask);
-        Assert.True(RelativeError(dx.Data, NumericalArray(F, x.Data, dout.Data)) < 1e-7);
+        TestData.AssertGradient(dx.Data, NumericalArray(F, x.Data, dout.Data), 1e-7, "dx.Data");
     }
 
     [Fact]
@@ -192,7 +220,7 @@ public class LayerGradientTests
         var y = TestData.Labels(_rng, 8, 10);
         var (loss, dscores) = Loss.Softmax(scores, y);
         var numerical = Numerical(() => Loss.Softmax(scores, y).Loss, scores.Data);
-        Assert.True(RelativeError(dscores.Data, numerical) < 1e-7);
+        TestData.AssertGradient(dscores.Data, numerical, 1e-7, "dscores.Data");
         Assert.InRange(loss, 0.5, 5);
 
         var zero = new Matrix<double>(8, 10);
@@ -219,7 +247,7 @@ public class LayerGradientTests
         var y = TestData.Labels(_rng, 8, 10);
         var (_, dscores) = Loss.Svm(scores, y);
         var numerical = Numerical(() => Loss.Svm(scores, y).Loss, scores.Data);
-        Assert.True(RelativeError(dscores.Data, numerical) < 1e-7);
+        TestData.AssertGradient(dscores.Data, numerical, 1e-7, "dscores.Data");
         Assert.Equal(9, Loss.Svm(new Matrix<double>(8, 10), y).Loss, 12);
 
         var hand = Matrix<double>.FromRows([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]]);

@@ -105,12 +105,39 @@ public class ModelGradientTests
     {
         var spec = new ModelSpec { Kind = ModelKind.Softmax, InputDim = 3, NumClasses = 2, HiddenSizes = [] };
         var model = new FullyConnectedNet<double>(spec, 1);
-        double[] w = [1, 2, 3, 4, 5, 6];
+        double[] w = [1, 3, 5, 2, 4, 6]; // out x in
         w.CopyTo(model.Parameters[0].Value, 0);
         double[] b = [0.5, -0.5];
         b.CopyTo(model.Parameters[1].Value, 0);
         var scores = model.Scores(Matrix<double>.FromRows([[1, 0, 2]]));
         Assert.Equal([1 + 10 + 0.5, 2 + 12 - 0.5], scores.Data);
+    }
+
+    [Fact]
+    public void A_fused_sgd_step_matches_loss_then_update_for_a_batchnorm_net()
+    {
+        var spec = new ModelSpec { InputDim = 6, NumClasses = 3, HiddenSizes = [5, 4], Normalization = Normalization.Batch, Reg = 0.1, WeightScale = 0.3 };
+        var rng = new Rng(8);
+        var x = TestData.Randn(rng, 7, 6);
+        var y = TestData.Labels(rng, 7, 3);
+        var a = new FullyConnectedNet<double>(spec, 4);
+        var b = new FullyConnectedNet<double>(spec, 4);
+        var lossA = a.Loss(x, y);
+        var sgd = Training.UpdateRule.Create("sgd");
+        foreach (var p in a.Parameters)
+        {
+            sgd.Update<double>(p.Value, p.Grad, sgd.CreateState<double>(p.Value.Length), 0.05);
+        }
+
+        var lossB = b.SgdStep(x, y, 0.05);
+        Assert.Equal(lossA, lossB, 12);
+        for (var i = 0; i < a.Parameters.Count; i++)
+        {
+            for (var j = 0; j < a.Parameters[i].Value.Length; j++)
+            {
+                Assert.Equal(a.Parameters[i].Value[j], b.Parameters[i].Value[j], 12);
+            }
+        }
     }
 
     [Fact]

@@ -34,6 +34,13 @@ public static class TestData
             "The real CIFAR-10 copy was not found: set SWEEPER_DATA or keep ../shared/data/cifar-10-batches-bin beside the checkout. These tests need it and do not skip.");
     }
 
+    /// <summary>Asserts the cs231n relative error of two gradients is below <paramref name="bound"/>, printing it otherwise.</summary>
+    public static void AssertGradient(ReadOnlySpan<double> analytic, ReadOnlySpan<double> numerical, double bound, string what)
+    {
+        var error = Training.GradientCheck.RelativeError(analytic, numerical);
+        Assert.True(error < bound, $"{what}: relative error {error:e2} is not below {bound:e0}");
+    }
+
     public static Matrix<double> Randn(Rng rng, params int[] shape)
     {
         var m = Matrix<double>.OfShape(shape);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using Sweeper.Engine.Kernels;
 
 namespace Sweeper.Engine.Data;
@@ -88,13 +89,62 @@ public sealed class ImageSplit<T> : IDataSplit<T>
         var images = _images.Span;
         for (var i = 0; i < indices.Length; i++)
         {
+            if (i + PrefetchDistance < indices.Length)
+            {
+                Prefetch(images.Slice(indices[i + PrefetchDistance] * Cifar10.ImageBytes, Cifar10.ImageBytes));
+            }
+
             var row = destination.Row(i);
-            var pixels = row[..Cifar10.ImageBytes];
-            TensorPrimitives.ConvertTruncating<byte, T>(images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes), pixels);
-            TensorPrimitives.Subtract<T>(pixels, _mean, pixels);
+            Preprocess(images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes), _mean, row[..Cifar10.ImageBytes]);
             if (_bias)
             {
                 row[^1] = T.One;
+            }
+        }
+    }
+
+    /// <summary>destination[j] = pixels[j] - mean[j], in one pass (float: 32 pixels per step with AVX2).</summary>
+    internal static void Preprocess(ReadOnlySpan<byte> pixels, ReadOnlySpan<T> mean, Span<T> destination)
+    {
+        var j = 0;
+        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
+        {
+            var m = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(mean);
+            var d = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
+            for (; j + 32 <= pixels.Length; j += 32)
+            {
+                var bytes = Vector256.Create(pixels.Slice(j, 32));
+                var (lo, hi) = Vector256.Widen(bytes);
+                var (a, b) = Vector256.Widen(lo);
+                var (c, e) = Vector256.Widen(hi);
+                (Vector256.ConvertToSingle(a.AsInt32()) - Vector256.Create(m.Slice(j, 8))).CopyTo(d.Slice(j, 8));
+                (Vector256.ConvertToSingle(b.AsInt32()) - Vector256.Create(m.Slice(j + 8, 8))).CopyTo(d.Slice(j + 8, 8));
+                (Vector256.ConvertToSingle(c.AsInt32()) - Vector256.Create(m.Slice(j + 16, 8))).CopyTo(d.Slice(j + 16, 8));
+                (Vector256.ConvertToSingle(e.AsInt32()) - Vector256.Create(m.Slice(j + 24, 8))).CopyTo(d.Slice(j + 24, 8));
+            }
+        }
+
+        for (; j < pixels.Length; j++)
+        {
+            destination[j] = T.CreateTruncating(pixels[j]) - mean[j];
+        }
+    }
+
+    /// <summary>Rows ahead whose bytes are requested early: random rows of a 150 MB array otherwise stall on memory.</summary>
+    private const int PrefetchDistance = 10;
+
+    private static unsafe void Prefetch(ReadOnlySpan<byte> image)
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            return;
+        }
+
+        fixed (byte* p = image)
+        {
+            for (var offset = 0; offset < image.Length; offset += 64)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + offset);
             }
         }
     }
@@ -108,12 +158,18 @@ public sealed class ImageSplit<T> : IDataSplit<T>
     }
 }
 
-/// <summary>The CIFAR-10 splits of one load. All splits share the training split's mean image.</summary>
-public sealed class Cifar10Dataset<T>
+/// <summary>
+/// The CIFAR-10 splits of one load. All splits share the training split's mean image. Dispose it to free the
+/// training and validation images (kept outside the GC heap); the splits must not be used after that.
+/// </summary>
+public sealed class Cifar10Dataset<T> : IDisposable
     where T : unmanaged, IFloatingPointIeee754<T>
 {
-    internal Cifar10Dataset(ImageSplit<T> train, ImageSplit<T> validation, ImageSplit<T> test, ImageSplit<T>? dev, T[] mean, string directory)
+    private readonly IDisposable _buffer;
+
+    internal Cifar10Dataset(ImageSplit<T> train, ImageSplit<T> validation, ImageSplit<T> test, ImageSplit<T>? dev, T[] mean, string directory, IDisposable buffer)
     {
+        _buffer = buffer;
         Train = train;
         Validation = validation;
         Test = test;
@@ -134,6 +190,8 @@ public sealed class Cifar10Dataset<T>
     public T[] Mean { get; }
 
     public string Directory { get; }
+
+    public void Dispose() => _buffer.Dispose();
 }
 
 /// <summary>Reader for CIFAR-10's official binary format: records of 1 label byte and 3072 image bytes.</summary>
@@ -225,14 +283,16 @@ public static class Cifar10
         options ??= new SplitOptions();
         options.Validate();
         var trainCount = options.Train + options.Validation;
-        var trainImages = new byte[(long)trainCount * ImageBytes];
+        // Outside the GC heap, on huge pages where the OS allows: minibatches read random rows of this array.
+        var trainBuffer = new NativeBuffer((long)trainCount * ImageBytes);
+        var trainImages = trainBuffer.Memory;
         var trainLabels = new int[trainCount];
         var buffer = new byte[FileBytes];
         for (var f = 0; f * RecordsPerFile < trainCount; f++)
         {
             var records = Math.Min(RecordsPerFile, trainCount - (f * RecordsPerFile));
             ReadBatch(Path.Combine(directory, TrainFiles[f]), records,
-                trainImages.AsSpan(f * RecordsPerFile * ImageBytes, records * ImageBytes), trainLabels.AsSpan(f * RecordsPerFile, records), buffer);
+                trainImages.Span.Slice(f * RecordsPerFile * ImageBytes, records * ImageBytes), trainLabels.AsSpan(f * RecordsPerFile, records), buffer);
         }
 
         var testImages = new byte[(long)options.Test * ImageBytes];
@@ -245,10 +305,10 @@ public static class Cifar10
         var mean = new T[ImageBytes];
         if (options.SubtractMean)
         {
-            MeanImage(trainImages.AsSpan(0, options.Train * ImageBytes), options.Train, mean);
+            MeanImage(trainImages.Span[..(options.Train * ImageBytes)], options.Train, mean);
         }
 
-        var trainMemory = trainImages.AsMemory();
+        var trainMemory = trainImages;
         var train = new ImageSplit<T>(trainMemory[..(options.Train * ImageBytes)], trainLabels[..options.Train], mean, options.BiasColumn);
         var validation = new ImageSplit<T>(trainMemory[(options.Train * ImageBytes)..], trainLabels[options.Train..], mean, options.BiasColumn);
         var test = new ImageSplit<T>(testImages, testLabels, mean, options.BiasColumn);
@@ -268,7 +328,7 @@ public static class Cifar10
             dev = new ImageSplit<T>(devImages, devLabels, mean, options.BiasColumn);
         }
 
-        return new Cifar10Dataset<T>(train, validation, test, dev, mean, directory);
+        return new Cifar10Dataset<T>(train, validation, test, dev, mean, directory, trainBuffer);
     }
 
     /// <summary>Per-feature mean of <paramref name="count"/> images, summed exactly in integers.</summary>

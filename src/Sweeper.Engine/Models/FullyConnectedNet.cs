@@ -44,7 +44,7 @@ public sealed class FullyConnectedNet<T>
         for (var l = 0; l < layers; l++)
         {
             int fanIn = _dims[l], fanOut = _dims[l + 1];
-            _w[l] = new Parameter<T>($"W{l + 1}", [fanIn, fanOut], regularized: true);
+            _w[l] = new Parameter<T>($"W{l + 1}", [fanOut, fanIn], regularized: true);
             _b[l] = new Parameter<T>($"b{l + 1}", [fanOut], regularized: false);
             var std = spec.Init switch
             {
@@ -102,7 +102,16 @@ public sealed class FullyConnectedNet<T>
     /// Train-mode loss = data loss + 0.5 * reg * sum of squared weights, and the gradient of every parameter
     /// written into <see cref="Parameter{T}.Grad"/>.
     /// </summary>
-    public double Loss(Matrix<T> x, ReadOnlySpan<int> y)
+    public double Loss(Matrix<T> x, ReadOnlySpan<int> y) => LossAndBackward(x, y, sgdLearningRate: null);
+
+    /// <summary>
+    /// One plain SGD step fused into the backward pass: every weight matrix is updated inside the matrix product
+    /// that computes its gradient (w = (1 - lr reg) w - lr x^T dout), biases, gamma and beta right after theirs.
+    /// Weight gradients are not stored. Returns the loss before the step; a non-finite loss changes nothing.
+    /// </summary>
+    public double SgdStep(Matrix<T> x, ReadOnlySpan<int> y, double learningRate) => LossAndBackward(x, y, learningRate);
+
+    private double LossAndBackward(Matrix<T> x, ReadOnlySpan<int> y, double? sgdLearningRate)
     {
         var ws = Forward(x, train: true);
         var loss = Layers.Loss.Compute(LossKind, ws.Scores, y, ws.Dscores);
@@ -118,7 +127,12 @@ public sealed class FullyConnectedNet<T>
             loss += 0.5 * reg * squares;
         }
 
-        Backward(x, ws);
+        if (!double.IsFinite(loss) && sgdLearningRate is not null)
+        {
+            return loss;
+        }
+
+        Backward(x, ws, sgdLearningRate);
         return loss;
     }
 
@@ -175,12 +189,10 @@ public sealed class FullyConnectedNet<T>
         return ws;
     }
 
-    private void Backward(Matrix<T> x, Workspace ws)
+    private void Backward(Matrix<T> x, Workspace ws, double? sgdLearningRate)
     {
-        var reg = T.CreateTruncating(Spec.Reg);
         var last = _hidden;
-        Affine.BackwardInto(ws.Dscores, last == 0 ? x : ws.Blocks[last - 1].Output!, _w[last].Value,
-            last == 0 ? null : ws.Blocks[last - 1].Grad, _w[last].Grad, _b[last].Grad, reg);
+        AffineBackward(last, ws.Dscores, last == 0 ? x : ws.Blocks[last - 1].Output!, last == 0 ? null : ws.Blocks[last - 1].Grad, ws, sgdLearningRate);
         for (var l = _hidden - 1; l >= 0; l--)
         {
             var block = ws.Blocks[l];
@@ -201,7 +213,27 @@ public sealed class FullyConnectedNet<T>
                     break;
             }
 
-            Affine.BackwardInto(grad, l == 0 ? x : ws.Blocks[l - 1].Output!, _w[l].Value, l == 0 ? null : ws.Blocks[l - 1].Grad, _w[l].Grad, _b[l].Grad, reg);
+            if (sgdLearningRate is { } lr && Spec.Normalization != Normalization.None)
+            {
+                var step = T.CreateTruncating(-lr);
+                TensorPrimitives.FusedMultiplyAdd(_gamma[l]!.Grad, step, _gamma[l]!.Value, _gamma[l]!.Value);
+                TensorPrimitives.FusedMultiplyAdd(_beta[l]!.Grad, step, _beta[l]!.Value, _beta[l]!.Value);
+            }
+
+            AffineBackward(l, grad, l == 0 ? x : ws.Blocks[l - 1].Output!, l == 0 ? null : ws.Blocks[l - 1].Grad, ws, sgdLearningRate);
+        }
+    }
+
+    private void AffineBackward(int layer, Matrix<T> dout, Matrix<T> input, Matrix<T>? dx, Workspace ws, double? sgdLearningRate)
+    {
+        var reg = T.CreateTruncating(Spec.Reg);
+        if (sgdLearningRate is { } lr)
+        {
+            Affine.BackwardSgdInto(dout, input, _w[layer].Value, dx, _b[layer].Value, _b[layer].Grad, T.CreateTruncating(lr), reg);
+        }
+        else
+        {
+            Affine.BackwardInto(dout, input, _w[layer].Value, dx, _w[layer].Grad, _b[layer].Grad, reg);
         }
     }
 

@@ -106,6 +106,9 @@ public sealed class Solver<T>
     private readonly IDataSplit<T> _train;
     private readonly IDataSplit<T> _val;
     private readonly UpdateRule _rule;
+
+    /// <summary>Plain SGD is applied inside the backward pass (see <see cref="FullyConnectedNet{T}.SgdStep"/>).</summary>
+    private readonly bool _fusedSgd;
     private readonly ParameterState<T>[] _states;
     private readonly int _batch;
     private readonly int _itersPerEpoch;
@@ -136,6 +139,7 @@ public sealed class Solver<T>
         _val = validation;
         Options = options;
         _rule = UpdateRule.Create(options.UpdateRule, options.Update);
+        _fusedSgd = _rule.Name == "sgd";
         _states = model.Parameters.Select(p => _rule.CreateState<T>(p.Value.Length)).ToArray();
         _batch = Math.Min(options.BatchSize, train.Count);
         _itersPerEpoch = Math.Max(train.Count / _batch, 1);
@@ -203,26 +207,13 @@ public sealed class Solver<T>
                 _rng.Shuffle(_order);
             }
 
-            var indices = _order.AsSpan(inEpoch * _batch, _batch);
-            _train.Gather(indices, _batchX);
-            for (var i = 0; i < indices.Length; i++)
-            {
-                _batchY[i] = _train.Labels[indices[i]];
-            }
-
-            var loss = _model.Loss(_batchX, _batchY);
+            var loss = Step(_order.AsSpan(inEpoch * _batch, _batch));
             if (!double.IsFinite(loss))
             {
                 outcome = TrainingOutcome.Diverged;
                 reason = $"loss became {loss} at iteration {Iteration + 1} (epoch {Epoch + 1}, learning rate {LearningRate:g4})";
                 onIteration?.Invoke(Iteration + 1, loss);
                 break;
-            }
-
-            for (var p = 0; p < _states.Length; p++)
-            {
-                var parameter = _model.Parameters[p];
-                _rule.Update<T>(parameter.Value, parameter.Grad, _states[p], LearningRate);
             }
 
             Iteration++;
@@ -250,6 +241,42 @@ public sealed class Solver<T>
         var best = History.FirstOrDefault(h => h.Epoch == BestEpoch);
         return new TrainingResult(outcome, Epoch, Iteration, BestEpoch, Math.Max(BestValAccuracy, 0), best?.TrainAccuracy ?? 0,
             LossHistory.Count > 0 ? LossHistory[^1] : double.NaN, History, reason);
+    }
+
+    /// <summary>
+    /// One training step on the given training examples (exactly one batch of them): gather, forward, loss, backward
+    /// and update at the current learning rate. Returns the loss; on a non-finite loss nothing is updated.
+    /// No bookkeeping: <see cref="Train"/> counts iterations and epochs. Benchmarks call it directly.
+    /// </summary>
+    public double Step(ReadOnlySpan<int> indices)
+    {
+        if (indices.Length != _batch)
+        {
+            throw new ArgumentException($"a step takes exactly {_batch} examples, not {indices.Length}.", nameof(indices));
+        }
+
+        _train.Gather(indices, _batchX);
+        for (var i = 0; i < indices.Length; i++)
+        {
+            _batchY[i] = _train.Labels[indices[i]];
+        }
+
+        if (_fusedSgd)
+        {
+            return _model.SgdStep(_batchX, _batchY, LearningRate);
+        }
+
+        var loss = _model.Loss(_batchX, _batchY);
+        if (double.IsFinite(loss))
+        {
+            for (var p = 0; p < _states.Length; p++)
+            {
+                var parameter = _model.Parameters[p];
+                _rule.Update<T>(parameter.Value, parameter.Grad, _states[p], LearningRate);
+            }
+        }
+
+        return loss;
     }
 
     /// <summary>Fraction of <paramref name="split"/>'s examples (all, or the given indices) the model classifies right, in test mode.</summary>
