@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Sweeper.Engine.Tests;
+
+/// <summary>The real <c>sweeper</c> program, run as a separate process.</summary>
+public class CliTests
+{
+    public static (int ExitCode, string Stdout, string Stderr) Sweeper(params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "sweeper.dll");
+        var start = new ProcessStartInfo("dotnet", [dll, .. args])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["SWEEPER_DATA"] = TestData.CifarDir;
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout, stderr.Result);
+    }
+
+    [Fact]
+    public void Train_with_json_prints_one_object_with_the_results()
+    {
+        var (code, stdout, stderr) = Sweeper("train", "--model", "fc", "--hidden-sizes", "50,40", "--normalization", "batch", "--dropout", "0.2",
+            "--update-rule", "adam", "--learning-rate", "1e-3", "--train-size", "1000", "--val-size", "200", "--epochs", "3", "--batch-size", "100", "--json");
+        Assert.True(code == 0, stderr);
+        using var json = JsonDocument.Parse(stdout);
+        var root = json.RootElement;
+        Assert.Equal("completed", root.GetProperty("outcome").GetString());
+        Assert.Equal(3, root.GetProperty("epochs").GetInt32());
+        Assert.InRange(root.GetProperty("val_accuracy").GetDouble(), 0.15, 1);
+        Assert.InRange(root.GetProperty("train_accuracy").GetDouble(), 0.15, 1);
+        Assert.True(root.GetProperty("elapsed_seconds").GetDouble() > 0);
+        Assert.Equal(3, root.GetProperty("history").GetArrayLength());
+        Assert.Contains("(Epoch 3 / 3)", stderr);
+    }
+
+    [Fact]
+    public void Train_resumes_from_its_checkpoint_file()
+    {
+        using var dir = new TempDir();
+        var checkpoint = Path.Combine(dir.Path, "run.ckpt");
+        string[] common = ["train", "--model", "two_layer", "--hidden-size", "30", "--train-size", "600", "--val-size", "100", "--batch-size", "100", "--seed", "4", "--json", "--checkpoint", checkpoint];
+        var first = Sweeper([.. common, "--epochs", "2"]);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        Assert.True(File.Exists(checkpoint));
+        var resumed = Sweeper([.. common, "--epochs", "4"]);
+        Assert.Contains("Resumed from", resumed.Stderr);
+        var straight = Sweeper([.. common[..^2], "--epochs", "4"]);
+        double Val(string s) => JsonDocument.Parse(s).RootElement.GetProperty("val_accuracy").GetDouble();
+        string Hist(string s) => JsonDocument.Parse(s).RootElement.GetProperty("history").ToString();
+        Assert.Equal(Val(straight.Stdout), Val(resumed.Stdout));
+        Assert.Equal(Hist(straight.Stdout), Hist(resumed.Stdout));
+    }
+
+    [Theory]
+    [InlineData("--model", "resnet", "resnet")]
+    [InlineData("--dropout", "1.5", "dropout")]
+    [InlineData("--hidden-sizes", "100,x", "--hidden-sizes")]
+    [InlineData("--learning-rate", "-1", "learning rate")]
+    public void Bad_arguments_are_named_in_the_error_and_exit_non_zero(string option, string value, string mentioned)
+    {
+        var (code, stdout, stderr) = Sweeper("train", "--model", option == "--model" ? value : "fc", option == "--model" ? "--seed" : option, option == "--model" ? "1" : value, "--epochs", "1");
+        Assert.NotEqual(0, code);
+        Assert.Contains(mentioned, stdout + stderr);
+    }
+
+    [Fact]
+    public void Data_where_reports_the_environment_variable()
+    {
+        var (code, stdout, _) = Sweeper("data", "where");
+        Assert.Equal(0, code);
+        Assert.Contains("$SWEEPER_DATA", stdout);
+    }
+}
