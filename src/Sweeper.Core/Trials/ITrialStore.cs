@@ -1,0 +1,87 @@
+namespace Sweeper.Core.Trials;
+
+/// <summary>
+/// The only shared state of Sweeper: studies, trials, leases, epoch metrics, checkpoints, workers and events.
+/// <para>
+/// Thread safety: every method may be called concurrently, from any number of threads and processes (one store
+/// instance per process is enough). Each method is one transaction.
+/// </para>
+/// <para>
+/// Leases: <see cref="ClaimAsync"/> takes a pending trial with one atomic conditional update and reports whether it
+/// won; callers that lose simply get null and move on. Lease expiry is judged by the store's clock, never a
+/// worker's. Every write by a worker names its <see cref="Lease"/>; a write whose lease epoch is no longer the
+/// trial's current one, or whose trial is no longer running, throws <see cref="LeaseLostException"/> and changes
+/// nothing (fencing).
+/// </para>
+/// <para>State transitions: see <see cref="TrialState"/>. Only the lease holder finishes a running trial; only
+/// <see cref="RequeueExpiredAsync"/> takes a trial back from a holder whose lease expired.</para>
+/// </summary>
+public interface ITrialStore : IAsyncDisposable
+{
+    /// <summary>
+    /// Creates the study with its trials, or returns the existing one when a study of that name was created from
+    /// the same sweep file (same hash): running a file again resumes it. Throws <see cref="StudyConflictException"/>
+    /// when the name exists with another file. Nothing is written on failure.
+    /// </summary>
+    Task<StudyRecord> CreateStudyAsync(NewStudy study, CancellationToken cancellationToken = default);
+
+    Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Atomically takes the lowest-numbered pending trial of <paramref name="study"/> (or of any open study when
+    /// null) for <paramref name="owner"/>, unless <paramref name="maxRunning"/> trials of that study already run.
+    /// The lease epoch and attempt count grow by one. Returns null when there is nothing to take (or another worker
+    /// won the race).
+    /// </summary>
+    Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, int? maxRunning = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Extends the lease to now + duration. Throws <see cref="LeaseLostException"/> if it is no longer held.</summary>
+    Task RenewAsync(Lease lease, TimeSpan leaseDuration, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Records one epoch's metrics and, when given, the checkpoint taken after it, in one transaction, and renews
+    /// the lease. Reporting an epoch again (after a resume) replaces it. Fenced.
+    /// </summary>
+    Task ReportEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TimeSpan leaseDuration, CancellationToken cancellationToken = default);
+
+    /// <summary>Moves the trial to a final state with its summary. Fenced: a finished trial is never finished twice.</summary>
+    Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default);
+
+    /// <summary>Gives the trial back (pending) without waiting for the lease to expire, e.g. on Ctrl-C. Its attempt is not counted. Fenced.</summary>
+    Task ReleaseAsync(Lease lease, string reason, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Running trials of the study whose lease expired go back to pending, or to failed with the reason kept once
+    /// they have had 1 + <paramref name="retries"/> attempts. Returns how many trials were requeued or failed.
+    /// </summary>
+    Task<int> RequeueExpiredAsync(string study, int retries, CancellationToken cancellationToken = default);
+
+    /// <summary>The latest checkpoint of a trial and the epoch it was taken after, or null.</summary>
+    Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<TrialRecord>> GetTrialsAsync(string study, CancellationToken cancellationToken = default);
+
+    Task<TrialRecord?> GetTrialAsync(long trialId, CancellationToken cancellationToken = default);
+
+    Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default);
+
+    /// <summary>Validation accuracies at <paramref name="epoch"/> of the study's completed trials (for the median stopping rule).</summary>
+    Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default);
+
+    /// <summary>Stores the study's result and closes it. Only once: a second call returns false and changes nothing.</summary>
+    Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default);
+
+    Task<StudyResult?> GetResultAsync(string study, CancellationToken cancellationToken = default);
+
+    Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default);
+
+    Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)>> GetEventsAsync(string study, CancellationToken cancellationToken = default);
+}

@@ -1,0 +1,111 @@
+namespace Sweeper.Core.Trials;
+
+/// <summary>
+/// The life of a trial. Allowed transitions: Pending → Running (claim); Running → Completed | Pruned | Diverged |
+/// Failed (finish, by the lease holder); Running → Pending (lease expired or released; attempts are kept);
+/// Running → Failed (lease expired past the retry budget). Final states never change.
+/// </summary>
+public enum TrialState
+{
+    Pending,
+    Running,
+    Completed,
+    Pruned,
+    Diverged,
+    Failed,
+}
+
+public static class TrialStates
+{
+    public static bool IsFinal(this TrialState state) => state is TrialState.Completed or TrialState.Pruned or TrialState.Diverged or TrialState.Failed;
+
+    public static string ToText(this TrialState state) => state.ToString().ToLowerInvariant();
+
+    public static TrialState Parse(string text) => Enum.Parse<TrialState>(text, ignoreCase: true);
+}
+
+/// <summary>A study: one sweep file's search, created once and resumed by name.</summary>
+public sealed record StudyRecord(
+    string Name,
+    string SweepHash,
+    string SweepText,
+    string Method,
+    int TrialCount,
+    DateTimeOffset CreatedAt,
+    bool Closed);
+
+/// <summary>A new study and the trials it starts with.</summary>
+public sealed record NewStudy(string Name, string SweepHash, string SweepText, string Method, IReadOnlyList<NewTrial> Trials);
+
+/// <summary>A trial to create: its number, parameters (JSON object) and seed.</summary>
+public sealed record NewTrial(int Number, string ParametersJson, ulong Seed);
+
+/// <summary>A trial as stored.</summary>
+public sealed record TrialRecord(
+    long Id,
+    string Study,
+    int Number,
+    string ParametersJson,
+    ulong Seed,
+    TrialState State,
+    int Attempts,
+    string? Owner,
+    long LeaseEpoch,
+    DateTimeOffset? LeaseExpiresAt,
+    int EpochsDone,
+    double? ValAccuracy,
+    double? TrainAccuracy,
+    string? Reason,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt);
+
+/// <summary>
+/// Proof that a worker holds a trial. <see cref="Epoch"/> is the fencing token: it grows with every claim, and the
+/// store rejects any write that names an older one.
+/// </summary>
+public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Epoch, int Attempt);
+
+/// <summary>One epoch's metrics of one trial.</summary>
+public sealed record EpochRecord(long TrialId, int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
+
+/// <summary>How a lease holder finishes a trial.</summary>
+public sealed record TrialFinish(TrialState State, double? ValAccuracy, double? TrainAccuracy, int Epochs, string? Reason);
+
+/// <summary>The outcome of a study: the selection rule, the chosen trial, and the one test-set evaluation.</summary>
+public sealed record StudyResult(
+    string Study,
+    string SelectionRule,
+    string Metric,
+    long? BestTrialId,
+    int? BestTrialNumber,
+    double? ValAccuracy,
+    double? TestAccuracy,
+    int TestExamples,
+    DateTimeOffset? TestEvaluatedAt,
+    string? Note);
+
+/// <summary>A worker process as it last reported.</summary>
+public sealed record WorkerRecord(string Id, string Host, int Pid, DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, long? CurrentTrialId);
+
+/// <summary>Counts of trials by state.</summary>
+public sealed record StateCounts(int Pending, int Running, int Completed, int Pruned, int Diverged, int Failed)
+{
+    public int Total => Pending + Running + Completed + Pruned + Diverged + Failed;
+
+    public int Final => Completed + Pruned + Diverged + Failed;
+}
+
+/// <summary>The lease holder's epoch is no longer current: another worker owns the trial, or it was requeued or finished.</summary>
+public sealed class LeaseLostException(Lease lease, string detail)
+    : Exception($"lease on trial {lease.TrialId} (epoch {lease.Epoch}, owner {lease.Owner}) is no longer held: {detail}")
+{
+    public Lease Lease { get; } = lease;
+}
+
+/// <summary>The store's schema is newer than this program understands.</summary>
+public sealed class SchemaTooNewException(int found, int supported)
+    : Exception($"the store's schema version is {found}, newer than this program understands ({supported}); upgrade sweeper.");
+
+/// <summary>A study of that name exists with a different sweep file.</summary>
+public sealed class StudyConflictException(string name)
+    : Exception($"study '{name}' already exists with a different sweep file; rename the study (name:) or use another store.");

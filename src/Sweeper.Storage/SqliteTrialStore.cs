@@ -1,0 +1,451 @@
+using System.Data;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Storage;
+
+/// <summary>
+/// The embedded trial store: one SQLite file in WAL mode (synchronous=NORMAL: a committed write survives the
+/// crash of any process; readers never block the writer). Several processes may open the same file; every write
+/// is one BEGIN IMMEDIATE transaction, so claims are serialized by SQLite's write lock. Time comes from the
+/// injected clock (the machine's: on one machine the store's clock and the workers' are the same).
+/// </summary>
+public sealed class SqliteTrialStore : ITrialStore
+{
+    public const int SchemaVersion = 1;
+
+    private static readonly string[][] _migrations =
+    [
+        // 1: the initial schema
+        [
+            "CREATE TABLE studies (name TEXT PRIMARY KEY, sweep_hash TEXT NOT NULL, sweep_text TEXT NOT NULL, method TEXT NOT NULL, trial_count INTEGER NOT NULL, created_at INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, result TEXT)",
+            "CREATE TABLE trials (id INTEGER PRIMARY KEY, study TEXT NOT NULL REFERENCES studies(name), number INTEGER NOT NULL, params TEXT NOT NULL, seed INTEGER NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_epoch INTEGER NOT NULL DEFAULT 0, lease_expires_at INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0, val_accuracy REAL, train_accuracy REAL, reason TEXT, started_at INTEGER, finished_at INTEGER, UNIQUE (study, number))",
+            "CREATE INDEX trials_by_state ON trials (study, state, number)",
+            "CREATE TABLE epochs (trial_id INTEGER NOT NULL, epoch INTEGER NOT NULL, loss REAL NOT NULL, train_accuracy REAL NOT NULL, val_accuracy REAL NOT NULL, learning_rate REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (trial_id, epoch)) WITHOUT ROWID",
+            "CREATE TABLE checkpoints (trial_id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, data BLOB NOT NULL)",
+            "CREATE TABLE workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at INTEGER NOT NULL, last_heartbeat INTEGER NOT NULL, current_trial INTEGER)",
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, study TEXT NOT NULL, trial_id INTEGER, at INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL)",
+            "CREATE INDEX events_by_study ON events (study, id)",
+        ],
+    ];
+
+    private const string TrialColumns = "id, study, number, params, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
+
+    private readonly SqliteConnection _connection;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly TimeProvider _clock;
+
+    private SqliteTrialStore(SqliteConnection connection, TimeProvider clock, string path)
+    {
+        _connection = connection;
+        _clock = clock;
+        Path = path;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Opens (creating if needed) the store file and brings its schema up to date.</summary>
+    public static async Task<SqliteTrialStore> OpenAsync(string path, TimeProvider? clock = null, CancellationToken cancellationToken = default)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder
+        {
+            DataSource = full,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = false,
+            DefaultTimeout = 60,
+        }.ToString());
+        await connection.OpenAsync(cancellationToken);
+        var store = new SqliteTrialStore(connection, clock ?? TimeProvider.System, full);
+        try
+        {
+            await store.ExecAsync("PRAGMA busy_timeout = 60000");
+            await store.ExecAsync("PRAGMA journal_mode = WAL");
+            await store.ExecAsync("PRAGMA synchronous = NORMAL");
+            await store.ExecAsync("PRAGMA foreign_keys = ON");
+            await store.MigrateAsync(cancellationToken);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+
+        return store;
+    }
+
+    private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await WriteAsync(async tx =>
+        {
+            await ExecAsync("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", tx);
+            var current = Convert.ToInt32(await ScalarAsync("SELECT coalesce(max(version), 0) FROM schema_version", tx) ?? 0L);
+            if (current > SchemaVersion)
+            {
+                throw new SchemaTooNewException(current, SchemaVersion);
+            }
+
+            for (var v = current; v < SchemaVersion; v++)
+            {
+                foreach (var sql in _migrations[v])
+                {
+                    await ExecAsync(sql, tx);
+                }
+
+                await ExecAsync("INSERT INTO schema_version (version) VALUES ($v)", tx, ("$v", v + 1));
+            }
+
+            return 0;
+        }, cancellationToken);
+    }
+
+    public Task<StudyRecord> CreateStudyAsync(NewStudy study, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var existing = await GetStudyAsync(study.Name, tx);
+            if (existing is not null)
+            {
+                return existing.SweepHash == study.SweepHash ? existing : throw new StudyConflictException(study.Name);
+            }
+
+            var now = Now;
+            await ExecAsync("INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at) VALUES ($n, $h, $t, $m, $c, $now)", tx,
+                ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now));
+            using var insert = Command("INSERT INTO trials (study, number, params, seed, state) VALUES ($s, $num, $p, $seed, 'pending')", tx);
+            var s = insert.Parameters.AddWithValue("$s", study.Name);
+            var num = insert.Parameters.Add("$num", SqliteType.Integer);
+            var p = insert.Parameters.Add("$p", SqliteType.Text);
+            var seed = insert.Parameters.Add("$seed", SqliteType.Integer);
+            insert.Prepare();
+            foreach (var trial in study.Trials)
+            {
+                num.Value = trial.Number;
+                p.Value = trial.ParametersJson;
+                seed.Value = unchecked((long)trial.Seed);
+                await insert.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await AddEventAsync(study.Name, null, "study_created", $"{study.Trials.Count} trials ({study.Method})", tx);
+            return (await GetStudyAsync(study.Name, tx))!;
+        }, cancellationToken);
+
+    public Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default) =>
+        ReadAsync(() => GetStudyAsync(name, null), cancellationToken);
+
+    public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed FROM studies ORDER BY created_at, name", null, ReadStudy), cancellationToken);
+
+    public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, int? maxRunning = null, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            // One conditional update: it either moves a pending trial to running for this owner, or changes nothing.
+            // Two claimers never both win: the write lock serializes them and the second sees state = 'running'.
+            var now = Now;
+            var leases = await QueryAsync(
+                """
+                UPDATE trials SET state = 'running', owner = $owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
+                    lease_expires_at = $expires, started_at = coalesce(started_at, $now)
+                WHERE id = (SELECT t.id FROM trials t JOIN studies s ON s.name = t.study
+                            WHERE t.state = 'pending' AND s.closed = 0 AND ($study IS NULL OR t.study = $study)
+                              AND ($max IS NULL OR (SELECT count(*) FROM trials r WHERE r.study = t.study AND r.state = 'running') < $max)
+                            ORDER BY s.created_at, t.study, t.number LIMIT 1)
+                  AND state = 'pending'
+                RETURNING id, study, number, params, seed, lease_epoch, attempts
+                """,
+                tx,
+                r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6)),
+                ("$owner", owner), ("$expires", now + (long)leaseDuration.TotalMilliseconds), ("$now", now), ("$study", (object?)study ?? DBNull.Value),
+                ("$max", (object?)maxRunning ?? DBNull.Value));
+            return leases.Count == 1 ? leases[0] : null;
+        }, cancellationToken);
+
+    public Task RenewAsync(Lease lease, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            await FenceAsync(lease, leaseDuration, tx);
+            return 0;
+        }, cancellationToken);
+
+    public Task ReportEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            await FenceAsync(lease, leaseDuration, tx);
+            await ExecAsync(
+                "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES ($t, $e, $l, $ta, $va, $lr, $s)", tx,
+                ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$l", Finite(metrics.Loss)), ("$ta", metrics.TrainAccuracy), ("$va", metrics.ValAccuracy),
+                ("$lr", metrics.LearningRate), ("$s", metrics.Seconds));
+            await ExecAsync("UPDATE trials SET epochs_done = $e WHERE id = $t", tx, ("$e", metrics.Epoch), ("$t", lease.TrialId));
+            if (checkpoint is not null)
+            {
+                await ExecAsync("INSERT OR REPLACE INTO checkpoints (trial_id, epoch, data) VALUES ($t, $e, $d)", tx,
+                    ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$d", checkpoint));
+            }
+
+            return 0;
+        }, cancellationToken);
+
+    public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default)
+    {
+        if (!finish.State.IsFinal())
+        {
+            throw new ArgumentException($"a trial finishes in a final state, not {finish.State}.", nameof(finish));
+        }
+
+        return WriteAsync(async tx =>
+        {
+            var changed = await ExecAsync(
+                """
+                UPDATE trials SET state = $state, val_accuracy = $va, train_accuracy = $ta, epochs_done = max(epochs_done, $ep), reason = $reason,
+                    finished_at = $now, lease_expires_at = NULL
+                WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
+                """,
+                tx, ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
+                ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Epoch));
+            if (changed == 0)
+            {
+                throw await LostAsync(lease, tx);
+            }
+
+            await AddEventAsync(lease.Study, lease.TrialId, "trial_" + finish.State.ToText(),
+                $"trial {lease.Number} {finish.State.ToText()} by {lease.Owner}" + (finish.ValAccuracy is { } v ? $", val acc {v:F4}" : "") + (finish.Reason is { } r ? $": {r}" : ""), tx);
+            return 0;
+        }, cancellationToken);
+    }
+
+    public Task ReleaseAsync(Lease lease, string reason, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var changed = await ExecAsync(
+                "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0) WHERE id = $id AND lease_epoch = $epoch AND state = 'running'",
+                tx, ("$id", lease.TrialId), ("$epoch", lease.Epoch));
+            if (changed == 0)
+            {
+                throw await LostAsync(lease, tx);
+            }
+
+            await AddEventAsync(lease.Study, lease.TrialId, "trial_released", $"trial {lease.Number} released by {lease.Owner}: {reason}", tx);
+            return 0;
+        }, cancellationToken);
+
+    public Task<int> RequeueExpiredAsync(string study, int retries, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var now = Now;
+            var expired = await QueryAsync(
+                "SELECT id, number, owner, attempts FROM trials WHERE study = $s AND state = 'running' AND lease_expires_at < $now", tx,
+                r => (Id: r.GetInt64(0), Number: r.GetInt32(1), Owner: r.IsDBNull(2) ? "?" : r.GetString(2), Attempts: r.GetInt32(3)), ("$s", study), ("$now", now));
+            foreach (var t in expired)
+            {
+                if (t.Attempts >= 1 + retries)
+                {
+                    var reason = $"lease expired on attempt {t.Attempts} of {1 + retries} (last owner {t.Owner}); retry budget spent";
+                    await ExecAsync("UPDATE trials SET state = 'failed', reason = $r, finished_at = $now, lease_expires_at = NULL WHERE id = $id", tx,
+                        ("$r", reason), ("$now", now), ("$id", t.Id));
+                    await AddEventAsync(study, t.Id, "trial_failed", $"trial {t.Number}: {reason}", tx);
+                }
+                else
+                {
+                    await ExecAsync("UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL WHERE id = $id", tx, ("$id", t.Id));
+                    await AddEventAsync(study, t.Id, "trial_requeued", $"trial {t.Number}: lease of {t.Owner} expired on attempt {t.Attempts}; requeued", tx);
+                }
+            }
+
+            return expired.Count;
+        }, cancellationToken);
+
+    public Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () =>
+        {
+            var rows = await QueryAsync("SELECT epoch, data FROM checkpoints WHERE trial_id = $t", null, r => (r.GetInt32(0), (byte[])r.GetValue(1)), ("$t", trialId));
+            return rows.Count == 0 ? ((int, byte[])?)null : rows[0];
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<TrialRecord>> GetTrialsAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync($"SELECT {TrialColumns} FROM trials WHERE study = $s ORDER BY number", null, ReadTrial, ("$s", study)), cancellationToken);
+
+    public Task<TrialRecord?> GetTrialAsync(long trialId, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => (await QueryAsync($"SELECT {TrialColumns} FROM trials WHERE id = $id", null, ReadTrial, ("$id", trialId))).FirstOrDefault(), cancellationToken);
+
+    public Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () =>
+        {
+            var rows = await QueryAsync("SELECT state, count(*) FROM trials WHERE study = $s GROUP BY state", null, r => (r.GetString(0), r.GetInt32(1)), ("$s", study));
+            var d = rows.ToDictionary(x => x.Item1, x => x.Item2);
+            int C(string s) => d.GetValueOrDefault(s);
+            return new StateCounts(C("pending"), C("running"), C("completed"), C("pruned"), C("diverged"), C("failed"));
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync(
+            "SELECT trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = $t ORDER BY epoch", null,
+            r => new EpochRecord(r.GetInt64(0), r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6)), ("$t", trialId)), cancellationToken);
+
+    public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync(
+            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND t.state = 'completed' AND e.epoch = $e", null,
+            r => r.GetDouble(0), ("$s", study), ("$e", epoch)), cancellationToken);
+
+    public Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var changed = await ExecAsync("UPDATE studies SET closed = 1, result = $r WHERE name = $n AND closed = 0", tx,
+                ("$r", JsonSerializer.Serialize(result)), ("$n", result.Study));
+            if (changed == 1)
+            {
+                await AddEventAsync(result.Study, result.BestTrialId, "study_closed",
+                    result.BestTrialNumber is { } n ? $"best trial {n}: val acc {result.ValAccuracy:F4}, test acc {result.TestAccuracy:F4}" : result.Note ?? "no completed trial", tx);
+            }
+
+            return changed == 1;
+        }, cancellationToken);
+
+    public Task<StudyResult?> GetResultAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () =>
+        {
+            var json = await ScalarAsync("SELECT result FROM studies WHERE name = $n", null, ("$n", study));
+            return json is string s ? JsonSerializer.Deserialize<StudyResult>(s) : null;
+        }, cancellationToken);
+
+    public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var now = Now;
+            await ExecAsync(
+                """
+                INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES ($id, $h, $p, $now, $now, $t)
+                ON CONFLICT (id) DO UPDATE SET last_heartbeat = $now, current_trial = $t
+                """, tx, ("$id", workerId), ("$h", host), ("$p", pid), ("$now", now), ("$t", (object?)currentTrialId ?? DBNull.Value));
+            return 0;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync("SELECT id, host, pid, started_at, last_heartbeat, current_trial FROM workers ORDER BY started_at", null,
+            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5))), cancellationToken);
+
+    public Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            await AddEventAsync(study, trialId, kind, message, tx);
+            return 0;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)>> GetEventsAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync("SELECT at, trial_id, kind, message FROM events WHERE study = $s ORDER BY id", null,
+            r => (Time(r.GetInt64(0)), r.IsDBNull(1) ? (long?)null : r.GetInt64(1), r.GetString(2), r.GetString(3)), ("$s", study)), cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _connection.DisposeAsync();
+        _gate.Dispose();
+    }
+
+    private async Task FenceAsync(Lease lease, TimeSpan leaseDuration, SqliteTransaction tx)
+    {
+        var changed = await ExecAsync("UPDATE trials SET lease_expires_at = $exp WHERE id = $id AND lease_epoch = $epoch AND state = 'running'", tx,
+            ("$exp", Now + (long)leaseDuration.TotalMilliseconds), ("$id", lease.TrialId), ("$epoch", lease.Epoch));
+        if (changed == 0)
+        {
+            throw await LostAsync(lease, tx);
+        }
+    }
+
+    private async Task<LeaseLostException> LostAsync(Lease lease, SqliteTransaction tx)
+    {
+        var rows = await QueryAsync("SELECT state, lease_epoch, owner FROM trials WHERE id = $id", tx,
+            r => $"the trial is {r.GetString(0)} at lease epoch {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("$id", lease.TrialId));
+        return new LeaseLostException(lease, rows.FirstOrDefault() ?? "the trial does not exist");
+    }
+
+    private async Task<StudyRecord?> GetStudyAsync(string name, SqliteTransaction? tx) =>
+        (await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed FROM studies WHERE name = $n", tx, ReadStudy, ("$n", name))).FirstOrDefault();
+
+    private Task AddEventAsync(string study, long? trialId, string kind, string message, SqliteTransaction tx) =>
+        ExecAsync("INSERT INTO events (study, trial_id, at, kind, message) VALUES ($s, $t, $at, $k, $m)", tx,
+            ("$s", study), ("$t", (object?)trialId ?? DBNull.Value), ("$at", Now), ("$k", kind), ("$m", message));
+
+    private static StudyRecord ReadStudy(SqliteDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), Time(r.GetInt64(5)), r.GetInt64(6) != 0);
+
+    private static TrialRecord ReadTrial(SqliteDataReader r) => new(
+        r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),
+        r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : Time(r.GetInt64(9)), r.GetInt32(10),
+        r.IsDBNull(11) ? null : r.GetDouble(11), r.IsDBNull(12) ? null : r.GetDouble(12), r.IsDBNull(13) ? null : r.GetString(13),
+        r.IsDBNull(14) ? null : Time(r.GetInt64(14)), r.IsDBNull(15) ? null : Time(r.GetInt64(15)));
+
+    private static DateTimeOffset Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+
+    private static object Finite(double d) => double.IsFinite(d) ? d : (object)(double.IsNaN(d) ? double.MaxValue : Math.Sign(d) * double.MaxValue);
+
+    /// <summary>Runs <paramref name="work"/> in one BEGIN IMMEDIATE transaction (the write lock is taken up front, so no snapshot conflicts).</summary>
+    private async Task<T> WriteAsync<T>(Func<SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            using var tx = _connection.BeginTransaction(IsolationLevel.Serializable, deferred: false);
+            var result = await work(tx);
+            await tx.CommitAsync(cancellationToken);
+            return result;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task<T> ReadAsync<T>(Func<Task<T>> work, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            return await work();
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private SqliteCommand Command(string sql, SqliteTransaction? tx, params (string Name, object? Value)[] parameters)
+    {
+        var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = tx;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command;
+    }
+
+    private async Task<int> ExecAsync(string sql, SqliteTransaction? tx = null, params (string, object?)[] parameters)
+    {
+        using var command = Command(sql, tx, parameters);
+        return await command.ExecuteNonQueryAsync();
+    }
+
+    private async Task<object?> ScalarAsync(string sql, SqliteTransaction? tx, params (string, object?)[] parameters)
+    {
+        using var command = Command(sql, tx, parameters);
+        var value = await command.ExecuteScalarAsync();
+        return value is DBNull ? null : value;
+    }
+
+    private async Task<IReadOnlyList<T>> QueryAsync<T>(string sql, SqliteTransaction? tx, Func<SqliteDataReader, T> read, params (string, object?)[] parameters)
+    {
+        using var command = Command(sql, tx, parameters);
+        using var reader = await command.ExecuteReaderAsync();
+        var list = new List<T>();
+        while (await reader.ReadAsync())
+        {
+            list.Add(read(reader));
+        }
+
+        return list;
+    }
+}

@@ -1,0 +1,333 @@
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Storage.Tests;
+
+/// <summary>A clock the tests move by hand.</summary>
+public sealed class ManualClock(DateTimeOffset start) : TimeProvider
+{
+    private DateTimeOffset _now = start;
+
+    public override DateTimeOffset GetUtcNow() => _now;
+
+    public void Advance(TimeSpan by) => _now += by;
+}
+
+/// <summary>Opens stores on one fresh database.</summary>
+public interface IStoreDatabase : IAsyncDisposable
+{
+    Task<ITrialStore> OpenAsync(TimeProvider clock);
+}
+
+/// <summary>
+/// The contract every <see cref="ITrialStore"/> must keep. Each backend's test class only provides a fresh database.
+/// </summary>
+public abstract class TrialStoreContract
+{
+    private static readonly TimeSpan _lease = TimeSpan.FromSeconds(30);
+
+    protected abstract Task<IStoreDatabase> CreateDatabaseAsync();
+
+    private static NewStudy Study(string name = "s", int trials = 3, string hash = "h1") =>
+        new(name, hash, "name: " + name, "grid", Enumerable.Range(0, trials).Select(i => new NewTrial(i, $$"""{"learning_rate":{{i}}}""", (ulong)(100 + i))).ToList());
+
+    private async Task<(IStoreDatabase Db, ITrialStore Store, ManualClock Clock)> OpenAsync()
+    {
+        var db = await CreateDatabaseAsync();
+        var clock = new ManualClock(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        return (db, await db.OpenAsync(clock), clock);
+    }
+
+    [Fact]
+    public async Task Creating_a_study_twice_from_the_same_file_resumes_it_and_another_file_is_refused()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            var first = await store.CreateStudyAsync(Study());
+            var again = await store.CreateStudyAsync(Study());
+            Assert.Equal(first, again);
+            Assert.Equal(3, (await store.GetTrialsAsync("s")).Count);
+            await Assert.ThrowsAsync<StudyConflictException>(() => store.CreateStudyAsync(Study(hash: "h2", trials: 5)));
+            Assert.Equal(3, (await store.GetTrialsAsync("s")).Count);
+            Assert.Single(await store.ListStudiesAsync());
+            var trials = await store.GetTrialsAsync("s");
+            Assert.All(trials, t => Assert.Equal(TrialState.Pending, t.State));
+            Assert.Equal([100UL, 101UL, 102UL], trials.Select(t => t.Seed));
+        }
+    }
+
+    [Fact]
+    public async Task Claim_takes_the_lowest_pending_trial_and_raises_epoch_and_attempts()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study());
+            var a = await store.ClaimAsync("s", "w1", _lease);
+            var b = await store.ClaimAsync("s", "w2", _lease);
+            Assert.NotNull(a);
+            Assert.NotNull(b);
+            Assert.Equal(0, a.Number);
+            Assert.Equal(1, b.Number);
+            Assert.Equal(1, a.Epoch);
+            Assert.Equal(1, a.Attempt);
+            Assert.Equal("""{"learning_rate":0}""", a.ParametersJson);
+            var trial = await store.GetTrialAsync(a.TrialId);
+            Assert.Equal(TrialState.Running, trial!.State);
+            Assert.Equal("w1", trial.Owner);
+        }
+    }
+
+    [Fact]
+    public async Task Claim_returns_null_when_another_worker_holds_the_only_trial()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            Assert.NotNull(await store.ClaimAsync("s", "w1", _lease));
+            Assert.Null(await store.ClaimAsync("s", "w2", _lease));
+            Assert.Null(await store.ClaimAsync("missing", "w2", _lease));
+        }
+    }
+
+    [Fact]
+    public async Task Claim_respects_the_maximum_of_running_trials()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 5));
+            Assert.NotNull(await store.ClaimAsync("s", "w1", _lease, maxRunning: 2));
+            var second = await store.ClaimAsync("s", "w2", _lease, maxRunning: 2);
+            Assert.NotNull(second);
+            Assert.Null(await store.ClaimAsync("s", "w3", _lease, maxRunning: 2));
+            await store.FinishAsync(second, new TrialFinish(TrialState.Completed, 0.5, 0.6, 1, null));
+            Assert.NotNull(await store.ClaimAsync("s", "w3", _lease, maxRunning: 2));
+        }
+    }
+
+    [Fact]
+    public async Task An_expired_lease_is_requeued_and_the_old_holder_is_fenced_out()
+    {
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var old = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.ReportEpochAsync(old, new EpochRecord(old.TrialId, 1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
+
+            clock.Advance(TimeSpan.FromSeconds(20));
+            Assert.Equal(0, await store.RequeueExpiredAsync("s", retries: 2)); // not expired yet
+            clock.Advance(TimeSpan.FromSeconds(11));
+            Assert.Equal(1, await store.RequeueExpiredAsync("s", retries: 2));
+            Assert.Equal(TrialState.Pending, (await store.GetTrialAsync(old.TrialId))!.State);
+
+            var fresh = (await store.ClaimAsync("s", "w2", _lease))!;
+            Assert.Equal(old.TrialId, fresh.TrialId);
+            Assert.Equal(2, fresh.Epoch);
+            Assert.Equal(2, fresh.Attempt);
+            var checkpoint = (await store.GetCheckpointAsync(fresh.TrialId))!.Value;
+            Assert.Equal(1, checkpoint.Epoch);
+            Assert.Equal([1, 2, 3], checkpoint.Data);
+
+            // The cut-off worker comes back: every write it makes is rejected and changes nothing.
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(old, _lease));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(old, new EpochRecord(old.TrialId, 2, 9, 0.9, 0.9, 1, 1), [9], _lease));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAsync(old, new TrialFinish(TrialState.Completed, 0.99, 0.99, 2, null)));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReleaseAsync(old, "bye"));
+            Assert.Single(await store.GetEpochsAsync(old.TrialId));
+            Assert.Equal(1, (await store.GetCheckpointAsync(old.TrialId))!.Value.Epoch);
+            var trial = (await store.GetTrialAsync(old.TrialId))!;
+            Assert.Equal(("w2", TrialState.Running), (trial.Owner, trial.State));
+
+            await store.FinishAsync(fresh, new TrialFinish(TrialState.Completed, 0.4, 0.5, 3, null));
+            Assert.Equal(TrialState.Completed, (await store.GetTrialAsync(old.TrialId))!.State);
+        }
+    }
+
+    [Fact]
+    public async Task Renewal_keeps_a_lease_alive_past_its_first_expiry()
+    {
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var lease = (await store.ClaimAsync("s", "w1", _lease))!;
+            for (var i = 0; i < 5; i++)
+            {
+                clock.Advance(TimeSpan.FromSeconds(20));
+                await store.RenewAsync(lease, _lease);
+                Assert.Equal(0, await store.RequeueExpiredAsync("s", 2));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_trial_past_its_retry_budget_fails_with_the_reason_kept()
+    {
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            for (var attempt = 1; attempt <= 2; attempt++)
+            {
+                Assert.NotNull(await store.ClaimAsync("s", $"w{attempt}", _lease));
+                clock.Advance(TimeSpan.FromMinutes(1));
+                Assert.Equal(1, await store.RequeueExpiredAsync("s", retries: 1));
+            }
+
+            var trial = (await store.GetTrialsAsync("s")).Single();
+            Assert.Equal(TrialState.Failed, trial.State);
+            Assert.Equal(2, trial.Attempts);
+            Assert.Contains("retry budget", trial.Reason);
+            Assert.Contains("w2", trial.Reason);
+            Assert.Null(await store.ClaimAsync("s", "w3", _lease));
+            Assert.Contains(await store.GetEventsAsync("s"), e => e.Kind == "trial_failed");
+        }
+    }
+
+    [Fact]
+    public async Task Release_returns_the_trial_without_counting_the_attempt()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var lease = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.ReleaseAsync(lease, "interrupted");
+            var trial = (await store.GetTrialsAsync("s")).Single();
+            Assert.Equal((TrialState.Pending, 0), (trial.State, trial.Attempts));
+            var again = (await store.ClaimAsync("s", "w2", _lease))!;
+            Assert.Equal((2L, 1), (again.Epoch, again.Attempt));
+        }
+    }
+
+    [Fact]
+    public async Task A_finished_trial_is_never_finished_twice()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var lease = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.FinishAsync(lease, new TrialFinish(TrialState.Diverged, null, null, 1, "loss became NaN"));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAsync(lease, new TrialFinish(TrialState.Completed, 0.5, 0.5, 1, null)));
+            var trial = (await store.GetTrialsAsync("s")).Single();
+            Assert.Equal(TrialState.Diverged, trial.State);
+            Assert.Equal("loss became NaN", trial.Reason);
+            await Assert.ThrowsAsync<ArgumentException>(() => store.FinishAsync(lease, new TrialFinish(TrialState.Running, null, null, 0, null)));
+        }
+    }
+
+    [Fact]
+    public async Task Epoch_reports_replace_earlier_ones_and_the_median_rule_sees_only_completed_trials()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 3));
+            var leases = new List<Lease>();
+            for (var i = 0; i < 3; i++)
+            {
+                leases.Add((await store.ClaimAsync("s", $"w{i}", _lease))!);
+            }
+
+            for (var i = 0; i < 3; i++)
+            {
+                await store.ReportEpochAsync(leases[i], new EpochRecord(leases[i].TrialId, 1, 2, 0.1, 0.1 * (i + 1), 1e-3, 1), null, _lease);
+            }
+
+            await store.ReportEpochAsync(leases[0], new EpochRecord(leases[0].TrialId, 1, 1.5, 0.2, 0.15, 1e-3, 1), [7], _lease);
+            await store.FinishAsync(leases[0], new TrialFinish(TrialState.Completed, 0.15, 0.2, 1, null));
+            await store.FinishAsync(leases[1], new TrialFinish(TrialState.Completed, 0.2, 0.2, 1, null));
+            await store.FinishAsync(leases[2], new TrialFinish(TrialState.Pruned, 0.3, 0.2, 1, null));
+
+            var epochs = await store.GetEpochsAsync(leases[0].TrialId);
+            Assert.Equal((1, 0.15), (epochs.Single().Epoch, epochs.Single().ValAccuracy));
+            Assert.Equal([0.15, 0.2], (await store.GetCompletedValuesAtEpochAsync("s", 1)).Order());
+            Assert.Empty(await store.GetCompletedValuesAtEpochAsync("s", 2));
+            Assert.Equal(new StateCounts(0, 0, 2, 1, 0, 0), await store.CountStatesAsync("s"));
+        }
+    }
+
+    [Fact]
+    public async Task A_study_is_closed_once_with_its_result()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var result = new StudyResult("s", "max val_accuracy, ties to the lowest trial number", "val_accuracy", 1, 0, 0.5, 0.48, 1000, DateTimeOffset.UnixEpoch, null);
+            Assert.True(await store.CloseStudyAsync(result));
+            Assert.False(await store.CloseStudyAsync(result with { TestAccuracy = 0.99 }));
+            Assert.Equal(result, await store.GetResultAsync("s"));
+            Assert.True((await store.GetStudyAsync("s"))!.Closed);
+            Assert.Null(await store.ClaimAsync(null, "w", _lease)); // a closed study's trials are not handed out
+        }
+    }
+
+    [Fact]
+    public async Task Workers_report_heartbeats()
+    {
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.HeartbeatWorkerAsync("w1", "host-a", 42, null);
+            clock.Advance(TimeSpan.FromSeconds(5));
+            await store.HeartbeatWorkerAsync("w1", "host-a", 42, 7);
+            var worker = (await store.GetWorkersAsync()).Single();
+            Assert.Equal(("w1", "host-a", 42, 7L), (worker.Id, worker.Host, worker.Pid, worker.CurrentTrialId!.Value));
+            Assert.Equal(TimeSpan.FromSeconds(5), worker.LastHeartbeat - worker.StartedAt);
+        }
+    }
+
+    [Fact]
+    public async Task Concurrent_claimers_on_separate_connections_never_share_a_trial()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var clock = new ManualClock(DateTimeOffset.UnixEpoch.AddYears(56));
+        await using (var setup = await db.OpenAsync(clock))
+        {
+            await setup.CreateStudyAsync(Study(trials: 2000));
+        }
+
+        var stores = new List<ITrialStore>();
+        for (var i = 0; i < 8; i++)
+        {
+            stores.Add(await db.OpenAsync(clock));
+        }
+
+        var claimed = new System.Collections.Concurrent.ConcurrentBag<(long Trial, string Owner)>();
+        await Task.WhenAll(stores.Select((s, i) => Task.Run(async () =>
+        {
+            while (await s.ClaimAsync("s", $"w{i}", _lease) is { } lease)
+            {
+                claimed.Add((lease.TrialId, lease.Owner));
+                await Task.Delay(1); // a little work, so that every claimer gets turns at the write lock
+            }
+        })));
+
+        Assert.Equal(2000, claimed.Count);
+        Assert.Equal(2000, claimed.Select(c => c.Trial).Distinct().Count());
+        Assert.True(claimed.Select(c => c.Owner).Distinct().Count() > 1);
+        var trials = await stores[0].GetTrialsAsync("s");
+        Assert.All(trials, t => Assert.Equal((TrialState.Running, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
+        foreach (var s in stores)
+        {
+            await s.DisposeAsync();
+        }
+    }
+}
