@@ -80,21 +80,11 @@ public static class DataCommand
         return data;
     }
 
-    /// <summary>
-    /// The data resolution every command uses: --data, $SWEEPER_DATA, the cache, and else a download into the cache.
-    /// </summary>
+    /// <summary>The data resolution every command uses (see <see cref="DataLocator.ResolveOrDownloadAsync"/>), with a progress bar.</summary>
     public static async Task<string> ResolveOrDownloadAsync(string? explicitDirectory, CancellationToken cancellationToken)
     {
-        var found = DataLocator.TryResolve(explicitDirectory);
-        if (found is not null)
-        {
-            Log.Debug("CIFAR-10 from {Source}: {Directory}", found.Value.Source, found.Value.Directory);
-            return found.Value.Directory;
-        }
-
-        Log.Information("CIFAR-10 is not on this machine yet; downloading it into {Cache}", DataLocator.CacheDirectory);
         var progress = new ConsoleProgress();
-        var dir = await new Cifar10Downloader(progress: progress, log: m => Log.Information("{Message}", m)).EnsureAsync(DataLocator.CacheDirectory, cancellationToken: cancellationToken);
+        var dir = await DataLocator.ResolveOrDownloadAsync(explicitDirectory, progress, m => Log.Information("{Message}", m), cancellationToken);
         progress.Done();
         return dir;
     }

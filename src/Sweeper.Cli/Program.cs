@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Serilog;
 using Serilog.Events;
 using Sweeper.Cli;
@@ -8,12 +9,29 @@ Log.Logger = new LoggerConfiguration()
     .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose, outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}")
     .CreateLogger();
 
+// Ctrl-C (SIGINT) and SIGTERM cancel the command's token instead of killing the process, so that a worker can
+// hand its trial back and `sweeper run` can stop its workers cleanly. A second signal still stops at once.
+using var shutdown = new CancellationTokenSource();
+void OnSignal(PosixSignalContext context)
+{
+    context.Cancel = !shutdown.IsCancellationRequested;
+    shutdown.Cancel();
+}
+
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
 try
 {
     var root = new RootCommand("Sweeper: hyperparameter sweeps for cs231n-style models on CIFAR-10.");
     root.Subcommands.Add(TrainCommand.Create());
     root.Subcommands.Add(DataCommand.Create());
-    return await root.Parse(args).InvokeAsync();
+    foreach (var command in SweepCommands.Create())
+    {
+        root.Subcommands.Add(command);
+    }
+
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, shutdown.Token);
 }
 finally
 {

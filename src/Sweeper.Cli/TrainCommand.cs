@@ -139,7 +139,10 @@ public static class TrainCommand
             var every = parse.GetValue(printEvery);
             var totalEpochs = (int)Math.Ceiling(solver.TotalIterations / (double)solver.IterationsPerEpoch);
             clock.Restart();
-            var result = solver.Train(
+            TrainingResult result;
+            try
+            {
+                result = solver.Train(
                 onEpoch: m =>
                 {
                     progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -159,6 +162,13 @@ public static class TrainCommand
                     }
                 },
                 cancellationToken: ct);
+            }
+            catch (OperationCanceledException)
+            {
+                Log.Warning("Stopped at iteration {Iteration}{Checkpoint}", solver.Iteration, checkpointFile is null ? "" : "; run the same command again to resume from the last epoch's checkpoint");
+                return 130;
+            }
+
             var elapsed = clock.Elapsed.TotalSeconds;
             double? testAccuracy = parse.GetValue(test) ? solver.Accuracy(dataset.Test) : null;
 

@@ -19,7 +19,7 @@ public sealed class SqliteTrialStore : ITrialStore
     [
         // 1: the initial schema
         [
-            "CREATE TABLE studies (name TEXT PRIMARY KEY, sweep_hash TEXT NOT NULL, sweep_text TEXT NOT NULL, method TEXT NOT NULL, trial_count INTEGER NOT NULL, created_at INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, result TEXT)",
+            "CREATE TABLE studies (name TEXT PRIMARY KEY, sweep_hash TEXT NOT NULL, sweep_text TEXT NOT NULL, method TEXT NOT NULL, trial_count INTEGER NOT NULL, created_at INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, max_running INTEGER, retries INTEGER NOT NULL, result TEXT)",
             "CREATE TABLE trials (id INTEGER PRIMARY KEY, study TEXT NOT NULL REFERENCES studies(name), number INTEGER NOT NULL, params TEXT NOT NULL, seed INTEGER NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_epoch INTEGER NOT NULL DEFAULT 0, lease_expires_at INTEGER, epochs_done INTEGER NOT NULL DEFAULT 0, val_accuracy REAL, train_accuracy REAL, reason TEXT, started_at INTEGER, finished_at INTEGER, UNIQUE (study, number))",
             "CREATE INDEX trials_by_state ON trials (study, state, number)",
             "CREATE TABLE epochs (trial_id INTEGER NOT NULL, epoch INTEGER NOT NULL, loss REAL NOT NULL, train_accuracy REAL NOT NULL, val_accuracy REAL NOT NULL, learning_rate REAL NOT NULL, seconds REAL NOT NULL, PRIMARY KEY (trial_id, epoch)) WITHOUT ROWID",
@@ -113,8 +113,9 @@ public sealed class SqliteTrialStore : ITrialStore
             }
 
             var now = Now;
-            await ExecAsync("INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at) VALUES ($n, $h, $t, $m, $c, $now)", tx,
-                ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now));
+            await ExecAsync("INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $m, $c, $now, $max, $r)", tx,
+                ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now),
+                ("$max", (object?)study.MaxRunning ?? DBNull.Value), ("$r", study.Retries));
             using var insert = Command("INSERT INTO trials (study, number, params, seed, state) VALUES ($s, $num, $p, $seed, 'pending')", tx);
             var s = insert.Parameters.AddWithValue("$s", study.Name);
             var num = insert.Parameters.Add("$num", SqliteType.Integer);
@@ -137,9 +138,9 @@ public sealed class SqliteTrialStore : ITrialStore
         ReadAsync(() => GetStudyAsync(name, null), cancellationToken);
 
     public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async () => await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed FROM studies ORDER BY created_at, name", null, ReadStudy), cancellationToken);
+        ReadAsync(async () => await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies ORDER BY created_at, name", null, ReadStudy), cancellationToken);
 
-    public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, int? maxRunning = null, CancellationToken cancellationToken = default) =>
+    public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>
         {
             // One conditional update: it either moves a pending trial to running for this owner, or changes nothing.
@@ -151,15 +152,14 @@ public sealed class SqliteTrialStore : ITrialStore
                     lease_expires_at = $expires, started_at = coalesce(started_at, $now)
                 WHERE id = (SELECT t.id FROM trials t JOIN studies s ON s.name = t.study
                             WHERE t.state = 'pending' AND s.closed = 0 AND ($study IS NULL OR t.study = $study)
-                              AND ($max IS NULL OR (SELECT count(*) FROM trials r WHERE r.study = t.study AND r.state = 'running') < $max)
+                              AND (s.max_running IS NULL OR (SELECT count(*) FROM trials r WHERE r.study = t.study AND r.state = 'running') < s.max_running)
                             ORDER BY s.created_at, t.study, t.number LIMIT 1)
                   AND state = 'pending'
                 RETURNING id, study, number, params, seed, lease_epoch, attempts
                 """,
                 tx,
                 r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6)),
-                ("$owner", owner), ("$expires", now + (long)leaseDuration.TotalMilliseconds), ("$now", now), ("$study", (object?)study ?? DBNull.Value),
-                ("$max", (object?)maxRunning ?? DBNull.Value));
+                ("$owner", owner), ("$expires", now + (long)leaseDuration.TotalMilliseconds), ("$now", now), ("$study", (object?)study ?? DBNull.Value));
             return leases.Count == 1 ? leases[0] : null;
         }, cancellationToken);
 
@@ -231,10 +231,11 @@ public sealed class SqliteTrialStore : ITrialStore
             return 0;
         }, cancellationToken);
 
-    public Task<int> RequeueExpiredAsync(string study, int retries, CancellationToken cancellationToken = default) =>
+    public Task<int> RequeueExpiredAsync(string study, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>
         {
             var now = Now;
+            var retries = Convert.ToInt32(await ScalarAsync("SELECT retries FROM studies WHERE name = $s", tx, ("$s", study)) ?? 0L);
             var expired = await QueryAsync(
                 "SELECT id, number, owner, attempts FROM trials WHERE study = $s AND state = 'running' AND lease_expires_at < $now", tx,
                 r => (Id: r.GetInt64(0), Number: r.GetInt32(1), Owner: r.IsDBNull(2) ? "?" : r.GetString(2), Attempts: r.GetInt32(3)), ("$s", study), ("$now", now));
@@ -361,14 +362,14 @@ public sealed class SqliteTrialStore : ITrialStore
     }
 
     private async Task<StudyRecord?> GetStudyAsync(string name, SqliteTransaction? tx) =>
-        (await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed FROM studies WHERE name = $n", tx, ReadStudy, ("$n", name))).FirstOrDefault();
+        (await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies WHERE name = $n", tx, ReadStudy, ("$n", name))).FirstOrDefault();
 
     private Task AddEventAsync(string study, long? trialId, string kind, string message, SqliteTransaction tx) =>
         ExecAsync("INSERT INTO events (study, trial_id, at, kind, message) VALUES ($s, $t, $at, $k, $m)", tx,
             ("$s", study), ("$t", (object?)trialId ?? DBNull.Value), ("$at", Now), ("$k", kind), ("$m", message));
 
     private static StudyRecord ReadStudy(SqliteDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), Time(r.GetInt64(5)), r.GetInt64(6) != 0);
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), Time(r.GetInt64(5)), r.GetInt64(6) != 0, r.IsDBNull(7) ? null : r.GetInt32(7), r.GetInt32(8));
 
     private static TrialRecord ReadTrial(SqliteDataReader r) => new(
         r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),

@@ -27,8 +27,8 @@ public abstract class TrialStoreContract
 
     protected abstract Task<IStoreDatabase> CreateDatabaseAsync();
 
-    private static NewStudy Study(string name = "s", int trials = 3, string hash = "h1") =>
-        new(name, hash, "name: " + name, "grid", Enumerable.Range(0, trials).Select(i => new NewTrial(i, $$"""{"learning_rate":{{i}}}""", (ulong)(100 + i))).ToList());
+    private static NewStudy Study(string name = "s", int trials = 3, string hash = "h1", int? maxRunning = null, int retries = 2) =>
+        new(name, hash, "name: " + name, "grid", Enumerable.Range(0, trials).Select(i => new NewTrial(i, $$"""{"learning_rate":{{i}}}""", (ulong)(100 + i))).ToList(), maxRunning, retries);
 
     private async Task<(IStoreDatabase Db, ITrialStore Store, ManualClock Clock)> OpenAsync()
     {
@@ -101,13 +101,14 @@ public abstract class TrialStoreContract
         await using (db)
         await using (store)
         {
-            await store.CreateStudyAsync(Study(trials: 5));
-            Assert.NotNull(await store.ClaimAsync("s", "w1", _lease, maxRunning: 2));
-            var second = await store.ClaimAsync("s", "w2", _lease, maxRunning: 2);
+            await store.CreateStudyAsync(Study(trials: 5, maxRunning: 2));
+            Assert.NotNull(await store.ClaimAsync("s", "w1", _lease));
+            var second = await store.ClaimAsync("s", "w2", _lease);
             Assert.NotNull(second);
-            Assert.Null(await store.ClaimAsync("s", "w3", _lease, maxRunning: 2));
+            Assert.Null(await store.ClaimAsync("s", "w3", _lease));
             await store.FinishAsync(second, new TrialFinish(TrialState.Completed, 0.5, 0.6, 1, null));
-            Assert.NotNull(await store.ClaimAsync("s", "w3", _lease, maxRunning: 2));
+            Assert.NotNull(await store.ClaimAsync(null, "w3", _lease));
+            Assert.Equal(2, (await store.GetStudyAsync("s"))!.MaxRunning);
         }
     }
 
@@ -123,9 +124,9 @@ public abstract class TrialStoreContract
             await store.ReportEpochAsync(old, new EpochRecord(old.TrialId, 1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
 
             clock.Advance(TimeSpan.FromSeconds(20));
-            Assert.Equal(0, await store.RequeueExpiredAsync("s", retries: 2)); // not expired yet
+            Assert.Equal(0, await store.RequeueExpiredAsync("s")); // not expired yet
             clock.Advance(TimeSpan.FromSeconds(11));
-            Assert.Equal(1, await store.RequeueExpiredAsync("s", retries: 2));
+            Assert.Equal(1, await store.RequeueExpiredAsync("s"));
             Assert.Equal(TrialState.Pending, (await store.GetTrialAsync(old.TrialId))!.State);
 
             var fresh = (await store.ClaimAsync("s", "w2", _lease))!;
@@ -164,7 +165,7 @@ public abstract class TrialStoreContract
             {
                 clock.Advance(TimeSpan.FromSeconds(20));
                 await store.RenewAsync(lease, _lease);
-                Assert.Equal(0, await store.RequeueExpiredAsync("s", 2));
+                Assert.Equal(0, await store.RequeueExpiredAsync("s"));
             }
         }
     }
@@ -176,12 +177,12 @@ public abstract class TrialStoreContract
         await using (db)
         await using (store)
         {
-            await store.CreateStudyAsync(Study(trials: 1));
+            await store.CreateStudyAsync(Study(trials: 1, retries: 1));
             for (var attempt = 1; attempt <= 2; attempt++)
             {
                 Assert.NotNull(await store.ClaimAsync("s", $"w{attempt}", _lease));
                 clock.Advance(TimeSpan.FromMinutes(1));
-                Assert.Equal(1, await store.RequeueExpiredAsync("s", retries: 1));
+                Assert.Equal(1, await store.RequeueExpiredAsync("s"));
             }
 
             var trial = (await store.GetTrialsAsync("s")).Single();

@@ -234,7 +234,7 @@ public sealed class SweepParser
 
         foreach (var (bound, value) in new[] { ("min", min), ("max", max) })
         {
-            var problem = hp.Check(kind == Distribution.IntUniform ? (long)value : value);
+            var problem = hp.Check(kind == Distribution.IntUniform ? (object)(long)value : value);
             if (problem is not null)
             {
                 throw Error(keys[bound], $"{key}.{bound}", $"{name} {problem}.");

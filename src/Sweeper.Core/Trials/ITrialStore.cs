@@ -31,11 +31,11 @@ public interface ITrialStore : IAsyncDisposable
 
     /// <summary>
     /// Atomically takes the lowest-numbered pending trial of <paramref name="study"/> (or of any open study when
-    /// null) for <paramref name="owner"/>, unless <paramref name="maxRunning"/> trials of that study already run.
+    /// null, oldest study first) for <paramref name="owner"/>, unless the study's MaxRunning trials already run.
     /// The lease epoch and attempt count grow by one. Returns null when there is nothing to take (or another worker
     /// won the race).
     /// </summary>
-    Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, int? maxRunning = null, CancellationToken cancellationToken = default);
+    Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default);
 
     /// <summary>Extends the lease to now + duration. Throws <see cref="LeaseLostException"/> if it is no longer held.</summary>
     Task RenewAsync(Lease lease, TimeSpan leaseDuration, CancellationToken cancellationToken = default);
@@ -54,9 +54,9 @@ public interface ITrialStore : IAsyncDisposable
 
     /// <summary>
     /// Running trials of the study whose lease expired go back to pending, or to failed with the reason kept once
-    /// they have had 1 + <paramref name="retries"/> attempts. Returns how many trials were requeued or failed.
+    /// they have had 1 + the study's Retries attempts. Returns how many trials were requeued or failed.
     /// </summary>
-    Task<int> RequeueExpiredAsync(string study, int retries, CancellationToken cancellationToken = default);
+    Task<int> RequeueExpiredAsync(string study, CancellationToken cancellationToken = default);
 
     /// <summary>The latest checkpoint of a trial and the epoch it was taken after, or null.</summary>
     Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default);

@@ -32,10 +32,15 @@ public sealed record StudyRecord(
     string Method,
     int TrialCount,
     DateTimeOffset CreatedAt,
-    bool Closed);
+    bool Closed,
+    int? MaxRunning,
+    int Retries);
 
-/// <summary>A new study and the trials it starts with.</summary>
-public sealed record NewStudy(string Name, string SweepHash, string SweepText, string Method, IReadOnlyList<NewTrial> Trials);
+/// <summary>
+/// A new study and the trials it starts with. <paramref name="MaxRunning"/> caps the trials running at once
+/// (null: no cap); <paramref name="Retries"/> is each trial's retry budget after lost leases.
+/// </summary>
+public sealed record NewStudy(string Name, string SweepHash, string SweepText, string Method, IReadOnlyList<NewTrial> Trials, int? MaxRunning = null, int Retries = 2);
 
 /// <summary>A trial to create: its number, parameters (JSON object) and seed.</summary>
 public sealed record NewTrial(int Number, string ParametersJson, ulong Seed);

@@ -2,7 +2,7 @@ namespace Sweeper.Engine.Data;
 
 /// <summary>
 /// The one place that decides where CIFAR-10 is, for every entry point: an explicit folder (a flag or sweep file),
-/// then $SWEEPER_DATA, then the cache folder; the downloader fills the cache when all are missing.
+/// then $SWEEPER_DATA, then the cache folder; <see cref="Cifar10Downloader"/> fills the cache when all are missing.
 /// </summary>
 public static class DataLocator
 {
@@ -61,6 +61,22 @@ public static class DataLocator
         TryResolve(explicitDirectory)?.Directory ?? throw new DirectoryNotFoundException(
             $"CIFAR-10 was not found: no --data, no ${EnvironmentVariable}, and the cache {CacheDirectory} is empty. " +
             "Run 'sweeper data download' (or 'sweeper data download --from DIR' for a local copy).");
+
+    /// <summary>
+    /// The resolution every entry point uses: --data, $SWEEPER_DATA, the cache, and else a verified download into the cache.
+    /// </summary>
+    public static async Task<string> ResolveOrDownloadAsync(string? explicitDirectory, IProgress<DownloadProgress>? progress = null, Action<string>? log = null,
+        CancellationToken cancellationToken = default)
+    {
+        var found = TryResolve(explicitDirectory);
+        if (found is not null)
+        {
+            return found.Value.Directory;
+        }
+
+        log?.Invoke($"CIFAR-10 is not on this machine yet; downloading it into {CacheDirectory}");
+        return await new Cifar10Downloader(progress: progress, log: log).EnsureAsync(CacheDirectory, cancellationToken: cancellationToken);
+    }
 
     private static string CheckComplete(string directory, string origin)
     {

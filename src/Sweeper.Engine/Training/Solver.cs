@@ -348,6 +348,9 @@ public sealed class Solver<T>
         return metrics;
     }
 
+    /// <summary>Puts the best-so-far parameters (by validation accuracy) into the model, e.g. after loading a final checkpoint.</summary>
+    public void RestoreBestParameters() => RestoreBest();
+
     private void RestoreBest()
     {
         if (BestEpoch == 0)

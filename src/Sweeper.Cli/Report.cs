@@ -1,0 +1,103 @@
+using System.Globalization;
+using System.Text;
+using Spectre.Console;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Cli;
+
+/// <summary>Tables, CSV and JSON summaries of a study, shared by run, status and results.</summary>
+public static class Report
+{
+    public static string Params(TrialRecord t) => string.Join(" ", ParamJson.Deserialize(t.ParametersJson).Select(kv => $"{kv.Key}={Short(kv.Value)}"));
+
+    private static string Short(object v) => v is double d ? d.ToString("G3", CultureInfo.InvariantCulture).Replace("E-0", "e-").Replace("E+0", "e+").Replace("E", "e") : ParamValue.Format(v);
+
+    public static IEnumerable<TrialRecord> ByValAccuracy(IEnumerable<TrialRecord> trials) =>
+        trials.OrderByDescending(t => t.ValAccuracy ?? double.NegativeInfinity).ThenBy(t => t.Number);
+
+    public static Table TrialTable(IEnumerable<TrialRecord> trials, int? top = null)
+    {
+        var table = new Table().Border(TableBorder.Simple);
+        foreach (var c in new[] { "#", "state", "val acc", "train acc", "epochs", "attempts", "parameters" })
+        {
+            table.AddColumn(c);
+        }
+
+        foreach (var t in ByValAccuracy(trials).Take(top ?? int.MaxValue))
+        {
+            table.AddRow(t.Number.ToString(CultureInfo.InvariantCulture), t.State.ToText(), Acc(t.ValAccuracy), Acc(t.TrainAccuracy), t.EpochsDone.ToString(CultureInfo.InvariantCulture),
+                t.Attempts.ToString(CultureInfo.InvariantCulture), Markup.Escape(Params(t) + (t.Reason is { } r && t.State is TrialState.Failed or TrialState.Diverged ? $"  [{r}]" : "")));
+        }
+
+        return table;
+    }
+
+    public static string Acc(double? v) => v is { } x ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
+
+    public static string Counts(StateCounts c) =>
+        $"{c.Completed} completed, {c.Running} running, {c.Pending} pending, {c.Pruned} pruned, {c.Diverged} diverged, {c.Failed} failed ({c.Final}/{c.Total} final)";
+
+    public static object Summary(StudyRecord study, StateCounts counts, IReadOnlyList<TrialRecord> trials, StudyResult? result)
+    {
+        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : Runtime.Coordinator.SelectBest(trials);
+        return new
+        {
+            study = study.Name,
+            closed = study.Closed,
+            counts = new { pending = counts.Pending, running = counts.Running, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
+            best_trial = best is null ? null : new
+            {
+                number = best.Number,
+                parameters = ParamJson.Deserialize(best.ParametersJson),
+                val_accuracy = best.ValAccuracy,
+                train_accuracy = best.TrainAccuracy,
+                epochs = best.EpochsDone,
+            },
+            val_accuracy = best?.ValAccuracy,
+            test_accuracy = result?.TestAccuracy,
+            test_examples = result?.TestExamples,
+            test_evaluated_at = result?.TestEvaluatedAt,
+            selection_rule = result?.SelectionRule ?? Runtime.Coordinator.SelectionRule,
+            metric = result?.Metric ?? "val_accuracy",
+            note = result?.Note,
+        };
+    }
+
+    public static object TrialJson(TrialRecord t) => new
+    {
+        number = t.Number,
+        state = t.State.ToText(),
+        val_accuracy = t.ValAccuracy,
+        train_accuracy = t.TrainAccuracy,
+        epochs = t.EpochsDone,
+        attempts = t.Attempts,
+        seed = t.Seed,
+        parameters = ParamJson.Deserialize(t.ParametersJson),
+        reason = t.Reason,
+        owner = t.Owner,
+        started_at = t.StartedAt,
+        finished_at = t.FinishedAt,
+    };
+
+    public static string Csv(IReadOnlyList<TrialRecord> trials)
+    {
+        var names = trials.SelectMany(t => ParamJson.Deserialize(t.ParametersJson).Keys).Distinct().ToList();
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Join(",", new[] { "number", "state", "val_accuracy", "train_accuracy", "epochs", "attempts" }.Concat(names).Append("reason")));
+        foreach (var t in ByValAccuracy(trials))
+        {
+            var p = ParamJson.Deserialize(t.ParametersJson);
+            var cells = new[] { t.Number.ToString(CultureInfo.InvariantCulture), t.State.ToText(), Num(t.ValAccuracy), Num(t.TrainAccuracy), t.EpochsDone.ToString(CultureInfo.InvariantCulture), t.Attempts.ToString(CultureInfo.InvariantCulture) }
+                .Concat(names.Select(n => p.TryGetValue(n, out var v) ? ParamValue.Format(v) : ""))
+                .Append(t.Reason ?? "");
+            sb.AppendLine(string.Join(",", cells.Select(Quote)));
+        }
+
+        return sb.ToString();
+    }
+
+    private static string Num(double? v) => v?.ToString("R", CultureInfo.InvariantCulture) ?? "";
+
+    private static string Quote(string s) => s.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
+}

@@ -1,0 +1,287 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Serilog;
+using Spectre.Console;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Runtime;
+using Sweeper.Storage;
+
+namespace Sweeper.Cli;
+
+/// <summary>run, worker, coordinator, validate, status and results.</summary>
+public static partial class SweepCommands
+{
+    private static readonly JsonSerializerOptions _json = new() { WriteIndented = false };
+
+    private static Option<string?> StoreOption() => new("--store")
+    {
+        Description = $"Trial store address: sqlite:PATH. Default: $SWEEPER_STORE, else {TrialStores.DefaultAddress} (under the current folder).",
+    };
+
+    private static string? StoreAddress(ParseResult parse, Option<string?> option) =>
+        parse.GetValue(option) ?? Environment.GetEnvironmentVariable("SWEEPER_STORE");
+
+    /// <summary>sqlite: paths are made absolute so that worker processes open the same file wherever they start.</summary>
+    private static string AbsoluteStore(string? address)
+    {
+        address ??= TrialStores.DefaultAddress;
+        return address.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) ? "sqlite:" + Path.GetFullPath(address["sqlite:".Length..]) : address;
+    }
+
+    public static IEnumerable<Command> Create()
+    {
+        yield return Validate();
+        yield return Run();
+        yield return WorkerCommand();
+        yield return CoordinatorCommand();
+        yield return Status();
+        yield return Results();
+    }
+
+    private static SweepDefinition? ParseSweep(FileInfo file)
+    {
+        try
+        {
+            return SweepParser.ParseFile(file.FullName == Path.GetFullPath(file.ToString()) ? file.ToString() : file.FullName);
+        }
+        catch (SweepFileException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return null;
+        }
+    }
+
+    private static Command Validate()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "The sweep definition file (YAML)." };
+        var show = new Option<int>("--show") { Description = "How many parameter sets to print.", DefaultValueFactory = _ => 5 };
+        var command = new Command("validate", "Check a sweep file and print its number of trials and the first parameter sets, without running anything.") { file, show };
+        command.SetAction(parse =>
+        {
+            var sweep = ParseSweep(parse.GetValue(file)!);
+            if (sweep is null)
+            {
+                return 2;
+            }
+
+            var count = SearchSpace.TrialCount(sweep);
+            Console.WriteLine($"{parse.GetValue(file)}: study '{sweep.Name}', {sweep.Method} search, {count} trials, metric {sweep.Metric} ({sweep.Goal}), " +
+                $"early stopping {(sweep.EarlyTerminate is { Type: "median" } e ? $"median (warm-up {e.WarmupEpochs}, min {e.MinTrials} trials)" : "off")}");
+            foreach (var t in SearchSpace.CreateSampler(sweep).Propose(sweep, Math.Min(parse.GetValue(show), (int)count)))
+            {
+                Console.WriteLine($"  trial {t.Number}: {string.Join(" ", t.Parameters.Select(kv => $"{kv.Key}={ParamValue.Format(kv.Value)}"))}");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command WorkerCommand()
+    {
+        var store = StoreOption();
+        var study = new Option<string?>("--study") { Description = "Only this study's trials. Default: any open study." };
+        var exit = new Option<bool>("--exit-when-done") { Description = "Exit once every trial of --study is final." };
+        var lease = new Option<double>("--lease-seconds") { Description = "Lease length; renewed every third of it.", DefaultValueFactory = _ => 30 };
+        var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder. Default: $SWEEPER_DATA, then the cache, then a download." };
+        var command = new Command("worker", "Claim trials from the store and train them, one at a time, until stopped.") { store, study, exit, lease, data };
+        command.SetAction(async (parse, ct) =>
+        {
+            if (parse.GetValue(exit) && parse.GetValue(study) is null)
+            {
+                Log.Error("--exit-when-done needs --study");
+                return 2;
+            }
+
+            var dir = await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName, ct);
+            await using var trialStore = await TrialStores.OpenAsync(StoreAddress(parse, store), cancellationToken: ct);
+            using var trainer = new TrialTrainer(dir);
+            var worker = new Worker(trialStore, new SolverTrialRunner(trainer), new WorkerOptions
+            {
+                Study = parse.GetValue(study),
+                ExitWhenDone = parse.GetValue(exit),
+                Lease = TimeSpan.FromSeconds(parse.GetValue(lease)),
+            }, Log.Logger);
+            try
+            {
+                await worker.RunAsync(ct);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command CoordinatorCommand()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "The sweep definition file (YAML)." };
+        var store = StoreOption();
+        var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder (for the final test evaluation)." };
+        var command = new Command("coordinator", "Create the study (or resume it), requeue lost trials, and close it with the best trial's test accuracy. Workers run elsewhere.") { file, store, data };
+        command.SetAction(async (parse, ct) =>
+        {
+            var sweep = ParseSweep(parse.GetValue(file)!);
+            if (sweep is null)
+            {
+                return 2;
+            }
+
+            await using var trialStore = await TrialStores.OpenAsync(StoreAddress(parse, store), cancellationToken: ct);
+            var dataDir = parse.GetValue(data)?.FullName ?? sweep.Data.Path;
+            var coordinator = new Coordinator(trialStore, sweep, LazyEvaluator(dataDir, ct), Log.Logger);
+            await coordinator.EnsureStudyAsync(ct);
+            try
+            {
+                var result = await coordinator.RunAsync(ct);
+                Console.WriteLine($"study {sweep.Name} closed: best trial {result.BestTrialNumber?.ToString() ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}");
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                return 130;
+            }
+        });
+        return command;
+    }
+
+    private static TestEvaluator LazyEvaluator(string? dataDir, CancellationToken ct) => (sweep, trial, checkpoint) =>
+    {
+        var dir = DataCommand.ResolveOrDownloadAsync(dataDir, ct).GetAwaiter().GetResult();
+        using var trainer = new TrialTrainer(dir);
+        return trainer.EvaluateOnTest(sweep, ParamJson.Deserialize(trial.ParametersJson), trial.Seed, checkpoint);
+    };
+
+    private static Command Status()
+    {
+        var study = new Argument<string?>("study") { Description = "A study name; all studies when omitted.", Arity = ArgumentArity.ZeroOrOne };
+        var store = StoreOption();
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var command = new Command("status", "Show studies, their trials by state, the best so far and the running trials.") { study, store, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var trialStore = await OpenExistingAsync(StoreAddress(parse, store), ct);
+            if (trialStore is null)
+            {
+                return 1;
+            }
+
+            var names = parse.GetValue(study) is { } one ? [one] : (await trialStore.ListStudiesAsync(ct)).Select(s => s.Name).ToList();
+            var summaries = new List<object>();
+            foreach (var name in names)
+            {
+                var record = await trialStore.GetStudyAsync(name, ct);
+                if (record is null)
+                {
+                    Log.Error("No study named {Study} in the store", name);
+                    return 1;
+                }
+
+                var trials = await trialStore.GetTrialsAsync(name, ct);
+                var counts = await trialStore.CountStatesAsync(name, ct);
+                var result = await trialStore.GetResultAsync(name, ct);
+                summaries.Add(Report.Summary(record, counts, trials, result));
+                if (!parse.GetValue(json))
+                {
+                    var best = Coordinator.SelectBest(trials);
+                    Console.WriteLine($"{name}: {(record.Closed ? "closed" : "open")}; {Report.Counts(counts)}; best so far: " +
+                        (best is null ? "-" : $"trial {best.Number} val acc {Report.Acc(best.ValAccuracy)}") + (result?.TestAccuracy is { } t ? $"; test acc {Report.Acc(t)}" : ""));
+                    foreach (var r in trials.Where(t => t.State == TrialState.Running))
+                    {
+                        Console.WriteLine($"  running: trial {r.Number} on {r.Owner}, epoch {r.EpochsDone}, attempt {r.Attempts}");
+                    }
+                }
+            }
+
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(summaries, _json));
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Results()
+    {
+        var study = new Argument<string>("study") { Description = "The study name." };
+        var store = StoreOption();
+        var json = new Option<bool>("--json") { Description = "Print JSON: the summary and every trial." };
+        var csv = new Option<bool>("--csv") { Description = "Print CSV: one row per trial, one column per parameter." };
+        var top = new Option<int?>("--top") { Description = "Only the best N trials." };
+        var command = new Command("results", "The trials of a study sorted by validation accuracy, and the best trial with its test accuracy.") { study, store, json, csv, top };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var trialStore = await OpenExistingAsync(StoreAddress(parse, store), ct);
+            if (trialStore is null)
+            {
+                return 1;
+            }
+
+            var name = parse.GetValue(study)!;
+            var record = await trialStore.GetStudyAsync(name, ct);
+            if (record is null)
+            {
+                Log.Error("No study named {Study} in the store", name);
+                return 1;
+            }
+
+            var trials = await trialStore.GetTrialsAsync(name, ct);
+            var shown = Report.ByValAccuracy(trials).Take(parse.GetValue(top) ?? int.MaxValue).ToList();
+            if (parse.GetValue(csv))
+            {
+                Console.Write(Report.Csv(shown));
+                return 0;
+            }
+
+            var summary = Report.Summary(record, await trialStore.CountStatesAsync(name, ct), trials, await trialStore.GetResultAsync(name, ct));
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new { summary, trials = shown.Select(Report.TrialJson) }, _json));
+                return 0;
+            }
+
+            AnsiConsole.Write(Report.TrialTable(shown));
+            PrintBest(await trialStore.GetResultAsync(name, ct), trials);
+            return 0;
+        });
+        return command;
+    }
+
+    private static async Task<ITrialStore?> OpenExistingAsync(string? address, CancellationToken ct)
+    {
+        var full = AbsoluteStore(address);
+        if (full.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && !File.Exists(full["sqlite:".Length..]))
+        {
+            Log.Error("No store at {Path}; run a sweep first or give --store", full["sqlite:".Length..]);
+            return null;
+        }
+
+        return await TrialStores.OpenAsync(full, cancellationToken: ct);
+    }
+
+    private static void PrintBest(StudyResult? result, IReadOnlyList<TrialRecord> trials)
+    {
+        if (result?.BestTrialNumber is { } n)
+        {
+            var best = trials.First(t => t.Number == n);
+            Console.WriteLine($"Best trial {n}: val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)} ({result.TestExamples} test images, evaluated once at {result.TestEvaluatedAt:u})");
+            Console.WriteLine($"  {Report.Params(best)}");
+            Console.WriteLine($"  selection: {result.SelectionRule}");
+        }
+        else if (result is not null)
+        {
+            Console.WriteLine(result.Note);
+        }
+        else
+        {
+            var best = Coordinator.SelectBest(trials);
+            Console.WriteLine(best is null ? "No trial has completed yet." : $"Best so far: trial {best.Number}, val acc {Report.Acc(best.ValAccuracy)} (the study is still open; no test evaluation yet)");
+        }
+    }
+}
