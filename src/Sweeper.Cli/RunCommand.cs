@@ -177,6 +177,7 @@ public sealed class WorkerFleet
     private readonly string[] _arguments;
     private readonly int _size;
     private readonly List<Process> _processes = [];
+    private readonly Dictionary<int, DateTime> _started = [];
     private int _quickDeaths;
 
     public WorkerFleet(string store, string study, string dataDir, int size, double leaseSeconds)
@@ -203,16 +204,17 @@ public sealed class WorkerFleet
             }
 
             _processes.Remove(p);
-            if (p.ExitCode != 0)
+            var exitCode = p.ExitCode;
+            if (exitCode != 0)
             {
-                var quick = DateTime.Now - p.StartTime < TimeSpan.FromSeconds(5);
+                var quick = DateTime.UtcNow - _started.GetValueOrDefault(p.Id) < TimeSpan.FromSeconds(5);
                 _quickDeaths = quick ? _quickDeaths + 1 : 0;
                 if (_quickDeaths > 2 * _size + 2)
                 {
-                    throw new FleetFailedException($"worker processes keep dying right after start (last exit code {p.ExitCode}); see their log lines above.");
+                    throw new FleetFailedException($"worker processes keep dying right after start (last exit code {exitCode}); see their log lines above.");
                 }
 
-                Log.Warning("Worker process {Pid} died (exit code {Code}); starting another", p.Id, p.ExitCode);
+                Log.Warning("Worker process {Pid} died (exit code {Code}); starting another", p.Id, exitCode);
                 Start();
             }
 
@@ -229,7 +231,9 @@ public sealed class WorkerFleet
             info.ArgumentList.Add(a);
         }
 
-        _processes.Add(Process.Start(info) ?? throw new FleetFailedException("could not start a worker process."));
+        var process = Process.Start(info) ?? throw new FleetFailedException("could not start a worker process.");
+        _started[process.Id] = DateTime.UtcNow;
+        _processes.Add(process);
     }
 
     /// <summary>How to start this same program again: the apphost directly, or dotnet with the dll.</summary>

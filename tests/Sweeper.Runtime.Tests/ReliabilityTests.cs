@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Sweeper.Core.Trials;
+using Sweeper.Storage;
+
+namespace Sweeper.Runtime.Tests;
+
+/// <summary>Failure drills with real processes on the embedded SQLite store.</summary>
+public class ReliabilityTests
+{
+    private const string ShortTrials = """
+        name: drill
+        method: grid
+        model: two_layer
+        data:
+          train_size: 8000
+          val_size: 500
+        parameters:
+          hidden_size: {values: [60, 80]}
+          learning_rate: {values: [1.0e-3, 5.0e-4]}
+          reg: {value: 0.01}
+          epochs: {value: 6}
+          batch_size: {value: 100}
+          lr_decay: {value: 0.95}
+        budget:
+          max_trials: 4
+          retries: 3
+        early_terminate:
+          type: none
+        seed: 11
+        """;
+
+    private static async Task<(IReadOnlyList<TrialRecord> Trials, Dictionary<int, IReadOnlyList<EpochRecord>> Epochs, StudyResult? Result, IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)> Events)> ReadAsync(string store, string study)
+    {
+        await using var s = await SqliteTrialStore.OpenAsync(store["sqlite:".Length..]);
+        var trials = await s.GetTrialsAsync(study);
+        var epochs = new Dictionary<int, IReadOnlyList<EpochRecord>>();
+        foreach (var t in trials)
+        {
+            epochs[t.Number] = await s.GetEpochsAsync(t.Id);
+        }
+
+        return (trials, epochs, await s.GetResultAsync(study), await s.GetEventsAsync(study));
+    }
+
+    [Fact]
+    public async Task Kill_9_of_a_worker_mid_trial_is_taken_over_from_its_checkpoint_with_the_undisturbed_final_metrics()
+    {
+        using var h = new Harness();
+        var sweep = h.Write("drill.yaml", ShortTrials);
+
+        var undisturbed = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store("a.db"), "--workers", "1", "--lease-seconds", "2", "--json");
+        Assert.True(undisturbed.Code == 0, undisturbed.Stderr);
+
+        using var run = h.Start("run", sweep, "--store", h.Store("b.db"), "--workers", "1", "--lease-seconds", "2", "--json");
+        int killedTrial = -1, killedPid = -1;
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (killedPid < 0 && DateTime.UtcNow < deadline && !run.Process.HasExited)
+        {
+            await Task.Delay(100);
+            if (!File.Exists(Path.Combine(h.Dir, "b.db")))
+            {
+                continue;
+            }
+
+            await using var s = await SqliteTrialStore.OpenAsync(Path.Combine(h.Dir, "b.db"));
+            var trials = await s.GetTrialsAsync("drill");
+            var victim = trials.FirstOrDefault(t => t.State == TrialState.Running && t.EpochsDone >= 2 && t.Number == 1);
+            if (victim is null)
+            {
+                continue;
+            }
+
+            var worker = (await s.GetWorkersAsync()).First(w => w.Id == victim.Owner);
+            killedTrial = victim.Number;
+            killedPid = worker.Pid;
+            Process.GetProcessById(killedPid).Kill(); // SIGKILL: no chance to hand the trial back
+        }
+
+        Assert.True(killedPid > 0, "never saw trial 1 running past epoch 2. stderr:\n" + run.Stderr);
+        var disturbed = run.Wait(TimeSpan.FromMinutes(3));
+        Assert.True(disturbed.Code == 0, disturbed.Stderr);
+
+        var a = await ReadAsync(h.Store("a.db"), "drill");
+        var b = await ReadAsync(h.Store("b.db"), "drill");
+        Assert.All(b.Trials, t => Assert.Equal(TrialState.Completed, t.State));
+        var killed = b.Trials.Single(t => t.Number == killedTrial);
+        Assert.Equal(2, killed.Attempts);
+        Assert.Contains(b.Events, e => e.Kind == "trial_requeued" && e.TrialId == killed.Id);
+        Assert.Contains("resumes from its epoch-", disturbed.Stderr);
+
+        // Every trial completed exactly once, and the final metrics equal the undisturbed run's.
+        foreach (var t in b.Trials)
+        {
+            Assert.Single(b.Events, e => e.Kind == "trial_completed" && e.TrialId == t.Id);
+            var reference = a.Trials.Single(x => x.Number == t.Number);
+            Assert.Equal(reference.ValAccuracy, t.ValAccuracy);
+            Assert.Equal(reference.TrainAccuracy, t.TrainAccuracy);
+            Assert.Equal(a.Epochs[t.Number].Select(e => (e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy)), b.Epochs[t.Number].Select(e => (e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy)));
+        }
+
+        Assert.Equal(a.Result!.BestTrialNumber, b.Result!.BestTrialNumber);
+        Assert.Equal(a.Result.TestAccuracy, b.Result.TestAccuracy);
+        using var summary = JsonDocument.Parse(disturbed.Stdout);
+        Assert.Equal(b.Result.TestAccuracy, summary.RootElement.GetProperty("test_accuracy").GetDouble());
+    }
+
+    [Fact]
+    public async Task Many_worker_processes_claiming_at_once_never_share_a_trial()
+    {
+        using var h = new Harness();
+        const int Trials = 1500;
+        var sweep = h.Write("light.yaml", $$"""
+            name: light
+            method: grid
+            model: softmax
+            data: {train_size: 200, val_size: 50, test_size: 50}
+            parameters:
+              learning_rate: {distribution: int_uniform, min: 1, max: {{Trials}}}
+              iterations: {value: 1}
+              batch_size: {value: 50}
+            budget: {max_trials: {{Trials}}}
+            seed: 5
+            """);
+        var result = h.Run(TimeSpan.FromMinutes(5), "run", sweep, "--store", h.Store(), "--workers", "8", "--json");
+        Assert.True(result.Code == 0, result.Stderr);
+        var (trials, _, study, events) = await ReadAsync(h.Store(), "light");
+        Assert.Equal(Trials, trials.Count);
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
+        Assert.Equal(Trials, events.Count(e => e.Kind == "trial_completed"));
+        Assert.Equal(Trials, events.Where(e => e.Kind == "trial_completed").Select(e => e.TrialId).Distinct().Count());
+        var owners = trials.Select(t => t.Owner).Distinct().Count();
+        Assert.True(owners >= 4, $"only {owners} workers took trials");
+        Assert.NotNull(study!.TestAccuracy);
+    }
+
+    [Fact]
+    public async Task A_diverging_trial_is_recorded_with_its_reason_and_the_others_go_on()
+    {
+        using var h = new Harness();
+        var sweep = h.Write("div.yaml", """
+            name: div
+            method: grid
+            model: two_layer
+            data: {train_size: 2000, val_size: 200, test_size: 200}
+            parameters:
+              hidden_size: {value: 40}
+              weight_scale: {value: 0.1}
+              learning_rate: {values: [1.0e+4, 1.0e-3]}
+              epochs: {value: 2}
+              batch_size: {value: 100}
+            budget: {max_trials: 2}
+            """);
+        var result = h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", h.Store(), "--workers", "2", "--json");
+        Assert.True(result.Code == 0, result.Stderr);
+        var (trials, _, study, _) = await ReadAsync(h.Store(), "div");
+        var diverged = trials.Single(t => t.Number == 0);
+        Assert.Equal(TrialState.Diverged, diverged.State);
+        Assert.Contains("loss became", diverged.Reason);
+        Assert.Equal(TrialState.Completed, trials.Single(t => t.Number == 1).State);
+        Assert.Equal(1, study!.BestTrialNumber);
+    }
+
+    [Fact]
+    public async Task A_bad_sweep_file_gets_an_error_naming_file_line_and_key_and_creates_nothing()
+    {
+        using var h = new Harness();
+        var good = h.Write("good.yaml", ShortTrials.Replace("epochs: {value: 6}", "epochs: {value: 1}", StringComparison.Ordinal));
+        Assert.Equal(0, h.Run(TimeSpan.FromMinutes(2), "run", good, "--store", h.Store(), "--workers", "1").Code);
+        var before = await ReadAsync(h.Store(), "drill");
+
+        var bad = h.Write("bad.yaml", """
+            name: other
+            method: random
+            model: fc
+            parameters:
+              dropout:
+                distribution: uniform
+                min: 0.2
+                max: 1.5
+            """);
+        var (code, _, stderr) = h.Run(TimeSpan.FromMinutes(1), "run", bad, "--store", h.Store(), "--workers", "1");
+        Assert.Equal(2, code);
+        Assert.Contains("bad.yaml:8:", stderr);
+        Assert.Contains("parameters.dropout.max", stderr);
+
+        await using var s = await SqliteTrialStore.OpenAsync(h.Store()["sqlite:".Length..]);
+        Assert.Single(await s.ListStudiesAsync());
+        var after = await ReadAsync(h.Store(), "drill");
+        Assert.Equal(before.Trials, after.Trials);
+        Assert.Equal(before.Result, after.Result);
+    }
+
+    [Fact]
+    public async Task Stopping_a_run_hands_trials_back_and_running_it_again_resumes_without_redoing_finished_trials()
+    {
+        using var h = new Harness();
+        var sweep = h.Write("drill.yaml", ShortTrials.Replace("epochs: {value: 6}", "epochs: {value: 30}", StringComparison.Ordinal));
+        using (var first = h.Start("run", sweep, "--store", h.Store(), "--workers", "2"))
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+            while (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200);
+                if (File.Exists(Path.Combine(h.Dir, "store.db")))
+                {
+                    var (trials, _, _, _) = await ReadAsync(h.Store(), "drill");
+                    if (trials.Count(t => t.State == TrialState.Completed) >= 1 && trials.Any(t => t.State == TrialState.Running && t.EpochsDone >= 1))
+                    {
+                        break;
+                    }
+                }
+            }
+
+            _ = Kill(first.Process.Id, 15); // what Ctrl-C does
+            var stopped = first.Wait(TimeSpan.FromMinutes(1));
+            Assert.Equal(130, stopped.Code);
+        }
+
+        var midway = await ReadAsync(h.Store(), "drill");
+        Assert.DoesNotContain(midway.Trials, t => t.State == TrialState.Running);
+        Assert.Contains(midway.Events, e => e.Kind == "trial_released");
+        var doneBefore = midway.Trials.Where(t => t.State == TrialState.Completed).Select(t => t.Id).ToHashSet();
+        Assert.NotEmpty(doneBefore);
+        Assert.Null(midway.Result);
+
+        var second = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store(), "--workers", "2", "--json");
+        Assert.True(second.Code == 0, second.Stderr);
+        var end = await ReadAsync(h.Store(), "drill");
+        Assert.All(end.Trials, t => Assert.Equal(TrialState.Completed, t.State));
+        Assert.All(end.Trials.Where(t => doneBefore.Contains(t.Id)), t => Assert.Equal(1, t.Attempts));
+        Assert.Equal(doneBefore.Count, end.Events.Count(e => e.Kind == "trial_completed" && doneBefore.Contains(e.TrialId!.Value)));
+        Assert.NotNull(end.Result!.TestAccuracy);
+        await using var s = await SqliteTrialStore.OpenAsync(h.Store()["sqlite:".Length..]);
+        Assert.Single(await s.ListStudiesAsync());
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
+}
