@@ -6,9 +6,16 @@ using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;
 using Sweeper.Engine.Training;
 
-// Training-step throughput, single-threaded float32, batch 200, on minibatches drawn at random from the
-// 49,000-image training split. Prints one JSON object per line. Usage: bench [--data DIR] [--seconds S] [--only a,b,c,d]
-var argsList = args.ToList();
+// Benchmarks; each prints one JSON object per line.
+//   bench [train] [--data DIR] [--seconds S] [--only a,b,c,d]   training-step throughput (single thread, float32, batch 200)
+//   bench orchestration [--trials N]                            trial store throughput with trials that do no training
+if (args.FirstOrDefault() == "orchestration")
+{
+    await Orchestration.RunAsync(args.Skip(1).ToArray());
+    return;
+}
+
+var argsList = args.SkipWhile(a => a == "train").ToList();
 string? Arg(string name) => argsList.IndexOf(name) is var i and >= 0 && i + 1 < argsList.Count ? argsList[i + 1] : null;
 var seconds = double.Parse(Arg("--seconds") ?? "4", System.Globalization.CultureInfo.InvariantCulture);
 var only = Arg("--only")?.Split(',');

@@ -105,8 +105,7 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
                 continue;
             }
 
-            await store.HeartbeatWorkerAsync(options.Id, Environment.MachineName, Environment.ProcessId, lease.TrialId, cancellationToken);
-            lastBeat = DateTime.UtcNow;
+            // A worker's current trial is the running trial it owns; no extra write per trial.
             await RunTrialAsync(lease, cancellationToken);
         }
 
@@ -171,6 +170,11 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
                 {
                     var record = new EpochRecord(lease.TrialId, m.Epoch, m.Loss, m.TrainAccuracy, m.ValAccuracy, m.LearningRate, m.Seconds);
                     store.ReportEpochAsync(lease, record, takeCheckpoint(), options.Lease, CancellationToken.None).GetAwaiter().GetResult();
+                    if (rule is NoStopping)
+                    {
+                        return true;
+                    }
+
                     var others = store.GetCompletedValuesAtEpochAsync(lease.Study, m.Epoch, CancellationToken.None).GetAwaiter().GetResult();
                     return !rule.ShouldStop(m.Epoch, m.ValAccuracy, others);
                 }, trialCts.Token),

@@ -146,15 +146,26 @@ public sealed class SqliteTrialStore : ITrialStore
             // One conditional update: it either moves a pending trial to running for this owner, or changes nothing.
             // Two claimers never both win: the write lock serializes them and the second sees state = 'running'.
             var now = Now;
+            // The study-specific form lets SQLite walk the (study, state, number) index straight to the first pending trial.
+            var pick = study is null
+                ? """
+                  SELECT t.id FROM trials t JOIN studies s ON s.name = t.study
+                  WHERE t.state = 'pending' AND s.closed = 0
+                    AND (s.max_running IS NULL OR (SELECT count(*) FROM trials r WHERE r.study = t.study AND r.state = 'running') < s.max_running)
+                  ORDER BY s.created_at, t.study, t.number LIMIT 1
+                  """
+                : """
+                  SELECT t.id FROM trials t
+                  WHERE t.study = $study AND t.state = 'pending'
+                    AND (SELECT closed = 0 AND (max_running IS NULL OR (SELECT count(*) FROM trials r WHERE r.study = $study AND r.state = 'running') < max_running)
+                         FROM studies WHERE name = $study)
+                  ORDER BY t.number LIMIT 1
+                  """;
             var leases = await QueryAsync(
-                """
+                $"""
                 UPDATE trials SET state = 'running', owner = $owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
                     lease_expires_at = $expires, started_at = coalesce(started_at, $now)
-                WHERE id = (SELECT t.id FROM trials t JOIN studies s ON s.name = t.study
-                            WHERE t.state = 'pending' AND s.closed = 0 AND ($study IS NULL OR t.study = $study)
-                              AND (s.max_running IS NULL OR (SELECT count(*) FROM trials r WHERE r.study = t.study AND r.state = 'running') < s.max_running)
-                            ORDER BY s.created_at, t.study, t.number LIMIT 1)
-                  AND state = 'pending'
+                WHERE id = ({pick}) AND state = 'pending'
                 RETURNING id, study, number, params, seed, lease_epoch, attempts
                 """,
                 tx,

@@ -47,6 +47,13 @@ public sealed class SweepParser
         {
             throw new SweepFileException(_file, (int)e.Start.Line, (int)e.Start.Column, "", "not valid YAML: " + (e.InnerException?.Message ?? e.Message));
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner fails this way on some unclosed flow collections; point at the first unbalanced line.
+            var lines = text.Split('\n');
+            var line = Array.FindIndex(lines, l => l.Count(c => c == '[') != l.Count(c => c == ']') || l.Count(c => c == '{') != l.Count(c => c == '}'));
+            throw new SweepFileException(_file, line < 0 ? 1 : line + 1, 1, "", "not valid YAML: an unclosed [ or { (flow collections must close on the same line here).");
+        }
 
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
         {
@@ -135,7 +142,8 @@ public sealed class SweepParser
                     $"unknown hyperparameter; known: {string.Join(", ", Hyperparameters.Known.Keys)}.");
             }
 
-            result.Add(new(name, ReadDomain(name, spec, key)));
+            var keyLine = (int)((YamlMappingNode)node).Children.Keys.First(k => ((YamlScalarNode)k).Value == name).Start.Line;
+            result.Add(new(name, ReadDomain(name, spec, key) with { Line = keyLine }));
         }
 
         return result;

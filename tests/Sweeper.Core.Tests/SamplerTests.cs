@@ -1,0 +1,101 @@
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Runtime;
+
+namespace Sweeper.Core.Tests;
+
+public class SamplerTests
+{
+    private static SweepDefinition Parse(string yaml) => SweepParser.Parse(yaml, "t.yaml");
+
+    [Fact]
+    public void Grid_is_the_cartesian_product_in_file_order_with_conditional_blocks_expanded()
+    {
+        var sweep = Parse("""
+            name: g
+            method: grid
+            parameters:
+              model: {values: [softmax, two_layer]}
+              learning_rate: {values: [1.0e-3, 1.0e-4]}
+            conditions:
+              - when: {model: two_layer}
+                parameters:
+                  hidden_size: {distribution: int_uniform, min: 50, max: 150, q: 50}
+            budget: {max_trials: 100}
+            seed: 3
+            """);
+        var trials = SearchSpace.CreateSampler(sweep).Propose(sweep, 100);
+        Assert.Equal(2 + (2 * 3), trials.Count);
+        Assert.Equal(trials.Count, SearchSpace.GridSize(sweep));
+        Assert.Equal(Enumerable.Range(0, 8), trials.Select(t => t.Number));
+        Assert.Equal("softmax", trials[0].Parameters["model"]);
+        Assert.Equal(1e-4, trials[1].Parameters["learning_rate"]);
+        Assert.False(trials[0].Parameters.ContainsKey("hidden_size"));
+        Assert.Equal([50L, 100L, 150L], trials.Skip(2).Take(3).Select(t => t.Parameters["hidden_size"]));
+        Assert.Equal(8, trials.Select(t => t.Seed).Distinct().Count());
+    }
+
+    [Fact]
+    public void Random_search_is_seeded_and_samples_inside_every_distribution()
+    {
+        const string Yaml = """
+            name: r
+            method: random
+            model: fc
+            parameters:
+              learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+              dropout: {distribution: uniform, min: 0.1, max: 0.5, q: 0.1}
+              hidden_size: {distribution: int_uniform, min: 10, max: 100, q: 10}
+              update_rule: {values: [sgd, adam]}
+            budget: {max_trials: 2000}
+            seed: 12
+            """;
+        var sweep = Parse(Yaml);
+        var a = SearchSpace.CreateSampler(sweep).Propose(sweep, 2000);
+        var b = SearchSpace.CreateSampler(Parse(Yaml)).Propose(sweep, 2000);
+        Assert.Equal(a.Select(t => ParamJson.Serialize(t.Parameters)), b.Select(t => ParamJson.Serialize(t.Parameters)));
+        var other = SearchSpace.CreateSampler(sweep).Propose(sweep with { Seed = 13 }, 10);
+        Assert.NotEqual(ParamJson.Serialize(a[0].Parameters), ParamJson.Serialize(other[0].Parameters));
+
+        var lr = a.Select(t => (double)t.Parameters["learning_rate"]).ToArray();
+        Assert.All(lr, v => Assert.InRange(v, 1e-5, 1e-1));
+        // Log-uniform: about a quarter of the draws in each decade.
+        Assert.InRange(lr.Count(v => v < 1e-4) / 2000.0, 0.2, 0.3);
+        Assert.All(a, t => Assert.Contains((double)t.Parameters["dropout"], new[] { 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.3 }));
+        Assert.All(a, t => Assert.Equal(0, (long)t.Parameters["hidden_size"] % 10));
+        Assert.Equal(10, a.Select(t => t.Parameters["hidden_size"]).Distinct().Count());
+        Assert.InRange(a.Count(t => (string)t.Parameters["update_rule"] == "adam"), 900, 1100);
+    }
+
+    [Fact]
+    public void Parameters_round_trip_through_json_with_their_types()
+    {
+        var p = new Dictionary<string, object> { ["learning_rate"] = 1e-7, ["reg"] = 25000.0, ["hidden_size"] = 100L, ["model"] = "fc", ["hidden_sizes"] = "100,100" };
+        var back = ParamJson.Deserialize(ParamJson.Serialize(p));
+        Assert.Equal(1e-7, back["learning_rate"]);
+        Assert.Equal(100L, back["hidden_size"]);
+        Assert.Equal("100,100", back["hidden_sizes"]);
+        Assert.Equal(25000.0, ParamValue.AsDouble(back["reg"]));
+    }
+
+    [Fact]
+    public void The_median_rule_stops_below_the_median_after_warm_up_and_enough_trials()
+    {
+        var rule = new MedianStoppingRule(warmupEpochs: 2, minTrials: 3);
+        double[] others = [0.3, 0.5, 0.4];
+        Assert.False(rule.ShouldStop(2, 0.1, others)); // still warming up
+        Assert.True(rule.ShouldStop(3, 0.39, others));
+        Assert.False(rule.ShouldStop(3, 0.4, others)); // at the median is not below it
+        Assert.False(rule.ShouldStop(3, 0.1, [0.3, 0.5])); // too few completed trials
+        Assert.Equal(0.45, MedianStoppingRule.Median([0.3, 0.4, 0.5, 0.6]), 12);
+    }
+
+    [Fact]
+    public void The_best_trial_is_the_highest_completed_val_accuracy_with_ties_to_the_lowest_number()
+    {
+        TrialRecord T(int number, TrialState state, double? val) => new(number, "s", number, "{}", 0, state, 1, null, 1, null, 1, val, null, null, null, null);
+        var best = Coordinator.SelectBest([T(0, TrialState.Completed, 0.4), T(1, TrialState.Pruned, 0.9), T(2, TrialState.Completed, 0.5), T(3, TrialState.Completed, 0.5), T(4, TrialState.Failed, null)]);
+        Assert.Equal(2, best!.Number);
+        Assert.Null(Coordinator.SelectBest([T(0, TrialState.Diverged, null)]));
+    }
+}
