@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text.Json;
+using Sweeper.Engine.Data;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;
 using Sweeper.Engine.Training;
@@ -33,14 +35,21 @@ internal static class Measure
     {
         var rng = new Rng(7);
         var batch = new int[solver.Options.BatchSize];
+        var next = new int[solver.Options.BatchSize];
+        void Draw(int[] b)
+        {
+            for (var i = 0; i < b.Length; i++)
+            {
+                b[i] = rng.NextInt(trainCount);
+            }
+        }
+
+        Draw(next);
         void One()
         {
-            for (var i = 0; i < batch.Length; i++)
-            {
-                batch[i] = rng.NextInt(trainCount);
-            }
-
-            solver.Step(batch);
+            (batch, next) = (next, batch);
+            Draw(next); // as the Solver does: the next minibatch is known and prefetched during this step
+            solver.Step(batch, next);
         }
 
         for (var i = 0; i < 30; i++)
@@ -65,6 +74,54 @@ internal static class Measure
         }
 
         return best;
+    }
+
+    /// <summary>Peak resident memory (VmHWM) of this process in MiB.</summary>
+    public static double PeakResidentMegabytes()
+    {
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) / 1024.0;
+    }
+
+    /// <summary>One epoch of (d) on the full 49,000-image split with the Solver, then the peak RSS, as JSON on stdout.</summary>
+    public static void TrainingMemory(string dataDir)
+    {
+        using var data = Cifar10.Load<float>(dataDir);
+        var spec = new ModelSpec { HiddenSizes = [100, 100, 100, 100, 100], Normalization = Normalization.Batch, Dropout = 0.5 };
+        var solver = new Solver<float>(new FullyConnectedNet<float>(spec, 1), data.Train, data.Validation,
+            new SolverOptions { UpdateRule = "adam", LearningRate = 1e-3, BatchSize = 200, Epochs = 1, Seed = 1 });
+        var checkpoint = new MemoryStream();
+        var result = solver.Train(_ =>
+        {
+            solver.SaveCheckpoint(checkpoint); // a worker also checkpoints every epoch
+            return true;
+        });
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            bench = "worker_memory",
+            @case = "d_fc_5x100_bn_dropout_adam_full_dataset",
+            epochs = result.Epochs,
+            peak_rss_mb = Math.Round(PeakResidentMegabytes(), 1),
+            target_mb = 512,
+            meets_target = PeakResidentMegabytes() < 512,
+        }));
+    }
+
+    /// <summary>Runs <see cref="TrainingMemory"/> in a fresh copy of this program so nothing measured here inflates it.</summary>
+    public static JsonElement MemoryInChildProcess(string dataDir)
+    {
+        var info = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+        {
+            info.ArgumentList.Add(typeof(Measure).Assembly.Location);
+        }
+
+        info.ArgumentList.Add("memory-child");
+        info.ArgumentList.Add(dataDir);
+        using var child = Process.Start(info)!;
+        var output = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        return JsonDocument.Parse(output.Trim().Split('\n')[^1]).RootElement.Clone();
     }
 
     /// <summary>

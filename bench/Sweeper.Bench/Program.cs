@@ -15,6 +15,13 @@ if (args.FirstOrDefault() == "orchestration")
     return;
 }
 
+if (args.FirstOrDefault() == "memory-child")
+{
+    // Runs in a fresh process: a worker's footprint training (d) on the full training split.
+    Measure.TrainingMemory(args[1]);
+    return;
+}
+
 var argsList = args.SkipWhile(a => a == "train").ToList();
 string? Arg(string name) => argsList.IndexOf(name) is var i and >= 0 && i + 1 < argsList.Count ? argsList[i + 1] : null;
 var seconds = double.Parse(Arg("--seconds") ?? "4", System.Globalization.CultureInfo.InvariantCulture);
@@ -25,6 +32,7 @@ var sgemm = Measure.SgemmGflops(2048, seconds);
 Emit(new { bench = "sgemm", n = 2048, threads = 1, gflops = Math.Round(sgemm, 2), blas = Blas.Describe() });
 
 var dataDir = DataLocator.Resolve(Arg("--data"));
+Emit(Measure.MemoryInChildProcess(dataDir));
 var load = Stopwatch.StartNew();
 var data = Cifar10.Load<float>(dataDir);
 load.Stop();

@@ -133,7 +133,7 @@ public sealed class ImageSplit<T> : IDataSplit<T>
     /// <summary>Rows ahead whose bytes are requested early: random rows of a 150 MB array otherwise stall on memory.</summary>
     private const int PrefetchDistance = 10;
 
-    private static unsafe void Prefetch(ReadOnlySpan<byte> image)
+    private static unsafe void Prefetch(ReadOnlySpan<byte> image, bool nearest = true)
     {
         if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
@@ -144,8 +144,25 @@ public sealed class ImageSplit<T> : IDataSplit<T>
         {
             for (var offset = 0; offset < image.Length; offset += 64)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + offset);
+                if (nearest)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + offset);
+                }
+                else
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch2(p + offset);
+                }
             }
+        }
+    }
+
+    /// <summary>Asks for the rows of the next minibatch into the outer caches while this one trains (the fetches overlap the matrix products).</summary>
+    public void Prefetch(ReadOnlySpan<int> indices)
+    {
+        var images = _images.Span;
+        foreach (var index in indices)
+        {
+            Prefetch(images.Slice(index * Cifar10.ImageBytes, Cifar10.ImageBytes), nearest: false);
         }
     }
 

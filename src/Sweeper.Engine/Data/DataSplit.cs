@@ -17,6 +17,11 @@ public interface IDataSplit<T>
 
     /// <summary>Copies examples <paramref name="indices"/>[i] into row i of <paramref name="destination"/> (indices.Length x Dim).</summary>
     void Gather(ReadOnlySpan<int> indices, Matrix<T> destination);
+
+    /// <summary>A hint that these examples will be gathered soon (the next minibatch): their memory may be fetched meanwhile.</summary>
+    void Prefetch(ReadOnlySpan<int> indices)
+    {
+    }
 }
 
 /// <summary>A split held as a ready matrix (tests, small synthetic sets).</summary>

@@ -207,7 +207,8 @@ public sealed class Solver<T>
                 _rng.Shuffle(_order);
             }
 
-            var loss = Step(_order.AsSpan(inEpoch * _batch, _batch));
+            var next = inEpoch + 1 < _itersPerEpoch ? _order.AsSpan((inEpoch + 1) * _batch, _batch) : default;
+            var loss = Step(_order.AsSpan(inEpoch * _batch, _batch), next);
             if (!double.IsFinite(loss))
             {
                 outcome = TrainingOutcome.Diverged;
@@ -245,10 +246,10 @@ public sealed class Solver<T>
 
     /// <summary>
     /// One training step on the given training examples (exactly one batch of them): gather, forward, loss, backward
-    /// and update at the current learning rate. Returns the loss; on a non-finite loss nothing is updated.
+    /// and update at the current learning rate. <paramref name="nextIndices"/>, when known, are prefetched meanwhile. Returns the loss; on a non-finite loss nothing is updated.
     /// No bookkeeping: <see cref="Train"/> counts iterations and epochs. Benchmarks call it directly.
     /// </summary>
-    public double Step(ReadOnlySpan<int> indices)
+    public double Step(ReadOnlySpan<int> indices, ReadOnlySpan<int> nextIndices = default)
     {
         if (indices.Length != _batch)
         {
@@ -256,6 +257,11 @@ public sealed class Solver<T>
         }
 
         _train.Gather(indices, _batchX);
+        if (!nextIndices.IsEmpty)
+        {
+            _train.Prefetch(nextIndices);
+        }
+
         for (var i = 0; i < indices.Length; i++)
         {
             _batchY[i] = _train.Labels[indices[i]];
