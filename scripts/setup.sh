@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: OpenBLAS for the training engine (more are added by the features that need them).
-packages=(libopenblas0-pthread)
+# Debian packages: OpenBLAS for the training engine; PostgreSQL for the cluster store's tests (the tests start
+# their own server in a temporary folder; nothing is configured system-wide).
+packages=(libopenblas0-pthread postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

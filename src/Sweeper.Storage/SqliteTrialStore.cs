@@ -218,6 +218,13 @@ public sealed class SqliteTrialStore : ITrialStore
                 ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Epoch));
             if (changed == 0)
             {
+                var already = await QueryAsync("SELECT state FROM trials WHERE id = $id AND lease_epoch = $epoch AND owner = $o", tx, r => r.GetString(0),
+                    ("$id", lease.TrialId), ("$epoch", lease.Epoch), ("$o", lease.Owner));
+                if (already.Count == 1 && already[0] == finish.State.ToText())
+                {
+                    return 0; // a retried finish whose first commit went through: the result is already stored
+                }
+
                 throw await LostAsync(lease, tx);
             }
 

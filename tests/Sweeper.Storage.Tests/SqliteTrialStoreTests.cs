@@ -36,8 +36,6 @@ public sealed class SqliteTrialStoreTests : TrialStoreContract
 
         var ex = await Assert.ThrowsAsync<ArgumentException>(() => TrialStores.OpenAsync("mysql://x"));
         Assert.Contains("mysql://x", ex.Message);
-        var pg = await Assert.ThrowsAsync<NotSupportedException>(() => TrialStores.OpenAsync("postgres://u:secret@h/db"));
-        Assert.DoesNotContain("secret", pg.Message);
     }
 
     [Fact]

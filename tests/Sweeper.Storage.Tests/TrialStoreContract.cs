@@ -291,7 +291,8 @@ public abstract class TrialStoreContract
             await store.HeartbeatWorkerAsync("w1", "host-a", 42, 7);
             var worker = (await store.GetWorkersAsync()).Single();
             Assert.Equal(("w1", "host-a", 42, 7L), (worker.Id, worker.Host, worker.Pid, worker.CurrentTrialId!.Value));
-            Assert.Equal(TimeSpan.FromSeconds(5), worker.LastHeartbeat - worker.StartedAt);
+            // A database clock keeps running while the test moves its own: allow it the test's real duration.
+            Assert.InRange((worker.LastHeartbeat - worker.StartedAt).TotalSeconds, 4.9, 5.5);
         }
     }
 

@@ -1,0 +1,494 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Storage;
+
+/// <summary>
+/// The cluster trial store on PostgreSQL. Claims lock the chosen row with FOR UPDATE SKIP LOCKED, so claimers never
+/// wait for each other (a study with max_concurrent serializes its claims on the study row instead, to keep the cap
+/// exact). Lease times come from the database's clock (clock_timestamp()), never a worker's. Transient failures
+/// (connection refused or reset, server restarting, serialization failures, deadlocks) are retried with backoff;
+/// every write is idempotent under retry or fenced by the lease epoch.
+/// </summary>
+public sealed class PostgresTrialStore : ITrialStore
+{
+    public const int SchemaVersion = 1;
+
+    private static readonly string[][] _migrations =
+    [
+        [
+            "CREATE TABLE studies (name TEXT PRIMARY KEY, sweep_hash TEXT NOT NULL, sweep_text TEXT NOT NULL, method TEXT NOT NULL, trial_count INTEGER NOT NULL, created_at BIGINT NOT NULL, closed BOOLEAN NOT NULL DEFAULT FALSE, max_running INTEGER, retries INTEGER NOT NULL, result TEXT)",
+            "CREATE TABLE trials (id BIGSERIAL PRIMARY KEY, study TEXT NOT NULL REFERENCES studies(name), number INTEGER NOT NULL, params TEXT NOT NULL, seed BIGINT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_epoch BIGINT NOT NULL DEFAULT 0, lease_expires_at BIGINT, epochs_done INTEGER NOT NULL DEFAULT 0, val_accuracy DOUBLE PRECISION, train_accuracy DOUBLE PRECISION, reason TEXT, started_at BIGINT, finished_at BIGINT, UNIQUE (study, number))",
+            "CREATE INDEX trials_by_state ON trials (study, state, number)",
+            "CREATE TABLE epochs (trial_id BIGINT NOT NULL, epoch INTEGER NOT NULL, loss DOUBLE PRECISION NOT NULL, train_accuracy DOUBLE PRECISION NOT NULL, val_accuracy DOUBLE PRECISION NOT NULL, learning_rate DOUBLE PRECISION NOT NULL, seconds DOUBLE PRECISION NOT NULL, PRIMARY KEY (trial_id, epoch))",
+            "CREATE TABLE checkpoints (trial_id BIGINT PRIMARY KEY, epoch INTEGER NOT NULL, data BYTEA NOT NULL)",
+            "CREATE TABLE workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at BIGINT NOT NULL, last_heartbeat BIGINT NOT NULL, current_trial BIGINT)",
+            "CREATE TABLE events (id BIGSERIAL PRIMARY KEY, study TEXT NOT NULL, trial_id BIGINT, at BIGINT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL)",
+            "CREATE INDEX events_by_study ON events (study, id)",
+        ],
+    ];
+
+    private const string TrialColumns = "id, study, number, params, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
+
+    private readonly NpgsqlDataSource _source;
+    private readonly TimeProvider _clock;
+
+    private PostgresTrialStore(NpgsqlDataSource source, TimeProvider clock)
+    {
+        _source = source;
+        _clock = clock;
+    }
+
+    /// <summary>How many times a transient failure is retried, and the first backoff (doubling, with jitter). Default: 8 tries from 100 ms (about 25 s in all).</summary>
+    public int MaxAttempts { get; init; } = 8;
+
+    public TimeSpan FirstBackoff { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// Opens the store and brings the schema up to date. <paramref name="clock"/> other than the system clock shifts
+    /// the database's clock by its difference from real time (contract tests move time by hand); the database's
+    /// clock stays the reference.
+    /// </summary>
+    public static async Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock = null, CancellationToken cancellationToken = default)
+    {
+        var source = NpgsqlDataSource.Create(connectionString);
+        var store = new PostgresTrialStore(source, clock ?? TimeProvider.System);
+        try
+        {
+            await store.MigrateAsync(cancellationToken);
+        }
+        catch
+        {
+            await source.DisposeAsync();
+            throw;
+        }
+
+        return store;
+    }
+
+    /// <summary>Milliseconds between the injected clock and real time: 0 in production.</summary>
+    private long Skew => _clock == TimeProvider.System ? 0 : (_clock.GetUtcNow() - DateTimeOffset.UtcNow).Ticks / TimeSpan.TicksPerMillisecond;
+
+    /// <summary>The database's clock in Unix milliseconds (plus the test skew, passed as @skew).</summary>
+    private const string Now = "(floor(extract(epoch from clock_timestamp()) * 1000)::bigint + @skew)";
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await WriteAsync(async (conn, tx) =>
+        {
+            // One migrator at a time across all workers starting together.
+            await ExecAsync(conn, tx, "SELECT pg_advisory_xact_lock(727274)");
+            await ExecAsync(conn, tx, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+            var current = Convert.ToInt32(await ScalarAsync(conn, tx, "SELECT coalesce(max(version), 0) FROM schema_version") ?? 0);
+            if (current > SchemaVersion)
+            {
+                throw new SchemaTooNewException(current, SchemaVersion);
+            }
+
+            for (var v = current; v < SchemaVersion; v++)
+            {
+                foreach (var sql in _migrations[v])
+                {
+                    await ExecAsync(conn, tx, sql);
+                }
+
+                await ExecAsync(conn, tx, "INSERT INTO schema_version (version) VALUES (@v)", ("v", v + 1));
+            }
+
+            return 0;
+        }, cancellationToken);
+    }
+
+    public Task<StudyRecord> CreateStudyAsync(NewStudy study, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            // Serialize creators of the same study name; the loser sees the winner's study.
+            await ExecAsync(conn, tx, "SELECT pg_advisory_xact_lock(hashtext(@n))", ("n", study.Name));
+            var existing = await GetStudyAsync(conn, tx, study.Name);
+            if (existing is not null)
+            {
+                return existing.SweepHash == study.SweepHash ? existing : throw new StudyConflictException(study.Name);
+            }
+
+            await ExecAsync(conn, tx, $"INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @m, @c, {Now}, @max, @r)",
+                ("n", study.Name), ("h", study.SweepHash), ("t", study.SweepText), ("m", study.Method), ("c", study.Trials.Count),
+                ("max", (object?)study.MaxRunning ?? DBNull.Value), ("r", study.Retries));
+            await using (var import = await conn.BeginBinaryImportAsync("COPY trials (study, number, params, seed, state) FROM STDIN (FORMAT BINARY)", cancellationToken))
+            {
+                foreach (var trial in study.Trials)
+                {
+                    await import.StartRowAsync(cancellationToken);
+                    await import.WriteAsync(study.Name, NpgsqlDbType.Text, cancellationToken);
+                    await import.WriteAsync(trial.Number, NpgsqlDbType.Integer, cancellationToken);
+                    await import.WriteAsync(trial.ParametersJson, NpgsqlDbType.Text, cancellationToken);
+                    await import.WriteAsync(unchecked((long)trial.Seed), NpgsqlDbType.Bigint, cancellationToken);
+                    await import.WriteAsync("pending", NpgsqlDbType.Text, cancellationToken);
+                }
+
+                await import.CompleteAsync(cancellationToken);
+            }
+
+            await AddEventAsync(conn, tx, study.Name, null, "study_created", $"{study.Trials.Count} trials ({study.Method})");
+            return (await GetStudyAsync(conn, tx, study.Name))!;
+        }, cancellationToken);
+
+    public Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default) =>
+        ReadAsync((conn) => GetStudyAsync(conn, null, name), cancellationToken);
+
+    public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies ORDER BY created_at, name", ReadStudy), cancellationToken);
+
+    public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            var candidates = study is null
+                ? await QueryAsync(conn, tx, "SELECT name, max_running FROM studies WHERE NOT closed AND EXISTS (SELECT 1 FROM trials t WHERE t.study = studies.name AND t.state = 'pending') ORDER BY created_at, name",
+                    r => (Name: r.GetString(0), Max: r.IsDBNull(1) ? (int?)null : r.GetInt32(1)))
+                : await QueryAsync(conn, tx, "SELECT name, max_running FROM studies WHERE name = @s AND NOT closed",
+                    r => (Name: r.GetString(0), Max: r.IsDBNull(1) ? (int?)null : r.GetInt32(1)), ("s", study));
+            foreach (var (name, max) in candidates)
+            {
+                if (max is { } cap)
+                {
+                    // An exact cap needs the running count to stay put until we commit: take the study's row lock.
+                    await ExecAsync(conn, tx, "SELECT 1 FROM studies WHERE name = @s FOR UPDATE", ("s", name));
+                    var running = Convert.ToInt32(await ScalarAsync(conn, tx, "SELECT count(*) FROM trials WHERE study = @s AND state = 'running'", ("s", name)));
+                    if (running >= cap)
+                    {
+                        continue;
+                    }
+                }
+
+                // Either this update takes a pending trial nobody else has locked, or it finds none and changes nothing.
+                var leases = await QueryAsync(conn, tx,
+                    $"""
+                    UPDATE trials SET state = 'running', owner = @owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
+                        lease_expires_at = {Now} + @dur, started_at = coalesce(started_at, {Now})
+                    WHERE id = (SELECT id FROM trials WHERE study = @s AND state = 'pending' ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
+                    RETURNING id, study, number, params, seed, lease_epoch, attempts
+                    """,
+                    r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6)),
+                    ("owner", owner), ("dur", (long)leaseDuration.TotalMilliseconds), ("s", name));
+                if (leases.Count == 1)
+                {
+                    return leases[0];
+                }
+            }
+
+            return null;
+        }, cancellationToken);
+
+    public Task RenewAsync(Lease lease, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            await FenceAsync(conn, tx, lease, leaseDuration);
+            return 0;
+        }, cancellationToken);
+
+    public Task ReportEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            await FenceAsync(conn, tx, lease, leaseDuration);
+            await ExecAsync(conn, tx,
+                """
+                INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES (@t, @e, @l, @ta, @va, @lr, @sec)
+                ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
+                    learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds
+                """,
+                ("t", lease.TrialId), ("e", metrics.Epoch), ("l", Finite(metrics.Loss)), ("ta", metrics.TrainAccuracy), ("va", metrics.ValAccuracy),
+                ("lr", metrics.LearningRate), ("sec", metrics.Seconds));
+            await ExecAsync(conn, tx, "UPDATE trials SET epochs_done = @e WHERE id = @t", ("e", metrics.Epoch), ("t", lease.TrialId));
+            if (checkpoint is not null)
+            {
+                await ExecAsync(conn, tx, "INSERT INTO checkpoints (trial_id, epoch, data) VALUES (@t, @e, @d) ON CONFLICT (trial_id) DO UPDATE SET epoch = EXCLUDED.epoch, data = EXCLUDED.data",
+                    ("t", lease.TrialId), ("e", metrics.Epoch), ("d", checkpoint));
+            }
+
+            return 0;
+        }, cancellationToken);
+
+    public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default)
+    {
+        if (!finish.State.IsFinal())
+        {
+            throw new ArgumentException($"a trial finishes in a final state, not {finish.State}.", nameof(finish));
+        }
+
+        return WriteAsync(async (conn, tx) =>
+        {
+            var changed = await ExecAsync(conn, tx,
+                $"""
+                UPDATE trials SET state = @state, val_accuracy = @va, train_accuracy = @ta, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
+                    finished_at = {Now}, lease_expires_at = NULL
+                WHERE id = @id AND lease_epoch = @epoch AND state = 'running'
+                """,
+                ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
+                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Epoch));
+            if (changed == 0)
+            {
+                if (await AlreadyFinishedAsync(conn, tx, lease, finish.State))
+                {
+                    return 0; // a retry of a commit whose answer was lost: the result is already stored
+                }
+
+                throw await LostAsync(conn, tx, lease);
+            }
+
+            await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_" + finish.State.ToText(),
+                $"trial {lease.Number} {finish.State.ToText()} by {lease.Owner}" + (finish.ValAccuracy is { } v ? $", val acc {v:F4}" : "") + (finish.Reason is { } r ? $": {r}" : ""));
+            return 0;
+        }, cancellationToken);
+    }
+
+    public Task ReleaseAsync(Lease lease, string reason, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            var changed = await ExecAsync(conn, tx,
+                "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0) WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
+                ("id", lease.TrialId), ("epoch", lease.Epoch));
+            if (changed == 0)
+            {
+                throw await LostAsync(conn, tx, lease);
+            }
+
+            await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_released", $"trial {lease.Number} released by {lease.Owner}: {reason}");
+            return 0;
+        }, cancellationToken);
+
+    public Task<int> RequeueExpiredAsync(string study, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            var retries = Convert.ToInt32(await ScalarAsync(conn, tx, "SELECT retries FROM studies WHERE name = @s", ("s", study)) ?? 0);
+            var expired = await QueryAsync(conn, tx,
+                $"SELECT id, number, owner, attempts FROM trials WHERE study = @s AND state = 'running' AND lease_expires_at < {Now} FOR UPDATE SKIP LOCKED",
+                r => (Id: r.GetInt64(0), Number: r.GetInt32(1), Owner: r.IsDBNull(2) ? "?" : r.GetString(2), Attempts: r.GetInt32(3)), ("s", study));
+            foreach (var t in expired)
+            {
+                if (t.Attempts >= 1 + retries)
+                {
+                    var reason = $"lease expired on attempt {t.Attempts} of {1 + retries} (last owner {t.Owner}); retry budget spent";
+                    await ExecAsync(conn, tx, $"UPDATE trials SET state = 'failed', reason = @r, finished_at = {Now}, lease_expires_at = NULL WHERE id = @id", ("r", reason), ("id", t.Id));
+                    await AddEventAsync(conn, tx, study, t.Id, "trial_failed", $"trial {t.Number}: {reason}");
+                }
+                else
+                {
+                    await ExecAsync(conn, tx, "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL WHERE id = @id", ("id", t.Id));
+                    await AddEventAsync(conn, tx, study, t.Id, "trial_requeued", $"trial {t.Number}: lease of {t.Owner} expired on attempt {t.Attempts}; requeued");
+                }
+            }
+
+            return expired.Count;
+        }, cancellationToken);
+
+    public Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn =>
+        {
+            var rows = await QueryAsync(conn, null, "SELECT epoch, data FROM checkpoints WHERE trial_id = @t", r => (r.GetInt32(0), (byte[])r.GetValue(1)), ("t", trialId));
+            return rows.Count == 0 ? ((int, byte[])?)null : rows[0];
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<TrialRecord>> GetTrialsAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE study = @s ORDER BY number", ReadTrial, ("s", study)), cancellationToken);
+
+    public Task<TrialRecord?> GetTrialAsync(long trialId, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => (await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE id = @id", ReadTrial, ("id", trialId))).FirstOrDefault(), cancellationToken);
+
+    public Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn =>
+        {
+            var rows = await QueryAsync(conn, null, "SELECT state, count(*) FROM trials WHERE study = @s GROUP BY state", r => (r.GetString(0), (int)r.GetInt64(1)), ("s", study));
+            var d = rows.ToDictionary(x => x.Item1, x => x.Item2);
+            int C(string s) => d.GetValueOrDefault(s);
+            return new StateCounts(C("pending"), C("running"), C("completed"), C("pruned"), C("diverged"), C("failed"));
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null,
+            "SELECT trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = @t ORDER BY epoch",
+            r => new EpochRecord(r.GetInt64(0), r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6)), ("t", trialId)), cancellationToken);
+
+    public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null,
+            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND t.state = 'completed' AND e.epoch = @e",
+            r => r.GetDouble(0), ("s", study), ("e", epoch)), cancellationToken);
+
+    public Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            var changed = await ExecAsync(conn, tx, "UPDATE studies SET closed = TRUE, result = @r WHERE name = @n AND NOT closed",
+                ("r", JsonSerializer.Serialize(result)), ("n", result.Study));
+            if (changed == 1)
+            {
+                await AddEventAsync(conn, tx, result.Study, result.BestTrialId, "study_closed",
+                    result.BestTrialNumber is { } n ? $"best trial {n}: val acc {result.ValAccuracy:F4}, test acc {result.TestAccuracy:F4}" : result.Note ?? "no completed trial");
+            }
+
+            return changed == 1;
+        }, cancellationToken);
+
+    public Task<StudyResult?> GetResultAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn =>
+        {
+            var json = await ScalarAsync(conn, null, "SELECT result FROM studies WHERE name = @n", ("n", study));
+            return json is string s ? JsonSerializer.Deserialize<StudyResult>(s) : null;
+        }, cancellationToken);
+
+    public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            await ExecAsync(conn, tx,
+                $"""
+                INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES (@id, @h, @p, {Now}, {Now}, @t)
+                ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat, current_trial = EXCLUDED.current_trial
+                """, ("id", workerId), ("h", host), ("p", pid), ("t", (object?)currentTrialId ?? DBNull.Value));
+            return 0;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT id, host, pid, started_at, last_heartbeat, current_trial FROM workers ORDER BY started_at",
+            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5))), cancellationToken);
+
+    public Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            await AddEventAsync(conn, tx, study, trialId, kind, message);
+            return 0;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)>> GetEventsAsync(string study, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT at, trial_id, kind, message FROM events WHERE study = @s ORDER BY id",
+            r => (Time(r.GetInt64(0)), r.IsDBNull(1) ? (long?)null : r.GetInt64(1), r.GetString(2), r.GetString(3)), ("s", study)), cancellationToken);
+
+    public ValueTask DisposeAsync() => _source.DisposeAsync();
+
+    private async Task FenceAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TimeSpan leaseDuration)
+    {
+        var changed = await ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} + @dur WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
+            ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Epoch));
+        if (changed == 0)
+        {
+            throw await LostAsync(conn, tx, lease);
+        }
+    }
+
+    private async Task<bool> AlreadyFinishedAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TrialState state)
+    {
+        var rows = await QueryAsync(conn, tx, "SELECT state FROM trials WHERE id = @id AND lease_epoch = @epoch AND owner = @o", r => r.GetString(0),
+            ("id", lease.TrialId), ("epoch", lease.Epoch), ("o", lease.Owner));
+        return rows.Count == 1 && rows[0] == state.ToText();
+    }
+
+    private async Task<LeaseLostException> LostAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease)
+    {
+        var rows = await QueryAsync(conn, tx, "SELECT state, lease_epoch, owner FROM trials WHERE id = @id",
+            r => $"the trial is {r.GetString(0)} at lease epoch {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("id", lease.TrialId));
+        return new LeaseLostException(lease, rows.FirstOrDefault() ?? "the trial does not exist");
+    }
+
+    private async Task<StudyRecord?> GetStudyAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string name) =>
+        (await QueryAsync(conn, tx, "SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies WHERE name = @n", ReadStudy, ("n", name))).FirstOrDefault();
+
+    private Task AddEventAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string study, long? trialId, string kind, string message) =>
+        ExecAsync(conn, tx, $"INSERT INTO events (study, trial_id, at, kind, message) VALUES (@s, @t, {Now}, @k, @m)",
+            ("s", study), ("t", (object?)trialId ?? DBNull.Value), ("k", kind), ("m", message));
+
+    private static StudyRecord ReadStudy(NpgsqlDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), Time(r.GetInt64(5)), r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7), r.GetInt32(8));
+
+    private static TrialRecord ReadTrial(NpgsqlDataReader r) => new(
+        r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),
+        r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : Time(r.GetInt64(9)), r.GetInt32(10),
+        r.IsDBNull(11) ? null : r.GetDouble(11), r.IsDBNull(12) ? null : r.GetDouble(12), r.IsDBNull(13) ? null : r.GetString(13),
+        r.IsDBNull(14) ? null : Time(r.GetInt64(14)), r.IsDBNull(15) ? null : Time(r.GetInt64(15)));
+
+    private static DateTimeOffset Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+
+    private static double Finite(double d) => double.IsFinite(d) ? d : double.IsNaN(d) ? double.MaxValue : Math.Sign(d) * double.MaxValue;
+
+    /// <summary>True for failures that a new attempt may not meet: connection trouble, a restarting server, serialization failures, deadlocks.</summary>
+    public static bool IsTransient(Exception e) => e switch
+    {
+        PostgresException pg => pg.SqlState is "40001" or "40P01" or "57P01" or "57P02" or "57P03" or "53300" or "08000" or "08003" or "08006" or "08001" or "08004",
+        NpgsqlException n => n.IsTransient,
+        System.Net.Sockets.SocketException or TimeoutException => true,
+        _ => false,
+    };
+
+    private async Task<T> WithRetriesAsync<T>(Func<Task<T>> work, CancellationToken cancellationToken)
+    {
+        var delay = FirstBackoff;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await work();
+            }
+            catch (Exception e) when (attempt < MaxAttempts && IsTransient(e) && !cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)delay.TotalMilliseconds + 1)), cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            }
+        }
+    }
+
+    private Task<T> WriteAsync<T>(Func<NpgsqlConnection, NpgsqlTransaction, Task<T>> work, CancellationToken cancellationToken) =>
+        WithRetriesAsync(async () =>
+        {
+            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            await using var tx = await conn.BeginTransactionAsync(cancellationToken);
+            var result = await work(conn, tx);
+            await tx.CommitAsync(cancellationToken);
+            return result;
+        }, cancellationToken);
+
+    private Task<T> ReadAsync<T>(Func<NpgsqlConnection, Task<T>> work, CancellationToken cancellationToken) =>
+        WithRetriesAsync(async () =>
+        {
+            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            return await work(conn);
+        }, cancellationToken);
+
+    private NpgsqlCommand Command(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, (string Name, object? Value)[] parameters)
+    {
+        var command = new NpgsqlCommand(sql, conn, tx);
+        if (sql.Contains("@skew", StringComparison.Ordinal))
+        {
+            command.Parameters.AddWithValue("skew", Skew);
+        }
+
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command;
+    }
+
+    private async Task<int> ExecAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, params (string, object?)[] parameters)
+    {
+        await using var command = Command(conn, tx, sql, parameters);
+        return await command.ExecuteNonQueryAsync();
+    }
+
+    private async Task<object?> ScalarAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, params (string, object?)[] parameters)
+    {
+        await using var command = Command(conn, tx, sql, parameters);
+        var value = await command.ExecuteScalarAsync();
+        return value is DBNull ? null : value;
+    }
+
+    private async Task<IReadOnlyList<T>> QueryAsync<T>(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, Func<NpgsqlDataReader, T> read, params (string, object?)[] parameters)
+    {
+        await using var command = Command(conn, tx, sql, parameters);
+        await using var reader = await command.ExecuteReaderAsync();
+        var list = new List<T>();
+        while (await reader.ReadAsync())
+        {
+            list.Add(read(reader));
+        }
+
+        return list;
+    }
+}

@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+
+namespace Sweeper.Storage.Tests;
+
+/// <summary>
+/// A real PostgreSQL server for the tests: initdb in a temporary folder, listening on 127.0.0.1 on a free port,
+/// stopped when the test process exits. Needs Debian's postgresql package (scripts/setup.sh installs it); when it
+/// is missing the tests that use it fail with that message, never skip. As root the server runs as the
+/// postgres user, since PostgreSQL refuses to run as root.
+/// </summary>
+public sealed class PostgresServer
+{
+    private static readonly Lazy<PostgresServer> _shared = new(() => new PostgresServer());
+    private readonly string _bin;
+    private readonly string _dataDir;
+    private readonly bool _asPostgresUser;
+
+    public static PostgresServer Shared => _shared.Value;
+
+    public int Port { get; }
+
+    /// <summary>Superuser connection to the maintenance database.</summary>
+    public string AdminConnectionString => $"Host=127.0.0.1;Port={Port};Username=sweeper;Database=postgres;Pooling=false;Timeout=30";
+
+    private PostgresServer()
+    {
+        _bin = Directory.GetDirectories("/usr/lib/postgresql").OrderByDescending(d => d).Select(d => Path.Combine(d, "bin")).FirstOrDefault(d => File.Exists(Path.Combine(d, "initdb")))
+            ?? throw new InvalidOperationException("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run scripts/setup.sh, which installs Debian's postgresql package.");
+        _asPostgresUser = Environment.UserName == "root";
+        _dataDir = Path.Combine(Path.GetTempPath(), "sweeper-pg-" + Guid.NewGuid().ToString("N")[..10]);
+        Directory.CreateDirectory(_dataDir);
+        if (_asPostgresUser)
+        {
+            Run("chown", "postgres:postgres", _dataDir);
+        }
+
+        Port = FreePort();
+        Pg("initdb", "-D", Path.Combine(_dataDir, "data"), "-U", "sweeper", "--auth=trust", "-E", "UTF8", "--no-sync");
+        Pg("pg_ctl", "-D", Path.Combine(_dataDir, "data"), "-l", Path.Combine(_dataDir, "log"), "-w", "-t", "60", "-o",
+            $"-p {Port} -c listen_addresses=127.0.0.1 -k {_dataDir} -c max_connections=300 -c fsync=off -c synchronous_commit=off", "start");
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Stop();
+    }
+
+    /// <summary>A fresh, empty database on the shared server, as a connection string.</summary>
+    public string CreateDatabase()
+    {
+        var name = "t_" + Guid.NewGuid().ToString("N")[..16];
+        using var conn = new NpgsqlConnection(AdminConnectionString);
+        conn.Open();
+        using var cmd = new NpgsqlCommand($"CREATE DATABASE {name}", conn);
+        cmd.ExecuteNonQuery();
+        return $"Host=127.0.0.1;Port={Port};Username=sweeper;Database={name};Timeout=30;Maximum Pool Size=20";
+    }
+
+    public void DropDatabase(string connectionString)
+    {
+        var name = new NpgsqlConnectionStringBuilder(connectionString).Database;
+        NpgsqlConnection.ClearAllPools();
+        using var conn = new NpgsqlConnection(AdminConnectionString);
+        conn.Open();
+        using var cmd = new NpgsqlCommand($"DROP DATABASE IF EXISTS {name} WITH (FORCE)", conn);
+        cmd.ExecuteNonQuery();
+    }
+
+    /// <summary>Restarts the server (fast shutdown), as in the "PostgreSQL restarted during the sweep" drill.</summary>
+    public void Restart() => Pg("pg_ctl", "-D", Path.Combine(_dataDir, "data"), "-l", Path.Combine(_dataDir, "log"), "-w", "-t", "60", "-m", "fast", "restart");
+
+    private void Stop()
+    {
+        try
+        {
+            Pg("pg_ctl", "-D", Path.Combine(_dataDir, "data"), "-w", "-m", "immediate", "stop");
+            Directory.Delete(_dataDir, recursive: true);
+        }
+        catch (Exception)
+        {
+            // Best effort at process exit.
+        }
+    }
+
+    private void Pg(string tool, params string[] args)
+    {
+        var exe = Path.Combine(_bin, tool);
+        if (_asPostgresUser)
+        {
+            Run("runuser", ["-u", "postgres", "--", exe, .. args]);
+        }
+        else
+        {
+            Run(exe, args);
+        }
+    }
+
+    private static void Run(string exe, params string[] args)
+    {
+        var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(info)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        var stdout = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{exe} {string.Join(' ', args)} failed ({p.ExitCode}): {stdout} {stderr.Result}");
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
