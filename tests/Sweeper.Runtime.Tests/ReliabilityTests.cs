@@ -30,9 +30,13 @@ public class ReliabilityTests
         seed: 11
         """;
 
+    /// <summary>A store address for the backend: a file in the scratch folder, or a fresh database on the test PostgreSQL server.</summary>
+    private static string NewStore(Harness h, string backend, string name = "store.db") =>
+        backend == "postgres" ? Storage.Tests.PostgresServer.Shared.CreateDatabase() : h.Store(name);
+
     private static async Task<(IReadOnlyList<TrialRecord> Trials, Dictionary<int, IReadOnlyList<EpochRecord>> Epochs, StudyResult? Result, IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)> Events)> ReadAsync(string store, string study)
     {
-        await using var s = await SqliteTrialStore.OpenAsync(store["sqlite:".Length..]);
+        await using var s = await TrialStores.OpenAsync(store);
         var trials = await s.GetTrialsAsync(study);
         var epochs = new Dictionary<int, IReadOnlyList<EpochRecord>>();
         foreach (var t in trials)
@@ -43,29 +47,33 @@ public class ReliabilityTests
         return (trials, epochs, await s.GetResultAsync(study), await s.GetEventsAsync(study));
     }
 
-    [Fact]
-    public async Task Kill_9_of_a_worker_mid_trial_is_taken_over_from_its_checkpoint_with_the_undisturbed_final_metrics()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task Kill_9_of_a_worker_mid_trial_is_taken_over_from_its_checkpoint_with_the_undisturbed_final_metrics(string backend)
     {
         using var h = new Harness();
-        var sweep = h.Write("drill.yaml", ShortTrials);
+        var sweep = h.Write("drill.yaml", ShortTrials.Replace("epochs: {value: 6}", "epochs: {value: 12}", StringComparison.Ordinal));
+        var storeA = NewStore(h, backend, "a.db");
+        var storeB = NewStore(h, backend, "b.db");
 
-        var undisturbed = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store("a.db"), "--workers", "1", "--lease-seconds", "2", "--json");
+        var undisturbed = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", storeA, "--workers", "1", "--lease-seconds", "2", "--json");
         Assert.True(undisturbed.Code == 0, undisturbed.Stderr);
 
-        using var run = h.Start("run", sweep, "--store", h.Store("b.db"), "--workers", "1", "--lease-seconds", "2", "--json");
+        using var run = h.Start("run", sweep, "--store", storeB, "--workers", "1", "--lease-seconds", "2", "--json");
         int killedTrial = -1, killedPid = -1;
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (backend == "sqlite" && !File.Exists(Path.Combine(h.Dir, "b.db")) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        await using var s = await TrialStores.OpenAsync(storeB);
         while (killedPid < 0 && DateTime.UtcNow < deadline && !run.Process.HasExited)
         {
-            await Task.Delay(100);
-            if (!File.Exists(Path.Combine(h.Dir, "b.db")))
-            {
-                continue;
-            }
-
-            await using var s = await SqliteTrialStore.OpenAsync(Path.Combine(h.Dir, "b.db"));
+            await Task.Delay(30);
             var trials = await s.GetTrialsAsync("drill");
-            var victim = trials.FirstOrDefault(t => t.State == TrialState.Running && t.EpochsDone >= 2 && t.Number == 1);
+            var victim = trials.FirstOrDefault(t => t.State == TrialState.Running && t.EpochsDone is >= 2 and <= 9);
             if (victim is null)
             {
                 continue;
@@ -77,12 +85,12 @@ public class ReliabilityTests
             Process.GetProcessById(killedPid).Kill(); // SIGKILL: no chance to hand the trial back
         }
 
-        Assert.True(killedPid > 0, "never saw trial 1 running past epoch 2. stderr:\n" + run.Stderr);
+        Assert.True(killedPid > 0, "never saw a trial running between epochs 2 and 9. stderr:\n" + run.Stderr);
         var disturbed = run.Wait(TimeSpan.FromMinutes(3));
         Assert.True(disturbed.Code == 0, disturbed.Stderr);
 
-        var a = await ReadAsync(h.Store("a.db"), "drill");
-        var b = await ReadAsync(h.Store("b.db"), "drill");
+        var a = await ReadAsync(storeA, "drill");
+        var b = await ReadAsync(storeB, "drill");
         Assert.All(b.Trials, t => Assert.Equal(TrialState.Completed, t.State));
         var killed = b.Trials.Single(t => t.Number == killedTrial);
         Assert.Equal(2, killed.Attempts);
@@ -105,10 +113,13 @@ public class ReliabilityTests
         Assert.Equal(b.Result.TestAccuracy, summary.RootElement.GetProperty("test_accuracy").GetDouble());
     }
 
-    [Fact]
-    public async Task Many_worker_processes_claiming_at_once_never_share_a_trial()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task Many_worker_processes_claiming_at_once_never_share_a_trial(string backend)
     {
         using var h = new Harness();
+        var store = NewStore(h, backend);
         const int Trials = 1500;
         var sweep = h.Write("light.yaml", $$"""
             name: light
@@ -122,9 +133,9 @@ public class ReliabilityTests
             budget: {max_trials: {{Trials}}}
             seed: 5
             """);
-        var result = h.Run(TimeSpan.FromMinutes(5), "run", sweep, "--store", h.Store(), "--workers", "8", "--json");
+        var result = h.Run(TimeSpan.FromMinutes(5), "run", sweep, "--store", store, "--workers", "8", "--json");
         Assert.True(result.Code == 0, result.Stderr);
-        var (trials, _, study, events) = await ReadAsync(h.Store(), "light");
+        var (trials, _, study, events) = await ReadAsync(store, "light");
         Assert.Equal(Trials, trials.Count);
         Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
         Assert.Equal(Trials, events.Count(e => e.Kind == "trial_completed"));
