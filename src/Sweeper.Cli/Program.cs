@@ -23,15 +23,7 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal
 
 try
 {
-    var root = new RootCommand("Sweeper: hyperparameter sweeps for cs231n-style models on CIFAR-10.");
-    root.Subcommands.Add(TrainCommand.Create());
-    root.Subcommands.Add(DataCommand.Create());
-    foreach (var command in SweepCommands.Create())
-    {
-        root.Subcommands.Add(command);
-    }
-
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, shutdown.Token);
+    return await SweeperProgram.CreateRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, shutdown.Token);
 }
 finally
 {

@@ -122,7 +122,8 @@ public static partial class SweepCommands
         var file = new Argument<FileInfo>("file") { Description = "The sweep definition file (YAML)." };
         var store = StoreOption();
         var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder (for the final test evaluation)." };
-        var command = new Command("coordinator", "Create the study (or resume it), requeue lost trials, and close it with the best trial's test accuracy. Workers run elsewhere.") { file, store, data };
+        var stay = new Option<bool>("--stay") { Description = "Keep running after the study closes (for a Kubernetes Deployment, which restarts exited containers)." };
+        var command = new Command("coordinator", "Create the study (or resume it), requeue lost trials, and close it with the best trial's test accuracy. Workers run elsewhere.") { file, store, data, stay };
         command.SetAction(async (parse, ct) =>
         {
             var sweep = ParseSweep(parse.GetValue(file)!);
@@ -139,6 +140,11 @@ public static partial class SweepCommands
             {
                 var result = await coordinator.RunAsync(ct);
                 Console.WriteLine($"study {sweep.Name} closed: best trial {result.BestTrialNumber?.ToString() ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}");
+                if (parse.GetValue(stay))
+                {
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+
                 return 0;
             }
             catch (OperationCanceledException)
