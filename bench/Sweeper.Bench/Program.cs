@@ -8,10 +8,17 @@ using Sweeper.Engine.Training;
 
 // Benchmarks; each prints one JSON object per line.
 //   bench [train] [--data DIR] [--seconds S] [--only a,b,c,d]   training-step throughput (single thread, float32, batch 200)
-//   bench orchestration [--trials N]                            trial store throughput with trials that do no training
+//   bench orchestration [--trials N] [--postgres URL|--no-postgres] [--processes 32]
+//                                                               trial store throughput with trials that do no training
 if (args.FirstOrDefault() == "orchestration")
 {
     await Orchestration.RunAsync(args.Skip(1).ToArray());
+    return;
+}
+
+if (args.FirstOrDefault() == "light-worker")
+{
+    await Orchestration.LightWorkerAsync(args[1], args[2]);
     return;
 }
 
