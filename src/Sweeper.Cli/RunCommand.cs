@@ -116,6 +116,19 @@ public static partial class SweepCommands
         return command;
     }
 
+    /// <summary>"#3 ep 4 val 0.412; #5 ep 2 val 0.300": the running trials with their latest epoch and validation accuracy.</summary>
+    private static async Task<string> RunningAsync(ITrialStore store, IReadOnlyList<TrialRecord> trials, CancellationToken ct)
+    {
+        var parts = new List<string>();
+        foreach (var t in trials.Where(t => t.State == TrialState.Running).Take(4))
+        {
+            var last = (await store.GetEpochsAsync(t.Id, ct)).LastOrDefault();
+            parts.Add(last is null ? $"#{t.Number} starting" : $"#{t.Number} ep {last.Epoch} val {Report.Acc(last.ValAccuracy)}");
+        }
+
+        return parts.Count == 0 ? "-" : string.Join("; ", parts);
+    }
+
     private static async Task ShowProgressAsync(ITrialStore store, string study, Task coordination, WorkerFleet fleet, bool asJson, CancellationToken ct)
     {
         var interactive = !asJson && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
@@ -139,7 +152,7 @@ public static partial class SweepCommands
                         bar.MaxValue = Math.Max(c.Total, 1);
                         bar.Value = c.Final;
                         var best = Coordinator.SelectBest(trials);
-                        var running = string.Join("; ", trials.Where(t => t.State == TrialState.Running).Take(4).Select(t => $"#{t.Number} ep {t.EpochsDone}"));
+                        var running = await RunningAsync(store, trials, ct);
                         bar.Description = Markup.Escape($"{c.Completed} done {c.Running} running {c.Pending} pending {c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Acc(best.ValAccuracy)}")} | {running}");
                         await Task.WhenAny(coordination, Task.Delay(500, ct));
                         ct.ThrowIfCancellationRequested();
@@ -154,10 +167,11 @@ public static partial class SweepCommands
         {
             var (c, trials) = await Poll();
             var best = Coordinator.SelectBest(trials);
+            // A line when the counts or the best change, and every 30 s otherwise (with the running trials' epochs).
             var line = $"{Report.Counts(c)}; best so far: {(best is null ? "-" : $"trial {best.Number} val acc {Report.Acc(best.ValAccuracy)}")}";
             if (line != lastLine || DateTime.UtcNow - lastPrint > TimeSpan.FromSeconds(30))
             {
-                Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss} progress] {line}");
+                Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss} progress] {line}; running: {await RunningAsync(store, trials, ct)}");
                 lastLine = line;
                 lastPrint = DateTime.UtcNow;
             }
