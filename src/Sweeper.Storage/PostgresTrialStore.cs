@@ -237,7 +237,7 @@ public sealed class PostgresTrialStore : ITrialStore
             }
 
             await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_" + finish.State.ToText(),
-                $"trial {lease.Number} {finish.State.ToText()} by {lease.Owner}" + (finish.ValAccuracy is { } v ? $", val acc {v:F4}" : "") + (finish.Reason is { } r ? $": {r}" : ""));
+                TrialEvents.Finished(lease, finish));
             return 0;
         }, cancellationToken);
     }
@@ -253,7 +253,7 @@ public sealed class PostgresTrialStore : ITrialStore
                 throw await LostAsync(conn, tx, lease);
             }
 
-            await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_released", $"trial {lease.Number} released by {lease.Owner}: {reason}");
+            await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_released", TrialEvents.Released(lease, reason));
             return 0;
         }, cancellationToken);
 
@@ -266,17 +266,17 @@ public sealed class PostgresTrialStore : ITrialStore
                 r => (Id: r.GetInt64(0), Number: r.GetInt32(1), Owner: r.IsDBNull(2) ? "?" : r.GetString(2), Attempts: r.GetInt32(3)), ("s", study));
             foreach (var t in expired)
             {
-                if (t.Attempts >= 1 + retries)
+                var (fail, kind, message, reason) = TrialEvents.Expired(t.Number, t.Owner, t.Attempts, retries);
+                if (fail)
                 {
-                    var reason = $"lease expired on attempt {t.Attempts} of {1 + retries} (last owner {t.Owner}); retry budget spent";
                     await ExecAsync(conn, tx, $"UPDATE trials SET state = 'failed', reason = @r, finished_at = {Now}, lease_expires_at = NULL WHERE id = @id", ("r", reason), ("id", t.Id));
-                    await AddEventAsync(conn, tx, study, t.Id, "trial_failed", $"trial {t.Number}: {reason}");
                 }
                 else
                 {
                     await ExecAsync(conn, tx, "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL WHERE id = @id", ("id", t.Id));
-                    await AddEventAsync(conn, tx, study, t.Id, "trial_requeued", $"trial {t.Number}: lease of {t.Owner} expired on attempt {t.Attempts}; requeued");
                 }
+
+                await AddEventAsync(conn, tx, study, t.Id, kind, message);
             }
 
             return expired.Count;
@@ -322,7 +322,7 @@ public sealed class PostgresTrialStore : ITrialStore
             if (changed == 1)
             {
                 await AddEventAsync(conn, tx, result.Study, result.BestTrialId, "study_closed",
-                    result.BestTrialNumber is { } n ? $"best trial {n}: val acc {result.ValAccuracy:F4}, test acc {result.TestAccuracy:F4}" : result.Note ?? "no completed trial");
+                    TrialEvents.Closed(result));
             }
 
             return changed == 1;

@@ -229,7 +229,7 @@ public sealed class SqliteTrialStore : ITrialStore
             }
 
             await AddEventAsync(lease.Study, lease.TrialId, "trial_" + finish.State.ToText(),
-                $"trial {lease.Number} {finish.State.ToText()} by {lease.Owner}" + (finish.ValAccuracy is { } v ? $", val acc {v:F4}" : "") + (finish.Reason is { } r ? $": {r}" : ""), tx);
+                TrialEvents.Finished(lease, finish), tx);
             return 0;
         }, cancellationToken);
     }
@@ -245,7 +245,7 @@ public sealed class SqliteTrialStore : ITrialStore
                 throw await LostAsync(lease, tx);
             }
 
-            await AddEventAsync(lease.Study, lease.TrialId, "trial_released", $"trial {lease.Number} released by {lease.Owner}: {reason}", tx);
+            await AddEventAsync(lease.Study, lease.TrialId, "trial_released", TrialEvents.Released(lease, reason), tx);
             return 0;
         }, cancellationToken);
 
@@ -259,18 +259,18 @@ public sealed class SqliteTrialStore : ITrialStore
                 r => (Id: r.GetInt64(0), Number: r.GetInt32(1), Owner: r.IsDBNull(2) ? "?" : r.GetString(2), Attempts: r.GetInt32(3)), ("$s", study), ("$now", now));
             foreach (var t in expired)
             {
-                if (t.Attempts >= 1 + retries)
+                var (fail, kind, message, reason) = TrialEvents.Expired(t.Number, t.Owner, t.Attempts, retries);
+                if (fail)
                 {
-                    var reason = $"lease expired on attempt {t.Attempts} of {1 + retries} (last owner {t.Owner}); retry budget spent";
                     await ExecAsync("UPDATE trials SET state = 'failed', reason = $r, finished_at = $now, lease_expires_at = NULL WHERE id = $id", tx,
                         ("$r", reason), ("$now", now), ("$id", t.Id));
-                    await AddEventAsync(study, t.Id, "trial_failed", $"trial {t.Number}: {reason}", tx);
                 }
                 else
                 {
                     await ExecAsync("UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL WHERE id = $id", tx, ("$id", t.Id));
-                    await AddEventAsync(study, t.Id, "trial_requeued", $"trial {t.Number}: lease of {t.Owner} expired on attempt {t.Attempts}; requeued", tx);
                 }
+
+                await AddEventAsync(study, t.Id, kind, message, tx);
             }
 
             return expired.Count;
@@ -316,7 +316,7 @@ public sealed class SqliteTrialStore : ITrialStore
             if (changed == 1)
             {
                 await AddEventAsync(result.Study, result.BestTrialId, "study_closed",
-                    result.BestTrialNumber is { } n ? $"best trial {n}: val acc {result.ValAccuracy:F4}, test acc {result.TestAccuracy:F4}" : result.Note ?? "no completed trial", tx);
+                    TrialEvents.Closed(result), tx);
             }
 
             return changed == 1;
