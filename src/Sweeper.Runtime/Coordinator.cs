@@ -46,22 +46,29 @@ public sealed class Coordinator(ITrialStore store, SweepDefinition sweep, TestEv
     {
         while (true)
         {
-            var existing = await store.GetResultAsync(sweep.Name, cancellationToken);
-            if (existing is not null)
+            try
             {
-                return existing;
-            }
+                var existing = await store.GetResultAsync(sweep.Name, cancellationToken);
+                if (existing is not null)
+                {
+                    return existing;
+                }
 
-            var requeued = await store.RequeueExpiredAsync(sweep.Name, cancellationToken);
-            if (requeued > 0)
-            {
-                log.Warning("{Count} trial(s) lost their worker (lease expired) and were requeued or failed", requeued);
-            }
+                var requeued = await store.RequeueExpiredAsync(sweep.Name, cancellationToken);
+                if (requeued > 0)
+                {
+                    log.Warning("{Count} trial(s) lost their worker (lease expired) and were requeued or failed", requeued);
+                }
 
-            var counts = await store.CountStatesAsync(sweep.Name, cancellationToken);
-            if (counts.Total > 0 && counts.Final == counts.Total)
+                var counts = await store.CountStatesAsync(sweep.Name, cancellationToken);
+                if (counts.Total > 0 && counts.Final == counts.Total)
+                {
+                    return await FinishStudyAsync(cancellationToken);
+                }
+            }
+            catch (StoreUnavailableException e)
             {
-                return await FinishStudyAsync(cancellationToken);
+                log.Warning("Store unavailable ({Message}); the coordinator keeps trying", e.Message);
             }
 
             await Task.Delay(Poll, cancellationToken);

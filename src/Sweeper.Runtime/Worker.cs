@@ -89,11 +89,22 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
         {
             if (DateTime.UtcNow - lastBeat > TimeSpan.FromSeconds(5))
             {
-                await store.HeartbeatWorkerAsync(options.Id, Environment.MachineName, Environment.ProcessId, null, cancellationToken);
+                await UntilStoredAsync(() => store.HeartbeatWorkerAsync(options.Id, Environment.MachineName, Environment.ProcessId, null, cancellationToken), cancellationToken);
                 lastBeat = DateTime.UtcNow;
             }
 
-            var lease = await store.ClaimAsync(options.Study, options.Id, options.Lease, cancellationToken);
+            Lease? lease;
+            try
+            {
+                lease = await store.ClaimAsync(options.Study, options.Id, options.Lease, cancellationToken);
+            }
+            catch (StoreUnavailableException e)
+            {
+                log.Warning("Store unavailable ({Message}); trying again", e.Message);
+                await Task.Delay(options.Poll * 4, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                continue;
+            }
+
             if (lease is null)
             {
                 if (options.ExitWhenDone && options.Study is not null && await StudyDoneAsync(options.Study, cancellationToken))
@@ -135,7 +146,16 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
             {
                 while (await timer.WaitForNextTickAsync(trialCts.Token))
                 {
-                    await store.RenewAsync(lease, options.Lease, CancellationToken.None);
+                    try
+                    {
+                        await store.RenewAsync(lease, options.Lease, trialCts.Token);
+                    }
+                    catch (StoreUnavailableException e)
+                    {
+                        // Cut off: keep training and keep trying. If the lease expires meanwhile, another worker
+                        // takes the trial over and fencing rejects our next write.
+                        log.Warning("Trial {Trial}: lease renewal failed: {Message}", lease.Number, e.Message);
+                    }
                 }
             }
             catch (LeaseLostException e)
@@ -146,11 +166,6 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
             }
             catch (OperationCanceledException)
             {
-            }
-            catch (Exception e)
-            {
-                // The store may be briefly unreachable; the lease has two more renewals' worth of slack.
-                log.Warning("Trial {Trial}: lease renewal failed: {Message}", lease.Number, e.Message);
             }
         });
 
@@ -169,19 +184,27 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
                 () => runner.Run(new TrialAssignment(lease, sweep, parameters), checkpoint?.Data, (m, takeCheckpoint) =>
                 {
                     var record = new EpochRecord(lease.TrialId, m.Epoch, m.Loss, m.TrainAccuracy, m.ValAccuracy, m.LearningRate, m.Seconds);
-                    store.ReportEpochAsync(lease, record, takeCheckpoint(), options.Lease, CancellationToken.None).GetAwaiter().GetResult();
+                    var checkpointBytes = takeCheckpoint();
+                    UntilStoredAsync(() => store.ReportEpochAsync(lease, record, checkpointBytes, options.Lease, CancellationToken.None), trialCts.Token).GetAwaiter().GetResult();
                     if (rule is NoStopping)
                     {
                         return true;
                     }
 
-                    var others = store.GetCompletedValuesAtEpochAsync(lease.Study, m.Epoch, CancellationToken.None).GetAwaiter().GetResult();
-                    return !rule.ShouldStop(m.Epoch, m.ValAccuracy, others);
+                    try
+                    {
+                        var others = store.GetCompletedValuesAtEpochAsync(lease.Study, m.Epoch, CancellationToken.None).GetAwaiter().GetResult();
+                        return !rule.ShouldStop(m.Epoch, m.ValAccuracy, others);
+                    }
+                    catch (StoreUnavailableException)
+                    {
+                        return true; // no data to judge by: keep training
+                    }
                 }, trialCts.Token),
                 CancellationToken.None);
             await trialCts.CancelAsync();
             await heartbeat;
-            await store.FinishAsync(lease, new TrialFinish(result.State, result.ValAccuracy, result.TrainAccuracy, result.Epochs, result.Reason), CancellationToken.None);
+            await UntilStoredAsync(() => store.FinishAsync(lease, new TrialFinish(result.State, result.ValAccuracy, result.TrainAccuracy, result.Epochs, result.Reason), CancellationToken.None), shutdown);
             Finished++;
             log.Information("Trial {Trial} {State}: val acc {Val:F4} after {Epochs} epochs{Reason}", lease.Number, result.State.ToText(), result.ValAccuracy ?? double.NaN,
                 result.Epochs, result.Reason is null ? "" : " (" + result.Reason + ")");
@@ -209,6 +232,29 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
         {
             await trialCts.CancelAsync();
             await heartbeat;
+        }
+    }
+
+    /// <summary>
+    /// Repeats a write while the store is unreachable (its own retries spent), so a finished result or a report is
+    /// never dropped; stops on success, on fencing (<see cref="LeaseLostException"/>) or on cancellation.
+    /// </summary>
+    private async Task UntilStoredAsync(Func<Task> write, CancellationToken cancellationToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(500);
+        while (true)
+        {
+            try
+            {
+                await write();
+                return;
+            }
+            catch (StoreUnavailableException e)
+            {
+                log.Warning("Store unavailable ({Message}); keeping the result and trying again in {Delay} s", e.Message, delay.TotalSeconds);
+                await Task.Delay(delay, cancellationToken);
+                delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 2));
+            }
         }
     }
 

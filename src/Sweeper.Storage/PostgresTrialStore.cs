@@ -41,8 +41,12 @@ public sealed class PostgresTrialStore : ITrialStore
         _clock = clock;
     }
 
-    /// <summary>How many times a transient failure is retried, and the first backoff (doubling, with jitter). Default: 8 tries from 100 ms (about 25 s in all).</summary>
-    public int MaxAttempts { get; init; } = 8;
+    /// <summary>
+    /// How many times a transient failure is tried, and the first backoff (doubling up to 2 s, with jitter). Default: 6
+    /// tries from 100 ms (a few seconds, enough for a server restart); past that <see cref="StoreUnavailableException"/>
+    /// tells the caller, and a worker keeps trying at its own pace.
+    /// </summary>
+    public int MaxAttempts { get; init; } = 6;
 
     public TimeSpan FirstBackoff { get; init; } = TimeSpan.FromMilliseconds(100);
 
@@ -411,8 +415,8 @@ public sealed class PostgresTrialStore : ITrialStore
     public static bool IsTransient(Exception e) => e switch
     {
         PostgresException pg => pg.SqlState is "40001" or "40P01" or "57P01" or "57P02" or "57P03" or "53300" or "08000" or "08003" or "08006" or "08001" or "08004",
-        NpgsqlException n => n.IsTransient,
-        System.Net.Sockets.SocketException or TimeoutException => true,
+        NpgsqlException n => n.IsTransient || n.InnerException is System.Net.Sockets.SocketException or TimeoutException or IOException,
+        System.Net.Sockets.SocketException or TimeoutException or IOException => true,
         _ => false,
     };
 
@@ -425,10 +429,15 @@ public sealed class PostgresTrialStore : ITrialStore
             {
                 return await work();
             }
-            catch (Exception e) when (attempt < MaxAttempts && IsTransient(e) && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (IsTransient(e) && !cancellationToken.IsCancellationRequested)
             {
+                if (attempt >= MaxAttempts)
+                {
+                    throw new StoreUnavailableException($"PostgreSQL store unreachable after {attempt} attempts: {e.Message}", e);
+                }
+
                 await Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)delay.TotalMilliseconds + 1)), cancellationToken);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
             }
         }
     }

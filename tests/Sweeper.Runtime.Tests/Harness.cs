@@ -47,14 +47,26 @@ public sealed class Harness : IDisposable
     public string Store(string name = "store.db") => "sqlite:" + Path.Combine(Dir, name);
 
     /// <summary>Starts <c>sweeper ARGS</c> in the scratch folder; output is collected.</summary>
-    public RunningSweeper Start(params string[] args)
+    public RunningSweeper Start(params string[] args) => StartIn(null, args);
+
+    /// <summary>Starts <c>sweeper ARGS</c> inside a network namespace (a separate host) when <paramref name="netns"/> is given.</summary>
+    public RunningSweeper StartIn(string? netns, params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = Dir,
         };
+        if (netns is not null)
+        {
+            // ip netns exec replaces itself with dotnet: the process is the worker itself.
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" })
+            {
+                info.ArgumentList.Add(a);
+            }
+        }
+
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sweeper.dll"));
         foreach (var a in args)
         {

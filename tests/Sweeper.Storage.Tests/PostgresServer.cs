@@ -13,7 +13,7 @@ namespace Sweeper.Storage.Tests;
 /// </summary>
 public sealed class PostgresServer
 {
-    private static readonly Lazy<PostgresServer> _shared = new(() => new PostgresServer());
+    private static readonly Lazy<PostgresServer> _shared = new(() => new PostgresServer(null));
     private readonly string _bin;
     private readonly string _dataDir;
     private readonly bool _asPostgresUser;
@@ -25,7 +25,10 @@ public sealed class PostgresServer
     /// <summary>Superuser connection to the maintenance database.</summary>
     public string AdminConnectionString => $"Host=127.0.0.1;Port={Port};Username=sweeper;Database=postgres;Pooling=false;Timeout=30";
 
-    private PostgresServer()
+    /// <summary>A separate server that also accepts clients from <paramref name="clientNetwork"/> (CIDR), listening on every address.</summary>
+    public static PostgresServer StartForNetwork(string clientNetwork) => new(clientNetwork);
+
+    private PostgresServer(string? clientNetwork)
     {
         _bin = Directory.GetDirectories("/usr/lib/postgresql").OrderByDescending(d => d).Select(d => Path.Combine(d, "bin")).FirstOrDefault(d => File.Exists(Path.Combine(d, "initdb")))
             ?? throw new InvalidOperationException("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run scripts/setup.sh, which installs Debian's postgresql package.");
@@ -39,8 +42,19 @@ public sealed class PostgresServer
 
         Port = FreePort();
         Pg("initdb", "-D", Path.Combine(_dataDir, "data"), "-U", "sweeper", "--auth=trust", "-E", "UTF8", "--no-sync");
+        var listen = "127.0.0.1";
+        if (clientNetwork is not null)
+        {
+            // Trust the test network too (hosts in network namespaces); listen on every address.
+            var hba = Path.Combine(_dataDir, "data", "pg_hba.conf");
+            var extra = Path.Combine(_dataDir, "hba-extra");
+            File.WriteAllText(extra, $"host all all {clientNetwork} trust\n");
+            Pg("sh", "-c", $"cat {extra} >> {hba}");
+            listen = "*";
+        }
+
         Pg("pg_ctl", "-D", Path.Combine(_dataDir, "data"), "-l", Path.Combine(_dataDir, "log"), "-w", "-t", "60", "-o",
-            $"-p {Port} -c listen_addresses=127.0.0.1 -k {_dataDir} -c max_connections=300 -c fsync=off -c synchronous_commit=off", "start");
+            $"-p {Port} -c listen_addresses='{listen}' -k {_dataDir} -c max_connections=300 -c fsync=off -c synchronous_commit=off", "start");
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Stop();
     }
 
@@ -83,7 +97,7 @@ public sealed class PostgresServer
 
     private void Pg(string tool, params string[] args)
     {
-        var exe = Path.Combine(_bin, tool);
+        var exe = tool == "sh" ? "/bin/sh" : Path.Combine(_bin, tool);
         if (_asPostgresUser)
         {
             Run("runuser", ["-u", "postgres", "--", exe, .. args]);

@@ -107,6 +107,13 @@ public sealed class LeaseLostException(Lease lease, string detail)
     public Lease Lease { get; } = lease;
 }
 
+/// <summary>
+/// The store could not be reached even after the store's own retries (network cut, database down). Nothing was
+/// written; the caller may try again later. A worker keeps its trial and keeps trying until the write succeeds or
+/// fencing says the trial moved on.
+/// </summary>
+public sealed class StoreUnavailableException(string message, Exception inner) : Exception(message, inner);
+
 /// <summary>The store's schema is newer than this program understands.</summary>
 public sealed class SchemaTooNewException(int found, int supported)
     : Exception($"the store's schema version is {found}, newer than this program understands ({supported}); upgrade sweeper.");
