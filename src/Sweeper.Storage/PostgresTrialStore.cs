@@ -299,6 +299,20 @@ public sealed class PostgresTrialStore : ITrialStore
     public Task<TrialRecord?> GetTrialAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => (await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE id = @id", ReadTrial, ("id", trialId))).FirstOrDefault(), cancellationToken);
 
+    public Task<(IReadOnlyList<TrialRecord> Trials, int Total)> QueryTrialsAsync(string study, Core.Queries.TrialQuery query, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn =>
+        {
+            var parameters = new List<(string Name, object Value)>();
+            var clause = QuerySql.Build(query, SqlDialect.Postgres, parameters);
+            var where = clause[..clause.IndexOf(" ORDER BY ", StringComparison.Ordinal)];
+            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).ToList();
+            var total = Convert.ToInt32(await ScalarAsync(conn, null, $"SELECT count(*) FROM trials WHERE study = @s{where}", [.. all]) ?? 0L);
+            all.Add(("limit", query.Limit ?? int.MaxValue));
+            all.Add(("offset", query.Offset));
+            var rows = await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE study = @s{clause} LIMIT @limit OFFSET @offset", ReadTrial, [.. all]);
+            return (rows, total);
+        }, cancellationToken);
+
     public Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn =>
         {

@@ -289,6 +289,20 @@ public sealed class SqliteTrialStore : ITrialStore
     public Task<TrialRecord?> GetTrialAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => (await QueryAsync($"SELECT {TrialColumns} FROM trials WHERE id = $id", null, ReadTrial, ("$id", trialId))).FirstOrDefault(), cancellationToken);
 
+    public Task<(IReadOnlyList<TrialRecord> Trials, int Total)> QueryTrialsAsync(string study, Core.Queries.TrialQuery query, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () =>
+        {
+            var parameters = new List<(string Name, object Value)>();
+            var clause = QuerySql.Build(query, SqlDialect.Sqlite, parameters);
+            var where = clause[..clause.IndexOf(" ORDER BY ", StringComparison.Ordinal)];
+            var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).ToList();
+            var total = Convert.ToInt32(await ScalarAsync($"SELECT count(*) FROM trials WHERE study = $s{where}", null, [.. all]) ?? 0L);
+            all.Add(("$limit", query.Limit ?? int.MaxValue));
+            all.Add(("$offset", query.Offset));
+            var rows = await QueryAsync($"SELECT {TrialColumns} FROM trials WHERE study = $s{clause} LIMIT $limit OFFSET $offset", null, ReadTrial, [.. all]);
+            return (rows, total);
+        }, cancellationToken);
+
     public Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default) =>
         ReadAsync(async () =>
         {

@@ -297,6 +297,51 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task Queries_filter_sort_and_page_trials_by_columns_and_parameters_without_injection()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            string[] models = ["fc", "fc", "softmax", "fc", "two_layer", "fc"];
+            double[] dropouts = [0, 0.5, 0, 0.25, 0, 0.5];
+            var trials = Enumerable.Range(0, 6).Select(i => new NewTrial(i,
+                $$"""{"model":"{{models[i]}}","dropout":{{dropouts[i].ToString(System.Globalization.CultureInfo.InvariantCulture)}},"learning_rate":{{(i + 1) * 1e-4}},"hidden_size":{{100 * (1 + (i % 2))}}}""", 1)).ToList();
+            await store.CreateStudyAsync(new NewStudy("q", "h", "t", "grid", trials));
+            double[] vals = [0.40, 0.55, 0.30, 0.50, 0.45, 0.52];
+            for (var i = 0; i < 5; i++)
+            {
+                var lease = (await store.ClaimAsync("q", "w", _lease))!;
+                await store.FinishAsync(lease, new TrialFinish(i == 3 ? TrialState.Pruned : TrialState.Completed, vals[lease.Number], vals[lease.Number] + 0.1, 2, null));
+            }
+
+            IReadOnlyList<string> names = ["model", "dropout", "learning_rate", "hidden_size"];
+            async Task<int[]> Numbers(string? where, string? sort = null, int offset = 0, int? limit = null)
+            {
+                var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse(where, names), Core.Queries.FilterParser.ParseSort(sort, names), offset, limit);
+                return (await store.QueryTrialsAsync("q", query)).Trials.Select(t => t.Number).ToArray();
+            }
+
+            Assert.Equal(new[] { 1, 5, 3, 0 }, await Numbers("model = fc", "-dropout,number"));
+            Assert.Equal(new[] { 1 }, await Numbers("dropout > 0 and state = completed", "-val_accuracy"));
+            Assert.Equal(new[] { 1, 4, 0, 2 }, await Numbers("state = completed", "-val_accuracy"));
+            Assert.Equal(new[] { 2, 4 }, await Numbers("model != 'fc' and not (hidden_size >= 200)"));
+            Assert.Equal(new[] { 1, 3, 5 }, await Numbers("hidden_size >= 200 or learning_rate < 0.0001"));
+            Assert.Equal(new[] { 5 }, await Numbers("state = pending"));
+            Assert.Equal(new[] { 0, 2, 4 }, await Numbers("val_accuracy <= 0.45", "number"));
+            Assert.Equal(new[] { 4, 0 }, await Numbers("state = completed", "-val_accuracy", offset: 1, limit: 2));
+            var page = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("model = fc", names), [], 1, 2));
+            Assert.Equal(4, page.Total);
+            Assert.Equal(2, page.Trials.Count);
+
+            // A value that looks like SQL is only ever a value.
+            Assert.Empty(await Numbers("model = \"x'); DROP TABLE trials; --\""));
+            Assert.Empty(await Numbers("model = \"fc' OR '1'='1\""));
+            Assert.Equal(6, (await store.GetTrialsAsync("q")).Count);
+        }
+    }
+
+    [Fact]
     public async Task Concurrent_claimers_on_separate_connections_never_share_a_trial()
     {
         await using var db = await CreateDatabaseAsync();

@@ -65,6 +65,12 @@ public interface ITrialStore : IAsyncDisposable
 
     Task<TrialRecord?> GetTrialAsync(long trialId, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The study's trials that match <paramref name="query"/>'s filter, sorted (then by number) and paged, with the
+    /// number of matches before paging. The query is turned into parameterized SQL; nothing of it is pasted into SQL.
+    /// </summary>
+    Task<(IReadOnlyList<TrialRecord> Trials, int Total)> QueryTrialsAsync(string study, Queries.TrialQuery query, CancellationToken cancellationToken = default);
+
     Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default);

@@ -1,0 +1,239 @@
+using System.Globalization;
+
+namespace Sweeper.Core.Queries;
+
+/// <summary>A filter expression: comparisons joined by and/or/not.</summary>
+public abstract record FilterNode;
+
+/// <summary><c>field op value</c>; the value is a double or a string.</summary>
+public sealed record Comparison(string Field, string Op, object Value, int Position) : FilterNode;
+
+public sealed record And(FilterNode Left, FilterNode Right) : FilterNode;
+
+public sealed record Or(FilterNode Left, FilterNode Right) : FilterNode;
+
+public sealed record Not(FilterNode Inner) : FilterNode;
+
+/// <summary>One sort key: a field, descending when written with a leading '-'.</summary>
+public sealed record SortKey(string Field, bool Descending);
+
+/// <summary>A query over a study's trials: filter, sort, paging. Fields are trial columns or parameter names.</summary>
+public sealed record TrialQuery(FilterNode? Filter, IReadOnlyList<SortKey> Sort, int Offset = 0, int? Limit = null);
+
+/// <summary>A bad query: the message says what and <see cref="Position"/> where (0-based character offset).</summary>
+public sealed class QueryException(string message, int position, string text)
+    : Exception($"{message} at position {position + 1} of \"{text}\"")
+{
+    public int Position { get; } = position;
+
+    public string Problem { get; } = message;
+}
+
+/// <summary>
+/// Parses the filter language of <c>sweeper results --where</c> and the API:
+/// <c>dropout &gt; 0 and (hidden_size &gt;= 100 or model = 'fc') and not state = pruned</c>. Fields are checked
+/// against the known ones; values are numbers, quoted strings or bare words. The tree is turned into parameterized
+/// SQL by the store; no text of the query is ever pasted into SQL.
+/// </summary>
+public sealed class FilterParser
+{
+    /// <summary>The trial columns a query may name (parameters come on top).</summary>
+    public static readonly IReadOnlySet<string> TrialFields = new HashSet<string> { "number", "state", "val_accuracy", "train_accuracy", "epochs", "attempts", "seed", "owner" };
+
+    private static readonly string[] _ops = ["<=", ">=", "!=", "<>", "=", "<", ">"];
+    private readonly string _text;
+    private readonly IReadOnlySet<string> _fields;
+    private int _pos;
+
+    private FilterParser(string text, IReadOnlySet<string> fields)
+    {
+        _text = text;
+        _fields = fields;
+    }
+
+    /// <summary>Parses <paramref name="text"/>; <paramref name="parameterNames"/> are the study's parameters.</summary>
+    public static FilterNode? Parse(string? text, IEnumerable<string> parameterNames)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        var fields = new HashSet<string>(TrialFields);
+        fields.UnionWith(parameterNames);
+        var parser = new FilterParser(text, fields);
+        var node = parser.ParseOr();
+        parser.SkipSpace();
+        if (parser._pos < text.Length)
+        {
+            throw new QueryException($"unexpected '{text[parser._pos..]}'", parser._pos, text);
+        }
+
+        return node;
+    }
+
+    /// <summary>Parses "-val_accuracy,number" into sort keys, checking the fields.</summary>
+    public static IReadOnlyList<SortKey> ParseSort(string? text, IEnumerable<string> parameterNames)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return [];
+        }
+
+        var fields = new HashSet<string>(TrialFields);
+        fields.UnionWith(parameterNames);
+        var keys = new List<SortKey>();
+        var offset = 0;
+        foreach (var part in text.Split(','))
+        {
+            var trimmed = part.Trim();
+            var descending = trimmed.StartsWith('-');
+            var name = trimmed.TrimStart('-', '+');
+            if (!fields.Contains(name))
+            {
+                throw new QueryException($"unknown field '{name}' (known: {string.Join(", ", fields.Order())})", offset + part.IndexOf(name, StringComparison.Ordinal), text);
+            }
+
+            keys.Add(new SortKey(name, descending));
+            offset += part.Length + 1;
+        }
+
+        return keys;
+    }
+
+    private FilterNode ParseOr()
+    {
+        var left = ParseAnd();
+        while (Keyword("or"))
+        {
+            left = new Or(left, ParseAnd());
+        }
+
+        return left;
+    }
+
+    private FilterNode ParseAnd()
+    {
+        var left = ParseUnary();
+        while (Keyword("and"))
+        {
+            left = new And(left, ParseUnary());
+        }
+
+        return left;
+    }
+
+    private FilterNode ParseUnary()
+    {
+        if (Keyword("not"))
+        {
+            return new Not(ParseUnary());
+        }
+
+        SkipSpace();
+        if (Peek() == '(')
+        {
+            _pos++;
+            var inner = ParseOr();
+            SkipSpace();
+            if (Peek() != ')')
+            {
+                throw new QueryException("missing ')'", _pos, _text);
+            }
+
+            _pos++;
+            return inner;
+        }
+
+        return ParseComparison();
+    }
+
+    private FilterNode ParseComparison()
+    {
+        SkipSpace();
+        var start = _pos;
+        var field = Word();
+        if (field.Length == 0)
+        {
+            throw new QueryException("expected a field name", start, _text);
+        }
+
+        if (!_fields.Contains(field))
+        {
+            throw new QueryException($"unknown field '{field}' (known: {string.Join(", ", _fields.Order())})", start, _text);
+        }
+
+        SkipSpace();
+        var op = _ops.FirstOrDefault(o => string.CompareOrdinal(_text, _pos, o, 0, o.Length) == 0)
+            ?? throw new QueryException("expected a comparison (=, !=, <, <=, >, >=)", _pos, _text);
+        _pos += op.Length;
+        SkipSpace();
+        var valueStart = _pos;
+        object value;
+        if (Peek() is '\'' or '"')
+        {
+            var quote = _text[_pos++];
+            var end = _text.IndexOf(quote, _pos);
+            if (end < 0)
+            {
+                throw new QueryException("unterminated string", valueStart, _text);
+            }
+
+            value = _text[_pos..end];
+            _pos = end + 1;
+        }
+        else
+        {
+            var word = Word(allowNumber: true);
+            if (word.Length == 0)
+            {
+                throw new QueryException("expected a value", valueStart, _text);
+            }
+
+            value = double.TryParse(word, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : word;
+        }
+
+        if (value is string && op is "<" or "<=" or ">" or ">=")
+        {
+            throw new QueryException($"'{op}' needs a number", valueStart, _text);
+        }
+
+        return new Comparison(field, op == "<>" ? "!=" : op, value, start);
+    }
+
+    private bool Keyword(string word)
+    {
+        SkipSpace();
+        if (string.Compare(_text, _pos, word, 0, word.Length, StringComparison.OrdinalIgnoreCase) == 0
+            && (_pos + word.Length == _text.Length || !IsWordChar(_text[_pos + word.Length])))
+        {
+            _pos += word.Length;
+            return true;
+        }
+
+        return false;
+    }
+
+    private string Word(bool allowNumber = false)
+    {
+        var start = _pos;
+        while (_pos < _text.Length && (IsWordChar(_text[_pos]) || (allowNumber && _text[_pos] is '.' or '-' or '+')))
+        {
+            _pos++;
+        }
+
+        return _text[start.._pos];
+    }
+
+    private static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
+
+    private char Peek() => _pos < _text.Length ? _text[_pos] : '\0';
+
+    private void SkipSpace()
+    {
+        while (_pos < _text.Length && char.IsWhiteSpace(_text[_pos]))
+        {
+            _pos++;
+        }
+    }
+}
