@@ -80,6 +80,65 @@ public static class Report
         finished_at = t.FinishedAt,
     };
 
+    /// <summary>A trial as named fields: its columns (number, state, val_accuracy, ...) and its parameters.</summary>
+    public static Dictionary<string, object?> Fields(TrialRecord t)
+    {
+        var row = new Dictionary<string, object?>
+        {
+            ["number"] = t.Number,
+            ["state"] = t.State.ToText(),
+            ["val_accuracy"] = t.ValAccuracy,
+            ["train_accuracy"] = t.TrainAccuracy,
+            ["epochs"] = t.EpochsDone,
+            ["attempts"] = t.Attempts,
+            ["seed"] = t.Seed,
+            ["owner"] = t.Owner,
+        };
+        foreach (var (k, v) in ParamJson.Deserialize(t.ParametersJson))
+        {
+            row[k] = v;
+        }
+
+        row["reason"] = t.Reason;
+        return row;
+    }
+
+    public static string Cell(object? v) => v switch
+    {
+        null => "",
+        double d => d.ToString("G6", CultureInfo.InvariantCulture),
+        _ => ParamValue.Format(v),
+    };
+
+    /// <summary>A table of the chosen columns (all fields when none are chosen).</summary>
+    public static Table ColumnTable(IReadOnlyList<Dictionary<string, object?>> rows, IReadOnlyList<string> columns)
+    {
+        var table = new Table().Border(TableBorder.Simple);
+        foreach (var c in columns)
+        {
+            table.AddColumn(Markup.Escape(c));
+        }
+
+        foreach (var row in rows)
+        {
+            table.AddRow(columns.Select(c => Markup.Escape(Cell(row.GetValueOrDefault(c)))).ToArray());
+        }
+
+        return table;
+    }
+
+    public static string ColumnCsv(IReadOnlyList<Dictionary<string, object?>> rows, IReadOnlyList<string> columns)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Join(",", columns.Select(Quote)));
+        foreach (var row in rows)
+        {
+            sb.AppendLine(string.Join(",", columns.Select(c => Quote(row.GetValueOrDefault(c) is double d ? d.ToString("R", CultureInfo.InvariantCulture) : Cell(row.GetValueOrDefault(c))))));
+        }
+
+        return sb.ToString();
+    }
+
     public static string Csv(IReadOnlyList<TrialRecord> trials)
     {
         var names = trials.SelectMany(t => ParamJson.Deserialize(t.ParametersJson).Keys).Distinct().ToList();

@@ -217,10 +217,17 @@ public static partial class SweepCommands
     {
         var study = new Argument<string>("study") { Description = "The study name." };
         var store = StoreOption();
-        var json = new Option<bool>("--json") { Description = "Print JSON: the summary and every trial." };
-        var csv = new Option<bool>("--csv") { Description = "Print CSV: one row per trial, one column per parameter." };
-        var top = new Option<int?>("--top") { Description = "Only the best N trials." };
-        var command = new Command("results", "The trials of a study sorted by validation accuracy, and the best trial with its test accuracy.") { study, store, json, csv, top };
+        var json = new Option<bool>("--json") { Description = "Print JSON: the summary and the trials (or groups)." };
+        var csv = new Option<bool>("--csv") { Description = "Print CSV: one row per trial (or group)." };
+        var top = new Option<int?>("--top") { Description = "Only the first N trials after sorting." };
+        var where = new Option<string?>("--where") { Description = "Filter, e.g. \"dropout > 0 and hidden_size >= 100 and state = completed\" (and, or, not, parentheses; =, !=, <, <=, >, >=)." };
+        var sort = new Option<string?>("--sort") { Description = "Sort keys, '-' for descending. Default: -val_accuracy,number." };
+        var groupBy = new Option<string?>("--group-by") { Description = "Group the matching trials by a field: count, completed, best and mean val_accuracy per value." };
+        var columns = new Option<string?>("--columns") { Description = "Columns to show, e.g. learning_rate,reg,val_accuracy,train_accuracy." };
+        var command = new Command("results", "The trials of a study, filtered, sorted and grouped, and the best trial with its test accuracy.")
+        {
+            study, store, json, csv, top, where, sort, groupBy, columns,
+        };
         command.SetAction(async (parse, ct) =>
         {
             await using var trialStore = await OpenExistingAsync(StoreAddress(parse, store), ct);
@@ -237,23 +244,80 @@ public static partial class SweepCommands
                 return 1;
             }
 
-            var trials = await trialStore.GetTrialsAsync(name, ct);
-            var shown = Report.ByValAccuracy(trials).Take(parse.GetValue(top) ?? int.MaxValue).ToList();
+            var sweep = SweepParser.Parse(record.SweepText, name);
+            var parameterNames = sweep.Parameters.Keys.Concat(sweep.Conditions.SelectMany(c => c.Parameters.Keys)).Distinct().ToList();
+            Core.Queries.TrialQuery query;
+            IReadOnlyList<string>? chosen = null;
+            try
+            {
+                query = new Core.Queries.TrialQuery(
+                    Core.Queries.FilterParser.Parse(parse.GetValue(where), parameterNames),
+                    Core.Queries.FilterParser.ParseSort(parse.GetValue(sort) ?? "-val_accuracy", parameterNames),
+                    0,
+                    parse.GetValue(groupBy) is null ? parse.GetValue(top) : null);
+                if (parse.GetValue(columns) is { } list)
+                {
+                    var fields = Core.Queries.FilterParser.TrialFields.Concat(parameterNames).Append("reason").ToHashSet();
+                    chosen = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+                    var unknown = chosen.FirstOrDefault(c => !fields.Contains(c));
+                    if (unknown is not null)
+                    {
+                        throw new Core.Queries.QueryException($"unknown column '{unknown}' (known: {string.Join(", ", fields.Order())})", list.IndexOf(unknown, StringComparison.Ordinal), list);
+                    }
+                }
+
+                if (parse.GetValue(groupBy) is { } g && !Core.Queries.FilterParser.TrialFields.Concat(parameterNames).Contains(g))
+                {
+                    throw new Core.Queries.QueryException($"unknown field '{g}'", 0, g);
+                }
+            }
+            catch (Core.Queries.QueryException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return 2;
+            }
+
+            var (matched, total) = await trialStore.QueryTrialsAsync(name, query, ct);
+            var rows = matched.Select(Report.Fields).ToList();
+            chosen ??= ["number", "state", "val_accuracy", "train_accuracy", "epochs", .. parameterNames.Where(p => rows.Any(r => r.ContainsKey(p)))];
+            if (parse.GetValue(groupBy) is { } group)
+            {
+                rows = rows.GroupBy(r => Report.Cell(r.GetValueOrDefault(group)))
+                    .Select(grp => new Dictionary<string, object?>
+                    {
+                        [group] = grp.Key,
+                        ["trials"] = grp.Count(),
+                        ["completed"] = grp.Count(r => (string?)r["state"] == "completed"),
+                        ["best_val_accuracy"] = grp.Select(r => r["val_accuracy"] as double?).Max(),
+                        ["mean_val_accuracy"] = grp.Select(r => r["val_accuracy"] as double?).Where(v => v is not null).DefaultIfEmpty().Average(),
+                    })
+                    .OrderByDescending(r => r["best_val_accuracy"] as double? ?? double.NegativeInfinity)
+                    .Take(parse.GetValue(top) ?? int.MaxValue)
+                    .ToList();
+                chosen = [group, "trials", "completed", "best_val_accuracy", "mean_val_accuracy"];
+            }
+
             if (parse.GetValue(csv))
             {
-                Console.Write(Report.Csv(shown));
+                Console.Write(Report.ColumnCsv(rows, chosen));
                 return 0;
             }
 
-            var summary = Report.Summary(record, await trialStore.CountStatesAsync(name, ct), trials, await trialStore.GetResultAsync(name, ct));
+            var summary = Report.Summary(record, await trialStore.CountStatesAsync(name, ct), await trialStore.GetTrialsAsync(name, ct), await trialStore.GetResultAsync(name, ct));
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { summary, trials = shown.Select(Report.TrialJson) }, _json));
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    summary,
+                    matched = total,
+                    rows = rows.Select(r => chosen.ToDictionary(c => c, c => r.GetValueOrDefault(c))),
+                }, _json));
                 return 0;
             }
 
-            AnsiConsole.Write(Report.TrialTable(shown));
-            PrintBest(await trialStore.GetResultAsync(name, ct), trials);
+            AnsiConsole.Write(Report.ColumnTable(rows, chosen));
+            Console.WriteLine($"{total} matching trial(s)" + (parse.GetValue(groupBy) is { } gb ? $" in {rows.Count} group(s) by {gb}" : ""));
+            PrintBest(await trialStore.GetResultAsync(name, ct), await trialStore.GetTrialsAsync(name, ct));
             return 0;
         });
         return command;

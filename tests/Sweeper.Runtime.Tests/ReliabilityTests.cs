@@ -170,6 +170,14 @@ public class ReliabilityTests
         Assert.Contains("loss became", diverged.Reason);
         Assert.Equal(TrialState.Completed, trials.Single(t => t.Number == 1).State);
         Assert.Equal(1, study!.BestTrialNumber);
+
+        var query = h.Run(TimeSpan.FromMinutes(1), "results", "div", "--store", h.Store(), "--where", "state = diverged and learning_rate > 1", "--columns", "number,state,learning_rate", "--csv");
+        Assert.True(query.Code == 0, query.Stderr);
+        Assert.Equal(["number,state,learning_rate", "0,diverged,10000"], query.Stdout.Trim().Split('\n'));
+        var bad = h.Run(TimeSpan.FromMinutes(1), "results", "div", "--store", h.Store(), "--where", "state = diverged and learning_rat > 1");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("unknown field 'learning_rat'", bad.Stderr);
+        Assert.Contains("position 22", bad.Stderr);
     }
 
     [Fact]
