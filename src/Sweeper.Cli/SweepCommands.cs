@@ -38,6 +38,48 @@ public static partial class SweepCommands
         yield return CoordinatorCommand();
         yield return Status();
         yield return Results();
+        yield return DashboardCommand();
+    }
+
+    private static Command DashboardCommand()
+    {
+        var store = StoreOption();
+        var url = new Option<string>("--url") { Description = "Address to listen on. Binding anything but loopback requires --token.", DefaultValueFactory = _ => "http://127.0.0.1:5077" };
+        var token = new Option<string?>("--token") { Description = "Access token every request must carry (Authorization: Bearer, or ?token=). Default: $SWEEPER_DASHBOARD_TOKEN." };
+        var command = new Command("dashboard", "Serve the read-only JSON API (/api/...) and the live web pages over the store.") { store, url, token };
+        command.SetAction(async (parse, ct) =>
+        {
+            var options = new Dashboard.DashboardOptions
+            {
+                Url = parse.GetValue(url)!,
+                Token = parse.GetValue(token) ?? Environment.GetEnvironmentVariable("SWEEPER_DASHBOARD_TOKEN"),
+            };
+            try
+            {
+                Dashboard.DashboardApp.Validate(options);
+            }
+            catch (ArgumentException e)
+            {
+                Log.Error("{Message}", e.Message);
+                return 2;
+            }
+
+            await using var trialStore = await TrialStores.OpenAsync(AbsoluteStore(StoreAddress(parse, store)), cancellationToken: ct);
+            await using var app = Dashboard.DashboardApp.Build(trialStore, options);
+            await app.StartAsync(ct);
+            Log.Information("Dashboard on {Urls}{Token}", string.Join(", ", app.Urls), options.Token is null ? "" : " (token required)");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            await app.StopAsync(CancellationToken.None);
+            return 0;
+        });
+        return command;
     }
 
     private static SweepDefinition? ParseSweep(FileInfo file)

@@ -7,7 +7,7 @@ public static class SweeperProgram
 {
     /// <summary>Every environment variable the program reads.</summary>
     public static readonly IReadOnlyList<string> EnvironmentVariables =
-        ["SWEEPER_STORE", "SWEEPER_STORE_PASSWORD", "SWEEPER_DATA", "SWEEPER_CACHE", "SWEEPER_LOG_LEVEL", "PGPASSWORD", "XDG_CACHE_HOME"];
+        ["SWEEPER_STORE", "SWEEPER_STORE_PASSWORD", "SWEEPER_DASHBOARD_TOKEN", "SWEEPER_DATA", "SWEEPER_CACHE", "SWEEPER_LOG_LEVEL", "PGPASSWORD", "XDG_CACHE_HOME"];
 
     public static RootCommand CreateRootCommand()
     {

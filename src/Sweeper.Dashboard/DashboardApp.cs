@@ -1,0 +1,253 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Sweeper.Core.Queries;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Runtime;
+
+namespace Sweeper.Dashboard;
+
+/// <summary>Dashboard settings.</summary>
+public sealed record DashboardOptions
+{
+    /// <summary>Address to listen on. Default: http://127.0.0.1:5077 (loopback only).</summary>
+    public string Url { get; init; } = "http://127.0.0.1:5077";
+
+    /// <summary>Required on every request (Authorization: Bearer, or ?token=) when set; mandatory for a non-loopback address.</summary>
+    public string? Token { get; init; }
+
+    /// <summary>Largest page of trials the API returns. Default: 1,000.</summary>
+    public int MaxPageSize { get; init; } = 1_000;
+}
+
+/// <summary>
+/// The read-only JSON API under /api/ and the web pages (plain files shipped inside the program; nothing is
+/// fetched from any other site). Every endpoint is a GET.
+/// </summary>
+public static class DashboardApp
+{
+    private static readonly JsonSerializerOptions _json = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // readable errors; served as JSON, never inlined in HTML
+    };
+
+    /// <summary>Throws when a non-loopback address is asked for without a token.</summary>
+    public static void Validate(DashboardOptions options)
+    {
+        var uri = new Uri(options.Url.Replace("*", "0.0.0.0", StringComparison.Ordinal).Replace("+", "0.0.0.0", StringComparison.Ordinal));
+        var loopback = uri.Host == "localhost" || (IPAddress.TryParse(uri.Host, out var ip) && IPAddress.IsLoopback(ip));
+        if (!loopback && string.IsNullOrEmpty(options.Token))
+        {
+            throw new ArgumentException($"the dashboard binds to {uri.Host}, which is not loopback: give an access token (--token or $SWEEPER_DASHBOARD_TOKEN); every request must then carry it.");
+        }
+    }
+
+    public static WebApplication Build(ITrialStore store, DashboardOptions options)
+    {
+        Validate(options);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls(options.Url);
+        builder.Services.AddSingleton(store);
+        var app = builder.Build();
+
+        if (!string.IsNullOrEmpty(options.Token))
+        {
+            app.Use(async (context, next) =>
+            {
+                var header = context.Request.Headers.Authorization.ToString();
+                var given = header.StartsWith("Bearer ", StringComparison.Ordinal) ? header["Bearer ".Length..] : context.Request.Query["token"].ToString();
+                if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                        System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(options.Token)))
+                {
+                    context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                    await context.Response.WriteAsJsonAsync(new { error = "missing or wrong access token" });
+                    return;
+                }
+
+                await next();
+            });
+        }
+
+        app.Use(async (context, next) =>
+        {
+            if (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method))
+            {
+                context.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+                await context.Response.WriteAsJsonAsync(new { error = "the dashboard is read-only" });
+                return;
+            }
+
+            await next();
+        });
+
+        app.MapGet("/api/studies", async (CancellationToken ct) =>
+        {
+            var list = new List<object>();
+            foreach (var s in await store.ListStudiesAsync(ct))
+            {
+                list.Add(await StudyJsonAsync(store, s, ct));
+            }
+
+            return Json(list);
+        });
+        app.MapGet("/api/studies/{study}", async (string study, CancellationToken ct) =>
+            await store.GetStudyAsync(study, ct) is { } s ? Json(await StudyJsonAsync(store, s, ct)) : NotFound($"no study named {study}"));
+        app.MapGet("/api/studies/{study}/trials", async (string study, HttpRequest request, CancellationToken ct) =>
+        {
+            var record = await store.GetStudyAsync(study, ct);
+            if (record is null)
+            {
+                return NotFound($"no study named {study}");
+            }
+
+            var names = ParameterNames(record);
+            if (!TryInt(request, "page", 1, 1, int.MaxValue, out var page, out var problem) ||
+                !TryInt(request, "page_size", 50, 1, options.MaxPageSize, out var size, out problem))
+            {
+                return BadRequest(problem!, null);
+            }
+
+            TrialQuery query;
+            try
+            {
+                query = new TrialQuery(FilterParser.Parse(request.Query["where"], names), FilterParser.ParseSort(request.Query["sort"].ToString() is { Length: > 0 } s ? s : "-val_accuracy", names),
+                    (page - 1) * size, size);
+            }
+            catch (QueryException e)
+            {
+                return BadRequest(e.Message, e.Position);
+            }
+
+            var (trials, total) = await store.QueryTrialsAsync(study, query, ct);
+            return Json(new { total, page, page_size = size, parameters = names, trials = trials.Select(TrialJson) });
+        });
+        app.MapGet("/api/studies/{study}/trials/{number:int}", async (string study, int number, CancellationToken ct) =>
+        {
+            var trial = (await store.QueryTrialsAsync(study, new TrialQuery(new Comparison("number", "=", (double)number, 0), [], 0, 1), ct)).Trials.FirstOrDefault();
+            if (trial is null)
+            {
+                return NotFound($"no trial {number} in study {study}");
+            }
+
+            var epochs = await store.GetEpochsAsync(trial.Id, ct);
+            return Json(new
+            {
+                trial = TrialJson(trial),
+                epochs = epochs.Select(e => new { e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy, e.LearningRate, e.Seconds }),
+            });
+        });
+        app.MapGet("/api/workers", async (CancellationToken ct) =>
+        {
+            var workers = await store.GetWorkersAsync(ct);
+            var running = new Dictionary<string, object>();
+            foreach (var s in await store.ListStudiesAsync(ct))
+            {
+                if (s.Closed)
+                {
+                    continue;
+                }
+
+                var (trials, _) = await store.QueryTrialsAsync(s.Name, new TrialQuery(new Comparison("state", "=", "running", 0), [], 0, 10_000), ct);
+                foreach (var t in trials.Where(t => t.Owner is not null))
+                {
+                    running[t.Owner!] = new { study = s.Name, number = t.Number, epochs = t.EpochsDone };
+                }
+            }
+
+            return Json(workers.Select(w => new { w.Id, w.Host, w.Pid, w.StartedAt, w.LastHeartbeat, current_trial = running.GetValueOrDefault(w.Id) }));
+        });
+        app.MapGet("/api/{**rest}", (string rest) => NotFound($"no endpoint /api/{rest}"));
+
+        app.MapGet("/", () => Page("index.html"));
+        app.MapGet("/study/{study}", (string study) => Page("study.html"));
+        app.MapGet("/static/{file}", (string file) => Page(file));
+        return app;
+    }
+
+    private static IResult Json(object value) => Results.Json(value, _json);
+
+    private static IResult NotFound(string message) => Results.Json(new { error = message }, _json, statusCode: StatusCodes.Status404NotFound);
+
+    private static IResult BadRequest(string message, int? position) => Results.Json(new { error = message, position }, _json, statusCode: StatusCodes.Status400BadRequest);
+
+    private static bool TryInt(HttpRequest request, string name, int fallback, int min, int max, out int value, out string? problem)
+    {
+        problem = null;
+        var text = request.Query[name].ToString();
+        if (text.Length == 0)
+        {
+            value = fallback;
+            return true;
+        }
+
+        if (!int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out value) || value < min || value > max)
+        {
+            problem = $"{name} must be a whole number in [{min}, {max}] (got '{text}')";
+            return false;
+        }
+
+        return true;
+    }
+
+    public static IReadOnlyList<string> ParameterNames(StudyRecord study)
+    {
+        var sweep = SweepParser.Parse(study.SweepText, study.Name);
+        return sweep.Parameters.Keys.Concat(sweep.Conditions.SelectMany(c => c.Parameters.Keys)).Distinct().ToList();
+    }
+
+    private static async Task<object> StudyJsonAsync(ITrialStore store, StudyRecord s, CancellationToken ct)
+    {
+        var counts = await store.CountStatesAsync(s.Name, ct);
+        var result = await store.GetResultAsync(s.Name, ct);
+        var best = (await store.QueryTrialsAsync(s.Name, new TrialQuery(new Comparison("state", "=", "completed", 0), [new SortKey("val_accuracy", true)], 0, 1), ct)).Trials.FirstOrDefault();
+        return new
+        {
+            name = s.Name,
+            method = s.Method,
+            created_at = s.CreatedAt,
+            closed = s.Closed,
+            parameters = ParameterNames(s),
+            counts = new { pending = counts.Pending, running = counts.Running, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
+            best_trial = best is null ? null : TrialJson(best),
+            result,
+        };
+    }
+
+    private static object TrialJson(TrialRecord t) => new
+    {
+        number = t.Number,
+        state = t.State.ToText(),
+        val_accuracy = t.ValAccuracy,
+        train_accuracy = t.TrainAccuracy,
+        epochs = t.EpochsDone,
+        attempts = t.Attempts,
+        owner = t.Owner,
+        reason = t.Reason,
+        parameters = ParamJson.Deserialize(t.ParametersJson),
+    };
+
+    private static IResult Page(string file)
+    {
+        var stream = typeof(DashboardApp).Assembly.GetManifestResourceStream("wwwroot/" + file);
+        if (stream is null)
+        {
+            return Results.NotFound();
+        }
+
+        var type = Path.GetExtension(file) switch
+        {
+            ".html" => "text/html; charset=utf-8",
+            ".js" => "text/javascript; charset=utf-8",
+            ".css" => "text/css; charset=utf-8",
+            _ => "application/octet-stream",
+        };
+        return Results.Stream(stream, type);
+    }
+}

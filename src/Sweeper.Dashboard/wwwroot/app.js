@@ -1,0 +1,85 @@
+// Shared helpers: API calls carrying the access token, formatting, and small canvas charts (no outside libraries).
+const token = new URLSearchParams(location.search).get('token');
+function link(path) { return token ? `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : path; }
+async function api(path) {
+  const response = await fetch(path, { headers: token ? { Authorization: 'Bearer ' + token } : {} });
+  const body = await response.json();
+  if (!response.ok) { throw new Error(body.error || response.statusText); }
+  return body;
+}
+function esc(s) { return String(s ?? '').replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c])); }
+function fmt(v) { return v === null || v === undefined ? '-' : (typeof v === 'number' ? (Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : +v.toPrecision(4)) : esc(v)); }
+
+function prepare(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  canvas.width = w * ratio; canvas.height = h * ratio;
+  const g = canvas.getContext('2d');
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  g.clearRect(0, 0, w, h); g.font = '11px system-ui'; g.fillStyle = '#1d2330';
+  return { g, w, h };
+}
+// Validation accuracy to colour: low = blue, high = red.
+function colour(t) { t = Math.max(0, Math.min(1, t)); return `hsl(${240 - 240 * t}, 80%, 45%)`; }
+
+function scatter(canvas, points, xLabel, yLabel) {
+  const { g, w, h } = prepare(canvas);
+  const pad = 40;
+  const usable = points.filter(p => p.x > 0 && p.y > 0);
+  if (usable.length === 0) { g.fillText('no trials with both parameters yet', pad, h / 2); return; }
+  const lx = usable.map(p => Math.log10(p.x)), ly = usable.map(p => Math.log10(p.y));
+  const [x0, x1] = [Math.min(...lx), Math.max(...lx) + 1e-9], [y0, y1] = [Math.min(...ly), Math.max(...ly) + 1e-9];
+  const vs = usable.map(p => p.v).filter(v => v !== null), v0 = Math.min(...vs), v1 = Math.max(...vs);
+  g.strokeStyle = '#9aa3af'; g.strokeRect(pad, 10, w - pad - 10, h - pad - 10);
+  g.fillText(`${xLabel} (log)`, w / 2 - 30, h - 8); g.save(); g.translate(12, h / 2 + 30); g.rotate(-Math.PI / 2); g.fillText(`${yLabel} (log)`, 0, 0); g.restore();
+  g.fillText(usable.length ? (10 ** x0).toExponential(1) : '', pad, h - pad + 14); g.fillText((10 ** x1).toExponential(1), w - 60, h - pad + 14);
+  g.fillText((10 ** y1).toExponential(1), 2, 20); g.fillText((10 ** y0).toExponential(1), 2, h - pad);
+  usable.forEach((p, i) => {
+    const x = pad + (lx[i] - x0) / (x1 - x0) * (w - pad - 20) + 5, y = h - pad - (ly[i] - y0) / (y1 - y0) * (h - pad - 20);
+    g.fillStyle = p.v === null ? '#c8cdd3' : colour((p.v - v0) / (v1 - v0 || 1));
+    g.beginPath(); g.arc(x, y, 4, 0, 2 * Math.PI); g.fill();
+  });
+}
+
+function curves(canvas, series, yLabel) {
+  const { g, w, h } = prepare(canvas);
+  const pad = 36;
+  const all = series.flatMap(s => s.values);
+  if (all.length === 0) { g.fillText('select trials in the table to see their curves', pad, h / 2); return; }
+  const maxX = Math.max(...series.map(s => s.values.length)), y0 = Math.min(...all), y1 = Math.max(...all) + 1e-9;
+  g.strokeStyle = '#9aa3af'; g.strokeRect(pad, 10, w - pad - 10, h - pad - 10);
+  g.fillText(yLabel, pad + 4, 22); g.fillText('epoch', w / 2, h - 8); g.fillText(y1.toPrecision(3), 2, 20); g.fillText(y0.toPrecision(3), 2, h - pad);
+  series.forEach(s => {
+    g.strokeStyle = s.colour; g.setLineDash(s.dashed ? [4, 3] : []); g.beginPath();
+    s.values.forEach((v, i) => {
+      const x = pad + (maxX > 1 ? i / (maxX - 1) : 0.5) * (w - pad - 20) + 5, y = h - pad - (v - y0) / (y1 - y0) * (h - pad - 20);
+      i === 0 ? g.moveTo(x, y) : g.lineTo(x, y);
+    });
+    g.stroke();
+  });
+  g.setLineDash([]);
+}
+
+function parallel(canvas, trials, names) {
+  const { g, w, h } = prepare(canvas);
+  const axes = [...names, 'val_accuracy'], pad = 30;
+  if (trials.length === 0) { g.fillText('no trials yet', pad, h / 2); return; }
+  const value = (t, a) => a === 'val_accuracy' ? t.val_accuracy : t.parameters[a];
+  const scales = axes.map(a => {
+    const vs = trials.map(t => value(t, a)).filter(v => v !== undefined && v !== null);
+    const numeric = vs.every(v => typeof v === 'number');
+    if (!numeric) { const cats = [...new Set(vs.map(String))]; return v => cats.length < 2 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1); }
+    const logs = vs.every(v => v > 0) && Math.max(...vs) / Math.min(...vs) > 100;
+    const f = v => logs ? Math.log10(v) : v, lo = Math.min(...vs.map(f)), hi = Math.max(...vs.map(f));
+    return v => hi === lo ? 0.5 : (f(v) - lo) / (hi - lo);
+  });
+  const x = i => pad + i * (w - 2 * pad) / Math.max(1, axes.length - 1);
+  const vals = trials.map(t => t.val_accuracy).filter(v => v !== null), v0 = Math.min(...vals), v1 = Math.max(...vals);
+  trials.forEach(t => {
+    g.strokeStyle = t.val_accuracy === null ? 'rgba(180,180,180,0.4)' : colour((t.val_accuracy - v0) / (v1 - v0 || 1)); g.beginPath();
+    axes.forEach((a, i) => { const v = value(t, a); const y = h - 20 - (v === undefined || v === null ? 0 : scales[i](v)) * (h - 40); i === 0 ? g.moveTo(x(i), y) : g.lineTo(x(i), y); });
+    g.stroke();
+  });
+  g.strokeStyle = '#1d2330'; g.fillStyle = '#1d2330';
+  axes.forEach((a, i) => { g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke(); g.fillText(a, x(i) - 20, 12); });
+}

@@ -1,0 +1,140 @@
+using System.Net;
+using System.Text.Json;
+using Sweeper.Dashboard;
+using Sweeper.Storage;
+
+namespace Sweeper.Runtime.Tests;
+
+/// <summary>The JSON API and pages against a real store filled by a real small sweep.</summary>
+public sealed class DashboardApiTests : IAsyncLifetime
+{
+    private readonly Harness _h = new();
+    private Core.Trials.ITrialStore _store = null!;
+
+    public async Task InitializeAsync()
+    {
+        var sweep = _h.Write("tiny.yaml", """
+            name: tiny
+            method: grid
+            model: softmax
+            data: {train_size: 600, val_size: 100, test_size: 100}
+            parameters:
+              learning_rate: {values: [1.0e-7, 5.0e-7, 1.0e-6]}
+              reg: {values: [1.0e+3, 1.0e+4]}
+              epochs: {value: 2}
+              batch_size: {value: 100}
+            budget: {max_trials: 6}
+            """);
+        var run = _h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", _h.Store(), "--workers", "2");
+        Assert.True(run.Code == 0, run.Stderr);
+        _store = await TrialStores.OpenAsync(_h.Store());
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _store.DisposeAsync();
+        _h.Dispose();
+    }
+
+    private async Task<(HttpClient Client, Microsoft.AspNetCore.Builder.WebApplication App)> StartAsync(string? token = null)
+    {
+        var app = DashboardApp.Build(_store, new DashboardOptions { Url = "http://127.0.0.1:0", Token = token });
+        await app.StartAsync();
+        return (new HttpClient { BaseAddress = new Uri(app.Urls.First()) }, app);
+    }
+
+    private static async Task<JsonElement> Json(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        return JsonDocument.Parse(text).RootElement.Clone();
+    }
+
+    [Fact]
+    public async Task Studies_trials_and_epochs_are_served_filtered_sorted_and_paged()
+    {
+        var (client, app) = await StartAsync();
+        await using (app)
+        {
+            var studies = await Json(await client.GetAsync("/api/studies"));
+            var study = studies.EnumerateArray().Single();
+            Assert.Equal("tiny", study.GetProperty("name").GetString());
+            Assert.Equal(6, study.GetProperty("counts").GetProperty("completed").GetInt32());
+            Assert.True(study.GetProperty("closed").GetBoolean());
+            Assert.True(study.GetProperty("result").GetProperty("test_accuracy").GetDouble() > 0);
+
+            var page = await Json(await client.GetAsync("/api/studies/tiny/trials?where=" + Uri.EscapeDataString("reg >= 10000 and state = completed") + "&sort=-learning_rate&page=1&page_size=2"));
+            Assert.Equal(3, page.GetProperty("total").GetInt32());
+            var trials = page.GetProperty("trials").EnumerateArray().ToList();
+            Assert.Equal(2, trials.Count);
+            Assert.Equal([1e-6, 5e-7], trials.Select(t => t.GetProperty("parameters").GetProperty("learning_rate").GetDouble()));
+            var second = await Json(await client.GetAsync("/api/studies/tiny/trials?where=" + Uri.EscapeDataString("reg >= 10000") + "&sort=-learning_rate&page=2&page_size=2"));
+            Assert.Equal(1e-7, second.GetProperty("trials")[0].GetProperty("parameters").GetProperty("learning_rate").GetDouble());
+
+            var detail = await Json(await client.GetAsync("/api/studies/tiny/trials/3"));
+            Assert.Equal(3, detail.GetProperty("trial").GetProperty("number").GetInt32());
+            Assert.Equal(2, detail.GetProperty("epochs").GetArrayLength());
+            Assert.True(detail.GetProperty("epochs")[1].GetProperty("val_accuracy").GetDouble() > 0);
+
+            var workers = await Json(await client.GetAsync("/api/workers"));
+            Assert.True(workers.GetArrayLength() >= 1);
+        }
+    }
+
+    [Theory]
+    [InlineData("/api/studies/tiny/trials?where=reg%20%3E%3E%201", HttpStatusCode.BadRequest, "position")]
+    [InlineData("/api/studies/tiny/trials?where=regularization%20%3E%201", HttpStatusCode.BadRequest, "unknown field 'regularization'")]
+    [InlineData("/api/studies/tiny/trials?sort=-nope", HttpStatusCode.BadRequest, "unknown field 'nope'")]
+    [InlineData("/api/studies/tiny/trials?page=0", HttpStatusCode.BadRequest, "page must be")]
+    [InlineData("/api/studies/tiny/trials?page_size=100000", HttpStatusCode.BadRequest, "page_size must be")]
+    [InlineData("/api/studies/tiny/trials?where=model%20%3D%20%22x%27%3B%20DROP%20TABLE%20trials%3B%20--%22", HttpStatusCode.OK, "\"total\":0")]
+    [InlineData("/api/studies/nope", HttpStatusCode.NotFound, "no study named nope")]
+    [InlineData("/api/studies/tiny/trials/99", HttpStatusCode.NotFound, "no trial 99")]
+    public async Task Bad_queries_and_parameters_get_clear_answers_and_nothing_reaches_sql(string path, HttpStatusCode status, string text)
+    {
+        var (client, app) = await StartAsync();
+        await using (app)
+        {
+            var response = await client.GetAsync(path);
+            Assert.Equal(status, response.StatusCode);
+            Assert.Contains(text, await response.Content.ReadAsStringAsync());
+            Assert.Equal(6, (await _store.GetTrialsAsync("tiny")).Count);
+        }
+    }
+
+    [Fact]
+    public async Task Everything_is_read_only_and_a_token_guards_every_request_when_set()
+    {
+        var (client, app) = await StartAsync(token: "s3cret");
+        await using (app)
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/studies")).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/")).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/studies?token=wrong")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/studies?token=s3cret")).StatusCode);
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret");
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/studies")).StatusCode);
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, (await client.PostAsync("/api/studies", new StringContent("{}"))).StatusCode);
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, (await client.DeleteAsync("/api/studies/tiny")).StatusCode);
+        }
+
+        var ex = Assert.Throws<ArgumentException>(() => DashboardApp.Validate(new DashboardOptions { Url = "http://0.0.0.0:5077" }));
+        Assert.Contains("token", ex.Message);
+        DashboardApp.Validate(new DashboardOptions { Url = "http://0.0.0.0:5077", Token = "t" });
+        DashboardApp.Validate(new DashboardOptions { Url = "http://localhost:5077" });
+    }
+
+    [Fact]
+    public async Task The_pages_and_their_scripts_are_served_from_the_program()
+    {
+        var (client, app) = await StartAsync();
+        await using (app)
+        {
+            Assert.Contains("Sweeper studies", await client.GetStringAsync("/"));
+            var page = await client.GetStringAsync("/study/tiny");
+            Assert.Contains("parallel coordinates", page);
+            Assert.DoesNotContain("http://", page.Replace("http://www.w3.org", "", StringComparison.Ordinal), StringComparison.Ordinal);
+            Assert.Contains("function scatter", await client.GetStringAsync("/static/app.js"));
+            Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/static/missing.js")).StatusCode);
+        }
+    }
+}
