@@ -85,13 +85,20 @@ public class DeployFilesTests
     {
         var compose = Documents("docker-compose.yml").Single();
         var services = (YamlMappingNode)Get(compose, "services")!;
-        Assert.Equal(["postgres", "coordinator", "worker"], services.Children.Keys.Select(k => ((YamlScalarNode)k).Value));
+        Assert.Equal(["postgres", "coordinator", "worker", "dashboard"], services.Children.Keys.Select(k => ((YamlScalarNode)k).Value));
         Assert.Equal("postgres:15", ((YamlScalarNode)Get(services, "postgres", "image")!).Value);
         Assert.NotNull(Get(services, "postgres", "healthcheck"));
         Assert.True(File.Exists(Path.Combine(_root, ((YamlScalarNode)Get(services, "coordinator", "build", "dockerfile")!).Value!)));
-        foreach (var role in new[] { "coordinator", "worker" })
+        foreach (var role in new[] { "coordinator", "worker", "dashboard" })
         {
             Assert.Equal("sweeper", ((YamlScalarNode)Get(services, role, "image")!).Value);
+            if (Get(services, role, "ports") is YamlSequenceNode ports)
+            {
+                // The published container port is the one the command listens on.
+                var url = Strings(Get(services, role, "command")).SkipWhile(a => a != "--url").Skip(1).First();
+                Assert.EndsWith(":" + new Uri(url).Port, ((YamlScalarNode)ports.Children[0]).Value);
+            }
+
             AssertValidCommand($"compose {role}", Strings(Get(services, role, "command")));
             var healthcheck = Strings(Get(services, role, "healthcheck", "test"));
             Assert.Equal(["CMD", "/app/sweeper"], healthcheck[..2]);
@@ -113,11 +120,16 @@ public class DeployFilesTests
         var secret = Documents("deploy/kubernetes/secret.yaml").Single();
         var keys = ((YamlMappingNode)Get(secret, "stringData")!).Children.Keys.Select(k => ((YamlScalarNode)k).Value).ToHashSet();
         var kinds = new List<string>();
-        foreach (var file in new[] { "deploy/kubernetes/coordinator.yaml", "deploy/kubernetes/workers.yaml" })
+        foreach (var file in new[] { "deploy/kubernetes/coordinator.yaml", "deploy/kubernetes/workers.yaml", "deploy/kubernetes/dashboard.yaml" })
         {
             foreach (var doc in Documents(file))
             {
                 kinds.Add(((YamlScalarNode)Get(doc, "kind")!).Value!);
+                if (Get(doc, "spec", "template", "spec", "containers") is null)
+                {
+                    continue; // a Service
+                }
+
                 var containers = (YamlSequenceNode)Get(doc, "spec", "template", "spec", "containers")!;
                 foreach (var container in containers.Children)
                 {
@@ -136,7 +148,7 @@ public class DeployFilesTests
             }
         }
 
-        Assert.Equal(["Deployment", "Job"], kinds);
+        Assert.Equal(["Deployment", "Job", "Deployment", "Service"], kinds);
         var job = Documents("deploy/kubernetes/workers.yaml").Single();
         Assert.True(int.Parse(((YamlScalarNode)Get(job, "spec", "parallelism")!).Value!, System.Globalization.CultureInfo.InvariantCulture) > 1);
     }
