@@ -34,11 +34,15 @@ function scatter(canvas, points, xLabel, yLabel) {
   g.fillText(`${xLabel} (log)`, w / 2 - 30, h - 8); g.save(); g.translate(12, h / 2 + 30); g.rotate(-Math.PI / 2); g.fillText(`${yLabel} (log)`, 0, 0); g.restore();
   g.fillText(usable.length ? (10 ** x0).toExponential(1) : '', pad, h - pad + 14); g.fillText((10 ** x1).toExponential(1), w - 60, h - pad + 14);
   g.fillText((10 ** y1).toExponential(1), 2, 20); g.fillText((10 ** y0).toExponential(1), 2, h - pad);
-  usable.forEach((p, i) => {
+  // Unfinished trials first (grey), then finished ones on top, coloured by validation accuracy.
+  const order = usable.map((p, i) => i).sort((a, b) => (usable[a].v === null ? 0 : 1) - (usable[b].v === null ? 0 : 1));
+  order.forEach(i => {
+    const p = usable[i];
     const x = pad + (lx[i] - x0) / (x1 - x0) * (w - pad - 20) + 5, y = h - pad - (ly[i] - y0) / (y1 - y0) * (h - pad - 20);
     g.fillStyle = p.v === null ? '#c8cdd3' : colour((p.v - v0) / (v1 - v0 || 1));
-    g.beginPath(); g.arc(x, y, 4, 0, 2 * Math.PI); g.fill();
+    g.beginPath(); g.arc(x, y, p.v === null ? 3 : 5, 0, 2 * Math.PI); g.fill();
   });
+  g.fillStyle = '#1d2330'; g.fillText(vs.length ? `val acc ${v0.toFixed(3)} (blue) .. ${v1.toFixed(3)} (red)` : 'no finished trials yet', w - 230, 24);
 }
 
 function curves(canvas, series, yLabel) {

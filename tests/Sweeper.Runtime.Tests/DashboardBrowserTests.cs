@@ -1,0 +1,126 @@
+using Microsoft.Playwright;
+using Sweeper.Dashboard;
+using Sweeper.Storage;
+
+namespace Sweeper.Runtime.Tests;
+
+/// <summary>
+/// The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright (no browser download), while
+/// a real sweep runs. Chromium is installed by scripts/setup.sh; without it the test fails saying so.
+/// </summary>
+public class DashboardBrowserTests
+{
+    private const string Chromium = "/usr/bin/chromium";
+
+    [Fact]
+    public async Task The_study_page_shows_a_running_sweep_sorts_filters_and_draws_curves()
+    {
+        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: scripts/setup.sh installs Debian's chromium package for the browser tests.");
+        using var h = new Harness();
+        var sweep = h.Write("live.yaml", """
+            name: live
+            method: grid
+            model: two_layer
+            data: {train_size: 8000, val_size: 300, test_size: 300}
+            parameters:
+              hidden_size: {values: [30, 60]}
+              learning_rate: {values: [3.0e-4, 1.0e-3, 3.0e-3]}
+              reg: {values: [1.0e-3, 1.0e-1]}
+              epochs: {value: 15}
+              batch_size: {value: 100}
+            budget: {max_trials: 12}
+            early_terminate: {type: none}
+            """);
+        using var run = h.Start("run", sweep, "--store", h.Store(), "--workers", "1");
+        var dbPath = Path.Combine(h.Dir, "store.db");
+        for (var i = 0; i < 200 && !File.Exists(dbPath); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        await using var store = await TrialStores.OpenAsync(h.Store());
+        await using var app = DashboardApp.Build(store, new DashboardOptions { Url = "http://127.0.0.1:0" });
+        await app.StartAsync();
+        var baseUrl = app.Urls.First();
+        // Screenshots go to $SWEEPER_SCREENSHOTS when set (to look at them), else into the scratch folder.
+        var shots = Environment.GetEnvironmentVariable("SWEEPER_SCREENSHOTS") is { Length: > 0 } keep ? keep : Path.Combine(h.Dir, "shots");
+        Directory.CreateDirectory(shots);
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = Chromium,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        });
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 1400 } });
+
+        // The list of studies links to the study.
+        await page.GotoAsync(baseUrl);
+        await page.Locator("#studies a", new PageLocatorOptions { HasText = "live" }).ClickAsync();
+        await page.WaitForURLAsync("**/study/live");
+
+        // Trials of the running sweep appear in the table as they complete.
+        await page.WaitForFunctionAsync("document.querySelectorAll('#trials tbody tr').length >= 12", null, new PageWaitForFunctionOptions { Timeout = 60_000 });
+        await page.WaitForFunctionAsync("[...document.querySelectorAll('#trials tbody tr td:nth-child(2)')].filter(td => td.textContent === 'completed').length >= 2", null,
+            new PageWaitForFunctionOptions { Timeout = 90_000 });
+        Assert.False(run.Process.HasExited && run.Process.ExitCode != 0, run.Stderr);
+        int Completed(IReadOnlyList<string> states) => states.Count(s => s == "completed");
+        var early = await page.Locator("#trials tbody tr td:nth-child(2)").AllTextContentsAsync();
+        Assert.Contains(early, s => s is "pending" or "running"); // the sweep is still running
+
+        // The open page follows the sweep without a reload.
+        await page.WaitForFunctionAsync($"[...document.querySelectorAll('#trials tbody tr td:nth-child(2)')].filter(td => td.textContent === 'completed').length > {Completed(early)}",
+            null, new PageWaitForFunctionOptions { Timeout = 90_000 });
+
+        // Sort by number ascending (one click sorts descending, the next ascending).
+        await page.Locator("#trials th[data-field=number]").ClickAsync();
+        await page.WaitForFunctionAsync("document.querySelector('#trials tbody tr td').textContent === '11'");
+        await page.Locator("#trials th[data-field=number]").ClickAsync();
+        await page.WaitForFunctionAsync("document.querySelector('#trials tbody tr td').textContent === '0'");
+        var numbers = await page.Locator("#trials tbody tr td:first-child").AllTextContentsAsync();
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), numbers);
+
+        // Filter: only completed trials with the larger hidden size.
+        await page.FillAsync("#where", "state = completed and hidden_size >= 60");
+        await page.ClickAsync("#apply");
+        await page.WaitForFunctionAsync("[...document.querySelectorAll('#trials tbody tr td:nth-child(2)')].every(td => td.textContent === 'completed')");
+        var states = await page.Locator("#trials tbody tr td:nth-child(2)").AllTextContentsAsync();
+        Assert.All(states, s => Assert.Equal("completed", s));
+
+        // A bad filter shows where it is wrong.
+        await page.FillAsync("#where", "hiden_size > 3");
+        await page.ClickAsync("#apply");
+        await page.WaitForFunctionAsync("document.getElementById('query-error').textContent.includes('position 1')");
+        await page.FillAsync("#where", "state = completed");
+        await page.ClickAsync("#apply");
+        await page.WaitForFunctionAsync("document.getElementById('query-error').textContent === ''");
+
+        // Select a trial: its learning curves are drawn.
+        await page.Locator("#trials tbody tr").First.ClickAsync();
+        await page.WaitForFunctionAsync("document.querySelectorAll('#trials tbody tr.selected').length === 1");
+        foreach (var canvas in new[] { "loss", "accuracy", "scatter", "parallel" })
+        {
+            await page.WaitForFunctionAsync($$"""
+                (() => { const c = document.getElementById('{{canvas}}'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  let coloured = 0; for (let i = 0; i < d.length; i += 4) { if (d[i + 3] > 0 && !(d[i] > 240 && d[i + 1] > 240 && d[i + 2] > 240)) coloured++; } return coloured > 300; })()
+                """, null, new PageWaitForFunctionOptions { Timeout = 20_000 });
+        }
+
+        var shot = Path.Combine(shots, "study.png");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
+        using (var file = File.OpenRead(shot))
+        {
+            var png = Engine.Data.Png.Decode(file, shot);
+            var distinct = new HashSet<int>();
+            for (var i = 0; i < png.Pixels.Length; i += png.Channels * 7)
+            {
+                distinct.Add(png.Pixels[i] << 16 | png.Pixels[i + 1] << 8 | png.Pixels[i + 2]);
+            }
+
+            Assert.True(distinct.Count > 50, $"the screenshot looks blank ({distinct.Count} colours)");
+        }
+
+        await app.StopAsync();
+    }
+}
