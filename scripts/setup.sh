@@ -8,8 +8,9 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: OpenBLAS for the training engine; PostgreSQL for the cluster store's tests (the tests start
-# their own server in a temporary folder; nothing is configured system-wide).
-packages=(libopenblas0-pthread postgresql)
+# their own server in a temporary folder; nothing is configured system-wide); Chromium for the dashboard's browser
+# tests (driven headless by Playwright; no browser is downloaded).
+packages=(libopenblas0-pthread postgresql chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
