@@ -143,6 +143,27 @@ public static class DashboardApp
                 epochs = epochs.Select(e => new { e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy, e.LearningRate, e.Seconds }),
             });
         });
+        app.MapGet("/api/studies/{study}/trials/{number:int}/weights", async (string study, int number, HttpRequest request, CancellationToken ct) =>
+        {
+            if (!TryInt(request, "max", 16, 1, 256, out var max, out var problem))
+            {
+                return BadRequest(problem!, null);
+            }
+
+            var trial = (await store.QueryTrialsAsync(study, new TrialQuery(new Comparison("number", "=", (double)number, 0), [], 0, 1), ct)).Trials.FirstOrDefault();
+            if (trial is null)
+            {
+                return NotFound($"no trial {number} in study {study}");
+            }
+
+            var checkpoint = await store.GetCheckpointAsync(trial.Id, ct);
+            if (checkpoint is null)
+            {
+                return NotFound($"trial {number} has no checkpoint yet");
+            }
+
+            return Json(Weights.FirstLayer(checkpoint.Value.Data, ParamJson.Deserialize(trial.ParametersJson), max));
+        });
         app.MapGet("/api/workers", async (CancellationToken ct) =>
         {
             var workers = await store.GetWorkersAsync(ct);

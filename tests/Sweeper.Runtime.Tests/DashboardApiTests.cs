@@ -75,6 +75,16 @@ public sealed class DashboardApiTests : IAsyncLifetime
             Assert.Equal(2, detail.GetProperty("epochs").GetArrayLength());
             Assert.True(detail.GetProperty("epochs")[1].GetProperty("val_accuracy").GetDouble() > 0);
 
+            var best = study.GetProperty("result").GetProperty("best_trial_number").GetInt32();
+            var weights = await Json(await client.GetAsync($"/api/studies/tiny/trials/{best}/weights"));
+            Assert.Equal(10, weights.GetProperty("units").GetInt32());
+            var images = weights.GetProperty("images").EnumerateArray().ToList();
+            Assert.Equal(Engine.Data.Cifar10.ClassNames, images.Select(i => i.GetProperty("label").GetString()));
+            var rgb = Convert.FromBase64String(images[0].GetProperty("rgb").GetString()!);
+            Assert.Equal(3072, rgb.Length);
+            Assert.Contains((byte)0, rgb); // scaled over its own range: the minimum maps to 0 and the maximum to 255
+            Assert.Contains((byte)255, rgb);
+
             var workers = await Json(await client.GetAsync("/api/workers"));
             Assert.True(workers.GetArrayLength() >= 1);
         }

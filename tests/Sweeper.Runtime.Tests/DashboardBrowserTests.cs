@@ -107,6 +107,9 @@ public class DashboardBrowserTests
                 """, null, new PageWaitForFunctionOptions { Timeout = 20_000 });
         }
 
+        // The best trial's first-layer weights are drawn as 32x32 images, one per hidden unit.
+        await page.WaitForFunctionAsync("document.querySelectorAll('#weights canvas.weight').length >= 20", null, new PageWaitForFunctionOptions { Timeout = 20_000 });
+
         var shot = Path.Combine(shots, "study.png");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
         using (var file = File.OpenRead(shot))

@@ -87,3 +87,19 @@ function parallel(canvas, trials, names) {
   g.strokeStyle = '#1d2330'; g.fillStyle = '#1d2330';
   axes.forEach((a, i) => { g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke(); g.fillText(a, x(i) - 20, 12); });
 }
+
+// One 32x32 weight image (RGB bytes, base64) drawn 3x larger, with its label.
+function weightImage(img) {
+  const figure = document.createElement('figure');
+  figure.style.cssText = 'display:inline-block;margin:4px;text-align:center;font-size:11px';
+  const canvas = document.createElement('canvas');
+  canvas.width = 32; canvas.height = 32; canvas.style.cssText = 'width:96px;height:96px;image-rendering:pixelated';
+  canvas.className = 'weight';
+  const bytes = Uint8Array.from(atob(img.rgb), c => c.charCodeAt(0));
+  const g = canvas.getContext('2d'), data = g.createImageData(32, 32);
+  for (let p = 0; p < 1024; p++) { data.data.set([bytes[p * 3], bytes[p * 3 + 1], bytes[p * 3 + 2], 255], p * 4); }
+  g.putImageData(data, 0, 0);
+  const caption = document.createElement('figcaption'); caption.textContent = img.label;
+  figure.append(canvas, caption);
+  return figure;
+}

@@ -517,6 +517,63 @@ public sealed class Solver<T>
         }
     }
 
+    /// <summary>
+    /// The best-so-far parameters stored in a checkpoint, by name (W1, b1, ...), without building a model: for
+    /// looking at learned weights. Throws <see cref="InvalidDataException"/> on anything but a checkpoint of this precision.
+    /// </summary>
+    public static Dictionary<string, T[]> ReadBestParameters(Stream stream)
+    {
+        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        if (r.ReadInt32() != CheckpointMagic || r.ReadInt32() != CheckpointVersion || r.ReadInt32() != System.Runtime.CompilerServices.Unsafe.SizeOf<T>())
+        {
+            throw new InvalidDataException("not a Sweeper checkpoint of this version and precision.");
+        }
+
+        r.ReadInt32();
+        r.ReadInt64();
+        r.ReadDouble();
+        r.ReadDouble();
+        r.ReadInt32();
+        ReadState(r);
+        ReadState(r);
+        stream.Seek(r.ReadInt32() * 8L, SeekOrigin.Current);
+        stream.Seek(r.ReadInt32() * ((4 + 8) + (5 * 8L)), SeekOrigin.Current);
+        var result = new Dictionary<string, T[]>();
+        var count = r.ReadInt32();
+        for (var p = 0; p < count; p++)
+        {
+            var name = r.ReadString();
+            SkipArray(r);
+            result[name] = ReadNewArray(r, name);
+            r.ReadInt64();
+            var slots = r.ReadInt32();
+            for (var k = 0; k < slots; k++)
+            {
+                SkipArray(r);
+            }
+        }
+
+        return result;
+    }
+
+    private static void SkipArray(BinaryReader r) => r.BaseStream.Seek(r.ReadInt32() * (long)System.Runtime.CompilerServices.Unsafe.SizeOf<T>(), SeekOrigin.Current);
+
+    private static T[] ReadNewArray(BinaryReader r, string name)
+    {
+        var length = r.ReadInt32();
+        var values = new T[length];
+        try
+        {
+            r.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        }
+        catch (EndOfStreamException)
+        {
+            throw new InvalidDataException($"checkpoint ends inside array {name}.");
+        }
+
+        return values;
+    }
+
     private const int CheckpointMagic = 0x4B435753; // "SWCK"
     private const int CheckpointVersion = 1;
 
