@@ -20,7 +20,7 @@ public sealed class PostgresTrialStore : ITrialStore
     [
         [
             "CREATE TABLE studies (name TEXT PRIMARY KEY, sweep_hash TEXT NOT NULL, sweep_text TEXT NOT NULL, method TEXT NOT NULL, trial_count INTEGER NOT NULL, created_at BIGINT NOT NULL, closed BOOLEAN NOT NULL DEFAULT FALSE, max_running INTEGER, retries INTEGER NOT NULL, result TEXT)",
-            "CREATE TABLE trials (id BIGSERIAL PRIMARY KEY, study TEXT NOT NULL REFERENCES studies(name), number INTEGER NOT NULL, params TEXT NOT NULL, seed BIGINT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_epoch BIGINT NOT NULL DEFAULT 0, lease_expires_at BIGINT, epochs_done INTEGER NOT NULL DEFAULT 0, val_accuracy DOUBLE PRECISION, train_accuracy DOUBLE PRECISION, reason TEXT, started_at BIGINT, finished_at BIGINT, UNIQUE (study, number))",
+            "CREATE TABLE trials (id BIGSERIAL PRIMARY KEY, study TEXT NOT NULL REFERENCES studies(name), number INTEGER NOT NULL, params JSONB NOT NULL, seed BIGINT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_epoch BIGINT NOT NULL DEFAULT 0, lease_expires_at BIGINT, epochs_done INTEGER NOT NULL DEFAULT 0, val_accuracy DOUBLE PRECISION, train_accuracy DOUBLE PRECISION, reason TEXT, started_at BIGINT, finished_at BIGINT, UNIQUE (study, number))",
             "CREATE INDEX trials_by_state ON trials (study, state, number)",
             "CREATE TABLE epochs (trial_id BIGINT NOT NULL, epoch INTEGER NOT NULL, loss DOUBLE PRECISION NOT NULL, train_accuracy DOUBLE PRECISION NOT NULL, val_accuracy DOUBLE PRECISION NOT NULL, learning_rate DOUBLE PRECISION NOT NULL, seconds DOUBLE PRECISION NOT NULL, PRIMARY KEY (trial_id, epoch))",
             "CREATE TABLE checkpoints (trial_id BIGINT PRIMARY KEY, epoch INTEGER NOT NULL, data BYTEA NOT NULL)",
@@ -30,7 +30,7 @@ public sealed class PostgresTrialStore : ITrialStore
         ],
     ];
 
-    private const string TrialColumns = "id, study, number, params, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
+    private const string TrialColumns = "id, study, number, params::text, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
 
     private readonly NpgsqlDataSource _source;
     private readonly TimeProvider _clock;
@@ -126,7 +126,7 @@ public sealed class PostgresTrialStore : ITrialStore
                     await import.StartRowAsync(cancellationToken);
                     await import.WriteAsync(study.Name, NpgsqlDbType.Text, cancellationToken);
                     await import.WriteAsync(trial.Number, NpgsqlDbType.Integer, cancellationToken);
-                    await import.WriteAsync(trial.ParametersJson, NpgsqlDbType.Text, cancellationToken);
+                    await import.WriteAsync(trial.ParametersJson, NpgsqlDbType.Jsonb, cancellationToken);
                     await import.WriteAsync(unchecked((long)trial.Seed), NpgsqlDbType.Bigint, cancellationToken);
                     await import.WriteAsync("pending", NpgsqlDbType.Text, cancellationToken);
                 }
@@ -171,7 +171,7 @@ public sealed class PostgresTrialStore : ITrialStore
                     UPDATE trials SET state = 'running', owner = @owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
                         lease_expires_at = {Now} + @dur, started_at = coalesce(started_at, {Now})
                     WHERE id = (SELECT id FROM trials WHERE study = @s AND state = 'pending' ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
-                    RETURNING id, study, number, params, seed, lease_epoch, attempts
+                    RETURNING id, study, number, params::text, seed, lease_epoch, attempts
                     """,
                     r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6)),
                     ("owner", owner), ("dur", (long)leaseDuration.TotalMilliseconds), ("s", name));

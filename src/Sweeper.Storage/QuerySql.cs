@@ -11,7 +11,7 @@ public enum SqlDialect
 }
 
 /// <summary>
-/// Turns a <see cref="TrialQuery"/> into a WHERE / ORDER BY / LIMIT clause with every value, and every parameter
+/// Turns a <see cref="TrialQuery"/> (parameters in SQLite's JSON text or PostgreSQL's jsonb column) into a WHERE / ORDER BY / LIMIT clause with every value, and every parameter
 /// name, passed as a SQL parameter. Field names come only from the fixed column map or become parameters.
 /// </summary>
 public static class QuerySql
@@ -102,8 +102,8 @@ public static class QuerySql
 
         var key = Parameter(field, parameters, dialect);
         return numeric
-            ? $"(CASE WHEN jsonb_typeof(params::jsonb -> {key}) = 'number' THEN (params::jsonb ->> {key})::float8 END)"
-            : $"(params::jsonb ->> {key})";
+            ? $"(CASE WHEN jsonb_typeof(params -> {key}) = 'number' THEN (params ->> {key})::float8 END)"
+            : $"(params ->> {key})";
     }
 
     private static string Parameter(object value, List<(string, object)> parameters, SqlDialect dialect)
