@@ -64,21 +64,7 @@ public static class Report
         };
     }
 
-    public static object TrialJson(TrialRecord t) => new
-    {
-        number = t.Number,
-        state = t.State.ToText(),
-        val_accuracy = t.ValAccuracy,
-        train_accuracy = t.TrainAccuracy,
-        epochs = t.EpochsDone,
-        attempts = t.Attempts,
-        seed = t.Seed,
-        parameters = ParamJson.Deserialize(t.ParametersJson),
-        reason = t.Reason,
-        owner = t.Owner,
-        started_at = t.StartedAt,
-        finished_at = t.FinishedAt,
-    };
+    public static object TrialJson(TrialRecord t) => Runtime.TrialJson.Of(t);
 
     /// <summary>A trial as named fields: its columns (number, state, val_accuracy, ...) and its parameters.</summary>
     public static Dictionary<string, object?> Fields(TrialRecord t)

@@ -241,18 +241,7 @@ public static class DashboardApp
         };
     }
 
-    private static object TrialJson(TrialRecord t) => new
-    {
-        number = t.Number,
-        state = t.State.ToText(),
-        val_accuracy = t.ValAccuracy,
-        train_accuracy = t.TrainAccuracy,
-        epochs = t.EpochsDone,
-        attempts = t.Attempts,
-        owner = t.Owner,
-        reason = t.Reason,
-        parameters = ParamJson.Deserialize(t.ParametersJson),
-    };
+    private static object TrialJson(TrialRecord t) => Runtime.TrialJson.Of(t);
 
     private static IResult Page(string file)
     {
