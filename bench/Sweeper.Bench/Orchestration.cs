@@ -36,10 +36,12 @@ public static class Orchestration
                 return;
             }
 
-            Func<string> database = Arg("--postgres") is { } url
-                ? () => url
-                : Storage.Tests.PostgresServer.Shared.CreateDatabase;
-            Server = Arg("--postgres") is null ? "temporary PostgreSQL 15 on 127.0.0.1 (fsync=off, synchronous_commit=off)" : "the server given with --postgres";
+            var durable = args.Contains("--durable");
+            var server = durable ? Storage.Tests.PostgresServer.StartDurable() : Storage.Tests.PostgresServer.Shared;
+            Func<string> database = Arg("--postgres") is { } url ? () => url : server.CreateDatabase;
+            Server = Arg("--postgres") is not null ? "the server given with --postgres"
+                : durable ? "temporary PostgreSQL 15 on 127.0.0.1 with durable defaults (fsync, synchronous_commit on)"
+                : "temporary PostgreSQL 15 on 127.0.0.1 (fsync=off, synchronous_commit=off)";
             foreach (var workers in new[] { 1, 2, 4 })
             {
                 await MeasureAsync("postgres", database(), trials, workers);

@@ -13,7 +13,7 @@ namespace Sweeper.Storage.Tests;
 /// </summary>
 public sealed class PostgresServer
 {
-    private static readonly Lazy<PostgresServer> _shared = new(() => new PostgresServer(null));
+    private static readonly Lazy<PostgresServer> _shared = new(() => new PostgresServer(null, durable: false));
     private readonly string _bin;
     private readonly string _dataDir;
     private readonly bool _asPostgresUser;
@@ -26,9 +26,12 @@ public sealed class PostgresServer
     public string AdminConnectionString => $"Host=127.0.0.1;Port={Port};Username=sweeper;Database=postgres;Pooling=false;Timeout=30";
 
     /// <summary>A separate server that also accepts clients from <paramref name="clientNetwork"/> (CIDR), listening on every address.</summary>
-    public static PostgresServer StartForNetwork(string clientNetwork) => new(clientNetwork);
+    public static PostgresServer StartForNetwork(string clientNetwork) => new(clientNetwork, durable: false);
 
-    private PostgresServer(string? clientNetwork)
+    /// <summary>A separate server with PostgreSQL's durable defaults (fsync and synchronous commit on), for benchmarks.</summary>
+    public static PostgresServer StartDurable() => new(null, durable: true);
+
+    private PostgresServer(string? clientNetwork, bool durable)
     {
         _bin = Directory.GetDirectories("/usr/lib/postgresql").OrderByDescending(d => d).Select(d => Path.Combine(d, "bin")).FirstOrDefault(d => File.Exists(Path.Combine(d, "initdb")))
             ?? throw new InvalidOperationException("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run scripts/setup.sh, which installs Debian's postgresql package.");
@@ -54,7 +57,7 @@ public sealed class PostgresServer
         }
 
         Pg("pg_ctl", "-D", Path.Combine(_dataDir, "data"), "-l", Path.Combine(_dataDir, "log"), "-w", "-t", "60", "-o",
-            $"-p {Port} -c listen_addresses='{listen}' -k {_dataDir} -c max_connections=300 -c fsync=off -c synchronous_commit=off", "start");
+            $"-p {Port} -c listen_addresses='{listen}' -k {_dataDir} -c max_connections=300" + (durable ? "" : " -c fsync=off -c synchronous_commit=off"), "start");
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Stop();
     }
 
