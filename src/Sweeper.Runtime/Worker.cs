@@ -173,7 +173,7 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
         {
             var sweep = _sweeps.GetOrAdd(lease.Study, name => SweepParser.Parse(store.GetStudyAsync(name).GetAwaiter().GetResult()!.SweepText, name));
             var parameters = ParamJson.Deserialize(lease.ParametersJson);
-            var checkpoint = await store.GetCheckpointAsync(lease.TrialId, shutdown);
+            var checkpoint = lease.HasCheckpoint ? await store.GetCheckpointAsync(lease.TrialId, shutdown) : null;
             IStoppingRule rule = sweep.EarlyTerminate is { Type: "median" } et ? new MedianStoppingRule(et.WarmupEpochs, et.MinTrials) : new NoStopping();
             if (checkpoint is not null)
             {

@@ -10,7 +10,8 @@ namespace Sweeper.Storage;
 /// wait for each other (a study with max_concurrent serializes its claims on the study row instead, to keep the cap
 /// exact). Lease times come from the database's clock (clock_timestamp()), never a worker's. Transient failures
 /// (connection refused or reset, server restarting, serialization failures, deadlocks) are retried with backoff;
-/// every write is idempotent under retry or fenced by the lease epoch.
+/// every write is idempotent under retry or fenced by the lease epoch. Epoch reports and finishes wait for their
+/// commit to be durable; claims, renewals and heartbeats do not need to (see each).
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore
 {
@@ -147,10 +148,14 @@ public sealed class PostgresTrialStore : ITrialStore
     public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
         {
+            // A claim need not wait for its WAL flush: if the server lost it in a crash, the trial would be pending
+            // again at the old lease epoch, and fencing would reject every write of the worker that thought it won.
+            // (Sent in one round trip with the first query.)
+            const string Async = "SET LOCAL synchronous_commit = off; ";
             var candidates = study is null
-                ? await QueryAsync(conn, tx, "SELECT name, max_running FROM studies WHERE NOT closed AND EXISTS (SELECT 1 FROM trials t WHERE t.study = studies.name AND t.state = 'pending') ORDER BY created_at, name",
+                ? await QueryAsync(conn, tx, Async + "SELECT name, max_running FROM studies WHERE NOT closed AND EXISTS (SELECT 1 FROM trials t WHERE t.study = studies.name AND t.state = 'pending') ORDER BY created_at, name",
                     r => (Name: r.GetString(0), Max: r.IsDBNull(1) ? (int?)null : r.GetInt32(1)))
-                : await QueryAsync(conn, tx, "SELECT name, max_running FROM studies WHERE name = @s AND NOT closed",
+                : await QueryAsync(conn, tx, Async + "SELECT name, max_running FROM studies WHERE name = @s AND NOT closed",
                     r => (Name: r.GetString(0), Max: r.IsDBNull(1) ? (int?)null : r.GetInt32(1)), ("s", study));
             foreach (var (name, max) in candidates)
             {
@@ -171,9 +176,9 @@ public sealed class PostgresTrialStore : ITrialStore
                     UPDATE trials SET state = 'running', owner = @owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
                         lease_expires_at = {Now} + @dur, started_at = coalesce(started_at, {Now})
                     WHERE id = (SELECT id FROM trials WHERE study = @s AND state = 'pending' ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
-                    RETURNING id, study, number, params::text, seed, lease_epoch, attempts
+                    RETURNING id, study, number, params::text, seed, lease_epoch, attempts, EXISTS (SELECT 1 FROM checkpoints c WHERE c.trial_id = trials.id)
                     """,
-                    r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6)),
+                    r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6), r.GetBoolean(7)),
                     ("owner", owner), ("dur", (long)leaseDuration.TotalMilliseconds), ("s", name));
                 if (leases.Count == 1)
                 {
@@ -187,6 +192,8 @@ public sealed class PostgresTrialStore : ITrialStore
     public Task RenewAsync(Lease lease, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
         {
+            // A renewal lost in a crash only shortens the lease; fencing keeps that safe.
+            await ExecAsync(conn, tx, "SET LOCAL synchronous_commit = off");
             await FenceAsync(conn, tx, lease, leaseDuration);
             return 0;
         }, cancellationToken);
@@ -194,7 +201,7 @@ public sealed class PostgresTrialStore : ITrialStore
     public Task ReportEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
         {
-            await FenceAsync(conn, tx, lease, leaseDuration);
+            await FenceAsync(conn, tx, lease, leaseDuration, metrics.Epoch);
             await ExecAsync(conn, tx,
                 """
                 INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES (@t, @e, @l, @ta, @va, @lr, @sec)
@@ -203,7 +210,6 @@ public sealed class PostgresTrialStore : ITrialStore
                 """,
                 ("t", lease.TrialId), ("e", metrics.Epoch), ("l", Finite(metrics.Loss)), ("ta", metrics.TrainAccuracy), ("va", metrics.ValAccuracy),
                 ("lr", metrics.LearningRate), ("sec", metrics.Seconds));
-            await ExecAsync(conn, tx, "UPDATE trials SET epochs_done = @e WHERE id = @t", ("e", metrics.Epoch), ("t", lease.TrialId));
             if (checkpoint is not null)
             {
                 await ExecAsync(conn, tx, "INSERT INTO checkpoints (trial_id, epoch, data) VALUES (@t, @e, @d) ON CONFLICT (trial_id) DO UPDATE SET epoch = EXCLUDED.epoch, data = EXCLUDED.data",
@@ -356,6 +362,7 @@ public sealed class PostgresTrialStore : ITrialStore
     public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
         {
+            await ExecAsync(conn, tx, "SET LOCAL synchronous_commit = off"); // informational only
             await ExecAsync(conn, tx,
                 $"""
                 INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES (@id, @h, @p, {Now}, {Now}, @t)
@@ -381,10 +388,11 @@ public sealed class PostgresTrialStore : ITrialStore
 
     public ValueTask DisposeAsync() => _source.DisposeAsync();
 
-    private async Task FenceAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TimeSpan leaseDuration)
+    /// <summary>Renews the lease if it is still held (and records the epochs done when given); else throws <see cref="LeaseLostException"/>.</summary>
+    private async Task FenceAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TimeSpan leaseDuration, int? epochsDone = null)
     {
-        var changed = await ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} + @dur WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
-            ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Epoch));
+        var changed = await ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = coalesce(@done, epochs_done) WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
+            ("dur", (long)leaseDuration.TotalMilliseconds), ("done", (object?)epochsDone ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Epoch));
         if (changed == 0)
         {
             throw await LostAsync(conn, tx, lease);

@@ -171,7 +171,13 @@ public sealed class SqliteTrialStore : ITrialStore
                 tx,
                 r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6)),
                 ("$owner", owner), ("$expires", now + (long)leaseDuration.TotalMilliseconds), ("$now", now), ("$study", (object?)study ?? DBNull.Value));
-            return leases.Count == 1 ? leases[0] : null;
+            if (leases.Count != 1)
+            {
+                return null;
+            }
+
+            var hasCheckpoint = Convert.ToInt64(await ScalarAsync("SELECT EXISTS (SELECT 1 FROM checkpoints WHERE trial_id = $t)", tx, ("$t", leases[0].TrialId)) ?? 0L) != 0;
+            return leases[0] with { HasCheckpoint = hasCheckpoint };
         }, cancellationToken);
 
     public Task RenewAsync(Lease lease, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>

@@ -129,7 +129,9 @@ public abstract class TrialStoreContract
             Assert.Equal(1, await store.RequeueExpiredAsync("s"));
             Assert.Equal(TrialState.Pending, (await store.GetTrialAsync(old.TrialId))!.State);
 
+            Assert.False(old.HasCheckpoint);
             var fresh = (await store.ClaimAsync("s", "w2", _lease))!;
+            Assert.True(fresh.HasCheckpoint);
             Assert.Equal(old.TrialId, fresh.TrialId);
             Assert.Equal(2, fresh.Epoch);
             Assert.Equal(2, fresh.Attempt);

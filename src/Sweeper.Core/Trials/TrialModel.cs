@@ -66,9 +66,10 @@ public sealed record TrialRecord(
 
 /// <summary>
 /// Proof that a worker holds a trial. <see cref="Epoch"/> is the fencing token: it grows with every claim, and the
-/// store rejects any write that names an older one.
+/// store rejects any write that names an older one. <see cref="HasCheckpoint"/> tells whether an earlier attempt
+/// left a checkpoint to resume from (so a fresh trial costs no extra read).
 /// </summary>
-public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Epoch, int Attempt);
+public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Epoch, int Attempt, bool HasCheckpoint = true);
 
 /// <summary>One epoch's metrics of one trial.</summary>
 public sealed record EpochRecord(long TrialId, int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
