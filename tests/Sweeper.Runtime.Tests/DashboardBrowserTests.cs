@@ -58,7 +58,8 @@ public class DashboardBrowserTests
         // The list of studies links to the study.
         await page.GotoAsync(baseUrl);
         await page.Locator("#studies a", new PageLocatorOptions { HasText = "live" }).ClickAsync();
-        await page.WaitForURLAsync("**/study/live");
+        // Only the address is awaited here: the page's own polling (every 2 s) keeps the network busy.
+        await page.WaitForURLAsync("**/study/live", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit });
 
         // Trials of the running sweep appear in the table as they complete.
         await page.WaitForFunctionAsync("document.querySelectorAll('#trials tbody tr').length >= 12", null, new PageWaitForFunctionOptions { Timeout = 60_000 });
