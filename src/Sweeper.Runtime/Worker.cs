@@ -222,6 +222,11 @@ public sealed class Worker(ITrialStore store, ITrialRunner runner, WorkerOptions
             await TryAsync(() => store.ReleaseAsync(lease, "worker shut down", CancellationToken.None));
             log.Information("Trial {Trial} released for another worker (shutdown)", lease.Number);
         }
+        catch (StoreUnavailableException e)
+        {
+            // The store, not the trial, failed: leave the trial to its lease (it is taken over from its checkpoint).
+            log.Warning("Trial {Trial}: store unavailable ({Message}); leaving it to expire and be taken over", lease.Number, e.Message);
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             log.Error(e, "Trial {Trial} failed", lease.Number);
