@@ -56,18 +56,10 @@ public static class QuerySql
         switch (node)
         {
             case And a:
-                sql.Append('(');
-                Append(a.Left, dialect, parameters, sql);
-                sql.Append(" AND ");
-                Append(a.Right, dialect, parameters, sql);
-                sql.Append(')');
+                Binary(a.Left, " AND ", a.Right);
                 break;
             case Or o:
-                sql.Append('(');
-                Append(o.Left, dialect, parameters, sql);
-                sql.Append(" OR ");
-                Append(o.Right, dialect, parameters, sql);
-                sql.Append(')');
+                Binary(o.Left, " OR ", o.Right);
                 break;
             case Not n:
                 sql.Append("NOT (");
@@ -84,6 +76,15 @@ public static class QuerySql
                 };
                 sql.Append(Expression(c.Field, numeric, dialect, parameters)).Append(' ').Append(op).Append(' ').Append(value);
                 break;
+        }
+
+        void Binary(FilterNode left, string op, FilterNode right)
+        {
+            sql.Append('(');
+            Append(left, dialect, parameters, sql);
+            sql.Append(op);
+            Append(right, dialect, parameters, sql);
+            sql.Append(')');
         }
     }
 
