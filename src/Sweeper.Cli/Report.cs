@@ -64,8 +64,6 @@ public static class Report
         };
     }
 
-    public static object TrialJson(TrialRecord t) => Runtime.TrialJson.Of(t);
-
     /// <summary>A trial as named fields: its columns (number, state, val_accuracy, ...) and its parameters.</summary>
     public static Dictionary<string, object?> Fields(TrialRecord t)
     {
@@ -124,25 +122,6 @@ public static class Report
 
         return sb.ToString();
     }
-
-    public static string Csv(IReadOnlyList<TrialRecord> trials)
-    {
-        var names = trials.SelectMany(t => ParamJson.Deserialize(t.ParametersJson).Keys).Distinct().ToList();
-        var sb = new StringBuilder();
-        sb.AppendLine(string.Join(",", new[] { "number", "state", "val_accuracy", "train_accuracy", "epochs", "attempts" }.Concat(names).Append("reason")));
-        foreach (var t in ByValAccuracy(trials))
-        {
-            var p = ParamJson.Deserialize(t.ParametersJson);
-            var cells = new[] { t.Number.ToString(CultureInfo.InvariantCulture), t.State.ToText(), Num(t.ValAccuracy), Num(t.TrainAccuracy), t.EpochsDone.ToString(CultureInfo.InvariantCulture), t.Attempts.ToString(CultureInfo.InvariantCulture) }
-                .Concat(names.Select(n => p.TryGetValue(n, out var v) ? ParamValue.Format(v) : ""))
-                .Append(t.Reason ?? "");
-            sb.AppendLine(string.Join(",", cells.Select(Quote)));
-        }
-
-        return sb.ToString();
-    }
-
-    private static string Num(double? v) => v?.ToString("R", CultureInfo.InvariantCulture) ?? "";
 
     private static string Quote(string s) => s.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
 }

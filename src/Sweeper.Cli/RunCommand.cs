@@ -204,9 +204,6 @@ public sealed class WorkerFleet
         }
     }
 
-    /// <summary>The process ids of the live workers (tests kill them).</summary>
-    public IReadOnlyList<int> Pids => _processes.Where(p => !p.HasExited).Select(p => p.Id).ToList();
-
     /// <summary>Replaces workers that died with a non-zero exit code (a crash or kill -9); workers that finished (exit 0) are not replaced.</summary>
     public void Supervise()
     {

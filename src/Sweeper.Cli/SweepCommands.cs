@@ -345,12 +345,13 @@ public static partial class SweepCommands
                 return 0;
             }
 
-            var summary = Report.Summary(record, await trialStore.CountStatesAsync(name, ct), await trialStore.GetTrialsAsync(name, ct), await trialStore.GetResultAsync(name, ct));
+            var everyTrial = await trialStore.GetTrialsAsync(name, ct);
+            var result = await trialStore.GetResultAsync(name, ct);
             if (parse.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
-                    summary,
+                    summary = Report.Summary(record, await trialStore.CountStatesAsync(name, ct), everyTrial, result),
                     matched = total,
                     rows = rows.Select(r => chosen.ToDictionary(c => c, c => r.GetValueOrDefault(c))),
                 }, _json));
@@ -359,7 +360,7 @@ public static partial class SweepCommands
 
             AnsiConsole.Write(Report.ColumnTable(rows, chosen));
             Console.WriteLine($"{total} matching trial(s)" + (parse.GetValue(groupBy) is { } gb ? $" in {rows.Count} group(s) by {gb}" : ""));
-            PrintBest(await trialStore.GetResultAsync(name, ct), await trialStore.GetTrialsAsync(name, ct));
+            PrintBest(result, everyTrial);
             return 0;
         });
         return command;

@@ -179,8 +179,6 @@ public sealed class Solver<T>
 
     public List<EpochMetrics> History { get; } = [];
 
-    public bool IsFinished => Iteration >= _totalIterations;
-
     /// <summary>
     /// Runs until the last iteration, a diverging loss, or <paramref name="onEpoch"/> returning false.
     /// <paramref name="onIteration"/> sees every step's (iteration, loss). The best parameters are restored at the end.
