@@ -15,7 +15,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore
 {
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private static readonly string[][] _migrations =
     [
@@ -28,6 +28,13 @@ public sealed class PostgresTrialStore : ITrialStore
             "CREATE TABLE workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at BIGINT NOT NULL, last_heartbeat BIGINT NOT NULL, current_trial BIGINT)",
             "CREATE TABLE events (id BIGSERIAL PRIMARY KEY, study TEXT NOT NULL, trial_id BIGINT, at BIGINT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL)",
             "CREATE INDEX events_by_study ON events (study, id)",
+        ],
+
+        // 2: parameters in typed slot columns (filled for existing studies by the migration), results sorted by index
+        [
+            "ALTER TABLE trials " + string.Join(", ", ParamSlots.AddColumns("DOUBLE PRECISION", "TEXT").Select(c => "ADD COLUMN " + c)),
+            "CREATE TABLE study_params (study TEXT NOT NULL REFERENCES studies(name), name TEXT NOT NULL, slot INTEGER NOT NULL, PRIMARY KEY (study, name))",
+            "CREATE INDEX trials_by_val ON trials (study, val_accuracy DESC NULLS LAST, number)",
         ],
     ];
 
@@ -56,13 +63,17 @@ public sealed class PostgresTrialStore : ITrialStore
     /// the database's clock by its difference from real time (contract tests move time by hand); the database's
     /// clock stays the reference.
     /// </summary>
-    public static async Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock = null, CancellationToken cancellationToken = default)
+    public static Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock = null, CancellationToken cancellationToken = default) =>
+        OpenAsync(connectionString, clock, SchemaVersion, cancellationToken);
+
+    /// <summary>Opens the store, migrating it to <paramref name="schemaVersion"/> (older versions only to test migrations).</summary>
+    public static async Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock, int schemaVersion, CancellationToken cancellationToken = default)
     {
         var source = NpgsqlDataSource.Create(connectionString);
         var store = new PostgresTrialStore(source, clock ?? TimeProvider.System);
         try
         {
-            await store.MigrateAsync(cancellationToken);
+            await store.MigrateAsync(schemaVersion, cancellationToken);
         }
         catch
         {
@@ -79,7 +90,7 @@ public sealed class PostgresTrialStore : ITrialStore
     /// <summary>The database's clock in Unix milliseconds (plus the test skew, passed as @skew).</summary>
     private const string Now = "(floor(extract(epoch from clock_timestamp()) * 1000)::bigint + @skew)";
 
-    private async Task MigrateAsync(CancellationToken cancellationToken)
+    private async Task MigrateAsync(int target, CancellationToken cancellationToken)
     {
         await WriteAsync(async (conn, tx) =>
         {
@@ -92,11 +103,16 @@ public sealed class PostgresTrialStore : ITrialStore
                 throw new SchemaTooNewException(current, SchemaVersion);
             }
 
-            for (var v = current; v < SchemaVersion; v++)
+            for (var v = current; v < target; v++)
             {
                 foreach (var sql in _migrations[v])
                 {
                     await ExecAsync(conn, tx, sql);
+                }
+
+                if (v + 1 == 2)
+                {
+                    await BackfillSlotsAsync(conn, tx, cancellationToken);
                 }
 
                 await ExecAsync(conn, tx, "INSERT INTO schema_version (version) VALUES (@v)", ("v", v + 1));
@@ -120,7 +136,9 @@ public sealed class PostgresTrialStore : ITrialStore
             await ExecAsync(conn, tx, $"INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @m, @c, {Now}, @max, @r)",
                 ("n", study.Name), ("h", study.SweepHash), ("t", study.SweepText), ("m", study.Method), ("c", study.Trials.Count),
                 ("max", (object?)study.MaxRunning ?? DBNull.Value), ("r", study.Retries));
-            await using (var import = await conn.BeginBinaryImportAsync("COPY trials (study, number, params, seed, state) FROM STDIN (FORMAT BINARY)", cancellationToken))
+            var names = await AddSlotsAsync(conn, tx, study.Name, study.Trials.Select(t => t.ParametersJson));
+            var values = new object?[2 * ParamSlots.Count];
+            await using (var import = await conn.BeginBinaryImportAsync($"COPY trials (study, number, params, seed, state, {ParamSlots.Columns}) FROM STDIN (FORMAT BINARY)", cancellationToken))
             {
                 foreach (var trial in study.Trials)
                 {
@@ -130,6 +148,7 @@ public sealed class PostgresTrialStore : ITrialStore
                     await import.WriteAsync(trial.ParametersJson, NpgsqlDbType.Jsonb, cancellationToken);
                     await import.WriteAsync(unchecked((long)trial.Seed), NpgsqlDbType.Bigint, cancellationToken);
                     await import.WriteAsync("pending", NpgsqlDbType.Text, cancellationToken);
+                    await WriteSlotsAsync(import, trial.ParametersJson, names, values, cancellationToken);
                 }
 
                 await import.CompleteAsync(cancellationToken);
@@ -141,6 +160,67 @@ public sealed class PostgresTrialStore : ITrialStore
 
     public Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default) =>
         ReadAsync((conn) => GetStudyAsync(conn, null, name), cancellationToken);
+
+    /// <summary>Gives the study's parameter names their slots (see <see cref="ParamSlots"/>); returns the names in slot order.</summary>
+    private async Task<List<string>> AddSlotsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string study, IEnumerable<string> parametersJson)
+    {
+        var names = ParamSlots.Names(parametersJson);
+        if (names.Count > 0)
+        {
+            await ExecAsync(conn, tx, "INSERT INTO study_params (study, name, slot) SELECT @s, n, s::int - 1 FROM unnest(@names) WITH ORDINALITY AS x(n, s)",
+                ("s", study), ("names", names.ToArray()));
+        }
+
+        return names;
+    }
+
+    private static async Task WriteSlotsAsync(NpgsqlBinaryImporter import, string parametersJson, IReadOnlyList<string> names, object?[] values, CancellationToken cancellationToken)
+    {
+        ParamSlots.Values(parametersJson, names, values);
+        for (var i = 0; i < values.Length; i++)
+        {
+            switch (values[i])
+            {
+                case double d:
+                    await import.WriteAsync(d, NpgsqlDbType.Double, cancellationToken);
+                    break;
+                case string text:
+                    await import.WriteAsync(text, NpgsqlDbType.Text, cancellationToken);
+                    break;
+                default:
+                    await import.WriteNullAsync(cancellationToken);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Fills the slot columns of the studies stored before schema 2: copied into a temporary table, then one UPDATE per study.</summary>
+    private async Task BackfillSlotsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, CancellationToken cancellationToken)
+    {
+        var columns = string.Join(", ", ParamSlots.AddColumns("DOUBLE PRECISION", "TEXT"));
+        await ExecAsync(conn, tx, $"CREATE TEMP TABLE slot_fill (id BIGINT, {columns}) ON COMMIT DROP");
+        var set = string.Join(", ", Enumerable.Range(0, ParamSlots.Count).Select(i => $"{ParamSlots.Number(i)} = f.{ParamSlots.Number(i)}, {ParamSlots.Text(i)} = f.{ParamSlots.Text(i)}"));
+        var values = new object?[2 * ParamSlots.Count];
+        foreach (var study in await QueryAsync(conn, tx, "SELECT name FROM studies", r => r.GetString(0)))
+        {
+            var trials = await QueryAsync(conn, tx, "SELECT id, params::text FROM trials WHERE study = @s", r => (r.GetInt64(0), r.GetString(1)), ("s", study));
+            var names = await AddSlotsAsync(conn, tx, study, trials.Select(t => t.Item2));
+            await using (var import = await conn.BeginBinaryImportAsync($"COPY slot_fill (id, {ParamSlots.Columns}) FROM STDIN (FORMAT BINARY)", cancellationToken))
+            {
+                foreach (var (id, json) in trials)
+                {
+                    await import.StartRowAsync(cancellationToken);
+                    await import.WriteAsync(id, NpgsqlDbType.Bigint, cancellationToken);
+                    await WriteSlotsAsync(import, json, names, values, cancellationToken);
+                }
+
+                await import.CompleteAsync(cancellationToken);
+            }
+
+            await ExecAsync(conn, tx, $"UPDATE trials t SET {set} FROM slot_fill f WHERE t.id = f.id");
+            await ExecAsync(conn, tx, "TRUNCATE slot_fill");
+        }
+    }
 
     public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null, "SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies ORDER BY created_at, name", ReadStudy), cancellationToken);
@@ -309,7 +389,8 @@ public sealed class PostgresTrialStore : ITrialStore
         ReadAsync(async conn =>
         {
             var parameters = new List<(string Name, object Value)>();
-            var clause = QuerySql.Build(query, SqlDialect.Postgres, parameters);
+            var slots = await SlotsAsync(conn, study);
+            var clause = QuerySql.Build(query, SqlDialect.Postgres, slots, parameters);
             var where = clause[..clause.IndexOf(" ORDER BY ", StringComparison.Ordinal)];
             var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).ToList();
             var total = Convert.ToInt32(await ScalarAsync(conn, null, $"SELECT count(*) FROM trials WHERE study = @s{where}", [.. all]) ?? 0L);
@@ -318,6 +399,18 @@ public sealed class PostgresTrialStore : ITrialStore
             var rows = await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE study = @s{clause} LIMIT @limit OFFSET @offset", ReadTrial, [.. all]);
             return (rows, total);
         }, cancellationToken);
+
+    public Task<IReadOnlyList<Core.Queries.TrialGroup>> GroupTrialsAsync(string study, Core.Queries.TrialQuery query, string field, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn =>
+        {
+            var parameters = new List<(string Name, object Value)>();
+            var sql = QuerySql.Group(query, field, SqlDialect.Postgres, await SlotsAsync(conn, study), parameters, "@s");
+            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).Append(("limit", query.Limit ?? int.MaxValue)).ToArray();
+            return await QueryAsync(conn, null, sql + " LIMIT @limit", QuerySql.ReadGroup, all);
+        }, cancellationToken);
+
+    private async Task<Dictionary<string, int>> SlotsAsync(NpgsqlConnection conn, string study) =>
+        (await QueryAsync(conn, null, "SELECT name, slot FROM study_params WHERE study = @s", r => (r.GetString(0), r.GetInt32(1)), ("s", study))).ToDictionary();
 
     public Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn =>

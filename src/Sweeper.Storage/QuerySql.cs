@@ -11,8 +11,10 @@ public enum SqlDialect
 }
 
 /// <summary>
-/// Turns a <see cref="TrialQuery"/> (parameters in SQLite's JSON text or PostgreSQL's jsonb column) into a WHERE / ORDER BY / LIMIT clause with every value, and every parameter
-/// name, passed as a SQL parameter. Field names come only from the fixed column map or become parameters.
+/// Turns a <see cref="TrialQuery"/> into a WHERE / ORDER BY clause with every value passed as a SQL parameter. A field is a
+/// trial column from the fixed map, a parameter's slot columns (<see cref="ParamSlots"/>, names generated there), or, for a
+/// parameter without a slot, an extraction from the JSON parameters with the name passed as a SQL parameter. No text of
+/// the query is ever pasted into SQL.
 /// </summary>
 public static class QuerySql
 {
@@ -29,29 +31,94 @@ public static class QuerySql
     };
 
     /// <summary>Builds "WHERE ... ORDER BY ..." (without paging) and fills <paramref name="parameters"/> (names like p0, p1, ...).</summary>
-    public static string Build(TrialQuery query, SqlDialect dialect, List<(string Name, object Value)> parameters)
+    /// <param name="slots">The study's parameter slots (name to slot number).</param>
+    public static string Build(TrialQuery query, SqlDialect dialect, IReadOnlyDictionary<string, int> slots, List<(string Name, object Value)> parameters)
     {
+        var context = new Context(dialect, slots, parameters);
         var sql = new StringBuilder();
         if (query.Filter is not null)
         {
             sql.Append(" AND (");
-            Append(query.Filter, dialect, parameters, sql);
+            Append(query.Filter, context, sql);
             sql.Append(')');
         }
 
         sql.Append(" ORDER BY ");
         foreach (var key in query.Sort)
         {
-            sql.Append(Expression(key.Field, numeric: !IsTextColumn(key.Field), dialect, parameters)).Append(key.Descending ? " DESC" : " ASC").Append(" NULLS LAST, ");
+            var direction = key.Descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ";
+            if (!_columns.ContainsKey(key.Field) && slots.TryGetValue(key.Field, out var slot) && slot < ParamSlots.Count)
+            {
+                // Numbers first (in numeric order), then strings: a parameter may hold either.
+                sql.Append(ParamSlots.Number(slot)).Append(direction).Append(ParamSlots.Text(slot)).Append(direction);
+            }
+            else
+            {
+                sql.Append(Expression(key.Field, numeric: !IsTextColumn(key.Field), context)).Append(direction);
+                if (!_columns.ContainsKey(key.Field) && context.Dialect == SqlDialect.Postgres)
+                {
+                    sql.Append(Expression(key.Field, numeric: false, context)).Append(direction); // then the strings, as SQLite orders JSON values
+                }
+            }
         }
 
         sql.Append("number ASC");
         return sql.ToString();
     }
 
+    /// <summary>
+    /// Builds a grouping by <paramref name="field"/>: "SELECT {num} AS gn, {text} AS gt, ... FROM trials WHERE study = {study}
+    /// AND filter GROUP BY gn, gt ORDER BY best DESC, gn, gt" without the limit; a number lands in gn, anything else in gt.
+    /// </summary>
+    public static string Group(TrialQuery query, string field, SqlDialect dialect, IReadOnlyDictionary<string, int> slots, List<(string Name, object Value)> parameters, string study)
+    {
+        var context = new Context(dialect, slots, parameters);
+        string number, text;
+        if (_columns.TryGetValue(field, out var column))
+        {
+            (number, text) = column.Text ? ("NULL", column.Column) : (column.Column, "NULL");
+        }
+        else if (slots.TryGetValue(field, out var slot) && slot < ParamSlots.Count)
+        {
+            (number, text) = (ParamSlots.Number(slot), ParamSlots.Text(slot));
+        }
+        else if (dialect == SqlDialect.Sqlite)
+        {
+            var path = Parameter("$.\"" + field + "\"", context);
+            number = $"(CASE WHEN json_type(params, {path}) IN ('integer', 'real') THEN json_extract(params, {path}) END)";
+            text = $"(CASE WHEN json_type(params, {path}) NOT IN ('integer', 'real') THEN json_extract(params, {path}) END)";
+        }
+        else
+        {
+            number = Expression(field, numeric: true, context);
+            text = $"(CASE WHEN {number} IS NULL THEN {Expression(field, numeric: false, context)} END)";
+        }
+
+        var sql = new StringBuilder($"SELECT {number} AS gn, {text} AS gt, count(*), sum(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), max(val_accuracy), avg(val_accuracy) FROM trials WHERE study = {study}");
+        if (query.Filter is not null)
+        {
+            sql.Append(" AND (");
+            Append(query.Filter, context, sql);
+            sql.Append(')');
+        }
+
+        sql.Append(" GROUP BY gn, gt ORDER BY max(val_accuracy) DESC NULLS LAST, gn ASC NULLS LAST, gt ASC NULLS LAST");
+        return sql.ToString();
+    }
+
+    /// <summary>Reads one row of <see cref="Group"/>.</summary>
+    public static TrialGroup ReadGroup(System.Data.Common.DbDataReader r) => new(
+        !r.IsDBNull(0) ? Convert.ToDouble(r.GetValue(0), System.Globalization.CultureInfo.InvariantCulture) : r.IsDBNull(1) ? null : Convert.ToString(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture),
+        Convert.ToInt32(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture),
+        Convert.ToInt32(r.GetValue(3), System.Globalization.CultureInfo.InvariantCulture),
+        r.IsDBNull(4) ? null : r.GetDouble(4),
+        r.IsDBNull(5) ? null : r.GetDouble(5));
+
     private static bool IsTextColumn(string field) => _columns.TryGetValue(field, out var c) && c.Text;
 
-    private static void Append(FilterNode node, SqlDialect dialect, List<(string, object)> parameters, StringBuilder sql)
+    private sealed record Context(SqlDialect Dialect, IReadOnlyDictionary<string, int> Slots, List<(string Name, object Value)> Parameters);
+
+    private static void Append(FilterNode node, Context context, StringBuilder sql)
     {
         switch (node)
         {
@@ -63,54 +130,59 @@ public static class QuerySql
                 break;
             case Not n:
                 sql.Append("NOT (");
-                Append(n.Inner, dialect, parameters, sql);
+                Append(n.Inner, context, sql);
                 sql.Append(')');
                 break;
             case Comparison c:
                 var numeric = c.Value is double && !IsTextColumn(c.Field);
-                var value = Parameter(numeric ? c.Value : Core.Sweeps.ParamValue.Format(c.Value), parameters, dialect);
+                var value = Parameter(numeric ? c.Value : Core.Sweeps.ParamValue.Format(c.Value), context);
                 var op = c.Op switch
                 {
                     "=" or "!=" or "<" or "<=" or ">" or ">=" => c.Op,
                     _ => throw new ArgumentException($"unknown operator {c.Op}"),
                 };
-                sql.Append(Expression(c.Field, numeric, dialect, parameters)).Append(' ').Append(op).Append(' ').Append(value);
+                sql.Append(Expression(c.Field, numeric, context)).Append(' ').Append(op).Append(' ').Append(value);
                 break;
         }
 
         void Binary(FilterNode left, string op, FilterNode right)
         {
             sql.Append('(');
-            Append(left, dialect, parameters, sql);
+            Append(left, context, sql);
             sql.Append(op);
-            Append(right, dialect, parameters, sql);
+            Append(right, context, sql);
             sql.Append(')');
         }
     }
 
-    /// <summary>A trial column, or a parameter read out of the JSON parameters (its name passed as a SQL parameter).</summary>
-    private static string Expression(string field, bool numeric, SqlDialect dialect, List<(string, object)> parameters)
+    /// <summary>A trial column, a parameter's slot column, or a parameter read out of the JSON (its name passed as a SQL parameter).</summary>
+    private static string Expression(string field, bool numeric, Context context)
     {
         if (_columns.TryGetValue(field, out var column))
         {
-            return dialect == SqlDialect.Postgres && column.Text == false && !numeric ? $"{column.Column}::text" : column.Column;
+            return context.Dialect == SqlDialect.Postgres && column.Text == false && !numeric ? $"{column.Column}::text" : column.Column;
         }
 
-        if (dialect == SqlDialect.Sqlite)
+        if (context.Slots.TryGetValue(field, out var slot) && slot < ParamSlots.Count)
         {
-            return $"json_extract(params, {Parameter("$.\"" + field + "\"", parameters, dialect)})";
+            return numeric ? ParamSlots.Number(slot) : ParamSlots.Text(slot);
         }
 
-        var key = Parameter(field, parameters, dialect);
+        if (context.Dialect == SqlDialect.Sqlite)
+        {
+            return $"json_extract(params, {Parameter("$.\"" + field + "\"", context)})";
+        }
+
+        var key = Parameter(field, context);
         return numeric
             ? $"(CASE WHEN jsonb_typeof(params -> {key}) = 'number' THEN (params ->> {key})::float8 END)"
             : $"(params ->> {key})";
     }
 
-    private static string Parameter(object value, List<(string, object)> parameters, SqlDialect dialect)
+    private static string Parameter(object value, Context context)
     {
-        var name = "p" + parameters.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        parameters.Add((name, value));
-        return (dialect == SqlDialect.Sqlite ? "$" : "@") + name;
+        var name = "p" + context.Parameters.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        context.Parameters.Add((name, value));
+        return (context.Dialect == SqlDialect.Sqlite ? "$" : "@") + name;
     }
 }

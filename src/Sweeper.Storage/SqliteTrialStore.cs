@@ -13,7 +13,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class SqliteTrialStore : ITrialStore
 {
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private static readonly string[][] _migrations =
     [
@@ -27,6 +27,13 @@ public sealed class SqliteTrialStore : ITrialStore
             "CREATE TABLE workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at INTEGER NOT NULL, last_heartbeat INTEGER NOT NULL, current_trial INTEGER)",
             "CREATE TABLE events (id INTEGER PRIMARY KEY, study TEXT NOT NULL, trial_id INTEGER, at INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL)",
             "CREATE INDEX events_by_study ON events (study, id)",
+        ],
+
+        // 2: parameters in typed slot columns (filled for existing studies by BackfillSlotsAsync), results sorted by index
+        [
+            .. ParamSlots.AddColumns("REAL", "TEXT").Select(c => "ALTER TABLE trials ADD COLUMN " + c),
+            "CREATE TABLE study_params (study TEXT NOT NULL REFERENCES studies(name), name TEXT NOT NULL, slot INTEGER NOT NULL, PRIMARY KEY (study, name))",
+            "CREATE INDEX trials_by_val ON trials (study, val_accuracy DESC, number)",
         ],
     ];
 
@@ -46,7 +53,11 @@ public sealed class SqliteTrialStore : ITrialStore
     public string Path { get; }
 
     /// <summary>Opens (creating if needed) the store file and brings its schema up to date.</summary>
-    public static async Task<SqliteTrialStore> OpenAsync(string path, TimeProvider? clock = null, CancellationToken cancellationToken = default)
+    public static Task<SqliteTrialStore> OpenAsync(string path, TimeProvider? clock = null, CancellationToken cancellationToken = default) =>
+        OpenAsync(path, clock, SchemaVersion, cancellationToken);
+
+    /// <summary>Opens the store, migrating it to <paramref name="schemaVersion"/> (older versions only to test migrations).</summary>
+    public static async Task<SqliteTrialStore> OpenAsync(string path, TimeProvider? clock, int schemaVersion, CancellationToken cancellationToken = default)
     {
         var full = System.IO.Path.GetFullPath(path);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
@@ -65,7 +76,7 @@ public sealed class SqliteTrialStore : ITrialStore
             await store.ExecAsync("PRAGMA journal_mode = WAL");
             await store.ExecAsync("PRAGMA synchronous = NORMAL");
             await store.ExecAsync("PRAGMA foreign_keys = ON");
-            await store.MigrateAsync(cancellationToken);
+            await store.MigrateAsync(schemaVersion, cancellationToken);
         }
         catch
         {
@@ -78,7 +89,7 @@ public sealed class SqliteTrialStore : ITrialStore
 
     private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
 
-    private async Task MigrateAsync(CancellationToken cancellationToken)
+    private async Task MigrateAsync(int target, CancellationToken cancellationToken)
     {
         await WriteAsync(async tx =>
         {
@@ -89,11 +100,20 @@ public sealed class SqliteTrialStore : ITrialStore
                 throw new SchemaTooNewException(current, SchemaVersion);
             }
 
-            for (var v = current; v < SchemaVersion; v++)
+            for (var v = current; v < target; v++)
             {
                 foreach (var sql in _migrations[v])
                 {
                     await ExecAsync(sql, tx);
+                }
+
+                if (v + 1 == 2)
+                {
+                    foreach (var study in await QueryAsync("SELECT name FROM studies", tx, r => r.GetString(0)))
+                    {
+                        var trials = await QueryAsync("SELECT id, params FROM trials WHERE study = $s", tx, r => (r.GetInt64(0), r.GetString(1)), ("$s", study));
+                        await WriteSlotsAsync(study, trials, tx, cancellationToken);
+                    }
                 }
 
                 await ExecAsync("INSERT INTO schema_version (version) VALUES ($v)", tx, ("$v", v + 1));
@@ -116,17 +136,27 @@ public sealed class SqliteTrialStore : ITrialStore
             await ExecAsync("INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $m, $c, $now, $max, $r)", tx,
                 ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now),
                 ("$max", (object?)study.MaxRunning ?? DBNull.Value), ("$r", study.Retries));
-            using var insert = Command("INSERT INTO trials (study, number, params, seed, state) VALUES ($s, $num, $p, $seed, 'pending')", tx);
-            var s = insert.Parameters.AddWithValue("$s", study.Name);
+            var names = await AddSlotsAsync(study.Name, study.Trials.Select(t => t.ParametersJson), tx);
+            var slotNames = string.Join(", ", Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => "$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            using var insert = Command($"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES ($s, $num, $p, $seed, 'pending', {slotNames})", tx);
+            insert.Parameters.AddWithValue("$s", study.Name);
             var num = insert.Parameters.Add("$num", SqliteType.Integer);
             var p = insert.Parameters.Add("$p", SqliteType.Text);
             var seed = insert.Parameters.Add("$seed", SqliteType.Integer);
+            var slots = Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => insert.Parameters.Add("$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), i % 2 == 0 ? SqliteType.Real : SqliteType.Text)).ToArray();
+            var values = new object?[2 * ParamSlots.Count];
             insert.Prepare();
             foreach (var trial in study.Trials)
             {
                 num.Value = trial.Number;
                 p.Value = trial.ParametersJson;
                 seed.Value = unchecked((long)trial.Seed);
+                ParamSlots.Values(trial.ParametersJson, names, values);
+                for (var i = 0; i < values.Length; i++)
+                {
+                    slots[i].Value = values[i] ?? DBNull.Value;
+                }
+
                 await insert.ExecuteNonQueryAsync(cancellationToken);
             }
 
@@ -136,6 +166,40 @@ public sealed class SqliteTrialStore : ITrialStore
 
     public Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default) =>
         ReadAsync(() => GetStudyAsync(name, null), cancellationToken);
+
+    /// <summary>Gives the study's parameter names their slots (see <see cref="ParamSlots"/>); returns the names in slot order.</summary>
+    private async Task<List<string>> AddSlotsAsync(string study, IEnumerable<string> parametersJson, SqliteTransaction tx)
+    {
+        var names = ParamSlots.Names(parametersJson);
+        for (var slot = 0; slot < names.Count; slot++)
+        {
+            await ExecAsync("INSERT INTO study_params (study, name, slot) VALUES ($s, $n, $slot)", tx, ("$s", study), ("$n", names[slot]), ("$slot", slot));
+        }
+
+        return names;
+    }
+
+    /// <summary>Fills the slot columns of a study's existing trials (the migration to schema 2).</summary>
+    private async Task WriteSlotsAsync(string study, IReadOnlyList<(long Id, string Params)> trials, SqliteTransaction tx, CancellationToken cancellationToken)
+    {
+        var names = await AddSlotsAsync(study, trials.Select(t => t.Params), tx);
+        var set = string.Join(", ", Enumerable.Range(0, ParamSlots.Count).Select(i => $"{ParamSlots.Number(i)} = $v{2 * i}, {ParamSlots.Text(i)} = $v{(2 * i) + 1}"));
+        using var update = Command($"UPDATE trials SET {set} WHERE id = $id", tx);
+        var id = update.Parameters.Add("$id", SqliteType.Integer);
+        var slots = Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => update.Parameters.Add("$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), i % 2 == 0 ? SqliteType.Real : SqliteType.Text)).ToArray();
+        var values = new object?[2 * ParamSlots.Count];
+        foreach (var trial in trials)
+        {
+            id.Value = trial.Id;
+            ParamSlots.Values(trial.Params, names, values);
+            for (var i = 0; i < values.Length; i++)
+            {
+                slots[i].Value = values[i] ?? DBNull.Value;
+            }
+
+            await update.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
 
     public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies ORDER BY created_at, name", null, ReadStudy), cancellationToken);
@@ -299,7 +363,8 @@ public sealed class SqliteTrialStore : ITrialStore
         ReadAsync(async () =>
         {
             var parameters = new List<(string Name, object Value)>();
-            var clause = QuerySql.Build(query, SqlDialect.Sqlite, parameters);
+            var slots = await SlotsAsync(study);
+            var clause = QuerySql.Build(query, SqlDialect.Sqlite, slots, parameters);
             var where = clause[..clause.IndexOf(" ORDER BY ", StringComparison.Ordinal)];
             var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).ToList();
             var total = Convert.ToInt32(await ScalarAsync($"SELECT count(*) FROM trials WHERE study = $s{where}", null, [.. all]) ?? 0L);
@@ -308,6 +373,18 @@ public sealed class SqliteTrialStore : ITrialStore
             var rows = await QueryAsync($"SELECT {TrialColumns} FROM trials WHERE study = $s{clause} LIMIT $limit OFFSET $offset", null, ReadTrial, [.. all]);
             return (rows, total);
         }, cancellationToken);
+
+    public Task<IReadOnlyList<Core.Queries.TrialGroup>> GroupTrialsAsync(string study, Core.Queries.TrialQuery query, string field, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () =>
+        {
+            var parameters = new List<(string Name, object Value)>();
+            var sql = QuerySql.Group(query, field, SqlDialect.Sqlite, await SlotsAsync(study), parameters, "$s");
+            var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).Append(("$limit", query.Limit ?? int.MaxValue)).ToArray();
+            return await QueryAsync(sql + " LIMIT $limit", null, QuerySql.ReadGroup, all);
+        }, cancellationToken);
+
+    private async Task<Dictionary<string, int>> SlotsAsync(string study) =>
+        (await QueryAsync("SELECT name, slot FROM study_params WHERE study = $s", null, r => (r.GetString(0), r.GetInt32(1)), ("$s", study))).ToDictionary();
 
     public Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default) =>
         ReadAsync(async () =>

@@ -69,6 +69,16 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
 
         public async Task<ITrialStore> OpenAsync(TimeProvider clock) => await PostgresTrialStore.OpenAsync(ConnectionString, clock);
 
+        public async Task<ITrialStore> OpenAsync(TimeProvider clock, int schemaVersion) => await PostgresTrialStore.OpenAsync(ConnectionString, clock, schemaVersion);
+
+        public async Task<object?> SqlAsync(string sql)
+        {
+            await using var conn = new NpgsqlConnection(ConnectionString);
+            await conn.OpenAsync();
+            await using var cmd = new NpgsqlCommand(sql, conn);
+            return await cmd.ExecuteScalarAsync();
+        }
+
         public ValueTask DisposeAsync()
         {
             PostgresServer.Shared.DropDatabase(ConnectionString);

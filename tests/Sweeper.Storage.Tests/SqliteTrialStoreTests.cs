@@ -58,6 +58,17 @@ public sealed class SqliteTrialStoreTests : TrialStoreContract
 
         public async Task<ITrialStore> OpenAsync(TimeProvider clock) => await SqliteTrialStore.OpenAsync(Path, clock);
 
+        public async Task<ITrialStore> OpenAsync(TimeProvider clock, int schemaVersion) => await SqliteTrialStore.OpenAsync(Path, clock, schemaVersion);
+
+        public async Task<object?> SqlAsync(string sql)
+        {
+            await using var raw = new SqliteConnection($"Data Source={Path};Pooling=False");
+            await raw.OpenAsync();
+            using var cmd = raw.CreateCommand();
+            cmd.CommandText = sql;
+            return await cmd.ExecuteScalarAsync();
+        }
+
         public ValueTask DisposeAsync()
         {
             try

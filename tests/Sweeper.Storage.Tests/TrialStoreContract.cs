@@ -16,6 +16,12 @@ public sealed class ManualClock(DateTimeOffset start) : TimeProvider
 public interface IStoreDatabase : IAsyncDisposable
 {
     Task<ITrialStore> OpenAsync(TimeProvider clock);
+
+    /// <summary>Opens the store migrated only to <paramref name="schemaVersion"/> (to test migrations).</summary>
+    Task<ITrialStore> OpenAsync(TimeProvider clock, int schemaVersion);
+
+    /// <summary>Runs raw SQL on the database, behind the store's back; returns the first column of the first row.</summary>
+    Task<object?> SqlAsync(string sql);
 }
 
 /// <summary>
@@ -336,11 +342,76 @@ public abstract class TrialStoreContract
             Assert.Equal(4, page.Total);
             Assert.Equal(2, page.Trials.Count);
 
+            // Groups: counts, best and mean val accuracy per value, best groups first, in SQL.
+            async Task<(object? Value, int Trials, int Completed, double? Best, double? Mean)[]> Groups(string field, string? where = null, int? limit = null) =>
+                [.. (await store.GroupTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse(where, names), [], 0, limit), field))
+                    .Select(g => (g.Value, g.Trials, g.Completed, g.BestValAccuracy is { } b ? Math.Round(b, 6) : (double?)null, g.MeanValAccuracy is { } m ? Math.Round(m, 6) : (double?)null))];
+            Assert.Equal(new (object?, int, int, double?, double?)[] { ("fc", 4, 2, 0.55, Math.Round(1.45 / 3, 6)), ("two_layer", 1, 1, 0.45, 0.45), ("softmax", 1, 1, 0.30, 0.30) }, await Groups("model"));
+            Assert.Equal(new (object?, int, int, double?, double?)[] { (200.0, 1, 1, 0.55, 0.55), (100.0, 3, 3, 0.45, Math.Round(1.15 / 3, 6)) }, await Groups("hidden_size", "state = completed"));
+            Assert.Equal(new object?[] { "completed", "pruned", "pending" }, (await Groups("state")).Select(g => g.Value).ToArray());
+            Assert.Single(await Groups("model", limit: 1));
+
             // A value that looks like SQL is only ever a value.
             Assert.Empty(await Numbers("model = \"x'); DROP TABLE trials; --\""));
             Assert.Empty(await Numbers("model = \"fc' OR '1'='1\""));
             Assert.Equal(6, (await store.GetTrialsAsync("q")).Count);
         }
+    }
+
+    [Fact]
+    public async Task Queries_read_parameters_past_the_last_slot_and_sort_numbers_before_strings()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            // 19 parameters: the first 16 ("mixed", x0..x14) get slot columns, x15..x17 are read from the JSON.
+            string Params(int i, object mixed) => $"{{\"mixed\":{mixed}," + string.Join(",", Enumerable.Range(0, 16).Select(k => $"\"x{k}\":{k}")) +
+                $",\"x16\":{i * 10},\"x17\":\"{(i % 2 == 0 ? "even" : "odd")}\"}}";
+            object[] mixed = [3, "\"b\"", 1, "\"a\"", 2];
+            await store.CreateStudyAsync(new NewStudy("wide", "h", "t", "grid", Enumerable.Range(0, 5).Select(i => new NewTrial(i, Params(i, mixed[i]), 1)).ToList()));
+            IReadOnlyList<string> names = [.. Enumerable.Range(0, 18).Select(k => $"x{k}"), "mixed"];
+            async Task<int[]> Numbers(string? where, string? sort = null)
+            {
+                var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse(where, names), Core.Queries.FilterParser.ParseSort(sort, names));
+                return (await store.QueryTrialsAsync("wide", query)).Trials.Select(t => t.Number).ToArray();
+            }
+
+            Assert.Equal(new[] { 4, 3 }, await Numbers("x16 >= 30", "-x16"));
+            Assert.Equal(new[] { 1, 3 }, await Numbers("x17 = odd and x15 = 15"));
+            Assert.Equal(new[] { 2, 4, 0, 3, 1 }, await Numbers(null, "mixed"));
+            Assert.Equal(new[] { 4, 2 }, await Numbers("mixed < 3", "-mixed"));
+            Assert.Equal(new[] { 3 }, await Numbers("mixed = a"));
+            Assert.Equal(new[] { 0, 1, 2, 3, 4 }, await Numbers("x14 = 14 and x15 = 15", "x15,x14"));
+            var byText = await store.GroupTrialsAsync("wide", new Core.Queries.TrialQuery(null, []), "x17");
+            Assert.Equal(new (object?, int)[] { ("even", 3), ("odd", 2) }, byText.Select(g => (g.Value, g.Trials)).OrderBy(g => (string)g.Value!).ToArray());
+            var byMixed = await store.GroupTrialsAsync("wide", new Core.Queries.TrialQuery(null, []), "mixed");
+            Assert.Equal(new object?[] { 1.0, 2.0, 3.0, "a", "b" }, byMixed.Select(g => g.Value).ToArray());
+            var byNumberPastSlots = await store.GroupTrialsAsync("wide", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("x16 > 0", names), []), "x16");
+            Assert.Equal(new object?[] { 10.0, 20.0, 30.0, 40.0 }, byNumberPastSlots.Select(g => g.Value).ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task A_store_from_schema_1_is_migrated_and_its_studies_are_queried_from_the_slot_columns()
+    {
+        await using var db = await CreateDatabaseAsync();
+        await (await db.OpenAsync(TimeProvider.System, schemaVersion: 1)).DisposeAsync();
+        await db.SqlAsync("INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, retries) VALUES ('old', 'h', 't', 'grid', 3, 0, 0)");
+        await db.SqlAsync("""
+            INSERT INTO trials (study, number, params, seed, state, val_accuracy) VALUES
+            ('old', 0, '{"model":"fc","dropout":0.5}', 1, 'completed', 0.4),
+            ('old', 1, '{"model":"fc","dropout":0.1}', 2, 'completed', 0.5),
+            ('old', 2, '{"model":"softmax","dropout":0.3}', 3, 'pending', NULL)
+            """);
+        await using var store = await db.OpenAsync(TimeProvider.System);
+        IReadOnlyList<string> names = ["model", "dropout"];
+        var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("dropout > 0.2 and model = fc or dropout < 0.2", names), Core.Queries.FilterParser.ParseSort("-val_accuracy", names));
+        Assert.Equal(new[] { 1, 0 }, (await store.QueryTrialsAsync("old", query)).Trials.Select(t => t.Number).ToArray());
+        // The answer came from the slot columns, filled by the migration, and nothing stored was lost.
+        Assert.Equal(3L, Convert.ToInt64(await db.SqlAsync("SELECT count(*) FROM trials WHERE pt0 IS NOT NULL AND pn1 IS NOT NULL")));
+        Assert.Equal(3, (await store.GetTrialsAsync("old")).Count);
+        Assert.Equal("""{"model":"softmax","dropout":0.3}""".Replace(" ", ""), (await store.GetTrialsAsync("old"))[2].ParametersJson.Replace(" ", ""));
     }
 
     [Fact]

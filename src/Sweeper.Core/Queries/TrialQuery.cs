@@ -20,6 +20,9 @@ public sealed record SortKey(string Field, bool Descending);
 /// <summary>A query over a study's trials: filter, sort, paging. Fields are trial columns or parameter names.</summary>
 public sealed record TrialQuery(FilterNode? Filter, IReadOnlyList<SortKey> Sort, int Offset = 0, int? Limit = null);
 
+/// <summary>One group of <c>--group-by</c>: the field's value (a number, a string, or null when a trial lacks it) and its trials' figures.</summary>
+public sealed record TrialGroup(object? Value, int Trials, int Completed, double? BestValAccuracy, double? MeanValAccuracy);
+
 /// <summary>A bad query: the message says what and <see cref="Position"/> where (0-based character offset).</summary>
 public sealed class QueryException(string message, int position, string text)
     : Exception($"{message} at position {position + 1} of \"{text}\"")

@@ -71,6 +71,13 @@ public interface ITrialStore : IAsyncDisposable
     /// </summary>
     Task<(IReadOnlyList<TrialRecord> Trials, int Total)> QueryTrialsAsync(string study, Queries.TrialQuery query, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The trials matching <paramref name="query"/>'s filter, grouped by the value of <paramref name="field"/> (a trial
+    /// field or a parameter), with counts and the best and mean validation accuracy of each group; best groups first
+    /// (then by value), at most <c>query.Limit</c> groups. The query's sort and offset are not used.
+    /// </summary>
+    Task<IReadOnlyList<Queries.TrialGroup>> GroupTrialsAsync(string study, Queries.TrialQuery query, string field, CancellationToken cancellationToken = default);
+
     Task<StateCounts> CountStatesAsync(string study, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default);
