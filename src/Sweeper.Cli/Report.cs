@@ -65,28 +65,6 @@ public static class Report
     }
 
     /// <summary>A trial as named fields: its columns (number, state, val_accuracy, ...) and its parameters.</summary>
-    public static Dictionary<string, object?> Fields(TrialRecord t)
-    {
-        var row = new Dictionary<string, object?>
-        {
-            ["number"] = t.Number,
-            ["state"] = t.State.ToText(),
-            ["val_accuracy"] = t.ValAccuracy,
-            ["train_accuracy"] = t.TrainAccuracy,
-            ["epochs"] = t.EpochsDone,
-            ["attempts"] = t.Attempts,
-            ["seed"] = t.Seed,
-            ["owner"] = t.Owner,
-        };
-        foreach (var (k, v) in ParamJson.Deserialize(t.ParametersJson))
-        {
-            row[k] = v;
-        }
-
-        row["reason"] = t.Reason;
-        return row;
-    }
-
     public static string Cell(object? v) => v switch
     {
         null => "",

@@ -290,27 +290,22 @@ public static partial class SweepCommands
             var parameterNames = sweep.Parameters.Keys.Concat(sweep.Conditions.SelectMany(c => c.Parameters.Keys)).Distinct().ToList();
             Core.Queries.TrialQuery query;
             IReadOnlyList<string>? chosen = null;
+            string? group = null;
             try
             {
                 query = new Core.Queries.TrialQuery(
                     Core.Queries.FilterParser.Parse(parse.GetValue(where), parameterNames),
                     Core.Queries.FilterParser.ParseSort(parse.GetValue(sort) ?? "-val_accuracy", parameterNames),
                     0,
-                    parse.GetValue(groupBy) is null ? parse.GetValue(top) : null);
+                    parse.GetValue(top));
                 if (parse.GetValue(columns) is { } list)
                 {
-                    var fields = Core.Queries.FilterParser.TrialFields.Concat(parameterNames).Append("reason").ToHashSet();
-                    chosen = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-                    var unknown = chosen.FirstOrDefault(c => !fields.Contains(c));
-                    if (unknown is not null)
-                    {
-                        throw new Core.Queries.QueryException($"unknown column '{unknown}' (known: {string.Join(", ", fields.Order())})", list.IndexOf(unknown, StringComparison.Ordinal), list);
-                    }
+                    chosen = Core.Queries.FilterParser.ParseColumns(list, parameterNames);
                 }
 
-                if (parse.GetValue(groupBy) is { } g && !Core.Queries.FilterParser.TrialFields.Concat(parameterNames).Contains(g))
+                if (parse.GetValue(groupBy) is { } g)
                 {
-                    throw new Core.Queries.QueryException($"unknown field '{g}'", 0, g);
+                    group = Core.Queries.FilterParser.ParseField(g, parameterNames);
                 }
             }
             catch (Core.Queries.QueryException e)
@@ -319,24 +314,21 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            var (matched, total) = await trialStore.QueryTrialsAsync(name, query, ct);
-            var rows = matched.Select(Report.Fields).ToList();
-            chosen ??= ["number", "state", "val_accuracy", "train_accuracy", "epochs", .. parameterNames.Where(p => rows.Any(r => r.ContainsKey(p)))];
-            if (parse.GetValue(groupBy) is { } group)
+            List<Dictionary<string, object?>> rows;
+            int total;
+            if (group is not null)
             {
-                rows = rows.GroupBy(r => Report.Cell(r.GetValueOrDefault(group)))
-                    .Select(grp => new Dictionary<string, object?>
-                    {
-                        [group] = grp.Key,
-                        ["trials"] = grp.Count(),
-                        ["completed"] = grp.Count(r => (string?)r["state"] == "completed"),
-                        ["best_val_accuracy"] = grp.Select(r => r["val_accuracy"] as double?).Max(),
-                        ["mean_val_accuracy"] = grp.Select(r => r["val_accuracy"] as double?).Where(v => v is not null).DefaultIfEmpty().Average(),
-                    })
-                    .OrderByDescending(r => r["best_val_accuracy"] as double? ?? double.NegativeInfinity)
-                    .Take(parse.GetValue(top) ?? int.MaxValue)
-                    .ToList();
+                // Grouped in the store: every matching trial counts, only the groups come back.
+                rows = [.. (await trialStore.GroupTrialsAsync(name, query, group, ct)).Select(g => TrialJson.Fields(g, group))];
+                total = (await trialStore.QueryTrialsAsync(name, query with { Limit = 0 }, ct)).Total;
                 chosen = [group, "trials", "completed", "best_val_accuracy", "mean_val_accuracy"];
+            }
+            else
+            {
+                var (matched, count) = await trialStore.QueryTrialsAsync(name, query, ct);
+                rows = [.. matched.Select(TrialJson.Fields)];
+                total = count;
+                chosen ??= ["number", "state", "val_accuracy", "train_accuracy", "epochs", .. parameterNames.Where(p => rows.Any(r => r.ContainsKey(p)))];
             }
 
             if (parse.GetValue(csv))
@@ -359,7 +351,7 @@ public static partial class SweepCommands
             }
 
             AnsiConsole.Write(Report.ColumnTable(rows, chosen));
-            Console.WriteLine($"{total} matching trial(s)" + (parse.GetValue(groupBy) is { } gb ? $" in {rows.Count} group(s) by {gb}" : ""));
+            Console.WriteLine($"{total} matching trial(s)" + (group is not null ? $" in {rows.Count} group(s) by {group}" + (parse.GetValue(top) is { } n && rows.Count == n ? $" (the best {n})" : "") : ""));
             PrintBest(result, everyTrial);
             return 0;
         });

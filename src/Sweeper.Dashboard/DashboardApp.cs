@@ -115,18 +115,44 @@ public static class DashboardApp
             }
 
             TrialQuery query;
+            IReadOnlyList<string>? columns = null;
+            string? group = null;
             try
             {
                 query = new TrialQuery(FilterParser.Parse(request.Query["where"], names), FilterParser.ParseSort(request.Query["sort"].ToString() is { Length: > 0 } s ? s : "-val_accuracy", names),
                     (page - 1) * size, size);
+                if (request.Query["columns"].ToString() is { Length: > 0 } c)
+                {
+                    columns = FilterParser.ParseColumns(c, names);
+                }
+
+                if (request.Query["group_by"].ToString() is { Length: > 0 } g)
+                {
+                    group = FilterParser.ParseField(g, names);
+                }
             }
             catch (QueryException e)
             {
                 return BadRequest(e.Message, e.Position);
             }
 
+            if (group is not null)
+            {
+                // The same grouping as `sweeper results --group-by`, done by the store; pages count groups.
+                var groups = await store.GroupTrialsAsync(study, query, group, ct);
+                var matched = (await store.QueryTrialsAsync(study, query with { Limit = 0 }, ct)).Total;
+                return Json(new { total = matched, page, page_size = size, group_by = group, groups = groups.Select(x => Runtime.TrialJson.Fields(x, group)) });
+            }
+
             var (trials, total) = await store.QueryTrialsAsync(study, query, ct);
-            return Json(new { total, page, page_size = size, parameters = names, trials = trials.Select(TrialJson) });
+            return Json(new
+            {
+                total,
+                page,
+                page_size = size,
+                parameters = names,
+                trials = columns is null ? trials.Select(TrialJson) : trials.Select(t => Runtime.TrialJson.Fields(t) is var row ? columns.ToDictionary(k => k, k => row.GetValueOrDefault(k)) : null),
+            });
         });
         app.MapGet("/api/studies/{study}/trials/{number:int}", async (string study, int number, CancellationToken ct) =>
         {

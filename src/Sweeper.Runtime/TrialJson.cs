@@ -21,4 +21,37 @@ public static class TrialJson
         started_at = t.StartedAt,
         finished_at = t.FinishedAt,
     };
+
+    /// <summary>A trial as one flat row: its fields, then its parameters, then the reason (the columns of `results`).</summary>
+    public static Dictionary<string, object?> Fields(TrialRecord t)
+    {
+        var row = new Dictionary<string, object?>
+        {
+            ["number"] = t.Number,
+            ["state"] = t.State.ToText(),
+            ["val_accuracy"] = t.ValAccuracy,
+            ["train_accuracy"] = t.TrainAccuracy,
+            ["epochs"] = t.EpochsDone,
+            ["attempts"] = t.Attempts,
+            ["seed"] = t.Seed,
+            ["owner"] = t.Owner,
+        };
+        foreach (var (k, v) in ParamJson.Deserialize(t.ParametersJson))
+        {
+            row[k] = v;
+        }
+
+        row["reason"] = t.Reason;
+        return row;
+    }
+
+    /// <summary>A group of `results --group-by` as a flat row, the value under the field's name.</summary>
+    public static Dictionary<string, object?> Fields(Core.Queries.TrialGroup g, string field) => new()
+    {
+        [field] = g.Value,
+        ["trials"] = g.Trials,
+        ["completed"] = g.Completed,
+        ["best_val_accuracy"] = g.BestValAccuracy,
+        ["mean_val_accuracy"] = g.MeanValAccuracy,
+    };
 }

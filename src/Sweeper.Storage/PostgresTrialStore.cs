@@ -405,8 +405,8 @@ public sealed class PostgresTrialStore : ITrialStore
         {
             var parameters = new List<(string Name, object Value)>();
             var sql = QuerySql.Group(query, field, SqlDialect.Postgres, await SlotsAsync(conn, study), parameters, "@s");
-            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).Append(("limit", query.Limit ?? int.MaxValue)).ToArray();
-            return await QueryAsync(conn, null, sql + " LIMIT @limit", QuerySql.ReadGroup, all);
+            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).Append(("limit", query.Limit ?? int.MaxValue)).Append(("offset", query.Offset)).ToArray();
+            return await QueryAsync(conn, null, sql + " LIMIT @limit OFFSET @offset", QuerySql.ReadGroup, all);
         }, cancellationToken);
 
     private async Task<Dictionary<string, int>> SlotsAsync(NpgsqlConnection conn, string study) =>

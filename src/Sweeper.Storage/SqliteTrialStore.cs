@@ -379,8 +379,8 @@ public sealed class SqliteTrialStore : ITrialStore
         {
             var parameters = new List<(string Name, object Value)>();
             var sql = QuerySql.Group(query, field, SqlDialect.Sqlite, await SlotsAsync(study), parameters, "$s");
-            var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).Append(("$limit", query.Limit ?? int.MaxValue)).ToArray();
-            return await QueryAsync(sql + " LIMIT $limit", null, QuerySql.ReadGroup, all);
+            var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).Append(("$limit", query.Limit ?? int.MaxValue)).Append(("$offset", query.Offset)).ToArray();
+            return await QueryAsync(sql + " LIMIT $limit OFFSET $offset", null, QuerySql.ReadGroup, all);
         }, cancellationToken);
 
     private async Task<Dictionary<string, int>> SlotsAsync(string study) =>

@@ -50,6 +50,33 @@ public sealed class DashboardApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Results_command_filters_groups_and_picks_columns_like_the_api()
+    {
+        var grouped = _h.Run(TimeSpan.FromMinutes(1), "results", "tiny", "--store", _h.Store(), "--where", "reg >= 10000", "--group-by", "learning_rate", "--json");
+        Assert.True(grouped.Code == 0, grouped.Stderr);
+        var json = JsonDocument.Parse(grouped.Stdout).RootElement;
+        Assert.Equal(3, json.GetProperty("matched").GetInt32());
+        var rows = json.GetProperty("rows").EnumerateArray().ToList();
+        Assert.Equal(3, rows.Count);
+        Assert.All(rows, r => Assert.Equal(1, r.GetProperty("trials").GetInt32()));
+        var expected = (await _store.GetTrialsAsync("tiny"))
+            .Where(t => Core.Sweeps.ParamValue.AsDouble(Core.Sweeps.ParamJson.Deserialize(t.ParametersJson)["reg"]) >= 10000)
+            .Select(t => t.ValAccuracy!.Value).OrderDescending().ToArray();
+        Assert.Equal(expected, rows.Select(r => r.GetProperty("best_val_accuracy").GetDouble()).ToArray());
+
+        var csv = _h.Run(TimeSpan.FromMinutes(1), "results", "tiny", "--store", _h.Store(), "--columns", "learning_rate,reg,val_accuracy", "--sort", "number", "--top", "2", "--csv");
+        Assert.True(csv.Code == 0, csv.Stderr);
+        var lines = csv.Stdout.Trim().Split('\n');
+        Assert.Equal("learning_rate,reg,val_accuracy", lines[0].Trim());
+        Assert.Equal(3, lines.Length);
+
+        var bad = _h.Run(TimeSpan.FromMinutes(1), "results", "tiny", "--store", _h.Store(), "--columns", "reg,lr");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("unknown column 'lr'", bad.Stderr);
+        Assert.Contains("position 5", bad.Stderr);
+    }
+
+    [Fact]
     public async Task Studies_trials_and_epochs_are_served_filtered_sorted_and_paged()
     {
         var (client, app) = await StartAsync();
@@ -69,6 +96,26 @@ public sealed class DashboardApiTests : IAsyncLifetime
             Assert.Equal([1e-6, 5e-7], trials.Select(t => t.GetProperty("parameters").GetProperty("learning_rate").GetDouble()));
             var second = await Json(await client.GetAsync("/api/studies/tiny/trials?where=" + Uri.EscapeDataString("reg >= 10000") + "&sort=-learning_rate&page=2&page_size=2"));
             Assert.Equal(1e-7, second.GetProperty("trials")[0].GetProperty("parameters").GetProperty("learning_rate").GetDouble());
+
+            // Columns and groups, as `sweeper results --columns/--group-by`.
+            var narrow = await Json(await client.GetAsync("/api/studies/tiny/trials?columns=learning_rate,val_accuracy&sort=number&page_size=1"));
+            Assert.Equal(["learning_rate", "val_accuracy"], narrow.GetProperty("trials")[0].EnumerateObject().Select(p => p.Name));
+            Assert.Equal(1e-7, narrow.GetProperty("trials")[0].GetProperty("learning_rate").GetDouble());
+            var all = (await _store.GetTrialsAsync("tiny")).ToList();
+            var grouped = await Json(await client.GetAsync("/api/studies/tiny/trials?group_by=reg&where=" + Uri.EscapeDataString("learning_rate > 2e-7")));
+            Assert.Equal(4, grouped.GetProperty("total").GetInt32());
+            var groups = grouped.GetProperty("groups").EnumerateArray().ToList();
+            Assert.Equal(2, groups.Count);
+            foreach (var g in groups)
+            {
+                var members = all.Where(t => Core.Sweeps.ParamValue.AsDouble(Core.Sweeps.ParamJson.Deserialize(t.ParametersJson)["reg"]) == g.GetProperty("reg").GetDouble()
+                    && Core.Sweeps.ParamValue.AsDouble(Core.Sweeps.ParamJson.Deserialize(t.ParametersJson)["learning_rate"]) > 2e-7).ToList();
+                Assert.Equal(2, g.GetProperty("trials").GetInt32());
+                Assert.Equal(members.Max(t => t.ValAccuracy)!.Value, g.GetProperty("best_val_accuracy").GetDouble(), 9);
+                Assert.Equal(members.Average(t => t.ValAccuracy)!.Value, g.GetProperty("mean_val_accuracy").GetDouble(), 9);
+            }
+
+            Assert.True(groups[0].GetProperty("best_val_accuracy").GetDouble() >= groups[1].GetProperty("best_val_accuracy").GetDouble());
 
             var detail = await Json(await client.GetAsync("/api/studies/tiny/trials/3"));
             Assert.Equal(3, detail.GetProperty("trial").GetProperty("number").GetInt32());
@@ -95,6 +142,8 @@ public sealed class DashboardApiTests : IAsyncLifetime
     [InlineData("/api/studies/tiny/trials?where=regularization%20%3E%201", HttpStatusCode.BadRequest, "unknown field 'regularization'")]
     [InlineData("/api/studies/tiny/trials?sort=-nope", HttpStatusCode.BadRequest, "unknown field 'nope'")]
     [InlineData("/api/studies/tiny/trials?page=0", HttpStatusCode.BadRequest, "page must be")]
+    [InlineData("/api/studies/tiny/trials?columns=reg,nope", HttpStatusCode.BadRequest, "unknown column 'nope'")]
+    [InlineData("/api/studies/tiny/trials?group_by=x%27%3B%20DROP%20TABLE%20trials", HttpStatusCode.BadRequest, "unknown field")]
     [InlineData("/api/studies/tiny/trials?page_size=100000", HttpStatusCode.BadRequest, "page_size must be")]
     [InlineData("/api/studies/tiny/trials?where=model%20%3D%20%22x%27%3B%20DROP%20TABLE%20trials%3B%20--%22", HttpStatusCode.OK, "\"total\":0")]
     [InlineData("/api/studies/nope", HttpStatusCode.NotFound, "no study named nope")]

@@ -104,6 +104,40 @@ public sealed class FilterParser
         return keys;
     }
 
+    /// <summary>Parses "learning_rate,reg,val_accuracy" into the columns to show (trial fields, parameters and reason), checking each.</summary>
+    public static IReadOnlyList<string> ParseColumns(string text, IEnumerable<string> parameterNames)
+    {
+        var fields = new HashSet<string>(TrialFields) { "reason" };
+        fields.UnionWith(parameterNames);
+        var columns = new List<string>();
+        var offset = 0;
+        foreach (var part in text.Split(','))
+        {
+            var name = part.Trim();
+            if (!fields.Contains(name))
+            {
+                throw new QueryException($"unknown column '{name}' (known: {string.Join(", ", fields.Order())})", offset + Math.Max(0, part.IndexOf(name, StringComparison.Ordinal)), text);
+            }
+
+            columns.Add(name);
+            offset += part.Length + 1;
+        }
+
+        return columns;
+    }
+
+    /// <summary>Checks the field of a grouping: a trial field or a parameter.</summary>
+    public static string ParseField(string text, IEnumerable<string> parameterNames)
+    {
+        var name = text.Trim();
+        if (!TrialFields.Contains(name) && !parameterNames.Contains(name))
+        {
+            throw new QueryException($"unknown field '{name}' (known: {string.Join(", ", TrialFields.Concat(parameterNames).Distinct().Order())})", Math.Max(0, text.IndexOf(name, StringComparison.Ordinal)), text);
+        }
+
+        return name;
+    }
+
     private FilterNode ParseOr()
     {
         var left = ParseAnd();

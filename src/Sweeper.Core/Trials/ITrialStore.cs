@@ -74,7 +74,7 @@ public interface ITrialStore : IAsyncDisposable
     /// <summary>
     /// The trials matching <paramref name="query"/>'s filter, grouped by the value of <paramref name="field"/> (a trial
     /// field or a parameter), with counts and the best and mean validation accuracy of each group; best groups first
-    /// (then by value), at most <c>query.Limit</c> groups. The query's sort and offset are not used.
+    /// (then by value), paged by the query's offset and limit (counted in groups). The query's sort is not used.
     /// </summary>
     Task<IReadOnlyList<Queries.TrialGroup>> GroupTrialsAsync(string study, Queries.TrialQuery query, string field, CancellationToken cancellationToken = default);
 
