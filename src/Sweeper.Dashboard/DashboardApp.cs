@@ -154,6 +154,52 @@ public static class DashboardApp
                 trials = columns is null ? trials.Select(TrialJson) : trials.Select(t => Runtime.TrialJson.Fields(t) is var row ? columns.ToDictionary(k => k, k => row.GetValueOrDefault(k)) : null),
             });
         });
+        app.MapGet("/api/studies/{study}/points", async (string study, HttpRequest request, CancellationToken ct) =>
+        {
+            // The trials the charts draw: all that match when they are few; otherwise the best quarter of `max` by
+            // validation accuracy plus a fixed pseudo-random sample of the rest, and the answer says so.
+            var record = await store.GetStudyAsync(study, ct);
+            if (record is null)
+            {
+                return NotFound($"no study named {study}");
+            }
+
+            if (!TryInt(request, "max", 2000, 10, options.MaxPageSize * 10, out var max, out var problem))
+            {
+                return BadRequest(problem!, null);
+            }
+
+            var names = ParameterNames(record);
+            FilterNode? filter;
+            try
+            {
+                filter = FilterParser.Parse(request.Query["where"], names);
+            }
+            catch (QueryException e)
+            {
+                return BadRequest(e.Message, e.Position);
+            }
+
+            var byNumber = new List<SortKey> { new("number", false) };
+            var (shown, total) = await store.QueryTrialsAsync(study, new TrialQuery(filter, byNumber, 0, max), ct);
+            var best = 0;
+            if (total > max)
+            {
+                best = max / 4;
+                var top = (await store.QueryTrialsAsync(study, new TrialQuery(filter, [new SortKey("val_accuracy", true)], 0, best), ct)).Trials;
+                var sample = (await store.QueryTrialsAsync(study, new TrialQuery(filter, byNumber, 0, max - best, (max - best) / (double)total), ct)).Trials;
+                shown = [.. top.Concat(sample).DistinctBy(t => t.Number).OrderBy(t => t.Number)];
+            }
+
+            return Json(new
+            {
+                total,
+                shown = shown.Count,
+                sampled = total > max,
+                best,
+                trials = shown.Select(t => new { number = t.Number, state = t.State.ToText(), val_accuracy = t.ValAccuracy, train_accuracy = t.TrainAccuracy, parameters = Core.Sweeps.ParamJson.Deserialize(t.ParametersJson) }),
+            });
+        });
         app.MapGet("/api/studies/{study}/trials/{number:int}", async (string study, int number, CancellationToken ct) =>
         {
             var trial = (await store.QueryTrialsAsync(study, new TrialQuery(new Comparison("number", "=", (double)number, 0), [], 0, 1), ct)).Trials.FirstOrDefault();

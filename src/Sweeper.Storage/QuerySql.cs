@@ -43,6 +43,12 @@ public static class QuerySql
             sql.Append(')');
         }
 
+        if (query.Sample is { } fraction and < 1)
+        {
+            // Multiplicative hashing of the number onto [0, 1000003): a fixed subset of about the fraction asked.
+            sql.Append(" AND (number * 2654435761) % 1000003 < ").Append(Parameter((long)Math.Ceiling(fraction * 1000003), context));
+        }
+
         sql.Append(" ORDER BY ");
         foreach (var key in query.Sort)
         {

@@ -117,6 +117,9 @@ public sealed class DashboardApiTests : IAsyncLifetime
 
             Assert.True(groups[0].GetProperty("best_val_accuracy").GetDouble() >= groups[1].GetProperty("best_val_accuracy").GetDouble());
 
+            var points = await Json(await client.GetAsync("/api/studies/tiny/points?where=" + Uri.EscapeDataString("reg >= 10000")));
+            Assert.Equal((3, 3, false), (points.GetProperty("total").GetInt32(), points.GetProperty("trials").GetArrayLength(), points.GetProperty("sampled").GetBoolean()));
+
             var detail = await Json(await client.GetAsync("/api/studies/tiny/trials/3"));
             Assert.Equal(3, detail.GetProperty("trial").GetProperty("number").GetInt32());
             Assert.Equal(2, detail.GetProperty("epochs").GetArrayLength());
@@ -142,6 +145,8 @@ public sealed class DashboardApiTests : IAsyncLifetime
     [InlineData("/api/studies/tiny/trials?where=regularization%20%3E%201", HttpStatusCode.BadRequest, "unknown field 'regularization'")]
     [InlineData("/api/studies/tiny/trials?sort=-nope", HttpStatusCode.BadRequest, "unknown field 'nope'")]
     [InlineData("/api/studies/tiny/trials?page=0", HttpStatusCode.BadRequest, "page must be")]
+    [InlineData("/api/studies/tiny/points?max=1", HttpStatusCode.BadRequest, "max must be")]
+    [InlineData("/api/studies/tiny/points?where=reg%20%3E", HttpStatusCode.BadRequest, "position")]
     [InlineData("/api/studies/tiny/trials?columns=reg,nope", HttpStatusCode.BadRequest, "unknown column 'nope'")]
     [InlineData("/api/studies/tiny/trials?group_by=x%27%3B%20DROP%20TABLE%20trials", HttpStatusCode.BadRequest, "unknown field")]
     [InlineData("/api/studies/tiny/trials?page_size=100000", HttpStatusCode.BadRequest, "page_size must be")]

@@ -393,6 +393,26 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task A_sample_is_a_fixed_subset_of_about_the_fraction_asked_spread_over_the_numbers()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study("many", trials: 2000));
+            var filter = Core.Queries.FilterParser.Parse("learning_rate >= 1000", ["learning_rate"]);
+            var query = new Core.Queries.TrialQuery(filter, [new Core.Queries.SortKey("number", false)], 0, null, 0.1);
+            var (sample, total) = await store.QueryTrialsAsync("many", query);
+            Assert.Equal(sample.Count, total);
+            Assert.InRange(sample.Count, 70, 130); // about 10% of the 1,000 matching trials
+            Assert.All(sample, t => Assert.True(t.Number >= 1000));
+            Assert.Equal(sample.Select(t => t.Number), (await store.QueryTrialsAsync("many", query)).Trials.Select(t => t.Number));
+            // Spread over the whole range, not a block: every tenth of the numbers has some.
+            Assert.Equal(10, sample.Select(t => (t.Number - 1000) / 100).Distinct().Count());
+        }
+    }
+
+    [Fact]
     public async Task A_store_from_schema_1_is_migrated_and_its_studies_are_queried_from_the_slot_columns()
     {
         await using var db = await CreateDatabaseAsync();

@@ -17,8 +17,12 @@ public sealed record Not(FilterNode Inner) : FilterNode;
 /// <summary>One sort key: a field, descending when written with a leading '-'.</summary>
 public sealed record SortKey(string Field, bool Descending);
 
-/// <summary>A query over a study's trials: filter, sort, paging. Fields are trial columns or parameter names.</summary>
-public sealed record TrialQuery(FilterNode? Filter, IReadOnlyList<SortKey> Sort, int Offset = 0, int? Limit = null);
+/// <summary>
+/// A query over a study's trials: filter, sort, paging. Fields are trial columns or parameter names. <see cref="Sample"/>
+/// (in (0, 1]) keeps about that fraction of the matches: a fixed pseudo-random subset chosen by a hash of the trial
+/// number, so the same trials stay in it as a study runs and grid order cannot alias with it.
+/// </summary>
+public sealed record TrialQuery(FilterNode? Filter, IReadOnlyList<SortKey> Sort, int Offset = 0, int? Limit = null, double? Sample = null);
 
 /// <summary>One group of <c>--group-by</c>: the field's value (a number, a string, or null when a trial lacks it) and its trials' figures.</summary>
 public sealed record TrialGroup(object? Value, int Trials, int Completed, double? BestValAccuracy, double? MeanValAccuracy);

@@ -43,6 +43,7 @@ function scatter(canvas, points, xLabel, yLabel) {
     g.beginPath(); g.arc(x, y, p.v === null ? 3 : 5, 0, 2 * Math.PI); g.fill();
   });
   g.fillStyle = '#1d2330'; g.fillText(vs.length ? `val acc ${v0.toFixed(3)} (blue) .. ${v1.toFixed(3)} (red)` : 'no finished trials yet', w - 230, 24);
+  canvas.dataset.drawn = usable.length;
 }
 
 function curves(canvas, series, yLabel) {
@@ -86,6 +87,7 @@ function parallel(canvas, trials, names) {
   });
   g.strokeStyle = '#1d2330'; g.fillStyle = '#1d2330';
   axes.forEach((a, i) => { g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke(); g.fillText(a, x(i) - 20, 12); });
+  canvas.dataset.drawn = trials.length;
 }
 
 // One 32x32 weight image (RGB bytes, base64) drawn 3x larger, with its label.
