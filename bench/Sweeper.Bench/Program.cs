@@ -9,6 +9,7 @@ using Sweeper.Engine.Training;
 // Benchmarks; each prints one JSON object per line.
 //   bench [train] [--data DIR] [--seconds S] [--only a,b,c,d]   training-step throughput (single thread, float32, batch 200)
 //   bench queries [--trials 100000] [--postgres URL|--no-postgres]   filtered, sorted, paged query latency
+//   bench dashboard [--trials 100000] [--loads 10] [--no-postgres]   study page load in headless Chromium until table and charts are drawn
 //   bench orchestration [--trials N] [--postgres URL|--no-postgres] [--durable] [--processes 32]
 //                                                               trial store throughput with trials that do no training
 if (args.FirstOrDefault() == "orchestration")
@@ -20,6 +21,12 @@ if (args.FirstOrDefault() == "orchestration")
 if (args.FirstOrDefault() == "queries")
 {
     await Queries.RunAsync(args.Skip(1).ToArray());
+    return;
+}
+
+if (args.FirstOrDefault() == "dashboard")
+{
+    await PageLoad.RunAsync(args.Skip(1).ToArray());
     return;
 }
 

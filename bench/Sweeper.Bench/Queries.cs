@@ -40,7 +40,8 @@ public static class Queries
         }
     }
 
-    private static async Task FillAsync(string address, int trials)
+    /// <summary>Creates study "big" with <paramref name="trials"/> finished trials of 20 epochs each, written in bulk.</summary>
+    public static async Task FillAsync(string address, int trials)
     {
         var rng = new Random(1);
         var list = new List<NewTrial>(trials);
