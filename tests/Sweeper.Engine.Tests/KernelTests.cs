@@ -55,6 +55,46 @@ public class KernelTests
         }
     }
 
+    [Theory]
+    [InlineData(40, 3072)] // a full block of CIFAR-10 rows
+    [InlineData(7, 3073)] // an odd row and a bias column past the last multiple of 8
+    [InlineData(1, 5)] // nothing for the vector loop at all
+    public void The_narrow_scores_kernel_matches_double_precision_products(int rows, int d)
+    {
+        Assert.True(NarrowGemm.Supported<float>(10), "this machine lacks AVX2/FMA: the kernel would not be used");
+        Assert.False(NarrowGemm.Supported<double>(10));
+        Assert.False(NarrowGemm.Supported<float>(9));
+        var rng = new Rng(5);
+        var x = new float[rows * d];
+        var w = new float[10 * d];
+        var b = new float[10];
+        rng.FillGaussian<float>(x, 1);
+        rng.FillGaussian<float>(w, 0.1);
+        rng.FillGaussian<float>(b, 1);
+        var packed = new float[NarrowGemm.PackedLength(d)];
+        NarrowGemm.Pack(w, d, packed);
+        var output = new float[rows * 10];
+        NarrowGemm.ScoresInto(x, rows, d, w, packed, b, output, new float[rows * 80]);
+        for (var r = 0; r < rows; r++)
+        {
+            for (var c = 0; c < 10; c++)
+            {
+                double expected = b[c], magnitude = Math.Abs(b[c]);
+                for (var k = 0; k < d; k++)
+                {
+                    expected += (double)x[(r * d) + k] * w[(c * d) + k];
+                    magnitude += Math.Abs((double)x[(r * d) + k] * w[(c * d) + k]);
+                }
+
+                // float32 sums in another order: error bounded by a few ulps of the sum of magnitudes.
+                Assert.True(Math.Abs(output[(r * 10) + c] - expected) <= 1e-6 * magnitude + 1e-6, $"row {r} class {c}: {output[(r * 10) + c]} vs {expected}");
+            }
+        }
+
+        Assert.Throws<ArgumentException>(() => NarrowGemm.ScoresInto(x, rows, d, w, packed, b, output, new float[(rows * 80) - 1]));
+        Assert.Throws<ArgumentException>(() => NarrowGemm.Pack(w.AsSpan(1).ToArray(), d, packed));
+    }
+
     [Fact]
     public void Gemm_rejects_buffers_too_small_for_the_shapes()
     {

@@ -254,15 +254,26 @@ public sealed class Solver<T>
             throw new ArgumentException($"a step takes exactly {_batch} examples, not {indices.Length}.", nameof(indices));
         }
 
+        for (var i = 0; i < indices.Length; i++)
+        {
+            _batchY[i] = _train.Labels[indices[i]];
+        }
+
+        if (_fusedSgd && _model.IsLinear)
+        {
+            // The linear classifier gathers its batch block by block (see FullyConnectedNet.SgdStep(split, ...)).
+            if (!nextIndices.IsEmpty)
+            {
+                _train.Prefetch(nextIndices);
+            }
+
+            return _model.SgdStep(_train, indices, _batchY, LearningRate);
+        }
+
         _train.Gather(indices, _batchX);
         if (!nextIndices.IsEmpty)
         {
             _train.Prefetch(nextIndices);
-        }
-
-        for (var i = 0; i < indices.Length; i++)
-        {
-            _batchY[i] = _train.Labels[indices[i]];
         }
 
         if (_fusedSgd)
