@@ -8,7 +8,7 @@ using Sweeper.Engine.Training;
 
 // Benchmarks; each prints one JSON object per line.
 //   bench [train] [--data DIR] [--seconds S] [--only a,b,c,d]   training-step throughput (single thread, float32, batch 200)
-//   bench queries [--trials 100000] [--postgres URL|--no-postgres]   filtered, sorted, paged query latency
+//   bench queries [--trials 100000] [--postgres URL|--no-postgres] [--keep DIR]   filtered, sorted, paged query latency
 //   bench dashboard [--trials 100000] [--loads 10] [--no-postgres]   study page load in headless Chromium until table and charts are drawn
 //   bench orchestration [--trials N] [--postgres URL|--no-postgres] [--durable] [--processes 32]
 //                                                               trial store throughput with trials that do no training

@@ -20,7 +20,8 @@ public static class Queries
     {
         string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
         var trials = int.Parse(Arg("--trials") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
-        var dir = Path.Combine(Path.GetTempPath(), "sweeper-qbench-" + Guid.NewGuid().ToString("N")[..8]);
+        var keep = Arg("--keep"); // a folder to leave the SQLite file in, to look at it afterwards
+        var dir = keep ?? Path.Combine(Path.GetTempPath(), "sweeper-qbench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         try
         {
@@ -36,7 +37,10 @@ public static class Queries
         }
         finally
         {
-            Directory.Delete(dir, recursive: true);
+            if (keep is null)
+            {
+                Directory.Delete(dir, recursive: true);
+            }
         }
     }
 

@@ -391,12 +391,25 @@ public sealed class PostgresTrialStore : ITrialStore
             var parameters = new List<(string Name, object Value)>();
             var slots = await SlotsAsync(conn, study);
             var clause = QuerySql.Build(query, SqlDialect.Postgres, slots, parameters);
-            var where = clause[..clause.IndexOf(" ORDER BY ", StringComparison.Ordinal)];
-            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).ToList();
-            var total = Convert.ToInt32(await ScalarAsync(conn, null, $"SELECT count(*) FROM trials WHERE study = @s{where}", [.. all]) ?? 0L);
-            all.Add(("limit", query.Limit ?? int.MaxValue));
-            all.Add(("offset", query.Offset));
-            var rows = await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE study = @s{clause} LIMIT @limit OFFSET @offset", ReadTrial, [.. all]);
+            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).Append(("limit", query.Limit ?? int.MaxValue)).Append(("offset", query.Offset)).ToArray();
+            IReadOnlyList<TrialRecord> rows;
+            var total = -1;
+            if (clause.IndexServed)
+            {
+                rows = await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE study = @s{clause.Where} ORDER BY {clause.OrderBy} LIMIT @limit OFFSET @offset", ReadTrial, all);
+            }
+            else
+            {
+                var counted = await QueryAsync(conn, null, QuerySql.SinglePass(clause, TrialColumns, "@"), r => (ReadTrial(r), (int)r.GetInt64(16)), all);
+                rows = [.. counted.Select(c => c.Item1)];
+                total = counted.Count > 0 ? counted[0].Item2 : -1;
+            }
+
+            if (total < 0)
+            {
+                total = Convert.ToInt32(await ScalarAsync(conn, null, $"SELECT count(*) FROM trials WHERE study = @s{clause.Where}", all) ?? 0L);
+            }
+
             return (rows, total);
         }, cancellationToken);
 

@@ -3,6 +3,12 @@ using Sweeper.Core.Queries;
 
 namespace Sweeper.Storage;
 
+/// <summary>
+/// A query's SQL: <see cref="Where"/> (" AND ..." after "WHERE study = ..."), <see cref="OrderBy"/> (the keys, then
+/// the number), its keys, and whether an index gives that order (then a page needs no sort of all matches).
+/// </summary>
+public sealed record QueryClause(string Where, string OrderBy, IReadOnlyList<(string Expression, string Direction)> Keys, bool IndexServed);
+
 /// <summary>SQL dialects of the stores.</summary>
 public enum SqlDialect
 {
@@ -30,9 +36,9 @@ public static class QuerySql
         ["owner"] = ("owner", true),
     };
 
-    /// <summary>Builds "WHERE ... ORDER BY ..." (without paging) and fills <paramref name="parameters"/> (names like p0, p1, ...).</summary>
+    /// <summary>Builds the filter and the order of a query and fills <paramref name="parameters"/> (names like p0, p1, ...).</summary>
     /// <param name="slots">The study's parameter slots (name to slot number).</param>
-    public static string Build(TrialQuery query, SqlDialect dialect, IReadOnlyDictionary<string, int> slots, List<(string Name, object Value)> parameters)
+    public static QueryClause Build(TrialQuery query, SqlDialect dialect, IReadOnlyDictionary<string, int> slots, List<(string Name, object Value)> parameters)
     {
         var context = new Context(dialect, slots, parameters);
         var sql = new StringBuilder();
@@ -49,27 +55,46 @@ public static class QuerySql
             sql.Append(" AND (number * 2654435761) % 1000003 < ").Append(Parameter((long)Math.Ceiling(fraction * 1000003), context));
         }
 
-        sql.Append(" ORDER BY ");
+        var keys = new List<(string Expression, string Direction)>();
         foreach (var key in query.Sort)
         {
-            var direction = key.Descending ? " DESC NULLS LAST, " : " ASC NULLS LAST, ";
+            var direction = key.Descending ? " DESC NULLS LAST" : " ASC NULLS LAST";
             if (!_columns.ContainsKey(key.Field) && slots.TryGetValue(key.Field, out var slot) && slot < ParamSlots.Count)
             {
                 // Numbers first (in numeric order), then strings: a parameter may hold either.
-                sql.Append(ParamSlots.Number(slot)).Append(direction).Append(ParamSlots.Text(slot)).Append(direction);
+                keys.Add((ParamSlots.Number(slot), direction));
+                keys.Add((ParamSlots.Text(slot), direction));
             }
             else
             {
-                sql.Append(Expression(key.Field, numeric: !IsTextColumn(key.Field), context)).Append(direction);
+                keys.Add((Expression(key.Field, numeric: !IsTextColumn(key.Field), context), direction));
                 if (!_columns.ContainsKey(key.Field) && context.Dialect == SqlDialect.Postgres)
                 {
-                    sql.Append(Expression(key.Field, numeric: false, context)).Append(direction); // then the strings, as SQLite orders JSON values
+                    keys.Add((Expression(key.Field, numeric: false, context), direction)); // then the strings, as SQLite orders JSON values
                 }
             }
         }
 
-        sql.Append("number ASC");
-        return sql.ToString();
+        // An index walks the rows in this order and the page stops early: (study, number) or (study, val_accuracy DESC, number).
+        var first = query.Sort.Count == 0 ? null : query.Sort[0];
+        var indexed = first is null || first.Field == "number" || (first.Field == "val_accuracy" && first.Descending);
+        var orderBy = string.Concat(keys.Select(k => k.Expression + k.Direction + ", ")) + "number ASC";
+        return new QueryClause(sql.ToString(), orderBy, keys, indexed);
+    }
+
+    /// <summary>
+    /// One pass for a page in an order no index gives: the matching trials' ids and sort keys are gathered once
+    /// (narrow rows), counted, and the page's ids picked from them; only those rows are read whole. The last column of
+    /// each row is the number of matches. <paramref name="p"/> is the dialect's parameter prefix; the study is
+    /// {p}s, the page {p}limit and {p}offset.
+    /// </summary>
+    public static string SinglePass(QueryClause clause, string trialColumns, string p)
+    {
+        var select = string.Concat(clause.Keys.Select((k, i) => $", {k.Expression} AS s{i}"));
+        var order = string.Concat(clause.Keys.Select((k, i) => $"s{i}{k.Direction}, ")) + "number ASC";
+        return $"WITH m AS MATERIALIZED (SELECT id, number{select} FROM trials WHERE study = {p}s{clause.Where}), " +
+            $"page AS (SELECT id FROM m ORDER BY {order} LIMIT {p}limit OFFSET {p}offset) " +
+            $"SELECT {trialColumns}, (SELECT count(*) FROM m) FROM trials WHERE id IN (SELECT id FROM page) ORDER BY {clause.OrderBy}";
     }
 
     /// <summary>

@@ -341,6 +341,12 @@ public abstract class TrialStoreContract
             var page = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("model = fc", names), [], 1, 2));
             Assert.Equal(4, page.Total);
             Assert.Equal(2, page.Trials.Count);
+            // Ordered by a parameter (no index gives that order: one pass that also counts), and past the last page.
+            var byDropout = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("model = fc", names), Core.Queries.FilterParser.ParseSort("-dropout,-number", names), 1, 2));
+            Assert.Equal(4, byDropout.Total);
+            Assert.Equal(new[] { 1, 3 }, byDropout.Trials.Select(t => t.Number).ToArray());
+            var beyond = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("model = fc", names), Core.Queries.FilterParser.ParseSort("-dropout", names), 10, 2));
+            Assert.Equal((4, 0), (beyond.Total, beyond.Trials.Count));
 
             // Groups: counts, best and mean val accuracy per value, best groups first, in SQL.
             async Task<(object? Value, int Trials, int Completed, double? Best, double? Mean)[]> Groups(string field, string? where = null, int? limit = null) =>
