@@ -35,6 +35,9 @@ public sealed class PostgresTrialStore : ITrialStore
             "ALTER TABLE trials " + string.Join(", ", ParamSlots.AddColumns("DOUBLE PRECISION", "TEXT").Select(c => "ADD COLUMN " + c)),
             "CREATE TABLE study_params (study TEXT NOT NULL REFERENCES studies(name), name TEXT NOT NULL, slot INTEGER NOT NULL, PRIMARY KEY (study, name))",
             "CREATE INDEX trials_by_val ON trials (study, val_accuracy DESC NULLS LAST, number)",
+            // Claims find the first pending trial here whatever the statistics say (taken when every trial was pending,
+            // they would steer the planner to walk (study, number) past every finished trial).
+            "CREATE INDEX trials_pending ON trials (study, number) WHERE state = 'pending'",
         ],
     ];
 
@@ -122,7 +125,15 @@ public sealed class PostgresTrialStore : ITrialStore
         }, cancellationToken);
     }
 
-    public Task<StudyRecord> CreateStudyAsync(NewStudy study, CancellationToken cancellationToken = default) =>
+    public async Task<StudyRecord> CreateStudyAsync(NewStudy study, CancellationToken cancellationToken = default)
+    {
+        var record = await CreateAsync(study, cancellationToken);
+        // Fresh statistics for the planner now rather than at autovacuum's next round (ANALYZE samples: fast at any size).
+        await WriteAsync((conn, tx) => ExecAsync(conn, tx, "ANALYZE trials"), cancellationToken);
+        return record;
+    }
+
+    private Task<StudyRecord> CreateAsync(NewStudy study, CancellationToken cancellationToken) =>
         WriteAsync(async (conn, tx) =>
         {
             // Serialize creators of the same study name; the loser sees the winner's study.
