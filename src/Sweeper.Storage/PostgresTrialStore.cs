@@ -44,11 +44,13 @@ public sealed class PostgresTrialStore : ITrialStore
     private const string TrialColumns = "id, study, number, params::text, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
 
     private readonly NpgsqlDataSource _source;
+    private readonly NpgsqlDataSource _reads;
     private readonly TimeProvider _clock;
 
-    private PostgresTrialStore(NpgsqlDataSource source, TimeProvider clock)
+    private PostgresTrialStore(NpgsqlDataSource source, NpgsqlDataSource reads, TimeProvider clock)
     {
         _source = source;
+        _reads = reads;
         _clock = clock;
     }
 
@@ -72,8 +74,19 @@ public sealed class PostgresTrialStore : ITrialStore
     /// <summary>Opens the store, migrating it to <paramref name="schemaVersion"/> (older versions only to test migrations).</summary>
     public static async Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock, int schemaVersion, CancellationToken cancellationToken = default)
     {
-        var source = NpgsqlDataSource.Create(connectionString);
-        var store = new PostgresTrialStore(source, clock ?? TimeProvider.System);
+        // Writes: the same few statements for every trial, prepared once per connection so the server skips parsing
+        // and planning them (it shares the machine's cores with the workers). Reads (queries of the results, whose
+        // best plan depends on the values) go through a second pool that plans each one.
+        var writes = new NpgsqlDataSourceBuilder(connectionString);
+        if (!connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase))
+        {
+            writes.ConnectionStringBuilder.MaxAutoPrepare = 32;
+            writes.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
+        }
+
+        var source = writes.Build();
+        var reads = NpgsqlDataSource.Create(connectionString);
+        var store = new PostgresTrialStore(source, reads, clock ?? TimeProvider.System);
         try
         {
             await store.MigrateAsync(schemaVersion, cancellationToken);
@@ -81,6 +94,7 @@ public sealed class PostgresTrialStore : ITrialStore
         catch
         {
             await source.DisposeAsync();
+            await reads.DisposeAsync();
             throw;
         }
 
@@ -503,7 +517,11 @@ public sealed class PostgresTrialStore : ITrialStore
         ReadAsync(async conn => await QueryAsync(conn, null, "SELECT at, trial_id, kind, message FROM events WHERE study = @s ORDER BY id",
             r => (Time(r.GetInt64(0)), r.IsDBNull(1) ? (long?)null : r.GetInt64(1), r.GetString(2), r.GetString(3)), ("s", study)), cancellationToken);
 
-    public ValueTask DisposeAsync() => _source.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _source.DisposeAsync();
+        await _reads.DisposeAsync();
+    }
 
     /// <summary>Renews the lease if it is still held (and records the epochs done when given); else throws <see cref="LeaseLostException"/>.</summary>
     private async Task FenceAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TimeSpan leaseDuration, int? epochsDone = null)
@@ -594,7 +612,7 @@ public sealed class PostgresTrialStore : ITrialStore
     private Task<T> ReadAsync<T>(Func<NpgsqlConnection, Task<T>> work, CancellationToken cancellationToken) =>
         WithRetriesAsync(async () =>
         {
-            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            await using var conn = await _reads.OpenConnectionAsync(cancellationToken);
             return await work(conn);
         }, cancellationToken);
 
