@@ -57,6 +57,34 @@ public static class Ops
         }
     }
 
+    /// <summary>d[j] = scale[j] * (n * g[j] - dbeta[j] - x[j] * dgamma[j]): one row of batchnorm's input gradient, vectorized.</summary>
+    public static void BatchNormInputGradient<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, ReadOnlySpan<T> scale, ReadOnlySpan<T> dbeta, ReadOnlySpan<T> dgamma, T n, Span<T> d)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var j = 0;
+        if (Vector.IsHardwareAccelerated && d.Length >= Vector<T>.Count)
+        {
+            var nv = new Vector<T>(n);
+            var gv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(g);
+            var xv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(x);
+            var sv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(scale);
+            var bv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(dbeta);
+            var cv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(dgamma);
+            var dv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(d);
+            for (var k = 0; k < dv.Length; k++)
+            {
+                dv[k] = sv[k] * ((nv * gv[k]) - bv[k] - (xv[k] * cv[k]));
+            }
+
+            j = dv.Length * Vector<T>.Count;
+        }
+
+        for (; j < d.Length; j++)
+        {
+            d[j] = scale[j] * ((n * g[j]) - dbeta[j] - (x[j] * dgamma[j]));
+        }
+    }
+
     /// <summary>Index of the largest element of each row (the first one on ties; NaN never wins).</summary>
     public static void ArgMaxRows<T>(Matrix<T> m, Span<int> destination)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -119,13 +119,7 @@ public static class BatchNorm
         TensorPrimitives.Divide(scratch, n, scratch);
         for (var i = 0; i < dout.Rows; i++)
         {
-            var d = dx.Row(i);
-            var x = xhat.Row(i);
-            var g = dout.Row(i);
-            for (var j = 0; j < d.Length; j++)
-            {
-                d[j] = scratch[j] * ((n * g[j]) - dbeta[j] - (x[j] * dgamma[j]));
-            }
+            Ops.BatchNormInputGradient(dout.Row(i), xhat.Row(i), scratch, dbeta, dgamma, n, dx.Row(i));
         }
     }
 }
