@@ -57,6 +57,65 @@ public static class Ops
         }
     }
 
+    /// <summary>centered[j] = x[j] - mean[j]; sumSquares[j] += centered[j]^2 (one row of batchnorm's variance, one pass).</summary>
+    public static void CenterAndSquare<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> mean, Span<T> centered, Span<T> sumSquares)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var j = 0;
+        if (Vector.IsHardwareAccelerated && x.Length >= Vector<T>.Count)
+        {
+            var xv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(x);
+            var mv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(mean);
+            var cv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(centered);
+            var sv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(sumSquares);
+            for (var k = 0; k < xv.Length; k++)
+            {
+                var c = xv[k] - mv[k];
+                cv[k] = c;
+                sv[k] += c * c;
+            }
+
+            j = xv.Length * Vector<T>.Count;
+        }
+
+        for (; j < x.Length; j++)
+        {
+            var c = x[j] - mean[j];
+            centered[j] = c;
+            sumSquares[j] += c * c;
+        }
+    }
+
+    /// <summary>xhat[j] *= invStd[j]; output[j] = xhat[j] * gamma[j] + beta[j] (one row of batchnorm's output, one pass).</summary>
+    public static void NormalizeAndScale<T>(Span<T> xhat, ReadOnlySpan<T> invStd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> output)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var j = 0;
+        if (Vector.IsHardwareAccelerated && xhat.Length >= Vector<T>.Count)
+        {
+            var xv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(xhat);
+            var iv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(invStd);
+            var gv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(gamma);
+            var bv = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(beta);
+            var ov = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Vector<T>>(output);
+            for (var k = 0; k < xv.Length; k++)
+            {
+                var h = xv[k] * iv[k];
+                xv[k] = h;
+                ov[k] = (h * gv[k]) + bv[k];
+            }
+
+            j = xv.Length * Vector<T>.Count;
+        }
+
+        for (; j < xhat.Length; j++)
+        {
+            var h = xhat[j] * invStd[j];
+            xhat[j] = h;
+            output[j] = (h * gamma[j]) + beta[j];
+        }
+    }
+
     /// <summary>d[j] = scale[j] * (n * g[j] - dbeta[j] - x[j] * dgamma[j]): one row of batchnorm's input gradient, vectorized.</summary>
     public static void BatchNormInputGradient<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, ReadOnlySpan<T> scale, ReadOnlySpan<T> dbeta, ReadOnlySpan<T> dgamma, T n, Span<T> d)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -63,9 +63,7 @@ public static class BatchNorm
         invStd.Clear();
         for (var i = 0; i < n; i++)
         {
-            var centered = xhat.Row(i);
-            TensorPrimitives.Subtract(x.Row(i), mean, centered);
-            TensorPrimitives.FusedMultiplyAdd(centered, centered, invStd, invStd);
+            Ops.CenterAndSquare(x.Row(i), mean, xhat.Row(i), invStd);
         }
 
         TensorPrimitives.Multiply(invStd, invN, invStd);
@@ -81,9 +79,7 @@ public static class BatchNorm
         TensorPrimitives.ReciprocalSqrt<T>(invStd, invStd);
         for (var i = 0; i < n; i++)
         {
-            var row = xhat.Row(i);
-            TensorPrimitives.Multiply(row, invStd, row);
-            TensorPrimitives.FusedMultiplyAdd(row, gamma, beta, output.Row(i));
+            Ops.NormalizeAndScale(xhat.Row(i), invStd, gamma, beta, output.Row(i));
         }
     }
 
