@@ -44,13 +44,13 @@ public sealed class PostgresTrialStore : ITrialStore
     private const string TrialColumns = "id, study, number, params::text, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
 
     private readonly NpgsqlDataSource _source;
-    private readonly NpgsqlDataSource _reads;
+    private readonly Lazy<NpgsqlDataSource> _queries;
     private readonly TimeProvider _clock;
 
-    private PostgresTrialStore(NpgsqlDataSource source, NpgsqlDataSource reads, TimeProvider clock)
+    private PostgresTrialStore(NpgsqlDataSource source, Lazy<NpgsqlDataSource> queries, TimeProvider clock)
     {
         _source = source;
-        _reads = reads;
+        _queries = queries;
         _clock = clock;
     }
 
@@ -74,19 +74,18 @@ public sealed class PostgresTrialStore : ITrialStore
     /// <summary>Opens the store, migrating it to <paramref name="schemaVersion"/> (older versions only to test migrations).</summary>
     public static async Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock, int schemaVersion, CancellationToken cancellationToken = default)
     {
-        // Writes: the same few statements for every trial, prepared once per connection so the server skips parsing
-        // and planning them (it shares the machine's cores with the workers). Reads (queries of the results, whose
-        // best plan depends on the values) go through a second pool that plans each one.
-        var writes = new NpgsqlDataSourceBuilder(connectionString);
+        // The same few statements run for every trial: prepared once per connection, the server skips parsing and
+        // planning them (it shares the machine's cores with the workers). Queries of the results, whose best plan
+        // depends on the values, go through a second pool, opened on first use (workers never do), planned each time.
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
         if (!connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase))
         {
-            writes.ConnectionStringBuilder.MaxAutoPrepare = 32;
-            writes.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
+            builder.ConnectionStringBuilder.MaxAutoPrepare = 32;
+            builder.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
         }
 
-        var source = writes.Build();
-        var reads = NpgsqlDataSource.Create(connectionString);
-        var store = new PostgresTrialStore(source, reads, clock ?? TimeProvider.System);
+        var source = builder.Build();
+        var store = new PostgresTrialStore(source, new Lazy<NpgsqlDataSource>(() => NpgsqlDataSource.Create(connectionString)), clock ?? TimeProvider.System);
         try
         {
             await store.MigrateAsync(schemaVersion, cancellationToken);
@@ -94,7 +93,6 @@ public sealed class PostgresTrialStore : ITrialStore
         catch
         {
             await source.DisposeAsync();
-            await reads.DisposeAsync();
             throw;
         }
 
@@ -411,7 +409,7 @@ public sealed class PostgresTrialStore : ITrialStore
         ReadAsync(async conn => (await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE id = @id", ReadTrial, ("id", trialId))).FirstOrDefault(), cancellationToken);
 
     public Task<(IReadOnlyList<TrialRecord> Trials, int Total)> QueryTrialsAsync(string study, Core.Queries.TrialQuery query, CancellationToken cancellationToken = default) =>
-        ReadAsync(async conn =>
+        QueryReadAsync(async conn =>
         {
             var parameters = new List<(string Name, object Value)>();
             var slots = await SlotsAsync(conn, study);
@@ -439,7 +437,7 @@ public sealed class PostgresTrialStore : ITrialStore
         }, cancellationToken);
 
     public Task<IReadOnlyList<Core.Queries.TrialGroup>> GroupTrialsAsync(string study, Core.Queries.TrialQuery query, string field, CancellationToken cancellationToken = default) =>
-        ReadAsync(async conn =>
+        QueryReadAsync(async conn =>
         {
             var parameters = new List<(string Name, object Value)>();
             var sql = QuerySql.Group(query, field, SqlDialect.Postgres, await SlotsAsync(conn, study), parameters, "@s");
@@ -520,7 +518,10 @@ public sealed class PostgresTrialStore : ITrialStore
     public async ValueTask DisposeAsync()
     {
         await _source.DisposeAsync();
-        await _reads.DisposeAsync();
+        if (_queries.IsValueCreated)
+        {
+            await _queries.Value.DisposeAsync();
+        }
     }
 
     /// <summary>Renews the lease if it is still held (and records the epochs done when given); else throws <see cref="LeaseLostException"/>.</summary>
@@ -612,7 +613,15 @@ public sealed class PostgresTrialStore : ITrialStore
     private Task<T> ReadAsync<T>(Func<NpgsqlConnection, Task<T>> work, CancellationToken cancellationToken) =>
         WithRetriesAsync(async () =>
         {
-            await using var conn = await _reads.OpenConnectionAsync(cancellationToken);
+            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            return await work(conn);
+        }, cancellationToken);
+
+    /// <summary>A query of the results, on the pool that plans each statement for its values.</summary>
+    private Task<T> QueryReadAsync<T>(Func<NpgsqlConnection, Task<T>> work, CancellationToken cancellationToken) =>
+        WithRetriesAsync(async () =>
+        {
+            await using var conn = await _queries.Value.OpenConnectionAsync(cancellationToken);
             return await work(conn);
         }, cancellationToken);
 
