@@ -186,8 +186,9 @@ public static class DashboardApp
             if (total > max)
             {
                 best = max / 4;
-                var top = (await store.QueryTrialsAsync(study, new TrialQuery(filter, [new SortKey("val_accuracy", true)], 0, best), ct)).Trials;
-                var sample = (await store.QueryTrialsAsync(study, new TrialQuery(filter, byNumber, 0, max - best, (max - best) / (double)total), ct)).Trials;
+                // The total is known: neither of these needs to count again.
+                var top = (await store.QueryTrialsAsync(study, new TrialQuery(filter, [new SortKey("val_accuracy", true)], 0, best, CountMatches: false), ct)).Trials;
+                var sample = (await store.QueryTrialsAsync(study, new TrialQuery(filter, byNumber, 0, max - best, (max - best) / (double)total, CountMatches: false), ct)).Trials;
                 shown = [.. top.Concat(sample).DistinctBy(t => t.Number).OrderBy(t => t.Number)];
             }
 
@@ -299,7 +300,7 @@ public static class DashboardApp
     {
         var counts = await store.CountStatesAsync(s.Name, ct);
         var result = await store.GetResultAsync(s.Name, ct);
-        var best = (await store.QueryTrialsAsync(s.Name, new TrialQuery(new Comparison("state", "=", "completed", 0), [new SortKey("val_accuracy", true)], 0, 1), ct)).Trials.FirstOrDefault();
+        var best = (await store.QueryTrialsAsync(s.Name, new TrialQuery(new Comparison("state", "=", "completed", 0), [new SortKey("val_accuracy", true)], 0, 1, CountMatches: false), ct)).Trials.FirstOrDefault();
         return new
         {
             name = s.Name,

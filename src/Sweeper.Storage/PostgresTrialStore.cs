@@ -414,25 +414,12 @@ public sealed class PostgresTrialStore : ITrialStore
             var parameters = new List<(string Name, object Value)>();
             var slots = await SlotsAsync(conn, study);
             var clause = QuerySql.Build(query, SqlDialect.Postgres, slots, parameters);
-            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).Append(("limit", query.Limit ?? int.MaxValue)).Append(("offset", query.Offset)).ToArray();
-            IReadOnlyList<TrialRecord> rows;
-            var total = -1;
-            if (clause.IndexServed)
-            {
-                rows = await QueryAsync(conn, null, $"SELECT {TrialColumns} FROM trials WHERE study = @s{clause.Where} ORDER BY {clause.OrderBy} LIMIT @limit OFFSET @offset", ReadTrial, all);
-            }
-            else
-            {
-                var counted = await QueryAsync(conn, null, QuerySql.SinglePass(clause, TrialColumns, "@"), r => (ReadTrial(r), (int)r.GetInt64(16)), all);
-                rows = [.. counted.Select(c => c.Item1)];
-                total = counted.Count > 0 ? counted[0].Item2 : -1;
-            }
-
-            if (total < 0)
-            {
-                total = Convert.ToInt32(await ScalarAsync(conn, null, $"SELECT count(*) FROM trials WHERE study = @s{clause.Where}", all) ?? 0L);
-            }
-
+            var all = parameters.Concat(QuerySql.Paging(study, query)).Select(p => (p.Name, (object?)p.Value)).ToArray();
+            var page = await QueryAsync(conn, null, QuerySql.Page(clause, TrialColumns, "@"), r => (Trial: ReadTrial(r), Total: (int)r.GetInt64(16)), all);
+            IReadOnlyList<TrialRecord> rows = [.. page.Select(x => x.Trial)];
+            var total = !query.CountMatches ? -1
+                : page.Count > 0 && page[0].Total >= 0 ? page[0].Total
+                : Convert.ToInt32(await ScalarAsync(conn, null, QuerySql.Count(clause, "@"), all) ?? 0L);
             return (rows, total);
         }, cancellationToken);
 
@@ -440,9 +427,8 @@ public sealed class PostgresTrialStore : ITrialStore
         QueryReadAsync(async conn =>
         {
             var parameters = new List<(string Name, object Value)>();
-            var sql = QuerySql.Group(query, field, SqlDialect.Postgres, await SlotsAsync(conn, study), parameters, "@s");
-            var all = parameters.Select(p => (p.Name, (object?)p.Value)).Append(("s", study)).Append(("limit", query.Limit ?? int.MaxValue)).Append(("offset", query.Offset)).ToArray();
-            return await QueryAsync(conn, null, sql + " LIMIT @limit OFFSET @offset", QuerySql.ReadGroup, all);
+            var sql = QuerySql.Group(query, field, SqlDialect.Postgres, await SlotsAsync(conn, study), parameters, "@");
+            return await QueryAsync(conn, null, sql, QuerySql.ReadGroup, [.. parameters.Concat(QuerySql.Paging(study, query)).Select(p => (p.Name, (object?)p.Value))]);
         }, cancellationToken);
 
     private async Task<Dictionary<string, int>> SlotsAsync(NpgsqlConnection conn, string study) =>

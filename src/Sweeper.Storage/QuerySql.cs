@@ -42,19 +42,7 @@ public static class QuerySql
     {
         var context = new Context(dialect, slots, parameters);
         var sql = new StringBuilder();
-        if (query.Filter is not null)
-        {
-            sql.Append(" AND (");
-            Append(query.Filter, context, sql);
-            sql.Append(')');
-        }
-
-        if (query.Sample is { } fraction and < 1)
-        {
-            // Multiplicative hashing of the number onto [0, 1000003): a fixed subset of about the fraction asked.
-            sql.Append(" AND (number * 2654435761) % 1000003 < ").Append(Parameter((long)Math.Ceiling(fraction * 1000003), context));
-        }
-
+        AppendWhere(query, context, sql);
         var keys = new List<(string Expression, string Direction)>();
         foreach (var key in query.Sort)
         {
@@ -83,6 +71,18 @@ public static class QuerySql
     }
 
     /// <summary>
+    /// The SQL of one page: in an order an index gives, the index is walked and the page read; in any other,
+    /// <see cref="SinglePass"/>. The last column is the number of matches, or -1 where this did not count them (see
+    /// <see cref="Count"/>).
+    /// </summary>
+    public static string Page(QueryClause clause, string trialColumns, string p) => clause.IndexServed
+        ? $"SELECT {trialColumns}, CAST(-1 AS BIGINT) FROM trials WHERE study = {p}s{clause.Where} ORDER BY {clause.OrderBy} LIMIT {p}limit OFFSET {p}offset"
+        : SinglePass(clause, trialColumns, p);
+
+    /// <summary>The number of matches of <paramref name="clause"/>.</summary>
+    public static string Count(QueryClause clause, string p) => $"SELECT count(*) FROM trials WHERE study = {p}s{clause.Where}";
+
+    /// <summary>
     /// One pass for a page in an order no index gives: the matching trials' ids and sort keys are gathered once
     /// (narrow rows), counted, and the page's ids picked from them; only those rows are read whole. The last column of
     /// each row is the number of matches. <paramref name="p"/> is the dialect's parameter prefix; the study is
@@ -98,10 +98,11 @@ public static class QuerySql
     }
 
     /// <summary>
-    /// Builds a grouping by <paramref name="field"/>: "SELECT {num} AS gn, {text} AS gt, ... FROM trials WHERE study = {study}
-    /// AND filter GROUP BY gn, gt ORDER BY best DESC, gn, gt" without the limit; a number lands in gn, anything else in gt.
+    /// Builds a grouping by <paramref name="field"/>: "SELECT {num} AS gn, {text} AS gt, ... FROM trials WHERE study = {p}s
+    /// AND filter GROUP BY gn, gt ORDER BY best DESC, gn, gt LIMIT {p}limit OFFSET {p}offset"; a number lands in gn,
+    /// anything else in gt.
     /// </summary>
-    public static string Group(TrialQuery query, string field, SqlDialect dialect, IReadOnlyDictionary<string, int> slots, List<(string Name, object Value)> parameters, string study)
+    public static string Group(TrialQuery query, string field, SqlDialect dialect, IReadOnlyDictionary<string, int> slots, List<(string Name, object Value)> parameters, string p)
     {
         var context = new Context(dialect, slots, parameters);
         string number, text;
@@ -125,7 +126,19 @@ public static class QuerySql
             text = $"(CASE WHEN {number} IS NULL THEN {Expression(field, numeric: false, context)} END)";
         }
 
-        var sql = new StringBuilder($"SELECT {number} AS gn, {text} AS gt, count(*), sum(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), max(val_accuracy), avg(val_accuracy) FROM trials WHERE study = {study}");
+        var sql = new StringBuilder($"SELECT {number} AS gn, {text} AS gt, count(*), sum(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), max(val_accuracy), avg(val_accuracy) FROM trials WHERE study = {p}s");
+        AppendWhere(query, context, sql);
+        sql.Append($" GROUP BY gn, gt ORDER BY max(val_accuracy) DESC NULLS LAST, gn ASC NULLS LAST, gt ASC NULLS LAST LIMIT {p}limit OFFSET {p}offset");
+        return sql.ToString();
+    }
+
+    /// <summary>The parameters every statement here takes besides the query's own: the study and the page.</summary>
+    public static IEnumerable<(string Name, object Value)> Paging(string study, TrialQuery query) =>
+        [("s", study), ("limit", query.Limit ?? int.MaxValue), ("offset", query.Offset)];
+
+    /// <summary>" AND (filter) AND (sample)": the conditions after "WHERE study = ...".</summary>
+    private static void AppendWhere(TrialQuery query, Context context, StringBuilder sql)
+    {
         if (query.Filter is not null)
         {
             sql.Append(" AND (");
@@ -133,8 +146,11 @@ public static class QuerySql
             sql.Append(')');
         }
 
-        sql.Append(" GROUP BY gn, gt ORDER BY max(val_accuracy) DESC NULLS LAST, gn ASC NULLS LAST, gt ASC NULLS LAST");
-        return sql.ToString();
+        if (query.Sample is { } fraction and < 1)
+        {
+            // Multiplicative hashing of the number onto [0, 1000003): a fixed subset of about the fraction asked.
+            sql.Append(" AND (number * 2654435761) % 1000003 < ").Append(Parameter((long)Math.Ceiling(fraction * 1000003), context));
+        }
     }
 
     /// <summary>Reads one row of <see cref="Group"/>.</summary>

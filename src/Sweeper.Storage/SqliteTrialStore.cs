@@ -148,26 +148,19 @@ public sealed class SqliteTrialStore : ITrialStore
                 ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now),
                 ("$max", (object?)study.MaxRunning ?? DBNull.Value), ("$r", study.Retries));
             var names = await AddSlotsAsync(study.Name, study.Trials.Select(t => t.ParametersJson), tx);
-            var slotNames = string.Join(", ", Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => "$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-            using var insert = Command($"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES ($s, $num, $p, $seed, 'pending', {slotNames})", tx);
+            using var insert = Command($"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES ($s, $num, $p, $seed, 'pending', {SlotBinder.Placeholders})", tx);
             insert.Parameters.AddWithValue("$s", study.Name);
             var num = insert.Parameters.Add("$num", SqliteType.Integer);
             var p = insert.Parameters.Add("$p", SqliteType.Text);
             var seed = insert.Parameters.Add("$seed", SqliteType.Integer);
-            var slots = Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => insert.Parameters.Add("$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), i % 2 == 0 ? SqliteType.Real : SqliteType.Text)).ToArray();
-            var values = new object?[2 * ParamSlots.Count];
+            var slots = new SlotBinder(insert, names);
             insert.Prepare();
             foreach (var trial in study.Trials)
             {
                 num.Value = trial.Number;
                 p.Value = trial.ParametersJson;
                 seed.Value = unchecked((long)trial.Seed);
-                ParamSlots.Values(trial.ParametersJson, names, values);
-                for (var i = 0; i < values.Length; i++)
-                {
-                    slots[i].Value = values[i] ?? DBNull.Value;
-                }
-
+                slots.Bind(trial.ParametersJson);
                 await insert.ExecuteNonQueryAsync(cancellationToken);
             }
 
@@ -194,21 +187,39 @@ public sealed class SqliteTrialStore : ITrialStore
     private async Task WriteSlotsAsync(string study, IReadOnlyList<(long Id, string Params)> trials, SqliteTransaction tx, CancellationToken cancellationToken)
     {
         var names = await AddSlotsAsync(study, trials.Select(t => t.Params), tx);
-        var set = string.Join(", ", Enumerable.Range(0, ParamSlots.Count).Select(i => $"{ParamSlots.Number(i)} = $v{2 * i}, {ParamSlots.Text(i)} = $v{(2 * i) + 1}"));
-        using var update = Command($"UPDATE trials SET {set} WHERE id = $id", tx);
+        using var update = Command($"UPDATE trials SET ({ParamSlots.Columns}) = ({SlotBinder.Placeholders}) WHERE id = $id", tx);
         var id = update.Parameters.Add("$id", SqliteType.Integer);
-        var slots = Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => update.Parameters.Add("$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), i % 2 == 0 ? SqliteType.Real : SqliteType.Text)).ToArray();
-        var values = new object?[2 * ParamSlots.Count];
+        var slots = new SlotBinder(update, names);
         foreach (var trial in trials)
         {
             id.Value = trial.Id;
-            ParamSlots.Values(trial.Params, names, values);
-            for (var i = 0; i < values.Length; i++)
-            {
-                slots[i].Value = values[i] ?? DBNull.Value;
-            }
-
+            slots.Bind(trial.Params);
             await update.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>The slot columns' parameters ($v0, $v1, ... in <see cref="ParamSlots.Columns"/> order) of one command, set per trial.</summary>
+    private sealed class SlotBinder
+    {
+        public static readonly string Placeholders = string.Join(", ", Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => "$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+        private readonly SqliteParameter[] _parameters;
+        private readonly IReadOnlyList<string> _names;
+        private readonly object?[] _values = new object?[2 * ParamSlots.Count];
+
+        public SlotBinder(SqliteCommand command, IReadOnlyList<string> names)
+        {
+            _names = names;
+            _parameters = [.. Enumerable.Range(0, 2 * ParamSlots.Count).Select(i => command.Parameters.Add("$v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), i % 2 == 0 ? SqliteType.Real : SqliteType.Text))];
+        }
+
+        public void Bind(string parametersJson)
+        {
+            ParamSlots.Values(parametersJson, _names, _values);
+            for (var i = 0; i < _values.Length; i++)
+            {
+                _parameters[i].Value = _values[i] ?? DBNull.Value;
+            }
         }
     }
 
@@ -376,25 +387,12 @@ public sealed class SqliteTrialStore : ITrialStore
             var parameters = new List<(string Name, object Value)>();
             var slots = await SlotsAsync(study);
             var clause = QuerySql.Build(query, SqlDialect.Sqlite, slots, parameters);
-            var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).Append(("$limit", query.Limit ?? int.MaxValue)).Append(("$offset", query.Offset)).ToArray();
-            IReadOnlyList<TrialRecord> rows;
-            var total = -1;
-            if (clause.IndexServed)
-            {
-                rows = await QueryAsync($"SELECT {TrialColumns} FROM trials WHERE study = $s{clause.Where} ORDER BY {clause.OrderBy} LIMIT $limit OFFSET $offset", null, ReadTrial, all);
-            }
-            else
-            {
-                var counted = await QueryAsync(QuerySql.SinglePass(clause, TrialColumns, "$"), null, r => (ReadTrial(r), r.GetInt32(16)), all);
-                rows = [.. counted.Select(c => c.Item1)];
-                total = counted.Count > 0 ? counted[0].Item2 : -1;
-            }
-
-            if (total < 0)
-            {
-                total = Convert.ToInt32(await ScalarAsync($"SELECT count(*) FROM trials WHERE study = $s{clause.Where}", null, all) ?? 0L);
-            }
-
+            var all = parameters.Concat(QuerySql.Paging(study, query)).Select(p => ("$" + p.Name, (object?)p.Value)).ToArray();
+            var page = await QueryAsync(QuerySql.Page(clause, TrialColumns, "$"), null, r => (Trial: ReadTrial(r), Total: r.GetInt32(16)), all);
+            IReadOnlyList<TrialRecord> rows = [.. page.Select(x => x.Trial)];
+            var total = !query.CountMatches ? -1
+                : page.Count > 0 && page[0].Total >= 0 ? page[0].Total
+                : Convert.ToInt32(await ScalarAsync(QuerySql.Count(clause, "$"), null, all) ?? 0L);
             return (rows, total);
         }, cancellationToken);
 
@@ -402,9 +400,8 @@ public sealed class SqliteTrialStore : ITrialStore
         ReadAsync(async () =>
         {
             var parameters = new List<(string Name, object Value)>();
-            var sql = QuerySql.Group(query, field, SqlDialect.Sqlite, await SlotsAsync(study), parameters, "$s");
-            var all = parameters.Select(p => ("$" + p.Name, (object?)p.Value)).Append(("$s", study)).Append(("$limit", query.Limit ?? int.MaxValue)).Append(("$offset", query.Offset)).ToArray();
-            return await QueryAsync(sql + " LIMIT $limit OFFSET $offset", null, QuerySql.ReadGroup, all);
+            var sql = QuerySql.Group(query, field, SqlDialect.Sqlite, await SlotsAsync(study), parameters, "$");
+            return await QueryAsync(sql, null, QuerySql.ReadGroup, [.. parameters.Concat(QuerySql.Paging(study, query)).Select(p => ("$" + p.Name, (object?)p.Value))]);
         }, cancellationToken);
 
     private async Task<Dictionary<string, int>> SlotsAsync(string study) =>

@@ -20,9 +20,11 @@ public sealed record SortKey(string Field, bool Descending);
 /// <summary>
 /// A query over a study's trials: filter, sort, paging. Fields are trial columns or parameter names. <see cref="Sample"/>
 /// (in (0, 1]) keeps about that fraction of the matches: a fixed pseudo-random subset chosen by a hash of the trial
-/// number, so the same trials stay in it as a study runs and grid order cannot alias with it.
+/// number, so the same trials stay in it as a study runs and grid order cannot alias with it. With
+/// <see cref="CountMatches"/> false the store need not count the matches (a scan of the study when the page itself
+/// walks an index) and reports the total as -1.
 /// </summary>
-public sealed record TrialQuery(FilterNode? Filter, IReadOnlyList<SortKey> Sort, int Offset = 0, int? Limit = null, double? Sample = null);
+public sealed record TrialQuery(FilterNode? Filter, IReadOnlyList<SortKey> Sort, int Offset = 0, int? Limit = null, double? Sample = null, bool CountMatches = true);
 
 /// <summary>One group of <c>--group-by</c>: the field's value (a number, a string, or null when a trial lacks it) and its trials' figures.</summary>
 public sealed record TrialGroup(object? Value, int Trials, int Completed, double? BestValAccuracy, double? MeanValAccuracy);

@@ -67,7 +67,7 @@ public interface ITrialStore : IAsyncDisposable
 
     /// <summary>
     /// The study's trials that match <paramref name="query"/>'s filter, sorted (then by number) and paged, with the
-    /// number of matches before paging. The query is turned into parameterized SQL; nothing of it is pasted into SQL.
+    /// number of matches before paging (-1 when the query says not to count them). The query is turned into parameterized SQL; nothing of it is pasted into SQL.
     /// </summary>
     Task<(IReadOnlyList<TrialRecord> Trials, int Total)> QueryTrialsAsync(string study, Queries.TrialQuery query, CancellationToken cancellationToken = default);
 
