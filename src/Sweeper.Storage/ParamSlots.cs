@@ -19,6 +19,16 @@ public static class ParamSlots
     /// <summary>"pn0, pt0, pn1, pt1, ..." for INSERT and UPDATE column lists.</summary>
     public static readonly string Columns = string.Join(", ", Enumerable.Range(0, Count).Select(i => $"pn{i}, pt{i}"));
 
+    /// <summary>
+    /// The slots a store's covering index holds (<c>trials_keys</c>): besides study, number, state and val_accuracy,
+    /// PostgreSQL's limit of 32 index columns leaves room for 14 pairs. A query that reads only those columns is
+    /// answered from the index alone, which is a fifth of the table's size.
+    /// </summary>
+    public const int Covered = 14;
+
+    /// <summary>"pn0, pt0, ..." for the covered slots.</summary>
+    public static readonly string CoveredColumns = string.Join(", ", Enumerable.Range(0, Covered).Select(i => $"pn{i}, pt{i}"));
+
     public static string Number(int slot) => "pn" + slot.ToString(CultureInfo.InvariantCulture);
 
     public static string Text(int slot) => "pt" + slot.ToString(CultureInfo.InvariantCulture);

@@ -15,7 +15,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore
 {
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private static readonly string[][] _migrations =
     [
@@ -38,6 +38,13 @@ public sealed class PostgresTrialStore : ITrialStore
             // Claims find the first pending trial here whatever the statistics say (taken when every trial was pending,
             // they would steer the planner to walk (study, number) past every finished trial).
             "CREATE INDEX trials_pending ON trials (study, number) WHERE state = 'pending'",
+        ],
+
+        // 3: a covering index of what result queries filter and sort on, a fifth of the table's size: a page sorted by
+        // a parameter scans it instead of the table (an index-only scan, once VACUUM has marked the pages all-visible;
+        // the store vacuums when a study closes). Nothing here changes on a heartbeat, so those stay HOT updates.
+        [
+            $"CREATE INDEX trials_keys ON trials (study) INCLUDE (number, state, val_accuracy, {ParamSlots.CoveredColumns})",
         ],
     ];
 
@@ -453,9 +460,42 @@ public sealed class PostgresTrialStore : ITrialStore
             "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND t.state = 'completed' AND e.epoch = @e",
             r => r.GetDouble(0), ("s", study), ("e", epoch)), cancellationToken);
 
-    public Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default) =>
+    public async Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default)
+    {
+        var closed = await CloseAsync(result, cancellationToken);
+        if (closed)
+        {
+            await VacuumAsync(cancellationToken);
+        }
+
+        return closed;
+    }
+
+    /// <summary>
+    /// Marks the finished study's pages all-visible and refreshes the statistics now rather than at autovacuum's next
+    /// round (which leaves up to a fifth of a table's rows for later), so the study's result queries read the covering
+    /// index alone. Best effort: a role that does not own the table gets a warning from the server, a failure leaves it
+    /// to autovacuum; closing stands either way.
+    /// </summary>
+    private async Task VacuumAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            await using var command = new NpgsqlCommand("VACUUM (ANALYZE) trials", conn) { CommandTimeout = 0 };
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (NpgsqlException)
+        {
+        }
+    }
+
+    private Task<bool> CloseAsync(StudyResult result, CancellationToken cancellationToken) =>
         WriteAsync(async (conn, tx) =>
         {
+            // Durable whatever the server's default: the result is the sweep's answer, and with the commit flushed every
+            // earlier one is too, so the vacuum that follows can mark the study's pages all-visible.
+            await ExecAsync(conn, tx, "SET LOCAL synchronous_commit = on");
             var changed = await ExecAsync(conn, tx, "UPDATE studies SET closed = TRUE, result = @r WHERE name = @n AND NOT closed",
                 ("r", JsonSerializer.Serialize(result)), ("n", result.Study));
             if (changed == 1)
@@ -603,12 +643,21 @@ public sealed class PostgresTrialStore : ITrialStore
             return await work(conn);
         }, cancellationToken);
 
-    /// <summary>A query of the results, on the pool that plans each statement for its values.</summary>
+    /// <summary>
+    /// A query of the results, on the pool that plans each statement for its values, in one transaction with
+    /// random_page_cost at most 1.1 (a lower setting of the server's stands). The default of 4 prices every index page
+    /// as a disk seek; a study's rows and its covering index (<c>trials_keys</c>) are read from memory, and at 4 the
+    /// planner scans the table instead of an index a fifth its size, for about 1.3 times the time.
+    /// </summary>
     private Task<T> QueryReadAsync<T>(Func<NpgsqlConnection, Task<T>> work, CancellationToken cancellationToken) =>
         WithRetriesAsync(async () =>
         {
             await using var conn = await _queries.Value.OpenConnectionAsync(cancellationToken);
-            return await work(conn);
+            await using var tx = await conn.BeginTransactionAsync(cancellationToken);
+            await ExecAsync(conn, tx, "SELECT set_config('random_page_cost', least(current_setting('random_page_cost')::float8, 1.1)::text, true)");
+            var result = await work(conn);
+            await tx.CommitAsync(cancellationToken);
+            return result;
         }, cancellationToken);
 
     private NpgsqlCommand Command(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, (string Name, object? Value)[] parameters)

@@ -84,7 +84,7 @@ public static class QuerySql
 
     /// <summary>
     /// One pass for a page in an order no index gives: the matching trials' ids and sort keys are gathered once
-    /// (narrow rows), counted, and the page's ids picked from them; only those rows are read whole. The last column of
+    /// (narrow rows), counted, and the page's numbers picked from them; only those rows are read whole. The last column of
     /// each row is the number of matches. <paramref name="p"/> is the dialect's parameter prefix; the study is
     /// {p}s, the page {p}limit and {p}offset.
     /// </summary>
@@ -92,9 +92,10 @@ public static class QuerySql
     {
         var select = string.Concat(clause.Keys.Select((k, i) => $", {k.Expression} AS s{i}"));
         var order = string.Concat(clause.Keys.Select((k, i) => $"s{i}{k.Direction}, ")) + "number ASC";
-        return $"WITH m AS MATERIALIZED (SELECT id, number{select} FROM trials WHERE study = {p}s{clause.Where}), " +
-            $"page AS (SELECT id FROM m ORDER BY {order} LIMIT {p}limit OFFSET {p}offset) " +
-            $"SELECT {trialColumns}, (SELECT count(*) FROM m) FROM trials WHERE id IN (SELECT id FROM page) ORDER BY {clause.OrderBy}";
+        // Numbers, not ids: the gathering can then read a covering index alone (see ParamSlots.Covered).
+        return $"WITH m AS MATERIALIZED (SELECT number{select} FROM trials WHERE study = {p}s{clause.Where}), " +
+            $"page AS (SELECT number FROM m ORDER BY {order} LIMIT {p}limit OFFSET {p}offset) " +
+            $"SELECT {trialColumns}, (SELECT count(*) FROM m) FROM trials WHERE study = {p}s AND number IN (SELECT number FROM page) ORDER BY {clause.OrderBy}";
     }
 
     /// <summary>

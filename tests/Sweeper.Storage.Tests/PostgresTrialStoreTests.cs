@@ -63,6 +63,49 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
         Assert.Equal(TrialState.Completed, (await store.GetTrialsAsync("s")).Single().State);
     }
 
+    [Fact]
+    public async Task Closing_a_study_vacuums_it_and_its_pages_sorted_by_a_parameter_read_the_covering_index_not_the_table()
+    {
+        await using var db = new PostgresDatabase();
+        var store = await db.OpenAsync(TimeProvider.System);
+        var rng = new Random(3);
+        var values = Enumerable.Range(0, 20_000).Select(i => (Number: i, Lr: Math.Round(rng.NextDouble(), 6), Reg: Math.Round(rng.NextDouble(), 6))).ToList();
+        await store.CreateStudyAsync(new NewStudy("big", "h", "t", "random",
+            [.. values.Select(v => new NewTrial(v.Number, FormattableString.Invariant($$"""{"learning_rate":{{v.Lr}},"reg":{{v.Reg}}}"""), (ulong)v.Number))]));
+        await store.CloseStudyAsync(new StudyResult("big", "rule", "val_accuracy", null, null, null, null, 0, null, null));
+        Assert.Equal(true, await db.SqlAsync("SELECT relallvisible = relpages FROM pg_class WHERE relname = 'trials'")); // vacuumed: every page all-visible
+
+        string[] names = ["learning_rate", "reg"];
+        var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("learning_rate < 0.5 and state != pruned", names),
+            Core.Queries.FilterParser.ParseSort("-learning_rate,reg", names), 100, 50);
+        var (page, total) = await store.QueryTrialsAsync("big", query);
+        await store.DisposeAsync(); // its connections end, and their statistics reach the server at once
+
+        var expected = values.Where(v => v.Lr < 0.5).OrderByDescending(v => v.Lr).ThenBy(v => v.Reg).ThenBy(v => v.Number).ToList();
+        Assert.Equal(expected.Count, total);
+        Assert.Equal(expected.Skip(100).Take(50).Select(v => v.Number), page.Select(t => t.Number));
+        // The matches were gathered from the index, every entry of the study, without visiting the table (an index-only
+        // scan counts the table rows it had to fetch in idx_tup_fetch).
+        Assert.True(await PollAsync(db, "SELECT idx_tup_read >= 20000 FROM pg_stat_user_indexes WHERE indexrelname = 'trials_keys'"), "the page did not read trials_keys");
+        Assert.Equal(0L, Convert.ToInt64(await db.SqlAsync("SELECT idx_tup_fetch FROM pg_stat_user_indexes WHERE indexrelname = 'trials_keys'")));
+    }
+
+    /// <summary>The server publishes a connection's statistics when it ends (or idles): asks until true, for up to 15 s.</summary>
+    private static async Task<bool> PollAsync(PostgresDatabase db, string sql)
+    {
+        for (var i = 0; i < 150; i++)
+        {
+            if (await db.SqlAsync(sql) is true)
+            {
+                return true;
+            }
+
+            await Task.Delay(100);
+        }
+
+        return false;
+    }
+
     private sealed class PostgresDatabase : IStoreDatabase
     {
         public string ConnectionString { get; } = PostgresServer.Shared.CreateDatabase();
