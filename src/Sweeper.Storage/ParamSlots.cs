@@ -20,9 +20,9 @@ public static class ParamSlots
     public static readonly string Columns = string.Join(", ", Enumerable.Range(0, Count).Select(i => $"pn{i}, pt{i}"));
 
     /// <summary>
-    /// The slots a store's covering index holds (<c>trials_keys</c>): besides study, number, state and val_accuracy,
-    /// PostgreSQL's limit of 32 index columns leaves room for 14 pairs. A query that reads only those columns is
-    /// answered from the index alone, which is a fifth of the table's size.
+    /// The slots PostgreSQL's covering index (<c>trials_keys</c>) holds: besides study, number, state and val_accuracy,
+    /// its limit of 32 index columns leaves room for 14 pairs (SQLite's holds them all). A query that reads only those
+    /// columns is answered from the index alone, which is a fifth of the table's size.
     /// </summary>
     public const int Covered = 14;
 

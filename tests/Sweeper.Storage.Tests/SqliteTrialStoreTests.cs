@@ -50,6 +50,45 @@ public sealed class SqliteTrialStoreTests : TrialStoreContract
         Assert.Equal("wal", await cmd.ExecuteScalarAsync());
     }
 
+    [Fact]
+    public async Task A_page_sorted_by_parameters_gathers_its_matches_from_the_covering_index()
+    {
+        await using var db = new SqliteDatabase();
+        await using (var store = await db.OpenAsync(TimeProvider.System))
+        {
+            await store.CreateStudyAsync(new NewStudy("big", "h", "t", "random",
+                [.. Enumerable.Range(0, 20_000).Select(i => new NewTrial(i, FormattableString.Invariant($$"""{"learning_rate":{{i % 997}},"reg":{{i % 13}}}"""), (ulong)i))]));
+        }
+
+        // The statement the store runs for "learning_rate < 500 and state != pruned", sorted by -learning_rate,reg.
+        string[] names = ["learning_rate", "reg"];
+        var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("learning_rate < 500 and state != pruned", names),
+            Core.Queries.FilterParser.ParseSort("-learning_rate,reg", names), 100, 50);
+        var parameters = new List<(string Name, object Value)>();
+        var clause = QuerySql.Build(query, SqlDialect.Sqlite, new Dictionary<string, int> { ["learning_rate"] = 0, ["reg"] = 1 }, parameters);
+        await using var raw = new SqliteConnection($"Data Source={db.Path};Pooling=False");
+        await raw.OpenAsync();
+        using var cmd = raw.CreateCommand();
+        cmd.CommandText = "EXPLAIN QUERY PLAN " + QuerySql.Page(clause, "id", "$");
+        foreach (var (name, value) in parameters.Concat(QuerySql.Paging("big", query)))
+        {
+            cmd.Parameters.AddWithValue("$" + name, value);
+        }
+
+        var plan = new List<string>();
+        await using (var reader = await cmd.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(3));
+            }
+        }
+
+        Assert.False(clause.IndexServed);
+        Assert.Contains(plan, line => line.Contains("COVERING INDEX trials_keys (study=?)", StringComparison.Ordinal));
+        Assert.DoesNotContain(plan, line => line.StartsWith("SCAN trials", StringComparison.Ordinal));
+    }
+
     private sealed class SqliteDatabase : IStoreDatabase
     {
         private readonly string _dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "sweeper-store-" + Guid.NewGuid().ToString("N")[..12]);
