@@ -21,18 +21,19 @@ public static class Queries
         string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
         var trials = int.Parse(Arg("--trials") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
         var keep = Arg("--keep"); // a folder to leave the SQLite file in, to look at it afterwards
+        var open = args.Contains("--open"); // leave the study open (a sweep still running: PostgreSQL not vacuumed yet)
         var dir = keep ?? Path.Combine(Path.GetTempPath(), "sweeper-qbench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         try
         {
             var sqlite = "sqlite:" + Path.Combine(dir, "q.db");
-            await FillAsync(sqlite, trials);
-            await MeasureAsync("sqlite", sqlite, trials);
+            await FillAsync(sqlite, trials, close: !open);
+            await MeasureAsync("sqlite", sqlite, trials, open);
             if (!args.Contains("--no-postgres"))
             {
                 var pg = Arg("--postgres") ?? Storage.Tests.PostgresServer.Shared.CreateDatabase();
-                await FillAsync(pg, trials);
-                await MeasureAsync("postgres", pg, trials);
+                await FillAsync(pg, trials, close: !open);
+                await MeasureAsync("postgres", pg, trials, open);
             }
         }
         finally
@@ -44,8 +45,11 @@ public static class Queries
         }
     }
 
-    /// <summary>Creates study "big" with <paramref name="trials"/> finished trials of 20 epochs each, written in bulk.</summary>
-    public static async Task FillAsync(string address, int trials)
+    /// <summary>
+    /// Creates study "big" with <paramref name="trials"/> finished trials of 20 epochs each, written in bulk, and closes
+    /// it unless <paramref name="close"/> is false.
+    /// </summary>
+    public static async Task FillAsync(string address, int trials, bool close = true)
     {
         var rng = new Random(1);
         var list = new List<NewTrial>(trials);
@@ -131,8 +135,9 @@ public static class Queries
         }
 
         // Closed as the coordinator closes a finished study (PostgreSQL's store vacuums the trials then).
-        await using (var store = await TrialStores.OpenAsync(address))
+        if (close)
         {
+            await using var store = await TrialStores.OpenAsync(address);
             await store.CloseStudyAsync(new StudyResult("big", "best_val_accuracy", "val_accuracy", null, null, null, null, 0, null, "benchmark"));
         }
     }
@@ -152,7 +157,7 @@ public static class Queries
         ("learning_rate < 0.001 and (reg > 0.0001 or hidden_size = 500) and state != pruned", "-learning_rate,reg"),
     ];
 
-    private static async Task MeasureAsync(string backend, string address, int trials)
+    private static async Task MeasureAsync(string backend, string address, int trials, bool open)
     {
         await using var store = await TrialStores.OpenAsync(address);
         foreach (var (where, sort) in _shapes)
@@ -180,6 +185,7 @@ public static class Queries
                 store = backend,
                 trials,
                 epochs_per_trial = 20,
+                study = open ? "open (not vacuumed yet)" : "closed",
                 query = $"{where}, sort {sort}, page of 50 with the matching count",
                 matched = total,
                 p50_ms = Math.Round(times[times.Count / 2], 1),
