@@ -50,6 +50,49 @@ public sealed class DashboardApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Points_of_a_large_study_are_its_best_quarter_and_a_fixed_sample_of_the_rest()
+    {
+        // 400 finished trials, claimed and finished through the store as workers do.
+        const string Sweep = "name: wide\nmethod: random\nmodel: softmax\nparameters:\n  learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}\n  reg: {values: [0, 1, 2, 3]}\nbudget: {max_trials: 400}\n";
+        var rng = new Random(5);
+        await _store.CreateStudyAsync(new Core.Trials.NewStudy("wide", "h", Sweep, "random",
+            [.. Enumerable.Range(0, 400).Select(i => new Core.Trials.NewTrial(i, FormattableString.Invariant($$"""{"learning_rate":{{Math.Pow(10, -5 + (4 * rng.NextDouble()))}},"reg":{{i % 4}}}"""), (ulong)i))]));
+        var val = new Dictionary<int, double>();
+        while (await _store.ClaimAsync("wide", "w", TimeSpan.FromMinutes(5)) is { } lease)
+        {
+            val[lease.Number] = Math.Round(rng.NextDouble(), 4);
+            await _store.FinishAsync(lease, new Core.Trials.TrialFinish(Core.Trials.TrialState.Completed, val[lease.Number], val[lease.Number], 1, null));
+        }
+
+        var (client, app) = await StartAsync();
+        await using (app)
+        {
+            async Task<(JsonElement Json, int[] Numbers)> Points(string query)
+            {
+                var json = await Json(await client.GetAsync("/api/studies/wide/points?" + query));
+                return (json, [.. json.GetProperty("trials").EnumerateArray().Select(t => t.GetProperty("number").GetInt32())]);
+            }
+
+            var (all, numbers) = await Points("max=40");
+            Assert.Equal((400, true, 10), (all.GetProperty("total").GetInt32(), all.GetProperty("sampled").GetBoolean(), all.GetProperty("best").GetInt32()));
+            Assert.InRange(numbers.Length, 25, 40);
+            Assert.Equal(numbers.Distinct().Order(), numbers);
+            var best = val.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key).Take(10).Select(kv => kv.Key);
+            Assert.Subset(numbers.ToHashSet(), best.ToHashSet());
+            Assert.Equal(numbers, (await Points("max=40")).Numbers); // the same sample every time
+            Assert.True(numbers.Max() - numbers.Min() > 300, "the sample should spread over the study");
+
+            var (filtered, some) = await Points("max=40&where=" + Uri.EscapeDataString("reg = 1"));
+            Assert.Equal((100, true), (filtered.GetProperty("total").GetInt32(), filtered.GetProperty("sampled").GetBoolean()));
+            Assert.All(some, n => Assert.Equal(1, n % 4));
+
+            var (few, everyOne) = await Points("max=200&where=" + Uri.EscapeDataString("reg = 1 or reg = 2"));
+            Assert.Equal((200, false), (few.GetProperty("total").GetInt32(), few.GetProperty("sampled").GetBoolean()));
+            Assert.Equal(Enumerable.Range(0, 400).Where(n => n % 4 is 1 or 2), everyOne);
+        }
+    }
+
+    [Fact]
     public async Task Results_command_filters_groups_and_picks_columns_like_the_api()
     {
         var grouped = _h.Run(TimeSpan.FromMinutes(1), "results", "tiny", "--store", _h.Store(), "--where", "reg >= 10000", "--group-by", "learning_rate", "--json");

@@ -347,6 +347,8 @@ public abstract class TrialStoreContract
             Assert.Equal(new[] { 1, 3 }, byDropout.Trials.Select(t => t.Number).ToArray());
             var beyond = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("model = fc", names), Core.Queries.FilterParser.ParseSort("-dropout", names), 10, 2));
             Assert.Equal((4, 0), (beyond.Total, beyond.Trials.Count));
+            var countOnly = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("model = fc", names), [], 0, 0));
+            Assert.Equal((4, 0), (countOnly.Total, countOnly.Trials.Count));
             // Not counted when the caller says so, in either kind of order; the page is the same.
             var uncounted = await store.QueryTrialsAsync("q", new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("state = completed", names), Core.Queries.FilterParser.ParseSort("-val_accuracy", names), 1, 2, CountMatches: false));
             Assert.Equal(-1, uncounted.Total);
