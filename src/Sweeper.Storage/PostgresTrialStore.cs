@@ -474,15 +474,16 @@ public sealed class PostgresTrialStore : ITrialStore
     /// <summary>
     /// Marks the finished study's pages all-visible and refreshes the statistics now rather than at autovacuum's next
     /// round (which leaves up to a fifth of a table's rows for later), so the study's result queries read the covering
-    /// index alone. Best effort: a role that does not own the table gets a warning from the server, a failure leaves it
-    /// to autovacuum; closing stands either way.
+    /// index alone. Best effort, at most a minute, and never waiting for another vacuum of the table (which does the
+    /// same work): a role that does not own the table gets a warning from the server, a failure or the time limit leaves
+    /// the rest to autovacuum (the pages marked so far stay marked); closing stands either way.
     /// </summary>
     private async Task VacuumAsync(CancellationToken cancellationToken)
     {
         try
         {
             await using var conn = await _source.OpenConnectionAsync(cancellationToken);
-            await using var command = new NpgsqlCommand("VACUUM (ANALYZE) trials", conn) { CommandTimeout = 0 };
+            await using var command = new NpgsqlCommand("VACUUM (ANALYZE, SKIP_LOCKED) trials", conn) { CommandTimeout = 60 };
             await command.ExecuteNonQueryAsync(cancellationToken);
         }
         catch (NpgsqlException)
