@@ -83,16 +83,16 @@ public static class QuerySql
     public static string Count(QueryClause clause, string p) => $"SELECT count(*) FROM trials WHERE study = {p}s{clause.Where}";
 
     /// <summary>
-    /// One pass for a page in an order no index gives: the matching trials' ids and sort keys are gathered once
-    /// (narrow rows), counted, and the page's numbers picked from them; only those rows are read whole. The last column of
-    /// each row is the number of matches. <paramref name="p"/> is the dialect's parameter prefix; the study is
+    /// One pass for a page in an order no index gives: the matching trials' numbers and sort keys are gathered once
+    /// (narrow rows, from the covering index <c>trials_keys</c> where it holds them), counted, and the page's numbers
+    /// picked from them; only those rows are read whole. The last column of each row is the number of matches. <paramref name="p"/> is the dialect's parameter prefix; the study is
     /// {p}s, the page {p}limit and {p}offset.
     /// </summary>
     public static string SinglePass(QueryClause clause, string trialColumns, string p)
     {
         var select = string.Concat(clause.Keys.Select((k, i) => $", {k.Expression} AS s{i}"));
         var order = string.Concat(clause.Keys.Select((k, i) => $"s{i}{k.Direction}, ")) + "number ASC";
-        // Numbers, not ids: the gathering can then read a covering index alone (see ParamSlots.Covered).
+        // Numbers, not ids: PostgreSQL's covering index holds no id (see ParamSlots.Covered).
         return $"WITH m AS MATERIALIZED (SELECT number{select} FROM trials WHERE study = {p}s{clause.Where}), " +
             $"page AS (SELECT number FROM m ORDER BY {order} LIMIT {p}limit OFFSET {p}offset) " +
             $"SELECT {trialColumns}, (SELECT count(*) FROM m) FROM trials WHERE study = {p}s AND number IN (SELECT number FROM page) ORDER BY {clause.OrderBy}";

@@ -38,8 +38,8 @@ public sealed class SqliteTrialStore : ITrialStore
         ],
 
         // 3: a covering index of what result queries filter and sort on: a page sorted by a parameter reads it instead of
-        // the table (whose rows also hold the JSON parameters and the lease). It replaces the unique index for lookups by
-        // number too. Heartbeats and renewals change none of its columns, so they leave it alone.
+        // the table (whose rows also hold the JSON parameters and the lease); lookups by number use it too. Heartbeats
+        // and renewals change none of its columns, so they leave it alone.
         [
             $"CREATE INDEX trials_keys ON trials (study, number, state, val_accuracy, {ParamSlots.Columns})",
             "ANALYZE trials",
