@@ -14,16 +14,14 @@ namespace Sweeper.Bench;
 /// </summary>
 public static class PageLoad
 {
-    private const string Chromium = "/usr/bin/chromium";
-
     public static async Task RunAsync(string[] args)
     {
         string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
         var trials = int.Parse(Arg("--trials") ?? "100000", System.Globalization.CultureInfo.InvariantCulture);
         var loads = int.Parse(Arg("--loads") ?? "10", System.Globalization.CultureInfo.InvariantCulture);
-        if (!File.Exists(Chromium))
+        if (!File.Exists(Runtime.Tests.HeadlessChromium.Executable))
         {
-            throw new InvalidOperationException($"{Chromium} is missing: scripts/setup.sh installs Debian's chromium package.");
+            throw new InvalidOperationException($"{Runtime.Tests.HeadlessChromium.Executable} is missing: scripts/setup.sh installs Debian's chromium package.");
         }
 
         var dir = Path.Combine(Path.GetTempPath(), "sweeper-pagebench-" + Guid.NewGuid().ToString("N")[..8]);
@@ -53,12 +51,7 @@ public static class PageLoad
         await app.StartAsync();
         var url = app.Urls.First() + "/study/big";
         using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        });
+        await using var browser = await Runtime.Tests.HeadlessChromium.LaunchAsync(playwright);
         var times = new List<double>();
         var first = 0.0;
         int drawn = 0, rows = 0;

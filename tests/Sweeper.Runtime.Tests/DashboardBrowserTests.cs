@@ -10,12 +10,10 @@ namespace Sweeper.Runtime.Tests;
 /// </summary>
 public class DashboardBrowserTests
 {
-    private const string Chromium = "/usr/bin/chromium";
-
     [Fact]
     public async Task The_study_page_shows_a_running_sweep_sorts_filters_and_draws_curves()
     {
-        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: scripts/setup.sh installs Debian's chromium package for the browser tests.");
+        Assert.True(File.Exists(HeadlessChromium.Executable), $"{HeadlessChromium.Executable} is missing: scripts/setup.sh installs Debian's chromium package for the browser tests.");
         using var h = new Harness();
         var sweep = h.Write("live.yaml", """
             name: live
@@ -47,12 +45,7 @@ public class DashboardBrowserTests
         Directory.CreateDirectory(shots);
 
         using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-        });
+        await using var browser = await HeadlessChromium.LaunchAsync(playwright);
         var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 1400 } });
 
         // The list of studies links to the study.
