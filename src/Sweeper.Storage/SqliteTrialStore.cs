@@ -396,7 +396,8 @@ public sealed class SqliteTrialStore : ITrialStore
             var slots = await SlotsAsync(study);
             var clause = QuerySql.Build(query, SqlDialect.Sqlite, slots, parameters);
             var all = parameters.Concat(QuerySql.Paging(study, query)).Select(p => ("$" + p.Name, (object?)p.Value)).ToArray();
-            var page = await QueryAsync(QuerySql.Page(clause, TrialColumns, "$"), null, r => (Trial: ReadTrial(r), Total: r.GetInt32(16)), all);
+            var page = query.Limit == 0 ? [] // only the count is asked for
+                : await QueryAsync(QuerySql.Page(clause, TrialColumns, "$"), null, r => (Trial: ReadTrial(r), Total: r.GetInt32(16)), all);
             IReadOnlyList<TrialRecord> rows = [.. page.Select(x => x.Trial)];
             var total = !query.CountMatches ? -1
                 : page.Count > 0 && page[0].Total >= 0 ? page[0].Total
