@@ -94,7 +94,7 @@ public sealed class PostgresServer
     /// </summary>
     private void StartWatchdog()
     {
-        var stop = (_asPostgresUser ? "runuser -u postgres -- " : "") + $"'{Path.Combine(_bin, "pg_ctl")}' -D '{Path.Combine(_dataDir, "data")}' -w -m immediate stop";
+        var stop = string.Join(' ', PgCommand("pg_ctl", "-D", Path.Combine(_dataDir, "data"), "-w", "-m", "immediate", "stop").Select(a => $"'{a}'"));
         var info = new ProcessStartInfo("setsid") { UseShellExecute = false };
         info.ArgumentList.Add("/bin/sh");
         info.ArgumentList.Add("-c");
@@ -103,8 +103,8 @@ public sealed class PostgresServer
     }
 
     /// <summary>
-    /// Removes the folders (and stops the servers) of test processes that ended without doing it themselves: killed, or
-    /// ended by the test runner before their exit handlers finished. Left alone, each holds from 50 MB to gigabytes.
+    /// Removes the folders (and stops the servers) that no watchdog removed: the watchdog itself killed, or left by
+    /// versions of this class from before it had one. Left alone, each holds from 50 MB to gigabytes.
     /// A folder is left while the process named in its "owner" file runs (or, without one, for an hour: it may be being
     /// created).
     /// </summary>
@@ -139,15 +139,15 @@ public sealed class PostgresServer
 
     private void Pg(string tool, params string[] args)
     {
+        var command = PgCommand(tool, args);
+        Run(command[0], command[1..]);
+    }
+
+    /// <summary>The command line that runs one of PostgreSQL's tools (or sh), as the postgres user when this process is root.</summary>
+    private string[] PgCommand(string tool, params string[] args)
+    {
         var exe = tool == "sh" ? "/bin/sh" : Path.Combine(_bin, tool);
-        if (_asPostgresUser)
-        {
-            Run("runuser", ["-u", "postgres", "--", exe, .. args]);
-        }
-        else
-        {
-            Run(exe, args);
-        }
+        return _asPostgresUser ? ["runuser", "-u", "postgres", "--", exe, .. args] : [exe, .. args];
     }
 
     private static void Run(string exe, params string[] args)
