@@ -9,6 +9,9 @@ namespace Sweeper.Bench;
 
 internal static class Measure
 {
+    /// <summary>The <paramref name="q"/> quantile (0..1) of <paramref name="sorted"/> (ascending): the value at that rank, the last for q = 1.</summary>
+    public static double Quantile(IReadOnlyList<double> sorted, double q) => sorted[Math.Min(sorted.Count - 1, (int)(sorted.Count * q))];
+
     /// <summary>Large square sgemm rate on one thread, best of repeated runs within the time budget.</summary>
     public static double SgemmGflops(int n, double seconds)
     {

@@ -89,8 +89,8 @@ public static class PageLoad
             table_rows = rows,
             first_load_ms = Math.Round(first, 0),
             scatter_points = drawn,
-            p50_ms = Math.Round(times[times.Count / 2], 0),
-            p95_ms = Math.Round(times[Math.Min(times.Count - 1, (int)(times.Count * 0.95))], 0),
+            p50_ms = Math.Round(Measure.Quantile(times, 0.5), 0),
+            p95_ms = Math.Round(Measure.Quantile(times, 0.95), 0),
             max_ms = Math.Round(times[^1], 0),
             target_ms = 1000,
         }));
