@@ -1,19 +1,20 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Serilog.Core;
 using Sweeper.Core.Sweeps;
 using Sweeper.Core.Trials;
-using Sweeper.Engine.Training;
 using Sweeper.Runtime;
 using Sweeper.Storage;
 
 namespace Sweeper.Bench;
 
 /// <summary>
-/// Orchestration overhead with trials that do no training (claim, report one epoch with a 1 KiB checkpoint,
-/// complete): creating a 10,000-trial grid study, trials per second with 1, 2 and 4 workers (each its own
-/// connection, as separate processes would be) through SQLite and PostgreSQL, reading all finished trials back,
-/// and on PostgreSQL 32 worker processes at once, checking afterwards that no trial was ever claimed twice.
+/// Orchestration overhead through the real runtime (an Orleans silo, the study and trial grains, the training slots)
+/// with trials that do no training: each is claimed, reports one epoch with a 1 KiB checkpoint and completes. Trials per
+/// second with 1, 2 and 4 slots on SQLite and PostgreSQL, from opening a 10,000-trial grid study until it closes; then
+/// the failover time: two silo processes train slow trials, one is killed with SIGKILL, and the time until each of its
+/// trials trains again on the other silo is measured.
 /// </summary>
 public static class Orchestration
 {
@@ -21,16 +22,16 @@ public static class Orchestration
     {
         string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
         var trials = int.Parse(Arg("--trials") ?? "10000", System.Globalization.CultureInfo.InvariantCulture);
-        var processes = int.Parse(Arg("--processes") ?? "32", System.Globalization.CultureInfo.InvariantCulture);
         var dir = Path.Combine(Path.GetTempPath(), "sweeper-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         try
         {
-            foreach (var workers in new[] { 1, 2, 4 })
+            foreach (var slots in new[] { 1, 2, 4 })
             {
-                await MeasureAsync("sqlite", "sqlite:" + Path.Combine(dir, $"w{workers}.db"), trials, workers);
+                await MeasureAsync("sqlite", "sqlite:" + Path.Combine(dir, $"s{slots}.db"), trials, slots);
             }
 
+            await FailoverAsync("sqlite", "sqlite:" + Path.Combine(dir, "failover.db"));
             if (args.Contains("--no-postgres"))
             {
                 return;
@@ -42,12 +43,12 @@ public static class Orchestration
             Server = Arg("--postgres") is not null ? "the server given with --postgres"
                 : durable ? "temporary PostgreSQL 15 on 127.0.0.1 with durable defaults (fsync, synchronous_commit on)"
                 : "temporary PostgreSQL 15 on 127.0.0.1 (fsync=off, synchronous_commit=off)";
-            foreach (var workers in new[] { 1, 2, 4 })
+            foreach (var slots in new[] { 1, 2, 4 })
             {
-                await MeasureAsync("postgres", database(), trials, workers);
+                await MeasureAsync("postgres", database(), trials, slots);
             }
 
-            await MeasureProcessesAsync(database(), trials, processes);
+            await FailoverAsync("postgres", database());
         }
         finally
         {
@@ -57,117 +58,177 @@ public static class Orchestration
 
     private static string Server { get; set; } = "";
 
-    private static SweepDefinition Sweep(int trials) => SweepParser.Parse($$"""
+    private static string SweepText(int trials, int epochs) => $$"""
         name: bench
         method: grid
         model: softmax
         parameters:
           learning_rate: {distribution: int_uniform, min: 1, max: {{trials}}}
-          epochs: {value: 1}
+          epochs: {value: {{epochs}}}
         budget: {max_trials: {{trials}}}
-        """);
+        """;
 
-    private static async Task MeasureAsync(string backend, string address, int trials, int workers)
+    private static async Task MeasureAsync(string backend, string address, int trials, int slots)
     {
         await using var store = await TrialStores.OpenAsync(address);
+        var settings = new SiloSettings { Slots = slots, SiloPort = 0, Poll = TimeSpan.FromMilliseconds(2), IdleRecheck = TimeSpan.FromMilliseconds(50) };
+        using var silo = SweeperSilo.Build(store, new NoTraining(TimeSpan.Zero), settings, Logger.None);
+        await silo.StartAsync();
         var create = Stopwatch.StartNew();
-        await new Coordinator(store, Sweep(trials), (_, _, _) => (0, 0), Logger.None).EnsureStudyAsync();
+        await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(trials, 1), "bench.yaml");
         create.Stop();
-
-        var stores = new List<ITrialStore>();
-        for (var i = 0; i < workers; i++)
+        var run = Stopwatch.StartNew();
+        while (await store.GetResultAsync("bench") is null)
         {
-            stores.Add(await TrialStores.OpenAsync(address));
+            await Task.Delay(5);
         }
 
-        var run = Stopwatch.StartNew();
-        await Task.WhenAll(stores.Select((s, i) => Task.Run(() => LightWorker(s, $"bench-{i}").RunAsync(CancellationToken.None))));
         run.Stop();
-
+        await silo.StopAsync();
         var read = Stopwatch.StartNew();
         var all = await store.GetTrialsAsync("bench");
         read.Stop();
-        foreach (var s in stores)
-        {
-            await s.DisposeAsync();
-        }
-
+        var completed = all.Count(t => t.State == TrialState.Completed);
         Console.WriteLine(JsonSerializer.Serialize(new
         {
             bench = "orchestration",
             store = backend,
-            workers,
+            slots,
             trials,
-            completed = all.Count(t => t.State == TrialState.Completed),
+            completed,
             claimed_twice = all.Count(t => t.Attempts != 1 || t.LeaseEpoch != 1),
             create_study_seconds = Math.Round(create.Elapsed.TotalSeconds, 3),
-            trials_per_second = Math.Round(all.Count(t => t.State == TrialState.Completed) / run.Elapsed.TotalSeconds, 1),
+            trials_per_second = Math.Round(completed / run.Elapsed.TotalSeconds, 1),
+            target_trials_per_second = backend == "sqlite" ? 2000 : 1000,
             read_all_trials_ms = Math.Round(read.Elapsed.TotalMilliseconds, 1),
-            optuna_reference_trials_per_second = backend == "sqlite" ? (workers == 1 ? 57 : 65) : (workers == 1 ? 56 : 81),
+            path = "silo in process: StudyGrain.NextTrial -> TrialGrain.Begin/ReportEpoch/Finish -> store (fenced writes)",
             store_settings = backend == "sqlite" ? "WAL, synchronous=NORMAL (commits survive a process crash)" : Server,
         }));
     }
 
-    /// <summary><paramref name="processes"/> separate worker processes at once against one study.</summary>
-    private static async Task MeasureProcessesAsync(string address, int trials, int processes)
+    /// <summary>
+    /// Two silo processes (<c>bench silo ADDRESS</c>) train 4 slow trials (40 epochs of 0.25 s); once both train, one is
+    /// killed with SIGKILL; the time from the kill until each of its trials is running again on the other silo.
+    /// </summary>
+    private static async Task FailoverAsync(string backend, string address)
     {
         await using var store = await TrialStores.OpenAsync(address);
-        await new Coordinator(store, Sweep(trials), (_, _, _) => (0, 0), Logger.None).EnsureStudyAsync();
-        var run = Stopwatch.StartNew();
-        var children = Enumerable.Range(0, processes).Select(_ =>
+        var processes = new List<Process> { StartSilo(address), StartSilo(address) };
+        try
         {
-            var info = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
-            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+            // The study is opened by a silo process; wait until both silos train a trial past its first epoch.
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+            IReadOnlyList<TrialRecord> running = [];
+            while (DateTime.UtcNow < deadline)
             {
-                info.ArgumentList.Add(typeof(Orchestration).Assembly.Location);
+                running = await store.GetStudyAsync("bench") is null ? [] : (await store.GetTrialsAsync("bench")).Where(t => t.State == TrialState.Running && t.EpochsDone >= 1).ToList();
+                if (running.Select(t => Silo(t.Owner!)).Distinct().Count() == 2)
+                {
+                    break;
+                }
+
+                await Task.Delay(50);
             }
 
-            info.ArgumentList.Add("light-worker");
-            info.ArgumentList.Add(address);
-            info.ArgumentList.Add("bench");
-            return Process.Start(info)!;
-        }).ToList();
-        foreach (var child in children)
+            var victim = (await store.GetWorkersAsync()).FirstOrDefault(w => w.Pid == processes[0].Id)
+                ?? throw new InvalidOperationException("the silo processes did not start training; is the bench built?");
+            var victimTrials = running.Where(t => Silo(t.Owner!) == victim.Id).Select(t => t.Number).ToHashSet();
+            var killed = Stopwatch.StartNew();
+            processes[0].Kill();
+            var resumed = new Dictionary<int, double>();
+            while (resumed.Count < victimTrials.Count && killed.Elapsed < TimeSpan.FromMinutes(1))
+            {
+                foreach (var t in await store.GetTrialsAsync("bench"))
+                {
+                    if (victimTrials.Contains(t.Number) && !resumed.ContainsKey(t.Number) && t.State == TrialState.Running && t.Owner is { } o && Silo(o) != victim.Id)
+                    {
+                        resumed[t.Number] = killed.Elapsed.TotalSeconds;
+                    }
+                }
+
+                await Task.Delay(20);
+            }
+
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                bench = "failover",
+                store = backend,
+                killed_silo_trials = victimTrials.Count,
+                resumed = resumed.Count,
+                seconds_from_kill_to_training_elsewhere = resumed.Values.Select(v => Math.Round(v, 2)).Order().ToArray(),
+                max_seconds = resumed.Count == 0 ? (double?)null : Math.Round(resumed.Values.Max(), 2),
+                target_seconds = 5,
+                detection = "Orleans membership: probes of 1 s, 2 missed -> declared dead; the survivors expire the dead silo's leases at once",
+            }));
+        }
+        finally
         {
-            await child.WaitForExitAsync();
+            foreach (var p in processes.Where(p => !p.HasExited))
+            {
+                p.Kill();
+            }
+        }
+    }
+
+    private static string Silo(string owner) => owner[..owner.LastIndexOf('/')];
+
+    private static Process StartSilo(string address)
+    {
+        var info = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+        {
+            info.ArgumentList.Add(typeof(Orchestration).Assembly.Location);
         }
 
-        run.Stop();
-        var all = await store.GetTrialsAsync("bench");
-        Console.WriteLine(JsonSerializer.Serialize(new
-        {
-            bench = "orchestration_processes",
-            store = "postgres",
-            worker_processes = processes,
-            trials,
-            completed = all.Count(t => t.State == TrialState.Completed),
-            claimed_twice = all.Count(t => t.Attempts != 1 || t.LeaseEpoch != 1),
-            distinct_workers = all.Select(t => t.Owner).Distinct().Count(),
-            failed_processes = children.Count(c => c.ExitCode != 0),
-            trials_per_second_including_process_start = Math.Round(all.Count(t => t.State == TrialState.Completed) / run.Elapsed.TotalSeconds, 1),
-            store_settings = Server,
-        }));
+        info.ArgumentList.Add("silo");
+        info.ArgumentList.Add(address);
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
-    /// <summary>One worker process of <see cref="MeasureProcessesAsync"/>.</summary>
-    public static async Task LightWorkerAsync(string address, string study)
+    /// <summary>One silo process of <see cref="FailoverAsync"/>: 2 slots of slow trials; it opens the study too (the second open resumes it).</summary>
+    public static async Task SiloAsync(string address)
     {
         await using var store = await TrialStores.OpenAsync(address);
-        await LightWorker(store, $"proc-{Environment.ProcessId}", study).RunAsync(CancellationToken.None);
+        var settings = new SiloSettings { Slots = 2, SiloPort = 0 };
+        using var silo = SweeperSilo.Build(store, new NoTraining(TimeSpan.FromMilliseconds(250)), settings, Logger.None);
+        await silo.StartAsync();
+        await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(4, 40), "bench.yaml");
+        while (await store.GetResultAsync("bench") is null)
+        {
+            await Task.Delay(200);
+        }
+
+        await silo.StopAsync();
     }
 
-    private static Worker LightWorker(ITrialStore store, string id, string study = "bench") =>
-        new(store, new NoTraining(), new WorkerOptions { Id = id, Study = study, ExitWhenDone = true, Poll = TimeSpan.FromMilliseconds(1) }, Logger.None);
-
-    /// <summary>Reports one epoch with a 1 KiB checkpoint and completes.</summary>
-    private sealed class NoTraining : ITrialRunner
+    /// <summary>Reports each of the trial's epochs (sleeping <paramref name="epoch"/> for each) with a 1 KiB checkpoint, and completes.</summary>
+    private sealed class NoTraining(TimeSpan epoch) : ITrialRunner
     {
         private static readonly byte[] _checkpoint = new byte[1024];
 
-        public TrialRunResult Run(TrialAssignment trial, byte[]? checkpoint, Func<EpochMetrics, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
         {
-            onEpoch(new EpochMetrics(1, 1, 2.3, 0.1, 0.1, 1e-3, 0), () => _checkpoint);
-            return new TrialRunResult(TrialState.Completed, 0.1, 0.1, 1, null);
+            var epochs = Convert.ToInt32(ParamJson.Deserialize(lease.ParametersJson)["epochs"], System.Globalization.CultureInfo.InvariantCulture);
+            var start = checkpoint is null ? 0 : BitConverter.ToInt32(checkpoint);
+            for (var e = start + 1; e <= epochs; e++)
+            {
+                cancellationToken.WaitHandle.WaitOne(epoch);
+                cancellationToken.ThrowIfCancellationRequested();
+                var done = e;
+                if (!onEpoch(new EpochRecord(lease.TrialId, e, 2.3, 0.1, 0.1, 1e-3, epoch.TotalSeconds), () => [.. BitConverter.GetBytes(done), .. _checkpoint]))
+                {
+                    return new TrialFinish(TrialState.Pruned, 0.1, 0.1, e, "stopped");
+                }
+            }
+
+            return new TrialFinish(TrialState.Completed, 0.1, 0.1, epochs, null);
         }
+
+        public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) => (0.1, 1000);
     }
 }

@@ -4,9 +4,10 @@ using Serilog;
 using Serilog.Events;
 using Sweeper.Cli;
 
+var logLevel = Environment.GetEnvironmentVariable("SWEEPER_LOG_LEVEL") is { } level && Enum.TryParse<LogEventLevel>(level, true, out var l) ? l : LogEventLevel.Information;
 Log.Logger = new LoggerConfiguration()
-    .MinimumLevel.Is(Environment.GetEnvironmentVariable("SWEEPER_LOG_LEVEL") is { } level && Enum.TryParse<LogEventLevel>(level, true, out var l) ? l : LogEventLevel.Information)
-    .WriteTo.Console(standardErrorFromLevel: LogEventLevel.Verbose, outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}")
+    .MinimumLevel.Is(logLevel)
+    .WriteTo.Sink(new LiveConsole(stackTraces: logLevel <= LogEventLevel.Debug))
     .CreateLogger();
 
 // Ctrl-C (SIGINT) and SIGTERM cancel the command's token instead of killing the process, so that a worker can

@@ -40,7 +40,7 @@ public static class Report
 
     public static object Summary(StudyRecord study, StateCounts counts, IReadOnlyList<TrialRecord> trials, StudyResult? result)
     {
-        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : Runtime.Coordinator.SelectBest(trials);
+        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : StudySelection.Best(trials);
         return new
         {
             study = study.Name,
@@ -58,7 +58,7 @@ public static class Report
             test_accuracy = result?.TestAccuracy,
             test_examples = result?.TestExamples,
             test_evaluated_at = result?.TestEvaluatedAt,
-            selection_rule = result?.SelectionRule ?? Runtime.Coordinator.SelectionRule,
+            selection_rule = result?.SelectionRule ?? StudySelection.Rule,
             metric = result?.Metric ?? "val_accuracy",
             note = result?.Note,
         };

@@ -17,7 +17,9 @@ public static partial class SweepCommands
 
     private static Option<string?> StoreOption() => new("--store")
     {
-        Description = $"Trial store address: sqlite:PATH. Default: $SWEEPER_STORE, else {TrialStores.DefaultAddress} (under the current folder).",
+        Description = "Trial store address: sqlite:PATH (the embedded store, one machine), postgres://USER[:PASSWORD]@HOST[:PORT]/DB (a cluster; "
+            + "the password may come from $SWEEPER_STORE_PASSWORD or $PGPASSWORD instead), or a Npgsql connection string (Host=...;Database=...). "
+            + $"Default: $SWEEPER_STORE, else {TrialStores.DefaultAddress} (under the current folder).",
     };
 
     private static string? StoreAddress(ParseResult parse, Option<string?> option) =>
@@ -124,48 +126,131 @@ public static partial class SweepCommands
     private static Command WorkerCommand()
     {
         var store = StoreOption();
-        var study = new Option<string?>("--study") { Description = "Only this study's trials. Default: any open study." };
-        var exit = new Option<bool>("--exit-when-done") { Description = "Exit once every trial of --study is final." };
-        var lease = new Option<double>("--lease-seconds") { Description = "Lease length; renewed every third of it.", DefaultValueFactory = _ => 30 };
+        var study = new Option<string?>("--study") { Description = "Only this study's trials. Default: every open study, oldest first." };
+        var exit = new Option<bool>("--exit-when-done") { Description = "Exit (status 0) once --study is closed; waits for it to be created first." };
+        var wait = new Option<double>("--wait-for-study") { Description = "With --exit-when-done: how long to wait for --study to be created before failing (status 1), in seconds.", DefaultValueFactory = _ => 600 };
+        var slots = SlotsOption(Environment.ProcessorCount, "Training slots of this silo (trials trained at once). Default: one per core.");
         var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder. Default: $SWEEPER_DATA, then the cache, then a download." };
-        var command = new Command("worker", "Claim trials from the store and train them, one at a time, until stopped.") { store, study, exit, lease, data };
+        var cluster = new SiloFlags(defaultPort: 11111);
+        var command = new Command("worker", "Run a silo that joins the store's cluster and trains trials in its slots until stopped.") { store, study, exit, wait, slots, data };
+        cluster.AddTo(command);
         command.SetAction(async (parse, ct) =>
         {
-            if (parse.GetValue(exit) && parse.GetValue(study) is null)
+            var name = parse.GetValue(study);
+            if (parse.GetValue(exit) && name is null)
             {
-                Log.Error("--exit-when-done needs --study");
+                Console.Error.WriteLine("error: --exit-when-done needs --study");
                 return 2;
             }
 
-            var dir = await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName, ct);
-            await using var trialStore = await TrialStores.OpenAsync(StoreAddress(parse, store), cancellationToken: ct);
-            using var trainer = new TrialTrainer(dir);
-            var worker = new Worker(trialStore, new SolverTrialRunner(trainer), new WorkerOptions
+            if (parse.GetValue(slots) < 1)
             {
-                Study = parse.GetValue(study),
-                ExitWhenDone = parse.GetValue(exit),
-                Lease = TimeSpan.FromSeconds(parse.GetValue(lease)),
-            }, Log.Logger);
+                Console.Error.WriteLine($"error: --slots must be at least 1 (got {parse.GetValue(slots)})");
+                return 2;
+            }
+
+            if (cluster.Settings(parse) is not { } flags)
+            {
+                return 2;
+            }
+
+            var settings = flags with { Slots = parse.GetValue(slots), Study = name };
+            if (!EngineReady())
+            {
+                return 1;
+            }
+
+            var dir = await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName, ct);
+            var address = AbsoluteStore(StoreAddress(parse, store));
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct);
+            using var trainer = new TrialTrainer(dir);
+            using var silo = SweeperSilo.Build(trialStore, new SolverTrialRunner(trainer), settings, Log.Logger);
             try
             {
-                await worker.RunAsync(ct);
+                await silo.StartAsync(ct);
+                if (parse.GetValue(exit))
+                {
+                    if (!await WaitForStudyAsync(trialStore, name!, TimeSpan.FromSeconds(parse.GetValue(wait)), ct))
+                    {
+                        await StopSiloAsync(silo);
+                        return 1;
+                    }
+
+                    while (await trialStore.GetResultAsync(name!, ct) is null)
+                    {
+                        await Task.Delay(1000, ct);
+                    }
+
+                    Log.Information("Study {Study} is closed; this worker leaves", name);
+                }
+                else
+                {
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
             }
             catch (OperationCanceledException)
             {
+                Log.Information("Stopping: the slots hand their trials back");
             }
 
+            await StopSiloAsync(silo);
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The training engine can run here (OpenBLAS found); otherwise logs what to install. Checked before a silo offers slots.</summary>
+    private static bool EngineReady()
+    {
+        try
+        {
+            Engine.Kernels.Blas.EnsureLoaded();
+            return true;
+        }
+        catch (Engine.Kernels.BlasUnavailableException e)
+        {
+            Log.Error("{Message}", e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>Waits until <paramref name="study"/> exists in the store; false (with a clear error) once <paramref name="patience"/> has passed.</summary>
+    private static async Task<bool> WaitForStudyAsync(ITrialStore store, string study, TimeSpan patience, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + patience;
+        var said = false;
+        while (await store.GetStudyAsync(study, ct) is null)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Log.Error("No study named {Study} appeared in the store within {Seconds:F0} s; start it with `sweeper coordinator FILE` (or check --study)", study, patience.TotalSeconds);
+                return false;
+            }
+
+            if (!said)
+            {
+                Log.Information("Waiting for study {Study} to be created (up to {Seconds:F0} s)", study, patience.TotalSeconds);
+                said = true;
+            }
+
+            await Task.Delay(1000, ct);
+        }
+
+        return true;
     }
 
     private static Command CoordinatorCommand()
     {
         var file = new Argument<FileInfo>("file") { Description = "The sweep definition file (YAML)." };
         var store = StoreOption();
-        var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder (for the final test evaluation)." };
+        var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder (for the final test evaluation, if it runs in this silo)." };
         var stay = new Option<bool>("--stay") { Description = "Keep running after the study closes (for a Kubernetes Deployment, which restarts exited containers)." };
-        var command = new Command("coordinator", "Create the study (or resume it), requeue lost trials, and close it with the best trial's test accuracy. Workers run elsewhere.") { file, store, data, stay };
+        var cluster = new SiloFlags(defaultPort: 11111);
+        var command = new Command("coordinator", "Start (or resume) a study on the store's cluster: a silo without training slots that opens the study's coordinator grain and waits for the result.")
+        {
+            file, store, data, stay,
+        };
+        cluster.AddTo(command);
         command.SetAction(async (parse, ct) =>
         {
             var sweep = ParseSweep(parse.GetValue(file)!);
@@ -174,35 +259,67 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            await using var trialStore = await TrialStores.OpenAsync(StoreAddress(parse, store), cancellationToken: ct);
+            if (cluster.Settings(parse) is not { } flags)
+            {
+                return 2;
+            }
+
+            var settings = flags with { Slots = 0 };
+            var address = AbsoluteStore(StoreAddress(parse, store));
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct);
             var dataDir = parse.GetValue(data)?.FullName ?? sweep.Data.Path;
-            var coordinator = new Coordinator(trialStore, sweep, LazyEvaluator(dataDir, ct), Log.Logger);
-            await coordinator.EnsureStudyAsync(ct);
+            using var trainer = new LazyTrainer(dataDir, ct);
+            using var silo = SweeperSilo.Build(trialStore, trainer, settings, Log.Logger);
             try
             {
-                var result = await coordinator.RunAsync(ct);
-                Console.WriteLine($"study {sweep.Name} closed: best trial {result.BestTrialNumber?.ToString() ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}");
+                await silo.StartAsync(ct);
+                await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
+                StudyResult? result;
+                while ((result = await trialStore.GetResultAsync(sweep.Name, ct)) is null)
+                {
+                    await Task.Delay(1000, ct);
+                }
+
+                Console.WriteLine($"study {sweep.Name} closed: best trial {result.BestTrialNumber?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}");
                 if (parse.GetValue(stay))
                 {
                     await Task.Delay(Timeout.Infinite, ct);
                 }
-
-                return 0;
+            }
+            catch (StudyConflictException e)
+            {
+                Log.Error("{Message}", e.Message);
+                await StopSiloAsync(silo);
+                return 2;
             }
             catch (OperationCanceledException)
             {
+                await StopSiloAsync(silo);
                 return 130;
             }
+
+            await StopSiloAsync(silo);
+            return 0;
         });
         return command;
     }
 
-    private static TestEvaluator LazyEvaluator(string? dataDir, CancellationToken ct) => (sweep, trial, checkpoint) =>
+    /// <summary>A runner for a silo without slots: it only evaluates a chosen trial, loading the data the first time.</summary>
+    private sealed class LazyTrainer(string? dataDir, CancellationToken ct) : ITrialRunner, IDisposable
     {
-        var dir = DataCommand.ResolveOrDownloadAsync(dataDir, ct).GetAwaiter().GetResult();
-        using var trainer = new TrialTrainer(dir);
-        return trainer.EvaluateOnTest(sweep, ParamJson.Deserialize(trial.ParametersJson), trial.Seed, checkpoint);
-    };
+        private TrialTrainer? _trainer;
+
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("a coordinator silo has no training slots.");
+
+        public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint)
+        {
+            _trainer ??= new TrialTrainer(DataCommand.ResolveOrDownloadAsync(dataDir, ct).GetAwaiter().GetResult());
+            return new SolverTrialRunner(_trainer).EvaluateOnTest(sweep, trial, checkpoint);
+        }
+
+        public void Dispose() => _trainer?.Dispose();
+    }
 
     private static Command Status()
     {
@@ -235,7 +352,7 @@ public static partial class SweepCommands
                 summaries.Add(Report.Summary(record, counts, trials, result));
                 if (!parse.GetValue(json))
                 {
-                    var best = Coordinator.SelectBest(trials);
+                    var best = StudySelection.Best(trials);
                     Console.WriteLine($"{name}: {(record.Closed ? "closed" : "open")}; {Report.Counts(counts)}; best so far: " +
                         (best is null ? "-" : $"trial {best.Number} val acc {Report.Acc(best.ValAccuracy)}") + (result?.TestAccuracy is { } t ? $"; test acc {Report.Acc(t)}" : ""));
                     foreach (var r in trials.Where(t => t.State == TrialState.Running))
@@ -385,7 +502,7 @@ public static partial class SweepCommands
         }
         else
         {
-            var best = Coordinator.SelectBest(trials);
+            var best = StudySelection.Best(trials);
             Console.WriteLine(best is null ? "No trial has completed yet." : $"Best so far: trial {best.Number}, val acc {Report.Acc(best.ValAccuracy)} (the study is still open; no test evaluation yet)");
         }
     }

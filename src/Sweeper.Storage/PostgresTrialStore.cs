@@ -13,9 +13,9 @@ namespace Sweeper.Storage;
 /// every write is idempotent under retry or fenced by the lease epoch. Epoch reports and finishes wait for their
 /// commit to be durable; claims, renewals and heartbeats do not need to (see each).
 /// </summary>
-public sealed class PostgresTrialStore : ITrialStore
+public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
 
     private static readonly string[][] _migrations =
     [
@@ -45,6 +45,13 @@ public sealed class PostgresTrialStore : ITrialStore
         // the store vacuums when a study closes). Nothing here changes on a heartbeat, so those stay HOT updates.
         [
             $"CREATE INDEX trials_keys ON trials (study) INCLUDE (number, state, val_accuracy, {ParamSlots.CoveredColumns})",
+        ],
+
+        // 4: workers report their training slots; the runtime's cluster membership (see IMembershipStore and MembershipSql)
+        [
+            "ALTER TABLE workers ADD COLUMN slots INTEGER NOT NULL DEFAULT 0",
+            "CREATE TABLE membership_version (cluster TEXT PRIMARY KEY, version INTEGER NOT NULL, etag TEXT NOT NULL)",
+            "CREATE TABLE members (cluster TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, host_name TEXT NOT NULL, silo_name TEXT NOT NULL, proxy_port INTEGER NOT NULL, start_time BIGINT NOT NULL, i_am_alive_time BIGINT NOT NULL, suspect_times TEXT, latest_suspect_time BIGINT, etag TEXT NOT NULL, PRIMARY KEY (cluster, address))",
         ],
     ];
 
@@ -402,6 +409,15 @@ public sealed class PostgresTrialStore : ITrialStore
             return expired.Count;
         }, cancellationToken);
 
+    public Task<int> ExpireLeasesOfOwnerAsync(string ownerPrefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(ownerPrefix);
+        // left/length count characters and = compares them exactly: no LIKE, so no wildcards. Just before now, as
+        // RequeueExpiredAsync takes leases that expired before its now. Setting the same time again is harmless on retry.
+        return WriteAsync((conn, tx) => ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} - 1 WHERE state = 'running' AND left(owner, length(@p)) = @p",
+            ("p", ownerPrefix)), cancellationToken);
+    }
+
     public Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn =>
         {
@@ -516,21 +532,21 @@ public sealed class PostgresTrialStore : ITrialStore
             return json is string s ? JsonSerializer.Deserialize<StudyResult>(s) : null;
         }, cancellationToken);
 
-    public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default) =>
+    public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, int slots, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
         {
             await ExecAsync(conn, tx, "SET LOCAL synchronous_commit = off"); // informational only
             await ExecAsync(conn, tx,
                 $"""
-                INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES (@id, @h, @p, {Now}, {Now}, @t)
-                ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat, current_trial = EXCLUDED.current_trial
-                """, ("id", workerId), ("h", host), ("p", pid), ("t", (object?)currentTrialId ?? DBNull.Value));
+                INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial, slots) VALUES (@id, @h, @p, {Now}, {Now}, @t, @slots)
+                ON CONFLICT (id) DO UPDATE SET last_heartbeat = EXCLUDED.last_heartbeat, current_trial = EXCLUDED.current_trial, slots = EXCLUDED.slots
+                """, ("id", workerId), ("h", host), ("p", pid), ("t", (object?)currentTrialId ?? DBNull.Value), ("slots", slots));
             return 0;
         }, cancellationToken);
 
     public Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT id, host, pid, started_at, last_heartbeat, current_trial FROM workers ORDER BY started_at",
-            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5))), cancellationToken);
+        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT id, host, pid, started_at, last_heartbeat, current_trial, slots FROM workers ORDER BY started_at",
+            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5), r.GetInt32(6))), cancellationToken);
 
     public Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
@@ -542,6 +558,87 @@ public sealed class PostgresTrialStore : ITrialStore
     public Task<IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)>> GetEventsAsync(string study, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null, "SELECT at, trial_id, kind, message FROM events WHERE study = @s ORDER BY id",
             r => (Time(r.GetInt64(0)), r.IsDBNull(1) ? (long?)null : r.GetInt64(1), r.GetString(2), r.GetString(3)), ("s", study)), cancellationToken);
+
+    public Task InitMembershipAsync(string clusterId, CancellationToken cancellationToken = default) =>
+        WriteAsync((conn, tx) => ExecAsync(conn, tx, MembershipSql.Init("@"), ("c", clusterId), ("e", MembershipSql.NewEtag())), cancellationToken);
+
+    public Task<MembershipSnapshot> ReadMembersAsync(string clusterId, string? address, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => MembershipSql.Snapshot(address is null
+            ? await QueryAsync(conn, null, MembershipSql.Read("@", oneMember: false), MembershipSql.ReadLine, ("c", clusterId))
+            : await QueryAsync(conn, null, MembershipSql.Read("@", oneMember: true), MembershipSql.ReadLine, ("c", clusterId), ("a", address))), cancellationToken);
+
+    public Task<bool> InsertMemberAsync(string clusterId, MemberRow row, int newVersion, string expectedVersionEtag, CancellationToken cancellationToken = default)
+    {
+        var etag = MembershipSql.NewEtag(); // the same in every retry, so that a retry can tell its own earlier commit
+        return WriteAsync(async (conn, tx) =>
+        {
+            var (versionEtag, rowEtag) = await LockMembershipAsync(conn, tx, clusterId, row.Address);
+            if (rowEtag == etag)
+            {
+                return true; // a retry of a commit whose answer was lost
+            }
+
+            if (versionEtag != expectedVersionEtag || rowEtag is not null || await ExecAsync(conn, tx, MembershipSql.Insert("@"), MembershipSql.Row("", clusterId, row, etag)) == 0)
+            {
+                return false;
+            }
+
+            await ExecAsync(conn, tx, MembershipSql.SetVersion("@"), ("c", clusterId), ("v", newVersion), ("e", etag));
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task<bool> UpdateMemberAsync(string clusterId, MemberRow row, string expectedRowEtag, int newVersion, string expectedVersionEtag, CancellationToken cancellationToken = default)
+    {
+        var etag = MembershipSql.NewEtag();
+        return WriteAsync(async (conn, tx) =>
+        {
+            var (versionEtag, rowEtag) = await LockMembershipAsync(conn, tx, clusterId, row.Address);
+            if (rowEtag == etag)
+            {
+                return true; // a retry of a commit whose answer was lost
+            }
+
+            if (versionEtag != expectedVersionEtag || rowEtag != expectedRowEtag
+                || await ExecAsync(conn, tx, MembershipSql.Update("@"), [.. MembershipSql.Row("", clusterId, row, etag), ("expected", expectedRowEtag)]) == 0)
+            {
+                return false;
+            }
+
+            await ExecAsync(conn, tx, MembershipSql.SetVersion("@"), ("c", clusterId), ("v", newVersion), ("e", etag));
+            return true;
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Locks the cluster's version row (every conditional membership write takes it first, so they run one at a time and
+    /// the etags read here stay the table's until commit) and reads its etag and the member's (null: missing).
+    /// </summary>
+    private async Task<(string? VersionEtag, string? RowEtag)> LockMembershipAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string clusterId, string address)
+    {
+        var version = await ScalarAsync(conn, tx, MembershipSql.VersionEtag("@") + " FOR UPDATE", ("c", clusterId)) as string;
+        var row = await ScalarAsync(conn, tx, MembershipSql.RowEtag("@"), ("c", clusterId), ("a", address)) as string;
+        return (version, row);
+    }
+
+    public Task UpdateIAmAliveAsync(string clusterId, string address, DateTimeOffset at, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            // A heartbeat lost in a crash is only a late heartbeat; the next one follows within seconds.
+            await ExecAsync(conn, tx, "SET LOCAL synchronous_commit = off");
+            return await ExecAsync(conn, tx, MembershipSql.IAmAlive("@"), ("c", clusterId), ("a", address), ("t", at.ToUnixTimeMilliseconds()));
+        }, cancellationToken);
+
+    public Task<int> DeleteDefunctMembersAsync(string clusterId, DateTimeOffset before, CancellationToken cancellationToken = default) =>
+        WriteAsync((conn, tx) => ExecAsync(conn, tx, MembershipSql.DeleteDefunct("@"), ("c", clusterId), ("active", MemberRow.ActiveStatus), ("b", before.ToUnixTimeMilliseconds())), cancellationToken);
+
+    public Task DeleteMembersAsync(string clusterId, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            // The version row first: the same lock order as the conditional writes, so the two never deadlock.
+            await ExecAsync(conn, tx, MembershipSql.DeleteVersion("@"), ("c", clusterId));
+            return await ExecAsync(conn, tx, MembershipSql.DeleteMembers("@"), ("c", clusterId));
+        }, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

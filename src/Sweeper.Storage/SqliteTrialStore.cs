@@ -11,9 +11,9 @@ namespace Sweeper.Storage;
 /// is one BEGIN IMMEDIATE transaction, so claims are serialized by SQLite's write lock. Time comes from the
 /// injected clock (the machine's: on one machine the store's clock and the workers' are the same).
 /// </summary>
-public sealed class SqliteTrialStore : ITrialStore
+public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
 
     private static readonly string[][] _migrations =
     [
@@ -43,6 +43,13 @@ public sealed class SqliteTrialStore : ITrialStore
         [
             $"CREATE INDEX trials_keys ON trials (study, number, state, val_accuracy, {ParamSlots.Columns})",
             "ANALYZE trials",
+        ],
+
+        // 4: workers report their training slots; the runtime's cluster membership (see IMembershipStore and MembershipSql)
+        [
+            "ALTER TABLE workers ADD COLUMN slots INTEGER NOT NULL DEFAULT 0",
+            "CREATE TABLE membership_version (cluster TEXT PRIMARY KEY, version INTEGER NOT NULL, etag TEXT NOT NULL)",
+            "CREATE TABLE members (cluster TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, host_name TEXT NOT NULL, silo_name TEXT NOT NULL, proxy_port INTEGER NOT NULL, start_time INTEGER NOT NULL, i_am_alive_time INTEGER NOT NULL, suspect_times TEXT, latest_suspect_time INTEGER, etag TEXT NOT NULL, PRIMARY KEY (cluster, address)) WITHOUT ROWID",
         ],
     ];
 
@@ -376,6 +383,15 @@ public sealed class SqliteTrialStore : ITrialStore
             return expired.Count;
         }, cancellationToken);
 
+    public Task<int> ExpireLeasesOfOwnerAsync(string ownerPrefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(ownerPrefix);
+        // substr/length count characters and = compares them exactly (BINARY collation): no LIKE, so no wildcards.
+        // Just before now, as RequeueExpiredAsync takes leases that expired before its now.
+        return WriteAsync(tx => ExecAsync("UPDATE trials SET lease_expires_at = $cut WHERE state = 'running' AND substr(owner, 1, length($p)) = $p", tx,
+            ("$cut", Now - 1), ("$p", ownerPrefix)), cancellationToken);
+    }
+
     public Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async () =>
         {
@@ -456,21 +472,21 @@ public sealed class SqliteTrialStore : ITrialStore
             return json is string s ? JsonSerializer.Deserialize<StudyResult>(s) : null;
         }, cancellationToken);
 
-    public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default) =>
+    public Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, int slots, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>
         {
             var now = Now;
             await ExecAsync(
                 """
-                INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES ($id, $h, $p, $now, $now, $t)
-                ON CONFLICT (id) DO UPDATE SET last_heartbeat = $now, current_trial = $t
-                """, tx, ("$id", workerId), ("$h", host), ("$p", pid), ("$now", now), ("$t", (object?)currentTrialId ?? DBNull.Value));
+                INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial, slots) VALUES ($id, $h, $p, $now, $now, $t, $slots)
+                ON CONFLICT (id) DO UPDATE SET last_heartbeat = $now, current_trial = $t, slots = $slots
+                """, tx, ("$id", workerId), ("$h", host), ("$p", pid), ("$now", now), ("$t", (object?)currentTrialId ?? DBNull.Value), ("$slots", slots));
             return 0;
         }, cancellationToken);
 
     public Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async () => await QueryAsync("SELECT id, host, pid, started_at, last_heartbeat, current_trial FROM workers ORDER BY started_at", null,
-            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5))), cancellationToken);
+        ReadAsync(async () => await QueryAsync("SELECT id, host, pid, started_at, last_heartbeat, current_trial, slots FROM workers ORDER BY started_at", null,
+            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5), r.GetInt32(6))), cancellationToken);
 
     public Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>
@@ -482,6 +498,60 @@ public sealed class SqliteTrialStore : ITrialStore
     public Task<IReadOnlyList<(DateTimeOffset At, long? TrialId, string Kind, string Message)>> GetEventsAsync(string study, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync("SELECT at, trial_id, kind, message FROM events WHERE study = $s ORDER BY id", null,
             r => (Time(r.GetInt64(0)), r.IsDBNull(1) ? (long?)null : r.GetInt64(1), r.GetString(2), r.GetString(3)), ("$s", study)), cancellationToken);
+
+    public Task InitMembershipAsync(string clusterId, CancellationToken cancellationToken = default) =>
+        WriteAsync(tx => ExecAsync(MembershipSql.Init("$"), tx, ("$c", clusterId), ("$e", MembershipSql.NewEtag())), cancellationToken);
+
+    public Task<MembershipSnapshot> ReadMembersAsync(string clusterId, string? address, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => MembershipSql.Snapshot(address is null
+            ? await QueryAsync(MembershipSql.Read("$", oneMember: false), null, MembershipSql.ReadLine, ("$c", clusterId))
+            : await QueryAsync(MembershipSql.Read("$", oneMember: true), null, MembershipSql.ReadLine, ("$c", clusterId), ("$a", address))), cancellationToken);
+
+    public Task<bool> InsertMemberAsync(string clusterId, MemberRow row, int newVersion, string expectedVersionEtag, CancellationToken cancellationToken = default)
+    {
+        var etag = MembershipSql.NewEtag();
+        return WriteAsync(async tx =>
+        {
+            // The write lock is held from BEGIN IMMEDIATE: the etag read here is still the table's at commit.
+            if ((await ScalarAsync(MembershipSql.VersionEtag("$"), tx, ("$c", clusterId)) as string) != expectedVersionEtag
+                || await ExecAsync(MembershipSql.Insert("$"), tx, MembershipSql.Row("$", clusterId, row, etag)) == 0)
+            {
+                return false;
+            }
+
+            await ExecAsync(MembershipSql.SetVersion("$"), tx, ("$c", clusterId), ("$v", newVersion), ("$e", etag));
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task<bool> UpdateMemberAsync(string clusterId, MemberRow row, string expectedRowEtag, int newVersion, string expectedVersionEtag, CancellationToken cancellationToken = default)
+    {
+        var etag = MembershipSql.NewEtag();
+        return WriteAsync(async tx =>
+        {
+            if ((await ScalarAsync(MembershipSql.VersionEtag("$"), tx, ("$c", clusterId)) as string) != expectedVersionEtag
+                || await ExecAsync(MembershipSql.Update("$"), tx, [.. MembershipSql.Row("$", clusterId, row, etag), ("$expected", expectedRowEtag)]) == 0)
+            {
+                return false;
+            }
+
+            await ExecAsync(MembershipSql.SetVersion("$"), tx, ("$c", clusterId), ("$v", newVersion), ("$e", etag));
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task UpdateIAmAliveAsync(string clusterId, string address, DateTimeOffset at, CancellationToken cancellationToken = default) =>
+        WriteAsync(tx => ExecAsync(MembershipSql.IAmAlive("$"), tx, ("$c", clusterId), ("$a", address), ("$t", at.ToUnixTimeMilliseconds())), cancellationToken);
+
+    public Task<int> DeleteDefunctMembersAsync(string clusterId, DateTimeOffset before, CancellationToken cancellationToken = default) =>
+        WriteAsync(tx => ExecAsync(MembershipSql.DeleteDefunct("$"), tx, ("$c", clusterId), ("$active", MemberRow.ActiveStatus), ("$b", before.ToUnixTimeMilliseconds())), cancellationToken);
+
+    public Task DeleteMembersAsync(string clusterId, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            await ExecAsync(MembershipSql.DeleteMembers("$"), tx, ("$c", clusterId));
+            return await ExecAsync(MembershipSql.DeleteVersion("$"), tx, ("$c", clusterId));
+        }, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

@@ -94,8 +94,8 @@ public class SamplerTests
     public void The_best_trial_is_the_highest_completed_val_accuracy_with_ties_to_the_lowest_number()
     {
         TrialRecord T(int number, TrialState state, double? val) => new(number, "s", number, "{}", 0, state, 1, null, 1, null, 1, val, null, null, null, null);
-        var best = Coordinator.SelectBest([T(0, TrialState.Completed, 0.4), T(1, TrialState.Pruned, 0.9), T(2, TrialState.Completed, 0.5), T(3, TrialState.Completed, 0.5), T(4, TrialState.Failed, null)]);
+        var best = StudySelection.Best([T(0, TrialState.Completed, 0.4), T(1, TrialState.Pruned, 0.9), T(2, TrialState.Completed, 0.5), T(3, TrialState.Completed, 0.5), T(4, TrialState.Failed, null)]);
         Assert.Equal(2, best!.Number);
-        Assert.Null(Coordinator.SelectBest([T(0, TrialState.Diverged, null)]));
+        Assert.Null(StudySelection.Best([T(0, TrialState.Diverged, null)]));
     }
 }

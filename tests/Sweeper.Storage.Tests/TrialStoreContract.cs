@@ -161,6 +161,47 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task Expiring_the_leases_of_an_owner_prefix_requeues_exactly_its_running_trials_at_the_next_requeue()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study("s", trials: 3, retries: 2));
+            await store.CreateStudyAsync(Study("t", trials: 2, retries: 0));
+            var a = (await store.ClaimAsync("s", "silo-1/a", _lease))!;
+            var b = (await store.ClaimAsync("s", "silo-10/b", _lease))!; // a longer name, not the prefix
+            var c = (await store.ClaimAsync("s", "silo-1/c", _lease))!;
+            await store.FinishAsync(c, new TrialFinish(TrialState.Completed, 0.5, 0.5, 1, null));
+            var d = (await store.ClaimAsync("t", "silo-1/d", _lease))!;
+            var e = (await store.ClaimAsync("t", "silo-_%/e", _lease))!;
+
+            // Wildcards of LIKE are plain characters here.
+            Assert.Equal(0, await store.ExpireLeasesOfOwnerAsync("%"));
+            Assert.Equal(0, await store.ExpireLeasesOfOwnerAsync("_"));
+            Assert.Equal(0, await store.ExpireLeasesOfOwnerAsync("silo-1/a/"));
+            Assert.Equal(1, await store.ExpireLeasesOfOwnerAsync("silo-_%"));
+            Assert.Equal(2, await store.ExpireLeasesOfOwnerAsync("silo-1/"));
+            await Assert.ThrowsAsync<ArgumentException>(() => store.ExpireLeasesOfOwnerAsync(""));
+
+            // Without the clock moving on, the next requeue of each study takes them as expired.
+            Assert.Equal(1, await store.RequeueExpiredAsync("s"));
+            Assert.Equal(2, await store.RequeueExpiredAsync("t"));
+            var trials = (await store.GetTrialsAsync("s")).Concat(await store.GetTrialsAsync("t")).ToDictionary(t => t.Id);
+            Assert.Equal((TrialState.Pending, null), (trials[a.TrialId].State, trials[a.TrialId].Owner)); // retries left
+            Assert.Equal((TrialState.Running, "silo-10/b"), (trials[b.TrialId].State, trials[b.TrialId].Owner));
+            Assert.Equal(TrialState.Completed, trials[c.TrialId].State);
+            Assert.Equal(TrialState.Failed, trials[d.TrialId].State); // no retries left
+            Assert.Contains("retry budget", trials[d.TrialId].Reason);
+            Assert.Equal(TrialState.Failed, trials[e.TrialId].State);
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(a, _lease));
+            await store.RenewAsync(b, _lease);
+            Assert.Equal(0, await store.RequeueExpiredAsync("s"));
+            Assert.Equal(0, await store.ExpireLeasesOfOwnerAsync("silo-1/")); // none of them is running any more
+        }
+    }
+
+    [Fact]
     public async Task Renewal_keeps_a_lease_alive_past_its_first_expiry()
     {
         var (db, store, clock) = await OpenAsync();
@@ -294,11 +335,11 @@ public abstract class TrialStoreContract
         await using (db)
         await using (store)
         {
-            await store.HeartbeatWorkerAsync("w1", "host-a", 42, null);
+            await store.HeartbeatWorkerAsync("w1", "host-a", 42, null, 2);
             clock.Advance(TimeSpan.FromSeconds(5));
-            await store.HeartbeatWorkerAsync("w1", "host-a", 42, 7);
+            await store.HeartbeatWorkerAsync("w1", "host-a", 42, 7, 3);
             var worker = (await store.GetWorkersAsync()).Single();
-            Assert.Equal(("w1", "host-a", 42, 7L), (worker.Id, worker.Host, worker.Pid, worker.CurrentTrialId!.Value));
+            Assert.Equal(("w1", "host-a", 42, 7L, 3), (worker.Id, worker.Host, worker.Pid, worker.CurrentTrialId!.Value, worker.Slots));
             // A database clock keeps running while the test moves its own: allow it the test's real duration.
             Assert.InRange((worker.LastHeartbeat - worker.StartedAt).TotalSeconds, 4.9, 5.5);
         }
@@ -447,6 +488,45 @@ public abstract class TrialStoreContract
         Assert.Equal(3L, Convert.ToInt64(await db.SqlAsync("SELECT count(*) FROM trials WHERE pt0 IS NOT NULL AND pn1 IS NOT NULL")));
         Assert.Equal(3, (await store.GetTrialsAsync("old")).Count);
         Assert.Equal("""{"model":"softmax","dropout":0.3}""".Replace(" ", ""), (await store.GetTrialsAsync("old"))[2].ParametersJson.Replace(" ", ""));
+    }
+
+    [Fact]
+    public async Task A_store_from_schema_3_is_migrated_to_schema_4_with_its_data_intact_and_membership_ready()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var clock = new ManualClock(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        Lease lease;
+        await using (var old = await db.OpenAsync(clock, schemaVersion: 3))
+        {
+            await old.CreateStudyAsync(Study(trials: 3));
+            lease = (await old.ClaimAsync("s", "w1", _lease))!;
+            await old.ReportEpochAsync(lease, new EpochRecord(lease.TrialId, 1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
+        }
+
+        await db.SqlAsync("INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES ('w1', 'host-a', 42, 0, 0, NULL)");
+        Assert.Equal(3L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
+
+        await using var store = await db.OpenAsync(clock);
+        Assert.Equal(4L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
+        var trials = await store.GetTrialsAsync("s");
+        Assert.Equal(3, trials.Count);
+        var claimed = trials.Single(t => t.Id == lease.TrialId);
+        Assert.Equal((TrialState.Running, "w1", 1L), (claimed.State, claimed.Owner, claimed.LeaseEpoch));
+        Assert.Equal(0.25, (await store.GetEpochsAsync(lease.TrialId)).Single().ValAccuracy);
+        Assert.Equal([1, 2, 3], (await store.GetCheckpointAsync(lease.TrialId))!.Value.Data);
+        await store.RenewAsync(lease, _lease); // the lease still holds
+        Assert.Equal(("w1", 0), (await store.GetWorkersAsync()).Select(w => (w.Id, w.Slots)).Single());
+        await store.HeartbeatWorkerAsync("w1", "host-a", 42, lease.TrialId, 4);
+        Assert.Equal(4, (await store.GetWorkersAsync()).Single().Slots);
+
+        // The membership tables are there, empty.
+        var membership = Assert.IsAssignableFrom<IMembershipStore>(store);
+        Assert.Equal(("", 0), ((await membership.ReadMembersAsync("c", null)).VersionEtag, (await membership.ReadMembersAsync("c", null)).Members.Count));
+        await membership.InitMembershipAsync("c");
+        var empty = await membership.ReadMembersAsync("c", null);
+        var row = new MemberRow("127.0.0.1:11111@1", MemberRow.ActiveStatus, "host-a", "silo", 0, clock.GetUtcNow(), clock.GetUtcNow(), null, null);
+        Assert.True(await membership.InsertMemberAsync("c", row, 1, empty.VersionEtag));
+        Assert.Equal(row.Address, (await membership.ReadMembersAsync("c", row.Address)).Members.Single().Address);
     }
 
     [Fact]

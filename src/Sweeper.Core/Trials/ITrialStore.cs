@@ -58,6 +58,16 @@ public interface ITrialStore : IAsyncDisposable
     /// </summary>
     Task<int> RequeueExpiredAsync(string study, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Expires the leases of every running trial (of any study) whose owner starts with <paramref name="ownerPrefix"/>
+    /// (compared character by character, no wildcards): their lease expiry becomes just before now by the store's
+    /// clock, so the next <see cref="RequeueExpiredAsync"/> of each study requeues them, or fails them past their retry
+    /// budget, exactly as if their leases had run out. Nothing else changes (the holders are fenced out only once the
+    /// trials are requeued); other owners' trials and trials that are not running are untouched. Returns how many
+    /// trials it expired. Throws <see cref="ArgumentException"/> for an empty prefix (which would match every owner).
+    /// </summary>
+    Task<int> ExpireLeasesOfOwnerAsync(string ownerPrefix, CancellationToken cancellationToken = default);
+
     /// <summary>The latest checkpoint of a trial and the epoch it was taken after, or null.</summary>
     Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default);
 
@@ -90,7 +100,12 @@ public interface ITrialStore : IAsyncDisposable
 
     Task<StudyResult?> GetResultAsync(string study, CancellationToken cancellationToken = default);
 
-    Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Records that the worker is alive (inserted on its first heartbeat, with the store's time as its start): the
+    /// time, the trial it runs (null: none) and its number of training slots (0 by default for rows written before slots
+    /// were recorded).
+    /// </summary>
+    Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, int slots, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default);
 

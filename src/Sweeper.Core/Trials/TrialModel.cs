@@ -1,3 +1,5 @@
+using Orleans;
+
 namespace Sweeper.Core.Trials;
 
 /// <summary>
@@ -5,6 +7,7 @@ namespace Sweeper.Core.Trials;
 /// Failed (finish, by the lease holder); Running → Pending (lease expired or released; attempts are kept);
 /// Running → Failed (lease expired past the retry budget). Final states never change.
 /// </summary>
+[GenerateSerializer]
 public enum TrialState
 {
     Pending,
@@ -25,6 +28,7 @@ public static class TrialStates
 }
 
 /// <summary>A study: one sweep file's search, created once and resumed by name.</summary>
+[GenerateSerializer]
 public sealed record StudyRecord(
     string Name,
     string SweepHash,
@@ -69,15 +73,19 @@ public sealed record TrialRecord(
 /// store rejects any write that names an older one. <see cref="HasCheckpoint"/> tells whether an earlier attempt
 /// left a checkpoint to resume from (so a fresh trial costs no extra read).
 /// </summary>
+[GenerateSerializer]
 public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Epoch, int Attempt, bool HasCheckpoint = true);
 
 /// <summary>One epoch's metrics of one trial.</summary>
+[GenerateSerializer]
 public sealed record EpochRecord(long TrialId, int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
 
 /// <summary>How a lease holder finishes a trial.</summary>
+[GenerateSerializer]
 public sealed record TrialFinish(TrialState State, double? ValAccuracy, double? TrainAccuracy, int Epochs, string? Reason);
 
 /// <summary>The outcome of a study: the selection rule, the chosen trial, and the one test-set evaluation.</summary>
+[GenerateSerializer]
 public sealed record StudyResult(
     string Study,
     string SelectionRule,
@@ -90,8 +98,8 @@ public sealed record StudyResult(
     DateTimeOffset? TestEvaluatedAt,
     string? Note);
 
-/// <summary>A worker process as it last reported.</summary>
-public sealed record WorkerRecord(string Id, string Host, int Pid, DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, long? CurrentTrialId);
+/// <summary>A worker process as it last reported; <paramref name="Slots"/> is how many trials it can train at once (0: not reported).</summary>
+public sealed record WorkerRecord(string Id, string Host, int Pid, DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, long? CurrentTrialId, int Slots);
 
 /// <summary>Counts of trials by state.</summary>
 public sealed record StateCounts(int Pending, int Running, int Completed, int Pruned, int Diverged, int Failed)

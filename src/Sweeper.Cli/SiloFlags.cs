@@ -1,0 +1,75 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using Sweeper.Runtime;
+
+namespace Sweeper.Cli;
+
+/// <summary>The flags of every command that hosts a silo: its port, its address, the lease length.</summary>
+public sealed class SiloFlags
+{
+    private readonly Option<int> _port;
+    private readonly Option<string?> _address = new("--address")
+    {
+        Description = "The address other silos reach this one at. Default: 127.0.0.1 on the embedded (sqlite:) store, else this machine's first IPv4 address.",
+    };
+
+    private readonly Option<double> _lease = new("--lease-seconds")
+    {
+        Description = "Trial lease length, renewed every third of it; only a backstop (a silo declared dead loses its trials within about 2 s).",
+        DefaultValueFactory = _ => 30,
+    };
+
+    public SiloFlags(int defaultPort)
+    {
+        _port = new Option<int>("--silo-port")
+        {
+            Description = $"TCP port for silo-to-silo traffic (open it between the cluster's machines); 0 picks a free one. Default: {defaultPort.ToString(CultureInfo.InvariantCulture)}.",
+            DefaultValueFactory = _ => defaultPort,
+        };
+    }
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_port);
+        command.Options.Add(_address);
+        command.Options.Add(_lease);
+    }
+
+    /// <summary>The silo settings these flags give, or null after printing an error that names the flag.</summary>
+    public SiloSettings? Settings(ParseResult parse)
+    {
+        try
+        {
+            return Read(parse);
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return null;
+        }
+    }
+
+    private SiloSettings Read(ParseResult parse)
+    {
+        var port = parse.GetValue(_port);
+        if (port is < 0 or > 65535)
+        {
+            throw new ArgumentException($"--silo-port must be between 0 and 65535 (got {port}).");
+        }
+
+        var lease = parse.GetValue(_lease);
+        if (!(lease >= 1))
+        {
+            throw new ArgumentException($"--lease-seconds must be at least 1 (got {lease.ToString(CultureInfo.InvariantCulture)}).");
+        }
+
+        IPAddress? address = null;
+        if (parse.GetValue(_address) is { } text && !IPAddress.TryParse(text, out address))
+        {
+            throw new ArgumentException($"--address must be an IP address (got '{text}').");
+        }
+
+        return new SiloSettings { SiloPort = port, Address = address, Lease = TimeSpan.FromSeconds(lease) };
+    }
+}

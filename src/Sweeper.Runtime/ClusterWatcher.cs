@@ -1,0 +1,104 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Runtime;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Runtime;
+
+/// <summary>
+/// Every silo's housekeeping, so that no single process's absence stalls a sweep: when Orleans' membership declares a
+/// silo dead, the leases of its slots expire at once (its trials resume elsewhere from their last checkpoint instead of
+/// waiting out a 30 s lease); every <see cref="SiloSettings.Tick"/> it calls each served study's grain (requeue,
+/// close); every 5 s it records this silo's slots in the store for <c>sweeper status</c> and the dashboard. Any number
+/// of silos do this at once: each step is idempotent.
+/// </summary>
+public sealed class ClusterWatcher(
+    IClusterMembershipService membership, IGrainFactory grains, ILocalSiloDetails silo, ITrialStore store, StudyDirectory studies, TrainingSlots slots,
+    SiloSettings settings, ILogger<ClusterWatcher> log) : BackgroundService
+{
+    private readonly HashSet<SiloAddress> _handled = [];
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.WhenAll(WatchMembershipAsync(stoppingToken), TickAsync(stoppingToken));
+
+    private async Task WatchMembershipAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(stoppingToken))
+            {
+                foreach (var member in snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead && !m.SiloAddress.Equals(silo.SiloAddress)))
+                {
+                    if (_handled.Contains(member.SiloAddress))
+                    {
+                        continue;
+                    }
+
+                    var expired = await UntilDoneAsync(() => store.ExpireLeasesOfOwnerAsync(SiloSettings.OwnerPrefix(member.SiloAddress), stoppingToken), stoppingToken);
+                    _handled.Add(member.SiloAddress);
+                    if (expired > 0)
+                    {
+                        log.LogWarning("Silo {Silo} was declared dead: its {Count} trial(s) go back to pending and resume from their last checkpoint", member.SiloAddress, expired);
+                        await TickStudiesAsync(stoppingToken);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task TickAsync(CancellationToken stoppingToken)
+    {
+        var lastBeat = DateTime.MinValue;
+        using var timer = new PeriodicTimer(settings.Tick);
+        try
+        {
+            do
+            {
+                try
+                {
+                    if (DateTime.UtcNow - lastBeat > TimeSpan.FromSeconds(5))
+                    {
+                        await store.HeartbeatWorkerAsync(silo.SiloAddress.ToParsableString(), Environment.MachineName, Environment.ProcessId, null, slots.Count, stoppingToken);
+                        lastBeat = DateTime.UtcNow;
+                    }
+
+                    await TickStudiesAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+                {
+                    log.LogWarning("Housekeeping skipped this time: {Message}", e.Message);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task TickStudiesAsync(CancellationToken stoppingToken)
+    {
+        foreach (var study in await studies.OpenAsync(stoppingToken))
+        {
+            await grains.GetGrain<IStudyGrain>(study).TickAsync();
+        }
+    }
+
+    private async Task<T> UntilDoneAsync<T>(Func<Task<T>> action, CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            try
+            {
+                return await action();
+            }
+            catch (StoreUnavailableException e)
+            {
+                log.LogWarning("Store unavailable ({Message}); trying again", e.Message);
+                await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using Orleans.Concurrency;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Runtime;
+
+/// <summary>
+/// The coordinator grain of one study (key: the study's name). It creates the study and its trials from the sweep file,
+/// hands pending trials to free training slots, answers the stopping rule after each epoch, and once every trial is
+/// final picks the best completed trial by validation accuracy, has its best checkpoint evaluated once on the test
+/// split, and closes the study. Its state is reloaded from the store on every activation: the store is the system of
+/// record, so the grain may vanish with its silo at any time and re-activate elsewhere.
+/// </summary>
+public interface IStudyGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Creates the study from the sweep file's text (or finds it: the same file resumes it). Returns the stored study.
+    /// Throws <see cref="StudyConflictException"/> when the name is taken by another file.
+    /// </summary>
+    Task<StudyRecord> OpenAsync(string sweepText, string source);
+
+    /// <summary>Claims the lowest pending trial for <paramref name="owner"/> (a training slot), or null when there is none now.</summary>
+    Task<Lease?> NextTrialAsync(string owner);
+
+    /// <summary>The stopping rule's answer after a trial's epoch: true stops (prunes) the trial.</summary>
+    Task<bool> ShouldStopAsync(int number, int epoch, double value);
+
+    /// <summary>A trial reached a final state or was handed back; the study may be done.</summary>
+    [OneWay]
+    Task TrialEndedAsync(int number);
+
+    /// <summary>
+    /// Housekeeping, called by every silo every second: requeues trials whose lease expired (or whose silo was declared
+    /// dead), and closes the study once every trial is final.
+    /// </summary>
+    Task TickAsync();
+}
+
+/// <summary>What a trial's owner hears back after reporting an epoch.</summary>
+[GenerateSerializer]
+public enum EpochVerdict
+{
+    /// <summary>Stored; train on.</summary>
+    Continue,
+
+    /// <summary>Stored; the stopping rule pruned the trial.</summary>
+    Stop,
+
+    /// <summary>Not stored: the lease is no longer held (fenced). Abandon the trial.</summary>
+    Lost,
+
+    /// <summary>Not stored: the store is unreachable now. Keep the result and report it again.</summary>
+    Retry,
+}
+
+/// <summary>
+/// One trial (key: <c>study/number</c>), placed on the silo whose training slot claimed it. It holds the trial's lease in
+/// the store (renewed by a grain timer; every write names the lease's fencing token), stores each epoch's metrics and
+/// checkpoint, asks the coordinator grain whether to go on, and records the outcome. The training itself runs on the
+/// slot's dedicated thread, never in a grain turn.
+/// </summary>
+public interface ITrialGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Takes ownership of the trial under <paramref name="lease"/> and returns the checkpoint to resume from (empty for a
+    /// fresh start), or null when this activation cannot own it (it lives on another silo than the slot).
+    /// </summary>
+    Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration);
+
+    /// <summary>Stores an epoch's metrics and checkpoint (fenced) and asks the stopping rule.</summary>
+    Task<EpochVerdict> ReportEpochAsync(EpochRecord metrics, Immutable<byte[]> checkpoint);
+
+    /// <summary>Records the trial's outcome (fenced). Lost when the lease moved on; Retry when the store is unreachable.</summary>
+    Task<EpochVerdict> FinishAsync(TrialFinish finish);
+
+    /// <summary>Hands the trial back (pending) without waiting for its lease to expire, e.g. when the silo stops.</summary>
+    Task ReleaseAsync(string reason);
+
+    /// <summary>The grain key of trial <paramref name="number"/> of <paramref name="study"/>.</summary>
+    static string Key(string study, int number) => study + "/" + number.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

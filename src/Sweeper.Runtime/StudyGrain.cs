@@ -1,0 +1,194 @@
+using Microsoft.Extensions.Logging;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Runtime;
+
+/// <summary>The coordinator grain: see <see cref="IStudyGrain"/>.</summary>
+public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSettings settings, ILogger<StudyGrain> log) : Grain, IStudyGrain
+{
+    private StudyRecord? _record;
+    private SweepDefinition? _sweep;
+    private IStoppingRule _rule = new NoStopping();
+    private bool _closed;
+
+    // A claim that found nothing is not tried again until something may have returned a trial to pending (a requeue,
+    // a hand-back) or a while has passed: idle slots then cost no store writes.
+    private bool _maybePending = true;
+    private DateTimeOffset _lastMiss;
+
+    // The last claim found nothing pending: only then can a trial's end be the study's last (counting costs a query).
+    private bool _drained;
+
+    private string Name => this.GetPrimaryKeyString();
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var record = await store.GetStudyAsync(Name, cancellationToken);
+        if (record is not null)
+        {
+            Load(record);
+        }
+    }
+
+    private void Load(StudyRecord record)
+    {
+        _record = record;
+        _closed = record.Closed;
+        _sweep = SweepParser.Parse(record.SweepText, record.Name);
+        _rule = _sweep.EarlyTerminate is { Type: "median" } et ? new MedianStoppingRule(et.WarmupEpochs, et.MinTrials) : new NoStopping();
+    }
+
+    public async Task<StudyRecord> OpenAsync(string sweepText, string source)
+    {
+        var sweep = SweepParser.Parse(sweepText, source);
+        if (sweep.Name != Name)
+        {
+            throw new ArgumentException($"the sweep file names study '{sweep.Name}', not '{Name}'.");
+        }
+
+        if (_record is not null && _record.SweepHash == sweep.SourceHash)
+        {
+            log.LogInformation("Resuming study {Study} ({Count} trials)", Name, _record.TrialCount);
+            return _record;
+        }
+
+        var sampler = SearchSpace.CreateSampler(sweep);
+        var count = (int)SearchSpace.TrialCount(sweep);
+        var trials = sampler.Propose(sweep, count).Select(t => new NewTrial(t.Number, ParamJson.Serialize(t.Parameters), t.Seed)).ToList();
+        var record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
+        log.LogInformation("Created study {Study}: {Count} trials ({Method} search)", Name, trials.Count, sweep.Method);
+        Load(record);
+        _maybePending = true;
+        return record;
+    }
+
+    public async Task<Lease?> NextTrialAsync(string owner)
+    {
+        if (_record is null || _closed)
+        {
+            return null;
+        }
+
+        var now = DateTimeOffset.UtcNow;
+        if (!_maybePending && now - _lastMiss < settings.IdleRecheck)
+        {
+            return null;
+        }
+
+        var lease = await store.ClaimAsync(Name, owner, settings.Lease);
+        _drained = lease is null;
+        if (lease is null)
+        {
+            _maybePending = false;
+            _lastMiss = now;
+        }
+
+        return lease;
+    }
+
+    public async Task<bool> ShouldStopAsync(int number, int epoch, double value)
+    {
+        if (_rule is NoStopping)
+        {
+            return false;
+        }
+
+        try
+        {
+            return _rule.ShouldStop(epoch, value, await store.GetCompletedValuesAtEpochAsync(Name, epoch));
+        }
+        catch (StoreUnavailableException)
+        {
+            return false; // nothing to judge by: train on
+        }
+    }
+
+    public Task TrialEndedAsync(int number)
+    {
+        _maybePending = true;
+        return _drained ? CloseIfDoneAsync() : Task.CompletedTask;
+    }
+
+    public async Task TickAsync()
+    {
+        if (_record is null)
+        {
+            // Created by a coordinator on another silo since this activation loaded.
+            if (await store.GetStudyAsync(Name) is not { } record)
+            {
+                return;
+            }
+
+            Load(record);
+        }
+
+        if (_closed)
+        {
+            return;
+        }
+
+        try
+        {
+            var requeued = await store.RequeueExpiredAsync(Name);
+            if (requeued > 0)
+            {
+                _maybePending = true;
+                log.LogWarning("Study {Study}: {Count} trial(s) lost their silo or lease and were requeued (or failed past their retries)", Name, requeued);
+            }
+
+            await CloseIfDoneAsync();
+        }
+        catch (StoreUnavailableException e)
+        {
+            log.LogWarning("Study {Study}: store unavailable ({Message}); trying again at the next tick", Name, e.Message);
+        }
+    }
+
+    /// <summary>Once every trial is final: the best completed trial by validation accuracy, evaluated once on the test split; the study closes.</summary>
+    private async Task CloseIfDoneAsync()
+    {
+        if (_record is null || _closed || _sweep is null)
+        {
+            return;
+        }
+
+        var counts = await store.CountStatesAsync(Name);
+        if (counts.Total == 0 || counts.Final != counts.Total)
+        {
+            return;
+        }
+
+        if (await store.GetResultAsync(Name) is not null)
+        {
+            _closed = true;
+            return;
+        }
+
+        var trials = await store.GetTrialsAsync(Name);
+        var best = StudySelection.Best(trials);
+        StudyResult result;
+        if (best is null)
+        {
+            result = new StudyResult(Name, StudySelection.Rule, _sweep.Metric, null, null, null, null, 0, null, "no trial completed: nothing to evaluate on the test split");
+        }
+        else
+        {
+            var checkpoint = await store.GetCheckpointAsync(best.Id)
+                ?? throw new InvalidOperationException($"trial {best.Number} completed without a checkpoint; cannot evaluate it on the test split.");
+            log.LogInformation("Study {Study}: best trial {Trial} (val acc {Val:F4}); evaluating it once on the test split", Name, best.Number, best.ValAccuracy);
+            var sweep = _sweep;
+            // Seconds of work: off the grain scheduler, on a thread of its own.
+            var (accuracy, examples) = await Task.Factory.StartNew(() => runner.EvaluateOnTest(sweep, best, checkpoint.Data), CancellationToken.None,
+                TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            result = new StudyResult(Name, StudySelection.Rule, _sweep.Metric, best.Id, best.Number, best.ValAccuracy, accuracy, examples, DateTimeOffset.UtcNow, null);
+        }
+
+        if (await store.CloseStudyAsync(result))
+        {
+            log.LogInformation("Study {Study} closed: {Summary}", Name, TrialEvents.Closed(result));
+        }
+
+        _closed = true;
+    }
+}

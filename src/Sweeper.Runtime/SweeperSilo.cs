@@ -1,0 +1,74 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Serilog.Extensions.Logging;
+using Sweeper.Core.Trials;
+using Sweeper.Runtime.Cluster;
+
+namespace Sweeper.Runtime;
+
+/// <summary>
+/// Builds the Orleans silo of one process: the study and trial grains, the training slots, the housekeeping, and the
+/// store as Orleans' membership table (so a cluster needs exactly one database). The same code path serves one machine
+/// (SQLite, loopback) and a cluster (PostgreSQL).
+/// </summary>
+public static class SweeperSilo
+{
+    public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger)
+    {
+        if (store is not IMembershipStore membership)
+        {
+            throw new ArgumentException("this store cannot hold Orleans' membership table.", nameof(store));
+        }
+
+        var embedded = store.GetType().Name.Contains("Sqlite", StringComparison.Ordinal);
+        var address = settings.Address ?? (embedded ? IPAddress.Loopback : SiloSettings.MachineAddress());
+        var port = settings.SiloPort == 0 ? SiloSettings.FreePort() : settings.SiloPort;
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(new SerilogLoggerProvider(logger));
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        // Orleans' own chatter (placement retries, GC advice) is not for users; what matters (a silo declared dead, a
+        // trial resumed) is logged by our grains and the cluster watcher.
+        builder.Logging.AddFilter("Orleans", LogLevel.Error);
+        builder.Logging.AddFilter("Polly", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton(runner);
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton<StudyDirectory>();
+        builder.Services.AddSingleton<TrainingSlots>();
+        builder.UseOrleans(silo =>
+        {
+            silo.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = settings.ClusterId;
+                o.ServiceId = "sweeper";
+            });
+            silo.Configure<SiloOptions>(o => o.SiloName = $"{Environment.MachineName}-{Environment.ProcessId}");
+            // No gateway: nothing outside the cluster calls grains (status and the dashboard read the store).
+            silo.ConfigureEndpoints(address, port, gatewayPort: 0, listenOnAnyHostAddress: !IPAddress.IsLoopback(address));
+            silo.Services.AddStoreMembership(membership);
+            silo.Configure<ClusterMembershipOptions>(o =>
+            {
+                // A silo that misses MissedProbes probes of ProbeTimeout is declared dead (about 2 s on a LAN, where
+                // Orleans' defaults take 11-18 s); its trials then resume elsewhere at once.
+                o.ProbeTimeout = settings.ProbeTimeout;
+                o.NumMissedProbesLimit = settings.MissedProbes;
+                o.TableRefreshTimeout = TimeSpan.FromSeconds(2);
+                o.IAmAliveTablePublishTimeout = TimeSpan.FromSeconds(5);
+                o.DeathVoteExpirationTimeout = TimeSpan.FromSeconds(10);
+                o.DefunctSiloExpiration = TimeSpan.FromHours(1);
+                o.DefunctSiloCleanupPeriod = TimeSpan.FromMinutes(10);
+            });
+        });
+
+        // Registered after the silo: started once it is active, stopped before it (slots hand their trials back first).
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TrainingSlots>());
+        builder.Services.AddHostedService<ClusterWatcher>();
+        return builder.Build();
+    }
+}

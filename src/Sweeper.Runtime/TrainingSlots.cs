@@ -1,0 +1,243 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+
+namespace Sweeper.Runtime;
+
+/// <summary>
+/// A silo's training slots: one dedicated thread each (never the .NET thread pool or a grain scheduler), so a silo
+/// never trains more trials at once than it has slots. A free slot asks the study grains for work; the trial's grain
+/// is activated on this silo (<see cref="Orleans.Placement.PreferLocalPlacementAttribute"/>: the call comes from here)
+/// and owns the lease, while the slot's thread trains and reports each epoch back through it. When the silo stops,
+/// each slot hands its trial back so that another silo resumes it from its last checkpoint at once.
+/// </summary>
+public sealed class TrainingSlots(
+    IGrainFactory grains, ILocalSiloDetails silo, ITrialStore store, ITrialRunner runner, StudyDirectory studies, SiloSettings settings, ILogger<TrainingSlots> log)
+    : IHostedService
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Thread> _threads = [];
+    private readonly ConcurrentDictionary<long, RunningTrial> _running = new();
+    private readonly ConcurrentDictionary<string, SweepDefinition> _sweeps = new();
+    private int _busy;
+    private int _finished;
+
+    /// <summary>Slots training a trial now.</summary>
+    public int Busy => Volatile.Read(ref _busy);
+
+    /// <summary>Trials this silo's slots finished (any final state).</summary>
+    public int Finished => Volatile.Read(ref _finished);
+
+    public int Count => settings.Slots;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < settings.Slots; i++)
+        {
+            var owner = SiloSettings.OwnerPrefix(silo.SiloAddress) + "slot" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var thread = new Thread(() => Loop(owner)) { IsBackground = true, Name = $"training-slot-{i}" };
+            _threads.Add(thread);
+            thread.Start();
+        }
+
+        if (settings.Slots > 0)
+        {
+            log.LogInformation("Silo {Silo}: {Slots} training slot(s), serving {Study}", silo.SiloAddress, settings.Slots, settings.Study ?? "every open study");
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Stops the slots: each hands its trial back (or is abandoned when <paramref name="cancellationToken"/> fires first).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        foreach (var thread in _threads)
+        {
+            await Task.Run(() => thread.Join(), CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>Stops training the trial of <paramref name="lease"/> (its lease was lost): called by its grain.</summary>
+    public void Abandon(Lease lease)
+    {
+        if (_running.TryGetValue(lease.TrialId, out var running))
+        {
+            running.Lost = true;
+            running.Cancellation.Cancel();
+        }
+    }
+
+    private void Loop(string owner)
+    {
+        var stopping = _stopping.Token;
+        while (!stopping.IsCancellationRequested)
+        {
+            Lease? lease;
+            try
+            {
+                lease = ClaimAsync(owner, stopping).GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                log.LogWarning("Slot {Owner}: no work this time ({Message}); trying again", owner, e.Message);
+                stopping.WaitHandle.WaitOne(settings.Poll * 4);
+                continue;
+            }
+
+            if (lease is null)
+            {
+                stopping.WaitHandle.WaitOne(settings.Poll);
+                continue;
+            }
+
+            Interlocked.Increment(ref _busy);
+            try
+            {
+                Train(lease, stopping);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _busy);
+            }
+        }
+    }
+
+    private async Task<Lease?> ClaimAsync(string owner, CancellationToken cancellationToken)
+    {
+        foreach (var study in await studies.OpenAsync(cancellationToken))
+        {
+            if (await grains.GetGrain<IStudyGrain>(study).NextTrialAsync(owner) is { } lease)
+            {
+                return lease;
+            }
+        }
+
+        return null;
+    }
+
+    private SweepDefinition Sweep(string study) =>
+        _sweeps.GetOrAdd(study, name => SweepParser.Parse(store.GetStudyAsync(name).GetAwaiter().GetResult()?.SweepText ?? throw new InvalidOperationException($"study {name} vanished"), name));
+
+    private void Train(Lease lease, CancellationToken stopping)
+    {
+        var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number));
+        byte[]? checkpoint;
+        try
+        {
+            var begun = grain.BeginAsync(lease, settings.Lease).GetAwaiter().GetResult();
+            if (begun is null)
+            {
+                store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
+                return;
+            }
+
+            checkpoint = begun.Value.Value.Length > 0 ? begun.Value.Value : null;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            log.LogWarning("Trial {Trial}: could not take it over ({Message}); its lease runs out and it is claimed again", lease.Number, e.Message);
+            return;
+        }
+
+        using var trial = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        var running = _running[lease.TrialId] = new RunningTrial(trial);
+        try
+        {
+            var finish = runner.Run(Sweep(lease.Study), lease, checkpoint, (metrics, takeCheckpoint) =>
+            {
+                var bytes = new Immutable<byte[]>(takeCheckpoint());
+                var verdict = UntilStored(() => grain.ReportEpochAsync(metrics, bytes), trial.Token);
+                if (verdict == EpochVerdict.Lost)
+                {
+                    running.Lost = true;
+                    throw new OperationCanceledException(trial.Token);
+                }
+
+                return verdict == EpochVerdict.Continue;
+            }, trial.Token);
+            if (UntilStored(() => grain.FinishAsync(finish), stopping) != EpochVerdict.Lost)
+            {
+                Interlocked.Increment(ref _finished);
+            }
+        }
+        catch (OperationCanceledException) when (running.Lost)
+        {
+            // Fenced out (the lease moved on to another silo): the trial belongs to another slot now.
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            grain.ReleaseAsync("its silo is stopping").Wait(TimeSpan.FromSeconds(10));
+        }
+        catch (RuntimeCallException e)
+        {
+            log.LogWarning("Trial {Trial}: its grain did not answer ({Message}); its lease runs out and another slot takes it over", lease.Number, e.InnerException?.Message);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            log.LogError("Trial {Trial} failed: {Type}: {Message}", lease.Number, e.GetType().Name, e.Message);
+            try
+            {
+                UntilStored(() => grain.FinishAsync(new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}")), stopping);
+                Interlocked.Increment(ref _finished);
+            }
+            catch (Exception again) when (again is OperationCanceledException or RuntimeCallException)
+            {
+                log.LogWarning("Trial {Trial}: its failure was not recorded ({Message}); its lease runs out", lease.Number, again.Message);
+            }
+        }
+        finally
+        {
+            _running.TryRemove(lease.TrialId, out _);
+        }
+    }
+
+    /// <summary>Repeats a report while the store is unreachable (the result is kept, never dropped); stops on any other answer.</summary>
+    private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(250);
+        while (true)
+        {
+            EpochVerdict verdict;
+            try
+            {
+                verdict = report().GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+            {
+                throw new RuntimeCallException(e);
+            }
+
+            if (verdict != EpochVerdict.Retry)
+            {
+                return verdict;
+            }
+
+            if (cancellationToken.WaitHandle.WaitOne(delay))
+            {
+                throw new OperationCanceledException(cancellationToken);
+            }
+
+            delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 2));
+        }
+    }
+
+    /// <summary>A trial a slot trains: its cancellation, and whether its lease was lost (fenced) rather than the silo stopping.</summary>
+    private sealed class RunningTrial(CancellationTokenSource cancellation)
+    {
+        public CancellationTokenSource Cancellation { get; } = cancellation;
+
+        public volatile bool Lost;
+    }
+
+    /// <summary>A grain call failed (timeout, silo gone): not the trial's fault.</summary>
+    private sealed class RuntimeCallException(Exception inner) : Exception(inner.Message, inner);
+}
+

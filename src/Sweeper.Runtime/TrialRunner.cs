@@ -1,0 +1,51 @@
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Engine.Training;
+
+namespace Sweeper.Runtime;
+
+/// <summary>
+/// Trains trials and evaluates a chosen one on the test split: the seam between the runtime and a training engine.
+/// Called on a training slot's dedicated thread (never on a grain's scheduler); may block for minutes.
+/// </summary>
+public interface ITrialRunner
+{
+    /// <summary>
+    /// Trains one trial, resumed from <paramref name="checkpoint"/> when given. <paramref name="onEpoch"/> is called after
+    /// every epoch with its metrics and a way to take a checkpoint right then; it returns false to stop the trial (the
+    /// stopping rule pruned it) and throws to abandon it.
+    /// </summary>
+    TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken);
+
+    /// <summary>Accuracy of the trial's best parameters (kept in its final checkpoint) on the test split, and how many examples.</summary>
+    (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint);
+}
+
+/// <summary>Trains trials with the Solver on CIFAR-10 (the dataset is loaded once per silo and shared by its slots).</summary>
+public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
+{
+    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
+    {
+        var solver = trainer.CreateSolver(sweep, ParamJson.Deserialize(lease.ParametersJson), lease.Seed, checkpoint);
+        byte[] Checkpoint()
+        {
+            var stream = new MemoryStream();
+            solver.SaveCheckpoint(stream);
+            return stream.ToArray();
+        }
+
+        var result = solver.Train(
+            m => onEpoch(new EpochRecord(lease.TrialId, m.Epoch, m.Loss, m.TrainAccuracy, m.ValAccuracy, m.LearningRate, m.Seconds), Checkpoint),
+            cancellationToken: cancellationToken);
+        var state = result.Outcome switch
+        {
+            TrainingOutcome.Completed => TrialState.Completed,
+            TrainingOutcome.Diverged => TrialState.Diverged,
+            _ => TrialState.Pruned,
+        };
+        return new TrialFinish(state, result.BestEpoch > 0 ? result.BestValAccuracy : null, result.BestEpoch > 0 ? result.TrainAccuracy : null, result.Epochs, result.Reason);
+    }
+
+    public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>
+        trainer.EvaluateOnTest(sweep, ParamJson.Deserialize(trial.ParametersJson), trial.Seed, checkpoint);
+}
