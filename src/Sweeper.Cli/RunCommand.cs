@@ -124,7 +124,7 @@ public static partial class SweepCommands
 
     /// <summary>Creates or resumes the study through its coordinator grain (the grain, not this process, creates the trials).</summary>
     private static async Task<StudyRecord> OpenStudyAsync(IHost silo, SweepDefinition sweep, string file) =>
-        await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>(sweep.Name).OpenAsync(sweep.SourceText, file);
+        (await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>(sweep.Name).OpenAsync(sweep.SourceText, file)).Get(sweep.Name);
 
     private static async Task StopSiloAsync(IHost silo)
     {

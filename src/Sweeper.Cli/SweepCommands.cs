@@ -362,9 +362,22 @@ public static partial class SweepCommands
                 }
             }
 
+            var silos = await ClusterView.SilosAsync(trialStore, cancellationToken: ct);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(summaries, _json));
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    studies = summaries,
+                    silos = silos.Select(w => new { address = w.Address, host = w.Host, state = w.State, slots = w.Slots, busy = w.Busy, last_heartbeat = w.LastAlive }),
+                }, _json));
+                return 0;
+            }
+
+            Console.WriteLine(silos.Count == 0 ? "silos: none has joined this store's cluster yet" : $"silos: {silos.Count(w => w.Alive)} alive, {silos.Count(w => !w.Alive)} not");
+            foreach (var w in silos)
+            {
+                var ago = (DateTimeOffset.UtcNow - w.LastAlive).TotalSeconds;
+                Console.WriteLine($"  {w.Address} on {w.Host}: {w.State}, {w.Busy}/{w.Slots} slots busy, last heartbeat {ago:F0} s ago");
             }
 
             return 0;

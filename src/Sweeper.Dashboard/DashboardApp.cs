@@ -243,26 +243,20 @@ public static class DashboardApp
 
             return Json(Weights.FirstLayer(checkpoint.Value.Data, ParamJson.Deserialize(trial.ParametersJson), max));
         });
-        app.MapGet("/api/workers", async (CancellationToken ct) =>
+        // The cluster's silos: address, slots, busy slots, last "I am alive", alive or dead, and what each trains now.
+        app.MapGet("/api/workers", async (CancellationToken ct) => Json((await ClusterView.SilosAsync(store, cancellationToken: ct)).Select(w => new
         {
-            var workers = await store.GetWorkersAsync(ct);
-            var running = new Dictionary<string, object>();
-            foreach (var s in await store.ListStudiesAsync(ct))
-            {
-                if (s.Closed)
-                {
-                    continue;
-                }
-
-                var (trials, _) = await store.QueryTrialsAsync(s.Name, new TrialQuery(new Comparison("state", "=", "running", 0), [], 0, 10_000), ct);
-                foreach (var t in trials.Where(t => t.Owner is not null))
-                {
-                    running[t.Owner!] = new { study = s.Name, number = t.Number, epochs = t.EpochsDone };
-                }
-            }
-
-            return Json(workers.Select(w => new { w.Id, w.Host, w.Pid, w.StartedAt, w.LastHeartbeat, current_trial = running.GetValueOrDefault(w.Id) }));
-        });
+            id = w.Address,
+            w.Host,
+            w.Name,
+            w.State,
+            w.Alive,
+            w.Slots,
+            w.Busy,
+            started_at = w.StartedAt,
+            last_heartbeat = w.LastAlive,
+            trials = w.Trials.Select(t => new { t.Study, t.Number, t.Epochs }),
+        })));
         app.MapGet("/api/{**rest}", (string rest) => NotFound($"no endpoint /api/{rest}"));
 
         app.MapGet("/", () => Page("index.html"));

@@ -37,7 +37,13 @@ public sealed class ClusterWatcher(
                     _handled.Add(member.SiloAddress);
                     if (expired > 0)
                     {
+                        // Only the first silo to expire the dead one's leases finds any: one event per death.
                         log.LogWarning("Silo {Silo} was declared dead: its {Count} trial(s) go back to pending and resume from their last checkpoint", member.SiloAddress, expired);
+                        foreach (var study in await studies.OpenAsync(stoppingToken))
+                        {
+                            await store.AddEventAsync(study, null, "silo_dead", $"silo {member.SiloAddress.ToParsableString()} declared dead by the cluster; the leases of its {expired} trial(s) expired at once", stoppingToken);
+                        }
+
                         await TickStudiesAsync(stoppingToken);
                     }
                 }

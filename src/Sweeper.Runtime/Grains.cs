@@ -13,10 +13,10 @@ namespace Sweeper.Runtime;
 public interface IStudyGrain : IGrainWithStringKey
 {
     /// <summary>
-    /// Creates the study from the sweep file's text (or finds it: the same file resumes it). Returns the stored study.
-    /// Throws <see cref="StudyConflictException"/> when the name is taken by another file.
+    /// Creates the study from the sweep file's text (or finds it: the same file resumes it). Returns the stored study, or
+    /// the conflict when the name is taken by another file (nothing is written then).
     /// </summary>
-    Task<StudyRecord> OpenAsync(string sweepText, string source);
+    Task<StudyOpening> OpenAsync(string sweepText, string source);
 
     /// <summary>Claims the lowest pending trial for <paramref name="owner"/> (a training slot), or null when there is none now.</summary>
     Task<Lease?> NextTrialAsync(string owner);
@@ -33,6 +33,14 @@ public interface IStudyGrain : IGrainWithStringKey
     /// dead), and closes the study once every trial is final.
     /// </summary>
     Task TickAsync();
+}
+
+/// <summary>The answer to <see cref="IStudyGrain.OpenAsync"/>: the study, or why it cannot be opened.</summary>
+[GenerateSerializer]
+public sealed record StudyOpening(StudyRecord? Study, string? Conflict)
+{
+    /// <summary>The study; throws <see cref="StudyConflictException"/> when the name belongs to another sweep file.</summary>
+    public StudyRecord Get(string name) => Study ?? throw new StudyConflictException(name);
 }
 
 /// <summary>What a trial's owner hears back after reporting an epoch.</summary>

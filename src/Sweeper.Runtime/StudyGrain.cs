@@ -39,7 +39,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         _rule = _sweep.EarlyTerminate is { Type: "median" } et ? new MedianStoppingRule(et.WarmupEpochs, et.MinTrials) : new NoStopping();
     }
 
-    public async Task<StudyRecord> OpenAsync(string sweepText, string source)
+    public async Task<StudyOpening> OpenAsync(string sweepText, string source)
     {
         var sweep = SweepParser.Parse(sweepText, source);
         if (sweep.Name != Name)
@@ -50,17 +50,31 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         if (_record is not null && _record.SweepHash == sweep.SourceHash)
         {
             log.LogInformation("Resuming study {Study} ({Count} trials)", Name, _record.TrialCount);
-            return _record;
+            return new StudyOpening(_record, null);
+        }
+
+        if (_record is not null)
+        {
+            return new StudyOpening(null, new StudyConflictException(Name).Message);
         }
 
         var sampler = SearchSpace.CreateSampler(sweep);
         var count = (int)SearchSpace.TrialCount(sweep);
         var trials = sampler.Propose(sweep, count).Select(t => new NewTrial(t.Number, ParamJson.Serialize(t.Parameters), t.Seed)).ToList();
-        var record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
+        StudyRecord record;
+        try
+        {
+            record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
+        }
+        catch (StudyConflictException e)
+        {
+            return new StudyOpening(null, e.Message);
+        }
+
         log.LogInformation("Created study {Study}: {Count} trials ({Method} search)", Name, trials.Count, sweep.Method);
         Load(record);
         _maybePending = true;
-        return record;
+        return new StudyOpening(record, null);
     }
 
     public async Task<Lease?> NextTrialAsync(string owner)
@@ -76,7 +90,17 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             return null;
         }
 
-        var lease = await store.ClaimAsync(Name, owner, settings.Lease);
+        Lease? lease;
+        try
+        {
+            lease = await store.ClaimAsync(Name, owner, settings.Lease);
+        }
+        catch (StoreUnavailableException e)
+        {
+            log.LogWarning("Study {Study}: store unavailable ({Message}); no trial handed out this time", Name, e.Message);
+            return null;
+        }
+
         _drained = lease is null;
         if (lease is null)
         {

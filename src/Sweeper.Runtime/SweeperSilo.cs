@@ -52,11 +52,13 @@ public static class SweeperSilo
             // No gateway: nothing outside the cluster calls grains (status and the dashboard read the store).
             silo.ConfigureEndpoints(address, port, gatewayPort: 0, listenOnAnyHostAddress: !IPAddress.IsLoopback(address));
             silo.Services.AddStoreMembership(membership);
+            silo.Services.AddSingleton<IFatalErrorHandler, SiloDeathHandler>();
             silo.Configure<ClusterMembershipOptions>(o =>
             {
                 // A silo that misses MissedProbes probes of ProbeTimeout is declared dead (about 2 s on a LAN, where
                 // Orleans' defaults take 11-18 s); its trials then resume elsewhere at once.
                 o.ProbeTimeout = settings.ProbeTimeout;
+                o.MaxProbeTimeout = settings.ProbeTimeout * 2;
                 o.NumMissedProbesLimit = settings.MissedProbes;
                 o.TableRefreshTimeout = TimeSpan.FromSeconds(2);
                 o.IAmAliveTablePublishTimeout = TimeSpan.FromSeconds(5);

@@ -414,7 +414,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         ArgumentException.ThrowIfNullOrEmpty(ownerPrefix);
         // left/length count characters and = compares them exactly: no LIKE, so no wildcards. Just before now, as
         // RequeueExpiredAsync takes leases that expired before its now. Setting the same time again is harmless on retry.
-        return WriteAsync((conn, tx) => ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} - 1 WHERE state = 'running' AND left(owner, length(@p)) = @p",
+        return WriteAsync((conn, tx) => ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} - 1 WHERE state = 'running' AND lease_expires_at > {Now} - 1 AND left(owner, length(@p)) = @p",
             ("p", ownerPrefix)), cancellationToken);
     }
 

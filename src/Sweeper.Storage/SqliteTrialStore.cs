@@ -388,7 +388,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         ArgumentException.ThrowIfNullOrEmpty(ownerPrefix);
         // substr/length count characters and = compares them exactly (BINARY collation): no LIKE, so no wildcards.
         // Just before now, as RequeueExpiredAsync takes leases that expired before its now.
-        return WriteAsync(tx => ExecAsync("UPDATE trials SET lease_expires_at = $cut WHERE state = 'running' AND substr(owner, 1, length($p)) = $p", tx,
+        return WriteAsync(tx => ExecAsync("UPDATE trials SET lease_expires_at = $cut WHERE state = 'running' AND lease_expires_at > $cut AND substr(owner, 1, length($p)) = $p", tx,
             ("$cut", Now - 1), ("$p", ownerPrefix)), cancellationToken);
     }
 

@@ -5,8 +5,10 @@ using Sweeper.Storage.Tests;
 namespace Sweeper.Runtime.Tests;
 
 /// <summary>
-/// Cluster drills: workers on separate hosts (network namespaces) against PostgreSQL on the host side, under
-/// failures; each drill ends with every trial final exactly once and the same results as an undisturbed run.
+/// Cluster drills: silos on separate hosts (network namespaces) and a coordinator silo on the host side, one
+/// PostgreSQL holding trials and Orleans' membership, under failures; each drill ends with every trial final exactly
+/// once and the same results as an undisturbed run. Leases are set far longer than a drill may take, so every takeover
+/// in time is Orleans' failure detection at work.
 /// </summary>
 public class ClusterDrillTests
 {
@@ -51,7 +53,7 @@ public class ClusterDrillTests
     private static async Task AssertSameAsUndisturbedAsync(Harness h, string sweep, ITrialStore store)
     {
         var baselineDb = _server.Value.CreateDatabase();
-        var baseline = h.Run(TimeSpan.FromMinutes(4), "run", sweep, "--store", Store(baselineDb, "127.0.0.1"), "--workers", "2");
+        var baseline = h.Run(TimeSpan.FromMinutes(4), "run", sweep, "--store", Store(baselineDb, "127.0.0.1"), "--slots", "2");
         Assert.True(baseline.Code == 0, baseline.Stderr);
         await using var reference = await TrialStores.OpenAsync(Store(baselineDb, "127.0.0.1"));
 
@@ -69,6 +71,15 @@ public class ClusterDrillTests
         Assert.Equal((expected.BestTrialNumber, expected.ValAccuracy, expected.TestAccuracy), (actual.BestTrialNumber, actual.ValAccuracy, actual.TestAccuracy));
     }
 
+    private static string SiloOf(string owner) => owner[..owner.LastIndexOf('/')];
+
+    private static RunningSweeper StartCoordinator(Harness h, string sweep, string db) =>
+        h.Start("coordinator", sweep, "--store", Store(db, "127.0.0.1"), "--address", NetnsCluster.HostAddress, "--silo-port", "0", "--lease-seconds", "300");
+
+    private static RunningSweeper StartWorker(Harness h, NetnsCluster cluster, int host, string db) =>
+        h.StartIn(cluster.Namespace(host), "worker", "--store", Store(db, NetnsCluster.Gateway(host)), "--study", "drill", "--exit-when-done",
+            "--slots", "1", "--silo-port", "0", "--lease-seconds", "300", "--data", Harness.CifarDir);
+
     private static async Task WaitAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
     {
         var deadline = DateTime.UtcNow + timeout;
@@ -80,47 +91,60 @@ public class ClusterDrillTests
     }
 
     [Fact]
-    public async Task A_host_cut_off_mid_trial_loses_it_to_another_worker_and_is_fenced_when_it_returns()
+    public async Task A_silo_cut_off_mid_trial_is_declared_dead_its_trial_resumes_elsewhere_and_it_restarts_and_rejoins()
     {
         using var h = new Harness();
         using var cluster = new NetnsCluster(2);
         var sweep = h.Write("drill.yaml", Sweep(trials: 16, retries: 3));
         var db = _server.Value.CreateDatabase();
         await using var store = await TrialStores.OpenAsync(Store(db, "127.0.0.1"));
-        using var coordinator = h.Start("coordinator", sweep, "--store", Store(db, "127.0.0.1"));
+        using var coordinator = StartCoordinator(h, sweep, db);
         await WaitAsync(async () => await store.GetStudyAsync("drill") is not null, TimeSpan.FromMinutes(1), "the study");
-        var workers = Enumerable.Range(1, 2).Select(i => h.StartIn(cluster.Namespace(i), "worker", "--store", Store(db, NetnsCluster.Gateway(i)),
-            "--study", "drill", "--exit-when-done", "--lease-seconds", "2", "--data", Harness.CifarDir)).ToList();
+        var workers = Enumerable.Range(1, 2).Select(i => StartWorker(h, cluster, i, db)).ToList();
         try
         {
             // Cut host 1 while it is in the middle of a trial.
             TrialRecord? victim = null;
+            string? cutSilo = null;
             await WaitAsync(async () =>
             {
-                var owners = (await store.GetWorkersAsync()).Where(w => w.Pid == workers[0].Process.Id).Select(w => w.Id).ToHashSet();
-                victim = (await store.GetTrialsAsync("drill")).FirstOrDefault(t => t.State == TrialState.Running && owners.Contains(t.Owner!) && t.EpochsDone is >= 2 and <= 8);
+                cutSilo = (await store.GetWorkersAsync()).Where(w => w.Pid == workers[0].Process.Id).Select(w => w.Id).LastOrDefault();
+                victim = (await store.GetTrialsAsync("drill")).FirstOrDefault(t => t.State == TrialState.Running && SiloOf(t.Owner!) == cutSilo && t.EpochsDone is >= 2 and <= 8);
                 return victim is not null;
             }, TimeSpan.FromMinutes(2), "host 1 to be mid-trial");
             cluster.Cut(1);
-            var cutOwner = victim!.Owner!;
+            var cutAt = DateTime.UtcNow;
 
-            // Another worker takes the trial over from its checkpoint once the lease expires.
-            await WaitAsync(async () => (await store.GetTrialAsync(victim.Id))!.LeaseEpoch >= 2 && (await store.GetTrialAsync(victim.Id))!.Owner != cutOwner,
+            // The cluster declares it dead and another silo resumes the trial from its checkpoint (the lease is 300 s).
+            await WaitAsync(async () => (await store.GetTrialAsync(victim!.Id)) is { LeaseEpoch: >= 2, State: TrialState.Running or TrialState.Completed } t && SiloOf(t.Owner!) != cutSilo,
                 TimeSpan.FromMinutes(1), "the takeover");
+            var takeover = DateTime.UtcNow - cutAt;
             cluster.Restore(1);
-            var restoredAt = DateTimeOffset.UtcNow;
+
+            // Back on the network, the cut silo learns it was declared dead and stops; its supervisor (here: the test)
+            // starts a new silo on that host, which joins the cluster and trains.
+            var cutWorker = workers[0].Wait(TimeSpan.FromMinutes(1));
+            Assert.True(cutWorker.Code == SiloDeathHandler.ExitCode, $"exit code {cutWorker.Code}: {cutWorker.Stderr}");
+            Assert.Contains("declared dead by the cluster", cutWorker.Stderr);
+            Assert.DoesNotContain("   at ", cutWorker.Stderr); // a clear line, no stack trace
+            workers.Add(StartWorker(h, cluster, 1, db));
 
             var done = coordinator.Wait(TimeSpan.FromMinutes(4));
             Assert.True(done.Code == 0, done.Stderr);
-            var cutWorker = workers[0].Wait(TimeSpan.FromMinutes(2));
-            workers[1].Wait(TimeSpan.FromMinutes(2));
+            foreach (var w in workers.Skip(1))
+            {
+                var left = w.Wait(TimeSpan.FromMinutes(2));
+                Assert.True(left.Code == 0, left.Stderr);
+            }
 
-            Assert.Contains("no longer held", cutWorker.Stderr); // its stale write was rejected by fencing
-            var trial = (await store.GetTrialAsync(victim.Id))!;
+            var trial = (await store.GetTrialAsync(victim!.Id))!;
             Assert.Equal(2, trial.Attempts);
-            Assert.NotEqual(cutOwner, trial.Owner);
+            Assert.NotEqual(cutSilo, SiloOf(trial.Owner!));
             var events = await store.GetEventsAsync("drill");
-            Assert.Contains(events, e => e.Kind == "trial_completed" && e.Message.Contains(cutOwner, StringComparison.Ordinal) && e.At > restoredAt.AddSeconds(-1));
+            Assert.Contains(events, e => e.Kind == "silo_dead" && e.Message.Contains(cutSilo!, StringComparison.Ordinal));
+            var rejoined = (await store.GetWorkersAsync()).Single(w => w.Pid == workers[2].Process.Id).Id;
+            Assert.Contains((await store.GetTrialsAsync("drill")), t => SiloOf(t.Owner!) == rejoined);
+            Assert.True(takeover < TimeSpan.FromSeconds(60), $"takeover after {takeover}");
             await AssertSameAsUndisturbedAsync(h, sweep, store);
         }
         finally
@@ -133,18 +157,16 @@ public class ClusterDrillTests
     }
 
     [Fact]
-    public async Task Workers_killed_repeatedly_a_database_restart_and_a_coordinator_restart_change_no_result()
+    public async Task Silos_killed_repeatedly_a_database_restart_and_the_coordinators_silo_killed_change_no_result()
     {
         using var h = new Harness();
         using var cluster = new NetnsCluster(3);
         var sweep = h.Write("drill.yaml", Sweep(trials: 12, retries: 20));
         var db = _server.Value.CreateDatabase();
         await using var store = await TrialStores.OpenAsync(Store(db, "127.0.0.1"));
-        var coordinator = h.Start("coordinator", sweep, "--store", Store(db, "127.0.0.1"));
+        var coordinator = StartCoordinator(h, sweep, db);
         await WaitAsync(async () => await store.GetStudyAsync("drill") is not null, TimeSpan.FromMinutes(1), "the study");
-        RunningSweeper StartWorker(int host) => h.StartIn(cluster.Namespace(host), "worker", "--store", Store(db, NetnsCluster.Gateway(host)),
-            "--study", "drill", "--exit-when-done", "--lease-seconds", "2", "--data", Harness.CifarDir);
-        var workers = new Dictionary<int, RunningSweeper> { [1] = StartWorker(1), [2] = StartWorker(2), [3] = StartWorker(3) };
+        var workers = new Dictionary<int, RunningSweeper> { [1] = StartWorker(h, cluster, 1, db), [2] = StartWorker(h, cluster, 2, db), [3] = StartWorker(h, cluster, 3, db) };
         var rng = new Random(3);
         var kills = 0;
         var restarted = false;
@@ -155,12 +177,12 @@ public class ClusterDrillTests
             while (!coordinator.Process.HasExited || !coordinatorKilled)
             {
                 Assert.True(DateTime.UtcNow - start < TimeSpan.FromMinutes(5), "the sweep did not finish under the drills");
-                await Task.Delay(1500);
+                await Task.Delay(2500);
                 var elapsed = DateTime.UtcNow - start;
                 var running = (await store.GetTrialsAsync("drill")).Where(t => t.State == TrialState.Running).ToList();
                 if (running.Count > 0 && kills < 5)
                 {
-                    // kill -9 a worker that holds a trial, and start a new one on its host
+                    // kill -9 a silo, and start a new one on its host (as its supervisor would)
                     var host = workers.Keys.ElementAt(rng.Next(workers.Count));
                     if (!workers[host].Process.HasExited)
                     {
@@ -169,30 +191,31 @@ public class ClusterDrillTests
                     }
 
                     workers[host].Dispose();
-                    workers[host] = StartWorker(host);
+                    workers[host] = StartWorker(h, cluster, host, db);
                 }
 
-                if (!restarted && elapsed > TimeSpan.FromSeconds(4))
+                if (!restarted && elapsed > TimeSpan.FromSeconds(8))
                 {
                     _server.Value.Restart();
                     restarted = true;
                 }
 
-                if (!coordinatorKilled && elapsed > TimeSpan.FromSeconds(7))
+                if (!coordinatorKilled && elapsed > TimeSpan.FromSeconds(12))
                 {
                     coordinator.Process.Kill();
                     coordinator.Dispose();
-                    coordinator = h.Start("coordinator", sweep, "--store", Store(db, "127.0.0.1"));
+                    coordinator = StartCoordinator(h, sweep, db);
                     coordinatorKilled = true;
                 }
             }
 
             var done = coordinator.Wait(TimeSpan.FromMinutes(1));
             Assert.True(done.Code == 0, done.Stderr);
-            Assert.True(kills >= 3, $"only {kills} workers were killed");
+            Assert.True(kills >= 3, $"only {kills} silos were killed");
             Assert.True(restarted);
-            var requeued = (await store.GetEventsAsync("drill")).Count(e => e.Kind == "trial_requeued");
-            Assert.True(requeued >= 1, "no trial was ever taken over");
+            var events = await store.GetEventsAsync("drill");
+            Assert.True(events.Count(e => e.Kind == "trial_requeued") >= 1, "no trial was ever taken over");
+            Assert.Contains(events, e => e.Kind == "silo_dead");
             await AssertSameAsUndisturbedAsync(h, sweep, store);
         }
         finally

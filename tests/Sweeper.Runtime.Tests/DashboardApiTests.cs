@@ -25,7 +25,7 @@ public sealed class DashboardApiTests : IAsyncLifetime
               batch_size: {value: 100}
             budget: {max_trials: 6}
             """);
-        var run = _h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", _h.Store(), "--workers", "2");
+        var run = _h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", _h.Store(), "--slots", "2");
         Assert.True(run.Code == 0, run.Stderr);
         _store = await TrialStores.OpenAsync(_h.Store());
     }

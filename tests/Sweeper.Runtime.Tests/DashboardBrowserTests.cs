@@ -29,7 +29,7 @@ public class DashboardBrowserTests
             budget: {max_trials: 12}
             early_terminate: {type: none}
             """);
-        using var run = h.Start("run", sweep, "--store", h.Store(), "--workers", "1");
+        using var run = h.Start("run", sweep, "--store", h.Store(), "--slots", "1");
         var dbPath = Path.Combine(h.Dir, "store.db");
         for (var i = 0; i < 200 && !File.Exists(dbPath); i++)
         {

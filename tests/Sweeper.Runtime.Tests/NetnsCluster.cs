@@ -5,8 +5,10 @@ namespace Sweeper.Runtime.Tests;
 /// <summary>
 /// Separate hosts on this machine: one network namespace per host, joined to the host side by a veth pair on its
 /// own subnet 10.77.N.0/24 (host side .1, namespace side .2). PostgreSQL runs on the host side and is reached at
-/// 10.77.N.1 from namespace N; taking the host-side link down cuts that host off. Needs root and iproute2; without
-/// them the tests fail with that message.
+/// 10.77.N.1 from namespace N; the host side also has <see cref="HostAddress"/> (10.77.0.1, on a dummy link) for a
+/// silo that runs there. The host forwards between the namespaces (each routes everything through its host side), so
+/// silos on different hosts reach each other; taking a host-side link down cuts that host off from everything. Needs
+/// root and iproute2; without them the tests fail with that message.
 /// </summary>
 public sealed class NetnsCluster : IDisposable
 {
@@ -20,6 +22,10 @@ public sealed class NetnsCluster : IDisposable
         }
 
         Hosts = hosts;
+        Ip("link", "add", Dummy, "type", "dummy");
+        Ip("addr", "add", HostAddress + "/32", "dev", Dummy);
+        Ip("link", "set", Dummy, "up");
+        File.WriteAllText("/proc/sys/net/ipv4/ip_forward", "1");
         for (var i = 1; i <= hosts; i++)
         {
             Ip("netns", "add", Namespace(i));
@@ -30,10 +36,16 @@ public sealed class NetnsCluster : IDisposable
             Ip("netns", "exec", Namespace(i), "ip", "addr", "add", $"10.77.{i}.2/24", "dev", $"swn{_tag}{i}");
             Ip("netns", "exec", Namespace(i), "ip", "link", "set", $"swn{_tag}{i}", "up");
             Ip("netns", "exec", Namespace(i), "ip", "link", "set", "lo", "up");
+            Ip("netns", "exec", Namespace(i), "ip", "route", "add", "default", "via", Gateway(i));
         }
     }
 
     public int Hosts { get; }
+
+    /// <summary>The host side's own address, reachable from every namespace (for a silo running on the host side).</summary>
+    public const string HostAddress = "10.77.0.1";
+
+    private string Dummy => $"swd{_tag}";
 
     public string Namespace(int host) => $"swp{_tag}{host}";
 
@@ -48,6 +60,14 @@ public sealed class NetnsCluster : IDisposable
 
     public void Dispose()
     {
+        try
+        {
+            Ip("link", "del", Dummy);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
         for (var i = 1; i <= Hosts; i++)
         {
             try

@@ -47,76 +47,100 @@ public class ReliabilityTests
         return (trials, epochs, await s.GetResultAsync(study), await s.GetEventsAsync(study));
     }
 
+    /// <summary>A silo process that trains <paramref name="study"/>'s trials and leaves when it is closed.</summary>
+    private static RunningSweeper StartWorker(Harness h, string store, int slots = 1, string study = "drill") =>
+        h.Start("worker", "--store", store, "--study", study, "--exit-when-done", "--slots", slots.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--silo-port", "0", "--lease-seconds", "120");
+
+    private static string SiloOf(string owner) => owner[..owner.LastIndexOf('/')];
+
     [Theory]
     [InlineData("sqlite")]
     [InlineData("postgres")]
-    public async Task Kill_9_of_a_worker_mid_trial_is_taken_over_from_its_checkpoint_with_the_undisturbed_final_metrics(string backend)
+    public async Task Kill_9_of_a_silo_mid_trial_resumes_it_elsewhere_from_its_checkpoint_with_the_undisturbed_final_metrics(string backend)
     {
         using var h = new Harness();
         var sweep = h.Write("drill.yaml", ShortTrials.Replace("epochs: {value: 6}", "epochs: {value: 12}", StringComparison.Ordinal));
         var storeA = NewStore(h, backend, "a.db");
         var storeB = NewStore(h, backend, "b.db");
 
-        var undisturbed = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", storeA, "--workers", "1", "--lease-seconds", "2", "--json");
+        var undisturbed = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", storeA, "--slots", "1", "--json");
         Assert.True(undisturbed.Code == 0, undisturbed.Stderr);
 
-        using var run = h.Start("run", sweep, "--store", storeB, "--workers", "1", "--lease-seconds", "2", "--json");
-        int killedTrial = -1, killedPid = -1;
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-        while (backend == "sqlite" && !File.Exists(Path.Combine(h.Dir, "b.db")) && DateTime.UtcNow < deadline)
+        // A coordinator silo and two training silos; the lease is far longer than the test may take, so only Orleans'
+        // failure detection can hand the killed silo's trial over in time.
+        using var coordinator = h.Start("coordinator", sweep, "--store", storeB, "--silo-port", "0", "--lease-seconds", "120");
+        var workers = new List<RunningSweeper> { StartWorker(h, storeB), StartWorker(h, storeB) };
+        try
         {
-            await Task.Delay(20);
-        }
-
-        await using var s = await TrialStores.OpenAsync(storeB);
-        while (killedPid < 0 && DateTime.UtcNow < deadline && !run.Process.HasExited)
-        {
-            await Task.Delay(30);
-            var trials = await s.GetTrialsAsync("drill");
-            var victim = trials.FirstOrDefault(t => t.State == TrialState.Running && t.EpochsDone is >= 2 and <= 9);
-            if (victim is null)
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+            while (backend == "sqlite" && !File.Exists(Path.Combine(h.Dir, "b.db")) && DateTime.UtcNow < deadline)
             {
-                continue;
+                await Task.Delay(20);
             }
 
-            var worker = (await s.GetWorkersAsync()).First(w => w.Id == victim.Owner);
-            killedTrial = victim.Number;
-            killedPid = worker.Pid;
-            Process.GetProcessById(killedPid).Kill(); // SIGKILL: no chance to hand the trial back
+            await using var s = await TrialStores.OpenAsync(storeB);
+            TrialRecord? victim = null;
+            RunningSweeper? killed = null;
+            while (killed is null && DateTime.UtcNow < deadline && !coordinator.Process.HasExited)
+            {
+                await Task.Delay(30);
+                victim = (await s.GetTrialsAsync("drill")).FirstOrDefault(t => t.State == TrialState.Running && t.EpochsDone is >= 2 and <= 9);
+                if (victim is null)
+                {
+                    continue;
+                }
+
+                var silo = (await s.GetWorkersAsync()).First(w => w.Id == SiloOf(victim.Owner!));
+                killed = workers.Single(w => w.Process.Id == silo.Pid);
+                killed.Process.Kill(); // SIGKILL: no chance to hand the trial back
+            }
+
+            Assert.True(killed is not null, "never saw a trial running between epochs 2 and 9. stderr:\n" + coordinator.Stderr);
+            workers.Add(StartWorker(h, storeB)); // its supervisor starts a new silo, as Kubernetes or compose would
+            var disturbed = coordinator.Wait(TimeSpan.FromMinutes(3));
+            Assert.True(disturbed.Code == 0, disturbed.Stderr);
+            var leftovers = workers.Where(w => w != killed).Select(w => w.Wait(TimeSpan.FromMinutes(1))).ToList();
+            Assert.All(leftovers, w => Assert.True(w.Code == 0, w.Stderr));
+
+            var a = await ReadAsync(storeA, "drill");
+            var b = await ReadAsync(storeB, "drill");
+            Assert.All(b.Trials, t => Assert.Equal(TrialState.Completed, t.State));
+            var resumed = b.Trials.Single(t => t.Number == victim!.Number);
+            Assert.Equal(2, resumed.Attempts);
+            Assert.NotEqual(SiloOf(victim!.Owner!), SiloOf(resumed.Owner!));
+            Assert.Contains(b.Events, e => e.Kind == "silo_dead" && e.Message.Contains(SiloOf(victim.Owner!), StringComparison.Ordinal));
+            Assert.Contains(b.Events, e => e.Kind == "trial_requeued" && e.TrialId == resumed.Id);
+            Assert.Contains(leftovers, w => w.Stderr.Contains($"Trial {victim.Number} (attempt 2) resumes from its epoch-", StringComparison.Ordinal));
+
+            // Every trial completed exactly once, and the final metrics equal the undisturbed run's.
+            foreach (var t in b.Trials)
+            {
+                Assert.Single(b.Events, e => e.Kind == "trial_completed" && e.TrialId == t.Id);
+                var reference = a.Trials.Single(x => x.Number == t.Number);
+                Assert.Equal(reference.ValAccuracy, t.ValAccuracy);
+                Assert.Equal(reference.TrainAccuracy, t.TrainAccuracy);
+                Assert.Equal(a.Epochs[t.Number].Select(e => (e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy)), b.Epochs[t.Number].Select(e => (e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy)));
+            }
+
+            Assert.Equal(a.Result!.BestTrialNumber, b.Result!.BestTrialNumber);
+            Assert.Equal(a.Result.TestAccuracy, b.Result.TestAccuracy);
+            using var summary = JsonDocument.Parse(undisturbed.Stdout);
+            Assert.Equal(a.Result.TestAccuracy, summary.RootElement.GetProperty("test_accuracy").GetDouble());
         }
-
-        Assert.True(killedPid > 0, "never saw a trial running between epochs 2 and 9. stderr:\n" + run.Stderr);
-        var disturbed = run.Wait(TimeSpan.FromMinutes(3));
-        Assert.True(disturbed.Code == 0, disturbed.Stderr);
-
-        var a = await ReadAsync(storeA, "drill");
-        var b = await ReadAsync(storeB, "drill");
-        Assert.All(b.Trials, t => Assert.Equal(TrialState.Completed, t.State));
-        var killed = b.Trials.Single(t => t.Number == killedTrial);
-        Assert.Equal(2, killed.Attempts);
-        Assert.Contains(b.Events, e => e.Kind == "trial_requeued" && e.TrialId == killed.Id);
-        Assert.Contains("resumes from its epoch-", disturbed.Stderr);
-
-        // Every trial completed exactly once, and the final metrics equal the undisturbed run's.
-        foreach (var t in b.Trials)
+        finally
         {
-            Assert.Single(b.Events, e => e.Kind == "trial_completed" && e.TrialId == t.Id);
-            var reference = a.Trials.Single(x => x.Number == t.Number);
-            Assert.Equal(reference.ValAccuracy, t.ValAccuracy);
-            Assert.Equal(reference.TrainAccuracy, t.TrainAccuracy);
-            Assert.Equal(a.Epochs[t.Number].Select(e => (e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy)), b.Epochs[t.Number].Select(e => (e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy)));
+            foreach (var w in workers)
+            {
+                w.Dispose();
+            }
         }
-
-        Assert.Equal(a.Result!.BestTrialNumber, b.Result!.BestTrialNumber);
-        Assert.Equal(a.Result.TestAccuracy, b.Result.TestAccuracy);
-        using var summary = JsonDocument.Parse(disturbed.Stdout);
-        Assert.Equal(b.Result.TestAccuracy, summary.RootElement.GetProperty("test_accuracy").GetDouble());
     }
 
     [Theory]
     [InlineData("sqlite")]
     [InlineData("postgres")]
-    public async Task Many_worker_processes_claiming_at_once_never_share_a_trial(string backend)
+    public async Task Three_silos_claiming_at_once_never_share_a_trial(string backend)
     {
         using var h = new Harness();
         var store = NewStore(h, backend);
@@ -133,16 +157,34 @@ public class ReliabilityTests
             budget: {max_trials: {{Trials}}}
             seed: 5
             """);
-        var result = h.Run(TimeSpan.FromMinutes(5), "run", sweep, "--store", store, "--workers", "8", "--json");
-        Assert.True(result.Code == 0, result.Stderr);
-        var (trials, _, study, events) = await ReadAsync(store, "light");
-        Assert.Equal(Trials, trials.Count);
-        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
-        Assert.Equal(Trials, events.Count(e => e.Kind == "trial_completed"));
-        Assert.Equal(Trials, events.Where(e => e.Kind == "trial_completed").Select(e => e.TrialId).Distinct().Count());
-        var owners = trials.Select(t => t.Owner).Distinct().Count();
-        Assert.True(owners >= 4, $"only {owners} workers took trials");
-        Assert.NotNull(study!.TestAccuracy);
+        var workers = new[] { StartWorker(h, store, slots: 3, study: "light"), StartWorker(h, store, slots: 3, study: "light") };
+        try
+        {
+            var result = h.Run(TimeSpan.FromMinutes(5), "run", sweep, "--store", store, "--slots", "3", "--json");
+            Assert.True(result.Code == 0, result.Stderr);
+            foreach (var w in workers)
+            {
+                var done = w.Wait(TimeSpan.FromMinutes(1));
+                Assert.True(done.Code == 0, done.Stderr);
+            }
+
+            var (trials, _, study, events) = await ReadAsync(store, "light");
+            Assert.Equal(Trials, trials.Count);
+            Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
+            Assert.Equal(Trials, events.Count(e => e.Kind == "trial_completed"));
+            Assert.Equal(Trials, events.Where(e => e.Kind == "trial_completed").Select(e => e.TrialId).Distinct().Count());
+            var silos = trials.Select(t => SiloOf(t.Owner!)).Distinct().Count();
+            Assert.True(silos == 3, $"only {silos} silos took trials");
+            Assert.Single(events, e => e.Kind == "study_created");
+            Assert.NotNull(study!.TestAccuracy);
+        }
+        finally
+        {
+            foreach (var w in workers)
+            {
+                w.Dispose();
+            }
+        }
     }
 
     [Fact]
@@ -162,7 +204,7 @@ public class ReliabilityTests
               batch_size: {value: 100}
             budget: {max_trials: 2}
             """);
-        var result = h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", h.Store(), "--workers", "2", "--json");
+        var result = h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", h.Store(), "--slots", "2", "--json");
         Assert.True(result.Code == 0, result.Stderr);
         var (trials, _, study, _) = await ReadAsync(h.Store(), "div");
         var diverged = trials.Single(t => t.Number == 0);
@@ -185,7 +227,7 @@ public class ReliabilityTests
     {
         using var h = new Harness();
         var good = h.Write("good.yaml", ShortTrials.Replace("epochs: {value: 6}", "epochs: {value: 1}", StringComparison.Ordinal));
-        Assert.Equal(0, h.Run(TimeSpan.FromMinutes(2), "run", good, "--store", h.Store(), "--workers", "1").Code);
+        Assert.Equal(0, h.Run(TimeSpan.FromMinutes(2), "run", good, "--store", h.Store(), "--slots", "1").Code);
         var before = await ReadAsync(h.Store(), "drill");
 
         var bad = h.Write("bad.yaml", """
@@ -198,7 +240,7 @@ public class ReliabilityTests
                 min: 0.2
                 max: 1.5
             """);
-        var (code, _, stderr) = h.Run(TimeSpan.FromMinutes(1), "run", bad, "--store", h.Store(), "--workers", "1");
+        var (code, _, stderr) = h.Run(TimeSpan.FromMinutes(1), "run", bad, "--store", h.Store(), "--slots", "1");
         Assert.Equal(2, code);
         Assert.Contains("bad.yaml:8:", stderr);
         Assert.Contains("parameters.dropout.max", stderr);
@@ -215,7 +257,7 @@ public class ReliabilityTests
     {
         using var h = new Harness();
         var sweep = h.Write("drill.yaml", ShortTrials.Replace("epochs: {value: 6}", "epochs: {value: 30}", StringComparison.Ordinal));
-        using (var first = h.Start("run", sweep, "--store", h.Store(), "--workers", "2"))
+        using (var first = h.Start("run", sweep, "--store", h.Store(), "--slots", "2"))
         {
             var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
             while (DateTime.UtcNow < deadline)
@@ -243,7 +285,7 @@ public class ReliabilityTests
         Assert.NotEmpty(doneBefore);
         Assert.Null(midway.Result);
 
-        var second = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store(), "--workers", "2", "--json");
+        var second = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store(), "--slots", "2", "--json");
         Assert.True(second.Code == 0, second.Stderr);
         var end = await ReadAsync(h.Store(), "drill");
         Assert.All(end.Trials, t => Assert.Equal(TrialState.Completed, t.State));

@@ -63,8 +63,8 @@ public interface ITrialStore : IAsyncDisposable
     /// (compared character by character, no wildcards): their lease expiry becomes just before now by the store's
     /// clock, so the next <see cref="RequeueExpiredAsync"/> of each study requeues them, or fails them past their retry
     /// budget, exactly as if their leases had run out. Nothing else changes (the holders are fenced out only once the
-    /// trials are requeued); other owners' trials and trials that are not running are untouched. Returns how many
-    /// trials it expired. Throws <see cref="ArgumentException"/> for an empty prefix (which would match every owner).
+    /// trials are requeued); other owners' trials, trials that are not running and leases already expired are untouched.
+    /// Returns how many leases it cut short, so of several callers racing on one prefix only the first counts them. Throws <see cref="ArgumentException"/> for an empty prefix (which would match every owner).
     /// </summary>
     Task<int> ExpireLeasesOfOwnerAsync(string ownerPrefix, CancellationToken cancellationToken = default);
 

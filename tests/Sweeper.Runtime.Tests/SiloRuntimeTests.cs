@@ -1,0 +1,294 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Serilog.Core;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Storage;
+
+namespace Sweeper.Runtime.Tests;
+
+/// <summary>
+/// The runtime's logic in one process: real Orleans silos (built exactly as <c>sweeper run</c> and <c>sweeper worker</c>
+/// build them, with the SQLite store as their membership table) and a runner that trains nothing but counts what it is
+/// asked to do. Failures of whole processes are the drills' business (<see cref="ReliabilityTests"/>).
+/// </summary>
+public sealed class SiloRuntimeTests : IAsyncLifetime
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sweeper-silo-" + Guid.NewGuid().ToString("N")[..10]);
+    private readonly List<IHost> _silos = [];
+    private readonly List<ITrialStore> _stores = [];
+    private readonly Evaluations _evaluations = new();
+
+    private string StorePath => Path.Combine(_dir, "store.db");
+
+    public Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_dir);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var silo in _silos)
+        {
+            try
+            {
+                await silo.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+            }
+
+            silo.Dispose();
+        }
+
+        foreach (var store in _stores)
+        {
+            await store.DisposeAsync();
+        }
+
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private static string Sweep(int trials, int epochs, string name = "s") => $$"""
+        name: {{name}}
+        method: grid
+        model: softmax
+        parameters:
+          learning_rate: {distribution: int_uniform, min: 1, max: {{trials}}}
+          epochs: {value: {{epochs}}}
+        budget: {max_trials: {{trials}}}
+        """;
+
+    private async Task<ITrialStore> OpenStoreAsync()
+    {
+        var store = await TrialStores.OpenAsync("sqlite:" + StorePath);
+        _stores.Add(store);
+        return store;
+    }
+
+    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch)
+    {
+        var runner = new CountingRunner(epoch, _evaluations);
+        var settings = new SiloSettings
+        {
+            Slots = slots,
+            SiloPort = 0,
+            Poll = TimeSpan.FromMilliseconds(20),
+            IdleRecheck = TimeSpan.FromMilliseconds(100),
+            Tick = TimeSpan.FromMilliseconds(200),
+        };
+        var silo = SweeperSilo.Build(await OpenStoreAsync(), runner, settings, Logger.None);
+        _silos.Add(silo);
+        await silo.StartAsync();
+        return (silo, runner);
+    }
+
+    private static IStudyGrain Study(IHost silo, string name = "s") => silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>(name);
+
+    private static async Task<StudyResult> ResultAsync(ITrialStore store, string study = "s")
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (true)
+        {
+            if (await store.GetResultAsync(study) is { } result)
+            {
+                return result;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the study did not close");
+            await Task.Delay(20);
+        }
+    }
+
+    private static async Task WaitAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task Two_silos_train_every_trial_once_never_beyond_their_slots_and_test_the_best_trial_once()
+    {
+        var (a, runnerA) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(15));
+        var (_, runnerB) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(15));
+        await Study(a).OpenAsync(Sweep(trials: 30, epochs: 3), "s.yaml");
+        var store = await OpenStoreAsync();
+        var result = await ResultAsync(store);
+
+        var trials = await store.GetTrialsAsync("s");
+        Assert.Equal(30, trials.Count);
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L, 3), (t.State, t.Attempts, t.LeaseEpoch, t.EpochsDone)));
+        Assert.InRange(runnerA.MaxConcurrent, 1, 2);
+        Assert.Equal(1, runnerB.MaxConcurrent);
+        Assert.True(runnerA.Trained.Count > 0 && runnerB.Trained.Count > 0, "both silos should have trained trials");
+        Assert.Equal(30, runnerA.Trained.Count + runnerB.Trained.Count);
+
+        // The best by validation accuracy (the runner gives trial n the value n/1000), evaluated once on the test split.
+        Assert.Equal(29, result.BestTrialNumber);
+        Assert.Equal(0.5, result.TestAccuracy);
+        Assert.Equal(1, _evaluations.Count);
+        var events = await store.GetEventsAsync("s");
+        Assert.Equal(30, events.Count(e => e.Kind == "trial_completed"));
+        Assert.Single(events, e => e.Kind == "study_closed");
+    }
+
+    [Fact]
+    public async Task Opening_one_study_from_two_silos_at_once_creates_it_once_and_a_second_file_of_that_name_is_refused()
+    {
+        var (a, _) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(5));
+        var (b, _) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(5));
+        var opened = await Task.WhenAll(Study(a).OpenAsync(Sweep(8, 2), "a.yaml"), Study(b).OpenAsync(Sweep(8, 2), "b.yaml"));
+        Assert.Equal(opened[0].Get("s").SweepHash, opened[1].Get("s").SweepHash);
+        var conflict = await Study(b).OpenAsync(Sweep(9, 2), "other.yaml");
+        Assert.Null(conflict.Study);
+        Assert.Contains("already exists with a different sweep file", conflict.Conflict);
+
+        var store = await OpenStoreAsync();
+        await ResultAsync(store);
+        Assert.Single(await store.ListStudiesAsync());
+        Assert.Single(await store.GetEventsAsync("s"), e => e.Kind == "study_created");
+        Assert.Equal(1, _evaluations.Count);
+    }
+
+    [Fact]
+    public async Task A_stopping_silo_hands_its_trials_back_and_another_resumes_them_from_their_checkpoints()
+    {
+        var (a, runnerA) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(50));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 3, epochs: 40), "s.yaml");
+        await WaitAsync(async () => (await store.GetTrialsAsync("s")).Count(t => t.State == TrialState.Running && t.EpochsDone >= 3) == 2, "two trials past epoch 3");
+
+        await a.StopAsync();
+        var handedBack = await store.GetTrialsAsync("s");
+        Assert.DoesNotContain(handedBack, t => t.State == TrialState.Running);
+        var events = await store.GetEventsAsync("s");
+        Assert.Equal(2, events.Count(e => e.Kind == "trial_released"));
+
+        var (_, runnerB) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(5));
+        await ResultAsync(store);
+        var trials = await store.GetTrialsAsync("s");
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 40), (t.State, t.EpochsDone)));
+        foreach (var t in handedBack.Where(t => t.EpochsDone > 0))
+        {
+            // Resumed from the epoch its checkpoint was taken after, on the other silo; a hand-back costs no attempt.
+            Assert.Contains((t.Number, t.EpochsDone), runnerB.Starts);
+            Assert.Equal(1, trials.Single(x => x.Number == t.Number).Attempts);
+        }
+
+        Assert.All(runnerA.Starts, s => Assert.Equal(0, s.FromEpoch));
+    }
+
+    [Fact]
+    public async Task A_silo_whose_lease_was_taken_over_is_fenced_and_the_trial_completes_once_on_the_new_owner()
+    {
+        var (a, runnerA) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(40));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 1, epochs: 60), "s.yaml");
+        TrialRecord? victim = null;
+        await WaitAsync(async () => (victim = (await store.GetTrialsAsync("s")).SingleOrDefault(t => t.State == TrialState.Running && t.EpochsDone >= 2)) is not null, "the trial to train");
+
+        // As if silo A had been declared dead while it still runs (cut off, then back): its lease is cut short and the
+        // trial requeued. A's next report is rejected by fencing and A abandons the trial; a fresh claim (by A's freed
+        // slot or by silo B, whichever asks first) resumes it from its checkpoint.
+        Assert.Equal(1, await store.ExpireLeasesOfOwnerAsync(victim!.Owner!));
+        Assert.Equal(1, await store.RequeueExpiredAsync("s"));
+        var (_, runnerB) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(5));
+        await ResultAsync(store);
+
+        var trial = (await store.GetTrialsAsync("s")).Single();
+        Assert.Equal((TrialState.Completed, 2, 60), (trial.State, trial.Attempts, trial.EpochsDone));
+        Assert.NotEqual(victim.Owner + "@" + victim.LeaseEpoch, trial.Owner + "@" + trial.LeaseEpoch);
+        Assert.Single(await store.GetEventsAsync("s"), e => e.Kind == "trial_completed");
+        Assert.Equal(1, runnerA.Abandoned);
+        Assert.Equal(1, runnerA.Finished.Count + runnerB.Finished.Count);
+        Assert.Equal(2, runnerA.Starts.Count + runnerB.Starts.Count);
+        Assert.Contains(runnerA.Starts.Concat(runnerB.Starts), s => s.FromEpoch >= victim.EpochsDone);
+        Assert.Equal(Enumerable.Range(1, 60), (await store.GetEpochsAsync(trial.Id)).Select(e => e.Epoch));
+    }
+
+    /// <summary>How many test evaluations all silos of a test ran.</summary>
+    private sealed class Evaluations
+    {
+        private int _count;
+
+        public int Count => _count;
+
+        public void Add() => Interlocked.Increment(ref _count);
+    }
+
+    /// <summary>
+    /// Trains nothing: sleeps per epoch, reports validation accuracy number/1000, checkpoints the epoch, and records what
+    /// it was asked to do (trials, where each started, the most at once, trials abandoned by cancellation).
+    /// </summary>
+    private sealed class CountingRunner(TimeSpan epoch, Evaluations evaluations) : ITrialRunner
+    {
+        private int _running;
+        private int _max;
+        private int _abandoned;
+
+        public ConcurrentBag<int> Trained { get; } = [];
+
+        public ConcurrentBag<int> Finished { get; } = [];
+
+        public ConcurrentBag<(int Number, int FromEpoch)> Starts { get; } = [];
+
+        public int MaxConcurrent => Volatile.Read(ref _max);
+
+        public int Abandoned => Volatile.Read(ref _abandoned);
+
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
+        {
+            var now = Interlocked.Increment(ref _running);
+            int seen;
+            while ((seen = Volatile.Read(ref _max)) < now && Interlocked.CompareExchange(ref _max, now, seen) != seen)
+            {
+            }
+
+            try
+            {
+                Trained.Add(lease.Number);
+                var epochs = Convert.ToInt32(ParamJson.Deserialize(lease.ParametersJson)["epochs"], System.Globalization.CultureInfo.InvariantCulture);
+                var from = checkpoint is null ? 0 : BitConverter.ToInt32(checkpoint);
+                Starts.Add((lease.Number, from));
+                var value = lease.Number / 1000.0;
+                for (var e = from + 1; e <= epochs; e++)
+                {
+                    if (cancellationToken.WaitHandle.WaitOne(epoch))
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                    }
+
+                    var done = e;
+                    if (!onEpoch(new EpochRecord(lease.TrialId, e, 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done)))
+                    {
+                        return new TrialFinish(TrialState.Pruned, value, value, e, "stopped");
+                    }
+                }
+
+                Finished.Add(lease.Number);
+                return new TrialFinish(TrialState.Completed, value, value, epochs, null);
+            }
+            catch (OperationCanceledException)
+            {
+                Interlocked.Increment(ref _abandoned); // fenced or stopped: the slot cancels the trial
+                throw;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _running);
+            }
+        }
+
+        public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint)
+        {
+            evaluations.Add();
+            return (0.5, 100);
+        }
+    }
+}
