@@ -33,6 +33,26 @@ internal static class Measure
         return best;
     }
 
+    /// <summary>
+    /// The n x n sgemm rate on one thread of each kernel worth comparing on this machine
+    /// (<see cref="BlasCoreSelection.Alternatives"/>) that passes the self-check, switching OpenBLAS to it and back:
+    /// best of the runs within a quarter second after a warm-up, by the name of the kernel OpenBLAS ran.
+    /// </summary>
+    public static Dictionary<string, double> SgemmGflopsPerCore(int n)
+    {
+        var rates = new Dictionary<string, double>();
+        foreach (var core in Blas.Selection.Alternatives)
+        {
+            var gflops = 0.0;
+            if (Blas.TryWithCore(core, () => gflops = SgemmGflops(n, 0.5)) is { } ran)
+            {
+                rates[ran] = Math.Round(gflops, 2);
+            }
+        }
+
+        return rates;
+    }
+
     /// <summary>Training steps per second on random minibatches (with replacement across steps), after a warm-up.</summary>
     public static double Steps(Solver<float> solver, int trainCount, double seconds)
     {

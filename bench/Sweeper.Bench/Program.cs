@@ -50,7 +50,22 @@ var only = Arg("--only")?.Split(',');
 
 Blas.EnsureLoaded();
 var sgemm = Measure.SgemmGflops(2048, seconds);
-Emit(new { bench = "sgemm", n = 2048, threads = 1, gflops = Math.Round(sgemm, 2), blas = Blas.Describe() });
+var blas = Blas.Selection;
+var perCore = Measure.SgemmGflopsPerCore(2048); // every kernel that passes the self-check, on this machine
+Emit(new
+{
+    bench = "sgemm",
+    n = 2048,
+    threads = 1,
+    gflops = Math.Round(sgemm, 2),
+    cpu = blas.Cpu.Model,
+    core = blas.Core,
+    core_origin = blas.Origin.ToString(),
+    openblas_default = blas.OpenBlasDefault,
+    best_passing_core = perCore.Count > 0 ? perCore.MaxBy(r => r.Value).Key : null,
+    passing_cores_gflops = perCore,
+    blas = Blas.Describe(),
+});
 
 var dataDir = DataLocator.Resolve(Arg("--data"));
 Emit(Measure.MemoryInChildProcess(dataDir));
