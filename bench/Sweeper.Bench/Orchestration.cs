@@ -96,7 +96,7 @@ public static class Orchestration
             slots,
             trials,
             completed,
-            claimed_twice = all.Count(t => t.Attempts != 1 || t.LeaseEpoch != 1),
+            claimed_twice = all.Count(t => t.Attempts != 1 || t.LeaseToken != 1),
             create_study_seconds = Math.Round(create.Elapsed.TotalSeconds, 3),
             trials_per_second = Math.Round(completed / run.Elapsed.TotalSeconds, 1),
             target_trials_per_second = backend == "sqlite" ? 2000 : 1000,

@@ -23,7 +23,7 @@ public sealed record SiloView(
 public static class ClusterView
 {
     /// <summary>Silos of the cluster, alive first (then by address); dead ones until their entry is cleaned up (an hour).</summary>
-    public static async Task<IReadOnlyList<SiloView>> SilosAsync(ITrialStore store, string clusterId = "sweeper", CancellationToken cancellationToken = default)
+    public static async Task<IReadOnlyList<SiloView>> SilosAsync(ITrialStore store, string clusterId = "sweeper", TimeProvider? clock = null, CancellationToken cancellationToken = default)
     {
         if (store is not IMembershipStore membership)
         {
@@ -44,7 +44,7 @@ public static class ClusterView
             running.AddRange(trials.Where(t => t.Owner is not null).Select(t => (t.Owner!, new RunningTrial(study.Name, t.Number, t.EpochsDone))));
         }
 
-        var now = DateTimeOffset.UtcNow;
+        var now = (clock ?? TimeProvider.System).GetUtcNow();
         return members.Select(m =>
             {
                 var mine = running.Where(r => r.Owner.StartsWith(m.Address + "/", StringComparison.Ordinal)).Select(r => r.Trial).ToList();

@@ -14,7 +14,7 @@ namespace Sweeper.Runtime;
 /// </summary>
 public sealed class ClusterWatcher(
     IClusterMembershipService membership, IGrainFactory grains, ILocalSiloDetails silo, ITrialStore store, StudyDirectory studies, TrainingSlots slots,
-    SiloSettings settings, ILogger<ClusterWatcher> log) : BackgroundService
+    SiloSettings settings, TimeProvider clock, ILogger<ClusterWatcher> log) : BackgroundService
 {
     private readonly HashSet<SiloAddress> _handled = [];
 
@@ -56,18 +56,18 @@ public sealed class ClusterWatcher(
 
     private async Task TickAsync(CancellationToken stoppingToken)
     {
-        var lastBeat = DateTime.MinValue;
-        using var timer = new PeriodicTimer(settings.Tick);
+        var lastBeat = DateTimeOffset.MinValue;
+        using var timer = new PeriodicTimer(settings.Tick, clock);
         try
         {
             do
             {
                 try
                 {
-                    if (DateTime.UtcNow - lastBeat > TimeSpan.FromSeconds(5))
+                    if (clock.GetUtcNow() - lastBeat > TimeSpan.FromSeconds(5))
                     {
                         await store.HeartbeatWorkerAsync(silo.SiloAddress.ToParsableString(), Environment.MachineName, Environment.ProcessId, null, slots.Count, stoppingToken);
-                        lastBeat = DateTime.UtcNow;
+                        lastBeat = clock.GetUtcNow();
                     }
 
                     await TickStudiesAsync(stoppingToken);

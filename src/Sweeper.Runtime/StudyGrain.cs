@@ -5,7 +5,7 @@ using Sweeper.Core.Trials;
 namespace Sweeper.Runtime;
 
 /// <summary>The coordinator grain: see <see cref="IStudyGrain"/>.</summary>
-public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSettings settings, ILogger<StudyGrain> log) : Grain, IStudyGrain
+public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSettings settings, TimeProvider clock, ILogger<StudyGrain> log) : Grain, IStudyGrain
 {
     private StudyRecord? _record;
     private SweepDefinition? _sweep;
@@ -84,7 +84,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             return null;
         }
 
-        var now = DateTimeOffset.UtcNow;
+        var now = clock.GetUtcNow();
         if (!_maybePending && now - _lastMiss < settings.IdleRecheck)
         {
             return null;
@@ -205,7 +205,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             // Seconds of work: off the grain scheduler, on a thread of its own.
             var (accuracy, examples) = await Task.Factory.StartNew(() => runner.EvaluateOnTest(sweep, best, checkpoint.Data), CancellationToken.None,
                 TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            result = new StudyResult(Name, StudySelection.Rule, _sweep.Metric, best.Id, best.Number, best.ValAccuracy, accuracy, examples, DateTimeOffset.UtcNow, null);
+            result = new StudyResult(Name, StudySelection.Rule, _sweep.Metric, best.Id, best.Number, best.ValAccuracy, accuracy, examples, clock.GetUtcNow(), null);
         }
 
         if (await store.CloseStudyAsync(result))

@@ -16,7 +16,8 @@ namespace Sweeper.Runtime;
 /// </summary>
 public static class SweeperSilo
 {
-    public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger)
+    /// <param name="clock">The runtime's clock (idle rechecks, result times). Default: the system's.</param>
+    public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger, TimeProvider? clock = null)
     {
         if (store is not IMembershipStore membership)
         {
@@ -39,6 +40,7 @@ public static class SweeperSilo
         builder.Services.AddSingleton(store);
         builder.Services.AddSingleton(runner);
         builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(clock ?? TimeProvider.System);
         builder.Services.AddSingleton<StudyDirectory>();
         builder.Services.AddSingleton<TrainingSlots>();
         builder.UseOrleans(silo =>

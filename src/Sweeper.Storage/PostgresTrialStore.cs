@@ -10,7 +10,7 @@ namespace Sweeper.Storage;
 /// wait for each other (a study with max_concurrent serializes its claims on the study row instead, to keep the cap
 /// exact). Lease times come from the database's clock (clock_timestamp()), never a worker's. Transient failures
 /// (connection refused or reset, server restarting, serialization failures, deadlocks) are retried with backoff;
-/// every write is idempotent under retry or fenced by the lease epoch. Epoch reports and finishes wait for their
+/// every write is idempotent under retry or fenced by the lease's token. Epoch reports and finishes wait for their
 /// commit to be durable; claims, renewals and heartbeats do not need to (see each).
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
@@ -266,7 +266,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async (conn, tx) =>
         {
             // A claim need not wait for its WAL flush: if the server lost it in a crash, the trial would be pending
-            // again at the old lease epoch, and fencing would reject every write of the worker that thought it won.
+            // again at the old fencing token, and fencing would reject every write of the worker that thought it won.
             // (Sent in one round trip with the first query.)
             const string Async = "SET LOCAL synchronous_commit = off; ";
             var candidates = study is null
@@ -352,7 +352,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                 WHERE id = @id AND lease_epoch = @epoch AND state = 'running'
                 """,
                 ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
-                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Epoch));
+                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
             if (changed == 0)
             {
                 if (await AlreadyFinishedAsync(conn, tx, lease, finish.State))
@@ -374,7 +374,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         {
             var changed = await ExecAsync(conn, tx,
                 "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0) WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
-                ("id", lease.TrialId), ("epoch", lease.Epoch));
+                ("id", lease.TrialId), ("epoch", lease.Token));
             if (changed == 0)
             {
                 throw await LostAsync(conn, tx, lease);
@@ -653,7 +653,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     private async Task FenceAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TimeSpan leaseDuration, int? epochsDone = null)
     {
         var changed = await ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = coalesce(@done, epochs_done) WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
-            ("dur", (long)leaseDuration.TotalMilliseconds), ("done", (object?)epochsDone ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Epoch));
+            ("dur", (long)leaseDuration.TotalMilliseconds), ("done", (object?)epochsDone ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
         if (changed == 0)
         {
             throw await LostAsync(conn, tx, lease);
@@ -663,14 +663,14 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     private async Task<bool> AlreadyFinishedAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TrialState state)
     {
         var rows = await QueryAsync(conn, tx, "SELECT state FROM trials WHERE id = @id AND lease_epoch = @epoch AND owner = @o", r => r.GetString(0),
-            ("id", lease.TrialId), ("epoch", lease.Epoch), ("o", lease.Owner));
+            ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner));
         return rows.Count == 1 && rows[0] == state.ToText();
     }
 
     private async Task<LeaseLostException> LostAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease)
     {
         var rows = await QueryAsync(conn, tx, "SELECT state, lease_epoch, owner FROM trials WHERE id = @id",
-            r => $"the trial is {r.GetString(0)} at lease epoch {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("id", lease.TrialId));
+            r => $"the trial is {r.GetString(0)} at fencing token {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("id", lease.TrialId));
         return new LeaseLostException(lease, rows.FirstOrDefault() ?? "the trial does not exist");
     }
 

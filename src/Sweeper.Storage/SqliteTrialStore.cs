@@ -322,11 +322,11 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
                 WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
                 """,
                 tx, ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
-                ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Epoch));
+                ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Token));
             if (changed == 0)
             {
                 var already = await QueryAsync("SELECT state FROM trials WHERE id = $id AND lease_epoch = $epoch AND owner = $o", tx, r => r.GetString(0),
-                    ("$id", lease.TrialId), ("$epoch", lease.Epoch), ("$o", lease.Owner));
+                    ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
                 if (already.Count == 1 && already[0] == finish.State.ToText())
                 {
                     return 0; // a retried finish whose first commit went through: the result is already stored
@@ -346,7 +346,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         {
             var changed = await ExecAsync(
                 "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0) WHERE id = $id AND lease_epoch = $epoch AND state = 'running'",
-                tx, ("$id", lease.TrialId), ("$epoch", lease.Epoch));
+                tx, ("$id", lease.TrialId), ("$epoch", lease.Token));
             if (changed == 0)
             {
                 throw await LostAsync(lease, tx);
@@ -562,7 +562,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     private async Task FenceAsync(Lease lease, TimeSpan leaseDuration, SqliteTransaction tx)
     {
         var changed = await ExecAsync("UPDATE trials SET lease_expires_at = $exp WHERE id = $id AND lease_epoch = $epoch AND state = 'running'", tx,
-            ("$exp", Now + (long)leaseDuration.TotalMilliseconds), ("$id", lease.TrialId), ("$epoch", lease.Epoch));
+            ("$exp", Now + (long)leaseDuration.TotalMilliseconds), ("$id", lease.TrialId), ("$epoch", lease.Token));
         if (changed == 0)
         {
             throw await LostAsync(lease, tx);
@@ -572,7 +572,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     private async Task<LeaseLostException> LostAsync(Lease lease, SqliteTransaction tx)
     {
         var rows = await QueryAsync("SELECT state, lease_epoch, owner FROM trials WHERE id = $id", tx,
-            r => $"the trial is {r.GetString(0)} at lease epoch {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("$id", lease.TrialId));
+            r => $"the trial is {r.GetString(0)} at fencing token {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("$id", lease.TrialId));
         return new LeaseLostException(lease, rows.FirstOrDefault() ?? "the trial does not exist");
     }
 

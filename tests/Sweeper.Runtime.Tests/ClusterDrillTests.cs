@@ -116,7 +116,7 @@ public class ClusterDrillTests
             var cutAt = DateTime.UtcNow;
 
             // The cluster declares it dead and another silo resumes the trial from its checkpoint (the lease is 300 s).
-            await WaitAsync(async () => (await store.GetTrialAsync(victim!.Id)) is { LeaseEpoch: >= 2, State: TrialState.Running or TrialState.Completed } t && SiloOf(t.Owner!) != cutSilo,
+            await WaitAsync(async () => (await store.GetTrialAsync(victim!.Id)) is { LeaseToken: >= 2, State: TrialState.Running or TrialState.Completed } t && SiloOf(t.Owner!) != cutSilo,
                 TimeSpan.FromMinutes(1), "the takeover");
             var takeover = DateTime.UtcNow - cutAt;
             cluster.Restore(1);

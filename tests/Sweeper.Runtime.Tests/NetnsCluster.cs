@@ -5,7 +5,7 @@ namespace Sweeper.Runtime.Tests;
 /// <summary>
 /// Separate hosts on this machine: one network namespace per host, joined to the host side by a veth pair on its
 /// own subnet 10.77.N.0/24 (host side .1, namespace side .2). PostgreSQL runs on the host side and is reached at
-/// 10.77.N.1 from namespace N; the host side also has <see cref="HostAddress"/> (10.77.0.1, on a dummy link) for a
+/// 10.77.N.1 from namespace N; the host side also has <see cref="HostAddress"/> (10.77.0.1, on its loopback) for a
 /// silo that runs there. The host forwards between the namespaces (each routes everything through its host side), so
 /// silos on different hosts reach each other; taking a host-side link down cuts that host off from everything. Needs
 /// root and iproute2; without them the tests fail with that message.
@@ -22,9 +22,8 @@ public sealed class NetnsCluster : IDisposable
         }
 
         Hosts = hosts;
-        Ip("link", "add", Dummy, "type", "dummy");
-        Ip("addr", "add", HostAddress + "/32", "dev", Dummy);
-        Ip("link", "set", Dummy, "up");
+        TryIp("addr", "del", HostAddress + "/32", "dev", "lo"); // a leftover of a killed test run
+        Ip("addr", "add", HostAddress + "/32", "dev", "lo");
         File.WriteAllText("/proc/sys/net/ipv4/ip_forward", "1");
         for (var i = 1; i <= hosts; i++)
         {
@@ -45,7 +44,6 @@ public sealed class NetnsCluster : IDisposable
     /// <summary>The host side's own address, reachable from every namespace (for a silo running on the host side).</summary>
     public const string HostAddress = "10.77.0.1";
 
-    private string Dummy => $"swd{_tag}";
 
     public string Namespace(int host) => $"swp{_tag}{host}";
 
@@ -60,14 +58,7 @@ public sealed class NetnsCluster : IDisposable
 
     public void Dispose()
     {
-        try
-        {
-            Ip("link", "del", Dummy);
-        }
-        catch (InvalidOperationException)
-        {
-        }
-
+        TryIp("addr", "del", HostAddress + "/32", "dev", "lo");
         for (var i = 1; i <= Hosts; i++)
         {
             try
@@ -77,6 +68,17 @@ public sealed class NetnsCluster : IDisposable
             catch (InvalidOperationException)
             {
             }
+        }
+    }
+
+    private static void TryIp(params string[] args)
+    {
+        try
+        {
+            Ip(args);
+        }
+        catch (InvalidOperationException)
+        {
         }
     }
 

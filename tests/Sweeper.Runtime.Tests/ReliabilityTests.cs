@@ -170,7 +170,7 @@ public class ReliabilityTests
 
             var (trials, _, study, events) = await ReadAsync(store, "light");
             Assert.Equal(Trials, trials.Count);
-            Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
+            Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L), (t.State, t.Attempts, t.LeaseToken)));
             Assert.Equal(Trials, events.Count(e => e.Kind == "trial_completed"));
             Assert.Equal(Trials, events.Where(e => e.Kind == "trial_completed").Select(e => e.TrialId).Distinct().Count());
             var silos = trials.Select(t => SiloOf(t.Owner!)).Distinct().Count();

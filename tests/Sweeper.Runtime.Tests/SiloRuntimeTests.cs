@@ -123,7 +123,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
 
         var trials = await store.GetTrialsAsync("s");
         Assert.Equal(30, trials.Count);
-        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L, 3), (t.State, t.Attempts, t.LeaseEpoch, t.EpochsDone)));
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L, 3), (t.State, t.Attempts, t.LeaseToken, t.EpochsDone)));
         Assert.InRange(runnerA.MaxConcurrent, 1, 2);
         Assert.Equal(1, runnerB.MaxConcurrent);
         Assert.True(runnerA.Trained.Count > 0 && runnerB.Trained.Count > 0, "both silos should have trained trials");
@@ -203,7 +203,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
 
         var trial = (await store.GetTrialsAsync("s")).Single();
         Assert.Equal((TrialState.Completed, 2, 60), (trial.State, trial.Attempts, trial.EpochsDone));
-        Assert.NotEqual(victim.Owner + "@" + victim.LeaseEpoch, trial.Owner + "@" + trial.LeaseEpoch);
+        Assert.NotEqual(victim.Owner + "@" + victim.LeaseToken, trial.Owner + "@" + trial.LeaseToken);
         Assert.Single(await store.GetEventsAsync("s"), e => e.Kind == "trial_completed");
         Assert.Equal(1, runnerA.Abandoned);
         Assert.Equal(1, runnerA.Finished.Count + runnerB.Finished.Count);

@@ -77,7 +77,7 @@ public abstract class TrialStoreContract
             Assert.NotNull(b);
             Assert.Equal(0, a.Number);
             Assert.Equal(1, b.Number);
-            Assert.Equal(1, a.Epoch);
+            Assert.Equal(1, a.Token);
             Assert.Equal(1, a.Attempt);
             Assert.Equal(0L, Core.Sweeps.ParamJson.Deserialize(a.ParametersJson)["learning_rate"]); // same JSON, whatever the store's spacing
             var trial = await store.GetTrialAsync(a.TrialId);
@@ -139,7 +139,7 @@ public abstract class TrialStoreContract
             var fresh = (await store.ClaimAsync("s", "w2", _lease))!;
             Assert.True(fresh.HasCheckpoint);
             Assert.Equal(old.TrialId, fresh.TrialId);
-            Assert.Equal(2, fresh.Epoch);
+            Assert.Equal(2, fresh.Token);
             Assert.Equal(2, fresh.Attempt);
             var checkpoint = (await store.GetCheckpointAsync(fresh.TrialId))!.Value;
             Assert.Equal(1, checkpoint.Epoch);
@@ -258,7 +258,7 @@ public abstract class TrialStoreContract
             var trial = (await store.GetTrialsAsync("s")).Single();
             Assert.Equal((TrialState.Pending, 0), (trial.State, trial.Attempts));
             var again = (await store.ClaimAsync("s", "w2", _lease))!;
-            Assert.Equal((2L, 1), (again.Epoch, again.Attempt));
+            Assert.Equal((2L, 1), (again.Token, again.Attempt));
         }
     }
 
@@ -512,7 +512,7 @@ public abstract class TrialStoreContract
         var trials = await store.GetTrialsAsync("s");
         Assert.Equal(3, trials.Count);
         var claimed = trials.Single(t => t.Id == lease.TrialId);
-        Assert.Equal((TrialState.Running, "w1", 1L), (claimed.State, claimed.Owner, claimed.LeaseEpoch));
+        Assert.Equal((TrialState.Running, "w1", 1L), (claimed.State, claimed.Owner, claimed.LeaseToken));
         Assert.Equal(0.25, (await store.GetEpochsAsync(lease.TrialId)).Single().ValAccuracy);
         Assert.Equal([1, 2, 3], (await store.GetCheckpointAsync(lease.TrialId))!.Value.Data);
         await store.RenewAsync(lease, _lease); // the lease still holds
@@ -560,7 +560,7 @@ public abstract class TrialStoreContract
         Assert.Equal(2000, claimed.Select(c => c.Trial).Distinct().Count());
         Assert.True(claimed.Select(c => c.Owner).Distinct().Count() > 1);
         var trials = await stores[0].GetTrialsAsync("s");
-        Assert.All(trials, t => Assert.Equal((TrialState.Running, 1, 1L), (t.State, t.Attempts, t.LeaseEpoch)));
+        Assert.All(trials, t => Assert.Equal((TrialState.Running, 1, 1L), (t.State, t.Attempts, t.LeaseToken)));
         foreach (var s in stores)
         {
             await s.DisposeAsync();

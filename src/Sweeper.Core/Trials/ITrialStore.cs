@@ -9,7 +9,7 @@ namespace Sweeper.Core.Trials;
 /// <para>
 /// Leases: <see cref="ClaimAsync"/> takes a pending trial with one atomic conditional update and reports whether it
 /// won; callers that lose simply get null and move on. Lease expiry is judged by the store's clock, never a
-/// worker's. Every write by a worker names its <see cref="Lease"/>; a write whose lease epoch is no longer the
+/// slot's. Every write by a lease holder names its <see cref="Lease"/>; a write whose fencing token is no longer the
 /// trial's current one, or whose trial is no longer running, throws <see cref="LeaseLostException"/> and changes
 /// nothing (fencing).
 /// </para>
@@ -32,7 +32,7 @@ public interface ITrialStore : IAsyncDisposable
     /// <summary>
     /// Atomically takes the lowest-numbered pending trial of <paramref name="study"/> (or of any open study when
     /// null, oldest study first) for <paramref name="owner"/>, unless the study's MaxRunning trials already run.
-    /// The lease epoch and attempt count grow by one. Returns null when there is nothing to take (or another worker
+    /// The fencing token (<see cref="Lease.Token"/>, column lease_epoch) and attempt count grow by one. Returns null when there is nothing to take (or another worker
     /// won the race).
     /// </summary>
     Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default);

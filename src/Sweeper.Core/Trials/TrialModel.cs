@@ -59,7 +59,7 @@ public sealed record TrialRecord(
     TrialState State,
     int Attempts,
     string? Owner,
-    long LeaseEpoch,
+    long LeaseToken,
     DateTimeOffset? LeaseExpiresAt,
     int EpochsDone,
     double? ValAccuracy,
@@ -69,12 +69,12 @@ public sealed record TrialRecord(
     DateTimeOffset? FinishedAt);
 
 /// <summary>
-/// Proof that a worker holds a trial. <see cref="Epoch"/> is the fencing token: it grows with every claim, and the
+/// Proof that a training slot holds a trial. <see cref="Token"/> is the fencing token: it grows with every claim, and the
 /// store rejects any write that names an older one. <see cref="HasCheckpoint"/> tells whether an earlier attempt
 /// left a checkpoint to resume from (so a fresh trial costs no extra read).
 /// </summary>
 [GenerateSerializer]
-public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Epoch, int Attempt, bool HasCheckpoint = true);
+public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Token, int Attempt, bool HasCheckpoint = true);
 
 /// <summary>One epoch's metrics of one trial.</summary>
 [GenerateSerializer]
@@ -111,7 +111,7 @@ public sealed record StateCounts(int Pending, int Running, int Completed, int Pr
 
 /// <summary>The lease holder's epoch is no longer current: another worker owns the trial, or it was requeued or finished.</summary>
 public sealed class LeaseLostException(Lease lease, string detail)
-    : Exception($"lease on trial {lease.TrialId} (epoch {lease.Epoch}, owner {lease.Owner}) is no longer held: {detail}")
+    : Exception($"lease on trial {lease.TrialId} (fencing token {lease.Token}, owner {lease.Owner}) is no longer held: {detail}")
 {
     public Lease Lease { get; } = lease;
 }
