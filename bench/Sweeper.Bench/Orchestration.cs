@@ -107,13 +107,14 @@ public static class Orchestration
     }
 
     /// <summary>
-    /// Two silo processes (<c>bench silo ADDRESS</c>) train 4 slow trials (40 epochs of 0.25 s); once both train, one is
-    /// killed with SIGKILL; the time from the kill until each of its trials is running again on the other silo.
+    /// Three silo processes of one slot each (<c>bench silo ADDRESS</c>) and 2 slow trials (40 epochs of 0.25 s): once two
+    /// silos train, one of them is killed with SIGKILL; the time from the kill until its trial trains again on the idle
+    /// third silo (so the figure is detection and takeover, not waiting for a free slot).
     /// </summary>
     private static async Task FailoverAsync(string backend, string address)
     {
         await using var store = await TrialStores.OpenAsync(address);
-        var processes = new List<Process> { StartSilo(address), StartSilo(address) };
+        var processes = new List<Process> { StartSilo(address), StartSilo(address), StartSilo(address) };
         try
         {
             // The study is opened by a silo process; wait until both silos train a trial past its first epoch.
@@ -130,11 +131,15 @@ public static class Orchestration
                 await Task.Delay(50);
             }
 
-            var victim = (await store.GetWorkersAsync()).FirstOrDefault(w => w.Pid == processes[0].Id)
-                ?? throw new InvalidOperationException("the silo processes did not start training; is the bench built?");
+            if (running.Count < 2)
+            {
+                throw new InvalidOperationException("the silo processes did not start training; is the bench built?");
+            }
+
+            var victim = (await store.GetWorkersAsync()).First(w => w.Id == Silo(running[0].Owner!));
             var victimTrials = running.Where(t => Silo(t.Owner!) == victim.Id).Select(t => t.Number).ToHashSet();
             var killed = Stopwatch.StartNew();
-            processes[0].Kill();
+            processes.Single(p => p.Id == victim.Pid).Kill();
             var resumed = new Dictionary<int, double>();
             while (resumed.Count < victimTrials.Count && killed.Elapsed < TimeSpan.FromMinutes(1))
             {
@@ -190,14 +195,14 @@ public static class Orchestration
         return process;
     }
 
-    /// <summary>One silo process of <see cref="FailoverAsync"/>: 2 slots of slow trials; it opens the study too (the second open resumes it).</summary>
+    /// <summary>One silo process of <see cref="FailoverAsync"/>: a slot of slow trials; it opens the study too (a later open resumes it).</summary>
     public static async Task SiloAsync(string address)
     {
         await using var store = await TrialStores.OpenAsync(address);
-        var settings = new SiloSettings { Slots = 2, SiloPort = 0 };
+        var settings = new SiloSettings { Slots = 1, SiloPort = 0 };
         using var silo = SweeperSilo.Build(store, new NoTraining(TimeSpan.FromMilliseconds(250)), settings, Logger.None);
         await silo.StartAsync();
-        await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(4, 40), "bench.yaml");
+        await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(2, 40), "bench.yaml");
         while (await store.GetResultAsync("bench") is null)
         {
             await Task.Delay(200);

@@ -18,14 +18,21 @@ public interface IStudyGrain : IGrainWithStringKey
     /// </summary>
     Task<StudyOpening> OpenAsync(string sweepText, string source);
 
-    /// <summary>Claims the lowest pending trial for <paramref name="owner"/> (a training slot), or null when there is none now.</summary>
+    /// <summary>
+    /// Claims the lowest pending trial for <paramref name="owner"/> (a training slot), or null when there is none now.
+    /// Interleaves with every other call: the store's claim is one atomic conditional update, so concurrent claims never
+    /// share a trial, and a slow (durable) commit does not hold up the other slots' claims.
+    /// </summary>
+    [AlwaysInterleave]
     Task<Lease?> NextTrialAsync(string owner);
 
-    /// <summary>The stopping rule's answer after a trial's epoch: true stops (prunes) the trial.</summary>
+    /// <summary>The stopping rule's answer after a trial's epoch: true stops (prunes) the trial. Reads only; interleaves.</summary>
+    [AlwaysInterleave]
     Task<bool> ShouldStopAsync(int number, int epoch, double value);
 
-    /// <summary>A trial reached a final state or was handed back; the study may be done.</summary>
+    /// <summary>A trial reached a final state or was handed back; the study may be done. Interleaves (closing runs once).</summary>
     [OneWay]
+    [AlwaysInterleave]
     Task TrialEndedAsync(int number);
 
     /// <summary>
@@ -71,8 +78,9 @@ public interface ITrialGrain : IGrainWithStringKey
     /// <summary>
     /// Takes ownership of the trial under <paramref name="lease"/> and returns the checkpoint to resume from (empty for a
     /// fresh start), or null when this activation cannot own it (it lives on another silo than the slot).
+    /// <paramref name="stoppingRule"/>: whether the study has one (without, epochs are not put to the study grain).
     /// </summary>
-    Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration);
+    Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration, bool stoppingRule);
 
     /// <summary>Stores an epoch's metrics and checkpoint (fenced) and asks the stopping rule.</summary>
     Task<EpochVerdict> ReportEpochAsync(EpochRecord metrics, Immutable<byte[]> checkpoint);

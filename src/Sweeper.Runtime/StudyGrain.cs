@@ -20,6 +20,10 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     // The last claim found nothing pending: only then can a trial's end be the study's last (counting costs a query).
     private bool _drained;
 
+    // The one closing under way: calls that interleave (a trial's end, a tick) wait for it instead of closing again,
+    // so the test split is evaluated once per activation (and the store closes a study once, whatever happens).
+    private Task? _closing;
+
     private string Name => this.GetPrimaryKeyString();
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
@@ -36,7 +40,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         _record = record;
         _closed = record.Closed;
         _sweep = SweepParser.Parse(record.SweepText, record.Name);
-        _rule = _sweep.EarlyTerminate is { Type: "median" } et ? new MedianStoppingRule(et.WarmupEpochs, et.MinTrials) : new NoStopping();
+        _rule = StoppingRules.For(_sweep.EarlyTerminate);
     }
 
     public async Task<StudyOpening> OpenAsync(string sweepText, string source)
@@ -170,7 +174,17 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     }
 
     /// <summary>Once every trial is final: the best completed trial by validation accuracy, evaluated once on the test split; the study closes.</summary>
-    private async Task CloseIfDoneAsync()
+    private Task CloseIfDoneAsync()
+    {
+        if (_closing is { IsCompleted: false } running)
+        {
+            return running;
+        }
+
+        return _closing = CloseIfDoneOnceAsync();
+    }
+
+    private async Task CloseIfDoneOnceAsync()
     {
         if (_record is null || _closed || _sweep is null)
         {

@@ -132,7 +132,7 @@ public sealed class TrainingSlots(
         byte[]? checkpoint;
         try
         {
-            var begun = grain.BeginAsync(lease, settings.Lease).GetAwaiter().GetResult();
+            var begun = grain.BeginAsync(lease, settings.Lease, StoppingRules.For(Sweep(lease.Study).EarlyTerminate) is not NoStopping).GetAwaiter().GetResult();
             if (begun is null)
             {
                 store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();

@@ -11,10 +11,11 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
     private Lease? _lease;
     private TimeSpan _leaseDuration;
     private IGrainTimer? _renewal;
+    private bool _stoppingRule;
 
     private IStudyGrain Study(Lease lease) => GrainFactory.GetGrain<IStudyGrain>(lease.Study);
 
-    public async Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration)
+    public async Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration, bool stoppingRule)
     {
         if (!lease.Owner.StartsWith(SiloSettings.OwnerPrefix(silo.SiloAddress), StringComparison.Ordinal))
         {
@@ -26,6 +27,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
         _lease = lease;
         _leaseDuration = leaseDuration;
+        _stoppingRule = stoppingRule;
         _renewal?.Dispose();
         _renewal = this.RegisterGrainTimer(RenewAsync, new GrainTimerCreationOptions(leaseDuration / 3, leaseDuration / 3) { KeepAlive = true });
         var checkpoint = lease.HasCheckpoint ? await store.GetCheckpointAsync(lease.TrialId) : null;
@@ -84,7 +86,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return EpochVerdict.Retry;
         }
 
-        return await Study(lease).ShouldStopAsync(lease.Number, metrics.Epoch, metrics.ValAccuracy) ? EpochVerdict.Stop : EpochVerdict.Continue;
+        return _stoppingRule && await Study(lease).ShouldStopAsync(lease.Number, metrics.Epoch, metrics.ValAccuracy) ? EpochVerdict.Stop : EpochVerdict.Continue;
     }
 
     public async Task<EpochVerdict> FinishAsync(TrialFinish finish)

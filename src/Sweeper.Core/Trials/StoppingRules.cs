@@ -9,6 +9,13 @@ public interface IStoppingRule
     bool ShouldStop(int epoch, double value, IReadOnlyList<double> completedValuesAtEpoch);
 }
 
+/// <summary>The stopping rule a sweep file's <c>early_terminate</c> asks for.</summary>
+public static class StoppingRules
+{
+    public static IStoppingRule For(Sweeps.EarlyTerminate? settings) =>
+        settings is { Type: "median" } et ? new MedianStoppingRule(et.WarmupEpochs, et.MinTrials) : new NoStopping();
+}
+
 /// <summary>Never stops a trial.</summary>
 public sealed class NoStopping : IStoppingRule
 {
