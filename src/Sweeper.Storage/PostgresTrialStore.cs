@@ -412,9 +412,10 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     public Task<int> ExpireLeasesOfOwnerAsync(string ownerPrefix, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(ownerPrefix);
-        // left/length count characters and = compares them exactly: no LIKE, so no wildcards. Just before now, as
-        // RequeueExpiredAsync takes leases that expired before its now. Setting the same time again is harmless on retry.
-        return WriteAsync((conn, tx) => ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} - 1 WHERE state = 'running' AND lease_expires_at > {Now} - 1 AND left(owner, length(@p)) = @p",
+        // left/length count characters and = compares them exactly: no LIKE, so no wildcards. A second before now, so that
+        // RequeueExpiredAsync (which takes leases that expired before its now) sees them expired even when its own now is
+        // read a little earlier (statement latency varies); leases already expired are left alone (and not counted).
+        return WriteAsync((conn, tx) => ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} - 1000 WHERE state = 'running' AND lease_expires_at >= {Now} AND left(owner, length(@p)) = @p",
             ("p", ownerPrefix)), cancellationToken);
     }
 

@@ -57,6 +57,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     private readonly SqliteConnection _connection;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
     private readonly TimeProvider _clock;
 
     private SqliteTrialStore(SqliteConnection connection, TimeProvider clock, string path)
@@ -387,9 +388,10 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     {
         ArgumentException.ThrowIfNullOrEmpty(ownerPrefix);
         // substr/length count characters and = compares them exactly (BINARY collation): no LIKE, so no wildcards.
-        // Just before now, as RequeueExpiredAsync takes leases that expired before its now.
-        return WriteAsync(tx => ExecAsync("UPDATE trials SET lease_expires_at = $cut WHERE state = 'running' AND lease_expires_at > $cut AND substr(owner, 1, length($p)) = $p", tx,
-            ("$cut", Now - 1), ("$p", ownerPrefix)), cancellationToken);
+        // A second before now, as RequeueExpiredAsync takes leases that expired before its now; leases already expired are
+        // left alone (and not counted).
+        return WriteAsync(tx => ExecAsync("UPDATE trials SET lease_expires_at = $now - 1000 WHERE state = 'running' AND lease_expires_at >= $now AND substr(owner, 1, length($p)) = $p", tx,
+            ("$now", Now), ("$p", ownerPrefix)), cancellationToken);
     }
 
     public Task<(int Epoch, byte[] Data)?> GetCheckpointAsync(long trialId, CancellationToken cancellationToken = default) =>
@@ -555,6 +557,11 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var statement in _statements.Values)
+        {
+            statement.Dispose();
+        }
+
         await _connection.DisposeAsync();
         _gate.Dispose();
     }
@@ -639,22 +646,74 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         return command;
     }
 
+    /// <summary>
+    /// A prepared statement for <paramref name="sql"/>, kept for the connection's life (SQLite then parses each statement
+    /// once, not on every call: a trial's claim, report and finish run the same few statements thousands of times), with
+    /// this call's transaction and parameters. Only called under the connection's gate. Texts beyond the first
+    /// <see cref="MaxStatements"/> (ad-hoc result queries) get a command of their own, disposed after use.
+    /// </summary>
+    private (SqliteCommand Command, bool Owned) Statement(string sql, SqliteTransaction? tx, (string Name, object? Value)[] parameters)
+    {
+        if (!_statements.TryGetValue(sql, out var command))
+        {
+            if (_statements.Count >= MaxStatements)
+            {
+                return (Command(sql, tx, parameters), true);
+            }
+
+            command = _statements[sql] = _connection.CreateCommand();
+            command.CommandText = sql;
+        }
+
+        command.Transaction = tx;
+        command.Parameters.Clear();
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return (command, false);
+    }
+
+    private const int MaxStatements = 256;
+
     private async Task<int> ExecAsync(string sql, SqliteTransaction? tx = null, params (string, object?)[] parameters)
     {
-        using var command = Command(sql, tx, parameters);
-        return await command.ExecuteNonQueryAsync();
+        var (command, owned) = Statement(sql, tx, parameters);
+        try
+        {
+            return await command.ExecuteNonQueryAsync();
+        }
+        finally
+        {
+            if (owned)
+            {
+                command.Dispose();
+            }
+        }
     }
 
     private async Task<object?> ScalarAsync(string sql, SqliteTransaction? tx, params (string, object?)[] parameters)
     {
-        using var command = Command(sql, tx, parameters);
-        var value = await command.ExecuteScalarAsync();
-        return value is DBNull ? null : value;
+        var (command, owned) = Statement(sql, tx, parameters);
+        try
+        {
+            var value = await command.ExecuteScalarAsync();
+            return value is DBNull ? null : value;
+        }
+        finally
+        {
+            if (owned)
+            {
+                command.Dispose();
+            }
+        }
     }
 
     private async Task<IReadOnlyList<T>> QueryAsync<T>(string sql, SqliteTransaction? tx, Func<SqliteDataReader, T> read, params (string, object?)[] parameters)
     {
-        using var command = Command(sql, tx, parameters);
+        var (command, owned) = Statement(sql, tx, parameters);
+        using var release = owned ? command : null;
         using var reader = await command.ExecuteReaderAsync();
         var list = new List<T>();
         while (await reader.ReadAsync())

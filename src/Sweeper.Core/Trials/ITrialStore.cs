@@ -60,7 +60,7 @@ public interface ITrialStore : IAsyncDisposable
 
     /// <summary>
     /// Expires the leases of every running trial (of any study) whose owner starts with <paramref name="ownerPrefix"/>
-    /// (compared character by character, no wildcards): their lease expiry becomes just before now by the store's
+    /// (compared character by character, no wildcards): their lease expiry becomes a second before now by the store's
     /// clock, so the next <see cref="RequeueExpiredAsync"/> of each study requeues them, or fails them past their retry
     /// budget, exactly as if their leases had run out. Nothing else changes (the holders are fenced out only once the
     /// trials are requeued); other owners' trials, trials that are not running and leases already expired are untouched.
