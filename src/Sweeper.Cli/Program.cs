@@ -24,7 +24,23 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal
 
 try
 {
-    return await SweeperProgram.CreateRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, shutdown.Token);
+    return await SweeperProgram.CreateRootCommand().Parse(args).InvokeAsync(
+        new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false }, shutdown.Token);
+}
+catch (Sweeper.Core.Trials.StoreOpenException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 1;
+}
+catch (OperationCanceledException) when (shutdown.IsCancellationRequested)
+{
+    return 130;
+}
+catch (Exception e)
+{
+    // Nothing else should get here; if it does, one line for the user and the details only when asked for.
+    Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}" + (logLevel <= LogEventLevel.Debug ? Environment.NewLine + e : " (run with SWEEPER_LOG_LEVEL=Debug for details)"));
+    return 1;
 }
 finally
 {

@@ -11,9 +11,83 @@ public static class TrialStores
     /// <summary>The embedded default: .sweeper/sweeper.db under the current folder.</summary>
     public static string DefaultAddress => "sqlite:" + Path.Combine(".sweeper", "sweeper.db");
 
-    public static async Task<ITrialStore> OpenAsync(string? address, TimeProvider? clock = null, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Opens the store at <paramref name="address"/>. Every failure to open it is a <see cref="StoreOpenException"/> whose
+    /// one-line message names the address (password masked), the cause and the remedy; <paramref name="say"/> hears what
+    /// is being tried before a network store is contacted (host, port, database, how long it may take).
+    /// </summary>
+    public static async Task<ITrialStore> OpenAsync(string? address, TimeProvider? clock = null, CancellationToken cancellationToken = default, Action<string>? say = null)
     {
         address ??= DefaultAddress;
+        try
+        {
+            return await OpenUncheckedAsync(address, clock, say, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && Explain(address, e) is { } message)
+        {
+            throw new StoreOpenException(message, e);
+        }
+    }
+
+    /// <summary>Each connection attempt to PostgreSQL waits this long unless the address says otherwise (Timeout=...).</summary>
+    public const int ConnectTimeoutSeconds = 5;
+
+    /// <summary>A one-line reason for a failure to open the store, or null for an error that is not about opening it.</summary>
+    private static string? Explain(string address, Exception e)
+    {
+        var where = $"cannot open the store {Redact(address)}";
+        var inner = e is StoreUnavailableException { InnerException: { } cause } ? cause : e;
+        return inner switch
+        {
+            StoreOpenException => null,
+            ArgumentException a => $"{where}: {a.Message}",
+            SchemaTooNewException s => $"{where}: {s.Message}",
+            Npgsql.PostgresException { SqlState: "28P01" } p => $"{where}: the server refused the password of user '{p.Data["User"] ?? UserOf(address)}' (give it in the address or with $SWEEPER_STORE_PASSWORD)",
+            Npgsql.PostgresException { SqlState: "28000" } p => $"{where}: the server does not let this user in from this machine ({p.MessageText}; see pg_hba.conf)",
+            Npgsql.PostgresException { SqlState: "3D000" } p => $"{where}: {p.MessageText} (create it: CREATE DATABASE ... OWNER ...)",
+            Npgsql.PostgresException { SqlState: "42501" } p => $"{where}: permission denied ({p.MessageText}); the role needs to own the database or its tables",
+            Npgsql.NpgsqlException n when n.Message.Contains("password", StringComparison.OrdinalIgnoreCase) =>
+                $"{where}: the server asks for a password and none was given (put it in the address, or in $SWEEPER_STORE_PASSWORD or $PGPASSWORD)",
+            System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused } or Npgsql.NpgsqlException { InnerException: System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused } } =>
+                $"{where}: nothing accepts connections at {HostOf(address)} (is PostgreSQL running there, with listen_addresses including this address, and the port open?)",
+            System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.HostNotFound or System.Net.Sockets.SocketError.TryAgain or System.Net.Sockets.SocketError.NoData } or Npgsql.NpgsqlException { InnerException: System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.HostNotFound or System.Net.Sockets.SocketError.TryAgain or System.Net.Sockets.SocketError.NoData } } =>
+                $"{where}: the host name {HostOf(address)} does not resolve",
+            TimeoutException or Npgsql.NpgsqlException { InnerException: TimeoutException } => $"{where}: {HostOf(address)} did not answer in time (a firewall, or the wrong address?)",
+            Npgsql.NpgsqlException n => $"{where}: {n.Message}",
+            Microsoft.Data.Sqlite.SqliteException q => $"{where}: {q.Message}",
+            UnauthorizedAccessException or IOException => $"{where}: {inner.Message}",
+            StoreUnavailableException u => $"{where}: {u.Message}",
+            _ => null,
+        };
+    }
+
+    private static string HostOf(string address)
+    {
+        try
+        {
+            var b = new Npgsql.NpgsqlConnectionStringBuilder(PostgresConnectionString(address));
+            return $"{b.Host}:{b.Port}";
+        }
+        catch (ArgumentException)
+        {
+            return "the given host";
+        }
+    }
+
+    private static string UserOf(string address)
+    {
+        try
+        {
+            return new Npgsql.NpgsqlConnectionStringBuilder(PostgresConnectionString(address)).Username ?? "?";
+        }
+        catch (ArgumentException)
+        {
+            return "?";
+        }
+    }
+
+    private static async Task<ITrialStore> OpenUncheckedAsync(string address, TimeProvider? clock, Action<string>? say, CancellationToken cancellationToken)
+    {
         if (address.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase))
         {
             var path = address["sqlite:".Length..];
@@ -38,7 +112,10 @@ public static class TrialStores
         if (address.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase) || address.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase)
             || address.Contains("Host=", StringComparison.OrdinalIgnoreCase))
         {
-            return await PostgresTrialStore.OpenAsync(PostgresConnectionString(address), clock, cancellationToken);
+            var connection = PostgresConnectionString(address);
+            var b = new Npgsql.NpgsqlConnectionStringBuilder(connection);
+            say?.Invoke($"Connecting to PostgreSQL at {b.Host}:{b.Port}, database {b.Database}, as {b.Username} (each try waits up to {b.Timeout} s; a few tries before giving up)");
+            return await PostgresTrialStore.OpenAsync(connection, clock, cancellationToken);
         }
 
         throw new ArgumentException($"--store {Redact(address)}: unknown store address; expected sqlite:PATH, postgres://USER@HOST:PORT/DB or a Npgsql connection string (Host=...).");
@@ -80,6 +157,11 @@ public static class TrialStores
         else
         {
             builder = new Npgsql.NpgsqlConnectionStringBuilder(address);
+        }
+
+        if (!System.Text.RegularExpressions.Regex.IsMatch(address, @"(^|[;?&])\s*timeout\s*=", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
+        {
+            builder.Timeout = ConnectTimeoutSeconds;
         }
 
         if (string.IsNullOrEmpty(builder.Password))

@@ -9,6 +9,45 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
     protected override Task<IStoreDatabase> CreateDatabaseAsync() => Task.FromResult<IStoreDatabase>(new PostgresDatabase());
 
     [Fact]
+    public async Task A_store_that_cannot_be_opened_is_explained_in_one_line_naming_the_address_and_the_cause()
+    {
+        var port = PostgresServer.Shared.Port;
+        var missing = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync($"postgres://sweeper:secret@127.0.0.1:{port}/no_such_db"));
+        Assert.Contains($"postgres://sweeper:***@127.0.0.1:{port}/no_such_db", missing.Message);
+        Assert.Contains("\"no_such_db\" does not exist", missing.Message);
+        Assert.DoesNotContain("secret", missing.Message);
+
+        int closedPort;
+        using (var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            listener.Start();
+            closedPort = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        var said = new List<string>();
+        var closed = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync($"postgres://sweeper@127.0.0.1:{closedPort}/sweeper", say: said.Add));
+        Assert.Contains($"nothing accepts connections at 127.0.0.1:{closedPort}", closed.Message);
+        Assert.Contains($"Connecting to PostgreSQL at 127.0.0.1:{closedPort}, database sweeper", Assert.Single(said));
+
+        var unknown = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync("mysql://x@y/z"));
+        Assert.Contains("unknown store address", unknown.Message);
+
+        var notAStore = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(notAStore, "this is not a database, just text that is long enough to be looked at as a header");
+            var text = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync("sqlite:" + notAStore));
+            Assert.Contains("file is not a database", text.Message);
+        }
+        finally
+        {
+            File.Delete(notAStore);
+        }
+
+        Assert.All(new[] { missing, closed, unknown }, e => Assert.DoesNotContain('\n', e.Message));
+    }
+
+    [Fact]
     public async Task A_store_with_a_newer_schema_is_refused_with_a_clear_message()
     {
         await using var db = new PostgresDatabase();
@@ -55,10 +94,10 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
     {
         await using var db = new PostgresDatabase();
         await using var store = await db.OpenAsync(TimeProvider.System);
-        await store.CreateStudyAsync(new NewStudy("s", "h", "t", "grid", [new NewTrial(0, "{}", 1)]));
+        await store.CreateStudyAsync(new NewStudy("s", "h", "t", TrialStoreContract.AnySweepJson, "grid", [new NewTrial(0, "{}", 1)]));
         var lease = (await store.ClaimAsync("s", "w", TimeSpan.FromMinutes(5)))!;
         PostgresServer.Shared.Restart();
-        await store.ReportEpochAsync(lease, new EpochRecord(lease.TrialId, 1, 1, 0.5, 0.5, 1e-3, 1), [1], TimeSpan.FromMinutes(5));
+        await store.ReportEpochAsync(lease, new EpochRecord(1, 1, 0.5, 0.5, 1e-3, 1), [1], TimeSpan.FromMinutes(5));
         await store.FinishAsync(lease, new TrialFinish(TrialState.Completed, 0.5, 0.5, 1, null));
         Assert.Equal(TrialState.Completed, (await store.GetTrialsAsync("s")).Single().State);
     }
@@ -70,7 +109,7 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
         var store = await db.OpenAsync(TimeProvider.System);
         var rng = new Random(3);
         var values = Enumerable.Range(0, 20_000).Select(i => (Number: i, Lr: Math.Round(rng.NextDouble(), 6), Reg: Math.Round(rng.NextDouble(), 6))).ToList();
-        await store.CreateStudyAsync(new NewStudy("big", "h", "t", "random",
+        await store.CreateStudyAsync(new NewStudy("big", "h", "t", TrialStoreContract.AnySweepJson, "random",
             [.. values.Select(v => new NewTrial(v.Number, FormattableString.Invariant($$"""{"learning_rate":{{v.Lr}},"reg":{{v.Reg}}}"""), (ulong)v.Number))]));
         await store.CloseStudyAsync(new StudyResult("big", "rule", "val_accuracy", null, null, null, null, 0, null, null));
         Assert.Equal(true, await db.SqlAsync("SELECT relallvisible = relpages FROM pg_class WHERE relname = 'trials'")); // vacuumed: every page all-visible
