@@ -75,6 +75,17 @@ public abstract class MembershipTableContract
         Assert.All(actual.SuspectTimes ?? [], v => Assert.Equal(DateTimeKind.Utc, v.Item2.Kind));
     }
 
+    /// <summary>An initialized table with one joining silo's entry, its etag and the table version after it.</summary>
+    private static async Task<(StoreMembershipTable Table, MembershipEntry Entry, string Etag, TableVersion Version)> JoiningAsync(ITrialStore store)
+    {
+        var table = Table(store);
+        await table.InitializeMembershipTableAsync(true, default);
+        var entry = Entry(SiloStatus.Joining);
+        Assert.True(await table.InsertRowAsync(entry, (await table.ReadAllAsync(default)).Version.Next(), default));
+        var (_, etag, version) = await RowAsync(table, entry.SiloAddress);
+        return (table, entry, etag, version);
+    }
+
     [Fact]
     public async Task Membership_init_is_idempotent_and_gives_an_empty_table_at_version_0()
     {
@@ -167,11 +178,7 @@ public abstract class MembershipTableContract
     {
         await using var db = CreateDatabase();
         await using var store = await db.OpenAsync();
-        var table = Table(store);
-        await table.InitializeMembershipTableAsync(true, default);
-        var entry = Entry(SiloStatus.Joining);
-        Assert.True(await table.InsertRowAsync(entry, (await table.ReadAllAsync(default)).Version.Next(), default));
-        var (_, etag, version) = await RowAsync(table, entry.SiloAddress);
+        var (table, entry, etag, version) = await JoiningAsync(store);
 
         var again = Entry(SiloStatus.Active);
         again.SiloAddress = entry.SiloAddress;
@@ -187,11 +194,7 @@ public abstract class MembershipTableContract
     {
         await using var db = CreateDatabase();
         await using var store = await db.OpenAsync();
-        var table = Table(store);
-        await table.InitializeMembershipTableAsync(true, default);
-        var entry = Entry(SiloStatus.Joining);
-        Assert.True(await table.InsertRowAsync(entry, (await table.ReadAllAsync(default)).Version.Next(), default));
-        var (_, etag, version) = await RowAsync(table, entry.SiloAddress);
+        var (table, entry, etag, version) = await JoiningAsync(store);
 
         var updated = Entry(SiloStatus.Active, Now.AddSeconds(5), "renamed");
         updated.SiloAddress = entry.SiloAddress;
@@ -216,11 +219,7 @@ public abstract class MembershipTableContract
     {
         await using var db = CreateDatabase();
         await using var store = await db.OpenAsync();
-        var table = Table(store);
-        await table.InitializeMembershipTableAsync(true, default);
-        var entry = Entry(SiloStatus.Joining);
-        Assert.True(await table.InsertRowAsync(entry, (await table.ReadAllAsync(default)).Version.Next(), default));
-        var (_, staleEtag, version) = await RowAsync(table, entry.SiloAddress);
+        var (table, entry, staleEtag, version) = await JoiningAsync(store);
         entry.Status = SiloStatus.Active;
         Assert.True(await table.UpdateRowAsync(entry, staleEtag, version.Next(), default));
         var (_, etag, current) = await RowAsync(table, entry.SiloAddress);
@@ -240,11 +239,7 @@ public abstract class MembershipTableContract
     {
         await using var db = CreateDatabase();
         await using var store = await db.OpenAsync();
-        var table = Table(store);
-        await table.InitializeMembershipTableAsync(true, default);
-        var entry = Entry(SiloStatus.Joining);
-        Assert.True(await table.InsertRowAsync(entry, (await table.ReadAllAsync(default)).Version.Next(), default));
-        var (_, etag, staleVersion) = await RowAsync(table, entry.SiloAddress);
+        var (table, entry, etag, staleVersion) = await JoiningAsync(store);
         Assert.True(await table.InsertRowAsync(Entry(), staleVersion.Next(), default)); // another silo joins: the version moves on
         var current = (await table.ReadAllAsync(default)).Version;
 
