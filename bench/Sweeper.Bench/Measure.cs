@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Sweeper.Core;
 using Sweeper.Engine.Data;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;

@@ -225,7 +225,7 @@ public static class Orchestration
                 cancellationToken.WaitHandle.WaitOne(epoch);
                 cancellationToken.ThrowIfCancellationRequested();
                 var done = e;
-                if (!onEpoch(new EpochRecord(lease.TrialId, e, 2.3, 0.1, 0.1, 1e-3, epoch.TotalSeconds), () => [.. BitConverter.GetBytes(done), .. _checkpoint]))
+                if (!onEpoch(new EpochRecord(e, 2.3, 0.1, 0.1, 1e-3, epoch.TotalSeconds), () => [.. BitConverter.GetBytes(done), .. _checkpoint]))
                 {
                     return new TrialFinish(TrialState.Pruned, 0.1, 0.1, e, "stopped");
                 }

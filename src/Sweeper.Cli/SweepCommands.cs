@@ -66,7 +66,7 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            await using var trialStore = await TrialStores.OpenAsync(AbsoluteStore(StoreAddress(parse, store)), cancellationToken: ct);
+            await using var trialStore = await TrialStores.OpenAsync(AbsoluteStore(StoreAddress(parse, store)), cancellationToken: ct, say: m => Log.Information("{Message}", m));
             await using var app = Dashboard.DashboardApp.Build(trialStore, options);
             await app.StartAsync(ct);
             Log.Information("Dashboard on {Urls}{Token}", string.Join(", ", app.Urls), options.Token is null ? "" : " (token required)");
@@ -162,7 +162,7 @@ public static partial class SweepCommands
 
             var dir = await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName, ct);
             var address = AbsoluteStore(StoreAddress(parse, store));
-            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct);
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m));
             using var trainer = new TrialTrainer(dir);
             using var silo = SweeperSilo.Build(trialStore, new SolverTrialRunner(trainer), settings, Log.Logger);
             try
@@ -266,7 +266,7 @@ public static partial class SweepCommands
 
             var settings = flags with { Slots = 0 };
             var address = AbsoluteStore(StoreAddress(parse, store));
-            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct);
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m));
             var dataDir = parse.GetValue(data)?.FullName ?? sweep.Data.Path;
             using var trainer = new LazyTrainer(dataDir, ct);
             using var silo = SweeperSilo.Build(trialStore, trainer, settings, Log.Logger);
@@ -416,8 +416,7 @@ public static partial class SweepCommands
                 return 1;
             }
 
-            var sweep = SweepParser.Parse(record.SweepText, name);
-            var parameterNames = sweep.Parameters.Keys.Concat(sweep.Conditions.SelectMany(c => c.Parameters.Keys)).Distinct().ToList();
+            var parameterNames = SweepJson.Of(record).ParameterNames;
             Core.Queries.TrialQuery query;
             IReadOnlyList<string>? chosen = null;
             string? group = null;
@@ -497,7 +496,7 @@ public static partial class SweepCommands
             return null;
         }
 
-        return await TrialStores.OpenAsync(full, cancellationToken: ct);
+        return await TrialStores.OpenAsync(full, cancellationToken: ct, say: m => Log.Information("{Message}", m));
     }
 
     private static void PrintBest(StudyResult? result, IReadOnlyList<TrialRecord> trials)

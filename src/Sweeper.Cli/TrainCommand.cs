@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Serilog;
+using Sweeper.Core.Sweeps;
 using Sweeper.Engine.Data;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;
@@ -122,7 +123,7 @@ public static class TrainCommand
             }
 
             var clock = Stopwatch.StartNew();
-            using var dataset = Cifar10.Load<float>(dir, new SplitOptions { Train = parse.GetValue(trainSize), Validation = parse.GetValue(valSize), Test = parse.GetValue(test) ? 1_000 : 0 });
+            using var dataset = Cifar10.Load<float>(dir, new DataSettings { TrainSize = parse.GetValue(trainSize), ValSize = parse.GetValue(valSize), TestSize = parse.GetValue(test) ? 1_000 : 0 });
             Log.Information("Loaded CIFAR-10 from {Dir} in {Seconds:F2} s: {Train} train, {Val} validation; BLAS {Blas}",
                 dir, clock.Elapsed.TotalSeconds, dataset.Train.Count, dataset.Validation.Count, Blas.Describe());
 

@@ -290,11 +290,8 @@ public static class DashboardApp
         return true;
     }
 
-    public static IReadOnlyList<string> ParameterNames(StudyRecord study)
-    {
-        var sweep = SweepParser.Parse(study.SweepText, study.Name);
-        return sweep.Parameters.Keys.Concat(sweep.Conditions.SelectMany(c => c.Parameters.Keys)).Distinct().ToList();
-    }
+    /// <summary>The study's parameter names in the sweep's order, from its stored definition (no YAML is parsed).</summary>
+    public static IReadOnlyList<string> ParameterNames(StudyRecord study) => SweepJson.Of(study).ParameterNames;
 
     private static async Task<object> StudyJsonAsync(ITrialStore store, StudyRecord s, CancellationToken ct)
     {

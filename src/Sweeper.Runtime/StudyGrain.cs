@@ -39,7 +39,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     {
         _record = record;
         _closed = record.Closed;
-        _sweep = SweepParser.Parse(record.SweepText, record.Name);
+        _sweep = SweepJson.Of(record);
         _rule = StoppingRules.For(_sweep.EarlyTerminate);
     }
 
@@ -68,7 +68,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         StudyRecord record;
         try
         {
-            record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
+            record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, SweepJson.Serialize(sweep), sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
         }
         catch (StudyConflictException e)
         {

@@ -124,7 +124,7 @@ public sealed class TrainingSlots(
     }
 
     private SweepDefinition Sweep(string study) =>
-        _sweeps.GetOrAdd(study, name => SweepParser.Parse(store.GetStudyAsync(name).GetAwaiter().GetResult()?.SweepText ?? throw new InvalidOperationException($"study {name} vanished"), name));
+        _sweeps.GetOrAdd(study, name => SweepJson.Of(store.GetStudyAsync(name).GetAwaiter().GetResult() ?? throw new InvalidOperationException($"study {name} vanished")));
 
     private void Train(Lease lease, CancellationToken stopping)
     {

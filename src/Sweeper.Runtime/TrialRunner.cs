@@ -35,7 +35,7 @@ public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
         }
 
         var result = solver.Train(
-            m => onEpoch(new EpochRecord(lease.TrialId, m.Epoch, m.Loss, m.TrainAccuracy, m.ValAccuracy, m.LearningRate, m.Seconds), Checkpoint),
+            epoch => onEpoch(epoch, Checkpoint),
             cancellationToken: cancellationToken);
         var state = result.Outcome switch
         {

@@ -12,21 +12,21 @@ namespace Sweeper.Runtime;
 /// </summary>
 public sealed class TrialTrainer(string dataDirectory) : IDisposable
 {
-    private readonly ConcurrentDictionary<(int, int, int), Lazy<Cifar10Dataset<float>>> _data = new();
+    private readonly ConcurrentDictionary<DataSettings, Lazy<Cifar10Dataset<float>>> _data = new();
 
     public string DataDirectory { get; } = dataDirectory;
 
+    /// <summary>The splits <paramref name="settings"/> asks for, from <see cref="DataDirectory"/> (the settings' path is the caller's business).</summary>
     public Cifar10Dataset<float> Data(DataSettings settings) =>
-        _data.GetOrAdd((settings.TrainSize, settings.ValSize, settings.TestSize), key => new Lazy<Cifar10Dataset<float>>(() =>
-            Cifar10.Load<float>(DataDirectory, new SplitOptions { Train = key.Item1, Validation = key.Item2, Test = key.Item3 }))).Value;
+        _data.GetOrAdd(settings with { Path = null }, key => new Lazy<Cifar10Dataset<float>>(() => Cifar10.Load<float>(DataDirectory, key))).Value;
 
     /// <summary>A fresh model and Solver for the trial, resumed from <paramref name="checkpoint"/> when given.</summary>
     public Solver<float> CreateSolver(SweepDefinition sweep, IReadOnlyDictionary<string, object> parameters, ulong seed, byte[]? checkpoint)
     {
-        var (modelSpec, options) = Hyperparameters.ToConfiguration(parameters, seed);
+        var trial = Hyperparameters.Resolve(parameters, seed);
         var data = Data(sweep.Data);
-        var model = new FullyConnectedNet<float>(modelSpec, seed);
-        var solver = new Solver<float>(model, data.Train, data.Validation, options);
+        var model = new FullyConnectedNet<float>(ModelSpec.From(trial), seed);
+        var solver = new Solver<float>(model, data.Train, data.Validation, SolverOptions.From(trial));
         if (checkpoint is not null)
         {
             solver.LoadCheckpoint(new MemoryStream(checkpoint));

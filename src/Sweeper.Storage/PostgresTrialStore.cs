@@ -15,7 +15,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 4;
+    public const int SchemaVersion = 5;
 
     private static readonly string[][] _migrations =
     [
@@ -53,6 +53,12 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             "CREATE TABLE membership_version (cluster TEXT PRIMARY KEY, version INTEGER NOT NULL, etag TEXT NOT NULL)",
             "CREATE TABLE members (cluster TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, host_name TEXT NOT NULL, silo_name TEXT NOT NULL, proxy_port INTEGER NOT NULL, start_time BIGINT NOT NULL, i_am_alive_time BIGINT NOT NULL, suspect_times TEXT, latest_suspect_time BIGINT, etag TEXT NOT NULL, PRIMARY KEY (cluster, address))",
         ],
+
+        // 5: each study keeps its resolved sweep definition (SweepJson; TEXT, not JSONB, so that it reads back as written),
+        // filled for existing studies by StudySweeps.Resolve
+        [
+            "ALTER TABLE studies ADD COLUMN sweep_json TEXT",
+        ],
     ];
 
     private const string TrialColumns = "id, study, number, params::text, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
@@ -61,8 +67,12 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     private readonly Lazy<NpgsqlDataSource> _queries;
     private readonly TimeProvider _clock;
 
-    private PostgresTrialStore(NpgsqlDataSource source, Lazy<NpgsqlDataSource> queries, TimeProvider clock)
+    /// <summary>The schema the store was opened at: <see cref="SchemaVersion"/>, or an older one only to test migrations.</summary>
+    private readonly int _schema;
+
+    private PostgresTrialStore(NpgsqlDataSource source, Lazy<NpgsqlDataSource> queries, TimeProvider clock, int schema)
     {
+        _schema = schema;
         _source = source;
         _queries = queries;
         _clock = clock;
@@ -99,7 +109,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         }
 
         var source = builder.Build();
-        var store = new PostgresTrialStore(source, new Lazy<NpgsqlDataSource>(() => NpgsqlDataSource.Create(connectionString)), clock ?? TimeProvider.System);
+        var store = new PostgresTrialStore(source, new Lazy<NpgsqlDataSource>(() => NpgsqlDataSource.Create(connectionString)), clock ?? TimeProvider.System, schemaVersion);
         try
         {
             await store.MigrateAsync(schemaVersion, cancellationToken);
@@ -144,6 +154,14 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                     await BackfillSlotsAsync(conn, tx, cancellationToken);
                 }
 
+                if (v + 1 == 5)
+                {
+                    foreach (var (name, text) in await QueryAsync(conn, tx, "SELECT name, sweep_text FROM studies", r => (r.GetString(0), r.GetString(1))))
+                    {
+                        await ExecAsync(conn, tx, "UPDATE studies SET sweep_json = @j WHERE name = @n", ("j", StudySweeps.Resolve(name, text)), ("n", name));
+                    }
+                }
+
                 await ExecAsync(conn, tx, "INSERT INTO schema_version (version) VALUES (@v)", ("v", v + 1));
             }
 
@@ -170,9 +188,15 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                 return existing.SweepHash == study.SweepHash ? existing : throw new StudyConflictException(study.Name);
             }
 
-            await ExecAsync(conn, tx, $"INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @m, @c, {Now}, @max, @r)",
+            (string, object?)[] columns =
+            [
                 ("n", study.Name), ("h", study.SweepHash), ("t", study.SweepText), ("m", study.Method), ("c", study.Trials.Count),
-                ("max", (object?)study.MaxRunning ?? DBNull.Value), ("r", study.Retries));
+                ("max", (object?)study.MaxRunning ?? DBNull.Value), ("r", study.Retries),
+            ];
+            await ExecAsync(conn, tx, _schema >= 5
+                ? $"INSERT INTO studies (name, sweep_hash, sweep_text, sweep_json, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @j, @m, @c, {Now}, @max, @r)"
+                : $"INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @m, @c, {Now}, @max, @r)",
+                _schema >= 5 ? [.. columns, ("j", study.SweepJson)] : columns);
             var names = await AddSlotsAsync(conn, tx, study.Name, study.Trials.Select(t => t.ParametersJson));
             var values = new object?[2 * ParamSlots.Count];
             await using (var import = await conn.BeginBinaryImportAsync($"COPY trials (study, number, params, seed, state, {ParamSlots.Columns}) FROM STDIN (FORMAT BINARY)", cancellationToken))
@@ -260,7 +284,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     }
 
     public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies ORDER BY created_at, name", ReadStudy), cancellationToken);
+        ReadAsync(async conn => await QueryAsync(conn, null, $"SELECT {StudyColumns} FROM studies ORDER BY created_at, name", ReadStudy), cancellationToken);
 
     public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>
@@ -470,8 +494,8 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 
     public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null,
-            "SELECT trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = @t ORDER BY epoch",
-            r => new EpochRecord(r.GetInt64(0), r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6)), ("t", trialId)), cancellationToken);
+            "SELECT epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = @t ORDER BY epoch",
+            r => new EpochRecord(r.GetInt32(0), r.GetDouble(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5)), ("t", trialId)), cancellationToken);
 
     public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null,
@@ -676,14 +700,18 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     }
 
     private async Task<StudyRecord?> GetStudyAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, string name) =>
-        (await QueryAsync(conn, tx, "SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies WHERE name = @n", ReadStudy, ("n", name))).FirstOrDefault();
+        (await QueryAsync(conn, tx, $"SELECT {StudyColumns} FROM studies WHERE name = @n", ReadStudy, ("n", name))).FirstOrDefault();
 
     private Task AddEventAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string study, long? trialId, string kind, string message) =>
         ExecAsync(conn, tx, $"INSERT INTO events (study, trial_id, at, kind, message) VALUES (@s, @t, {Now}, @k, @m)",
             ("s", study), ("t", (object?)trialId ?? DBNull.Value), ("k", kind), ("m", message));
 
+    /// <summary>What <see cref="ReadStudy"/> reads (a store at a schema before 5, only opened to test migrations, has no sweep_json).</summary>
+    private string StudyColumns => $"name, sweep_hash, sweep_text, {(_schema >= 5 ? "sweep_json" : "NULL::text")}, method, trial_count, created_at, closed, max_running, retries";
+
     private static StudyRecord ReadStudy(NpgsqlDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), Time(r.GetInt64(5)), r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7), r.GetInt32(8));
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4), r.GetInt32(5), Time(r.GetInt64(6)), r.GetBoolean(7),
+            r.IsDBNull(8) ? null : r.GetInt32(8), r.GetInt32(9));
 
     private static TrialRecord ReadTrial(NpgsqlDataReader r) => new(
         r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),

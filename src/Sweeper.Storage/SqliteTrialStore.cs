@@ -13,7 +13,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 4;
+    public const int SchemaVersion = 5;
 
     private static readonly string[][] _migrations =
     [
@@ -51,6 +51,11 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             "CREATE TABLE membership_version (cluster TEXT PRIMARY KEY, version INTEGER NOT NULL, etag TEXT NOT NULL)",
             "CREATE TABLE members (cluster TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, host_name TEXT NOT NULL, silo_name TEXT NOT NULL, proxy_port INTEGER NOT NULL, start_time INTEGER NOT NULL, i_am_alive_time INTEGER NOT NULL, suspect_times TEXT, latest_suspect_time INTEGER, etag TEXT NOT NULL, PRIMARY KEY (cluster, address)) WITHOUT ROWID",
         ],
+
+        // 5: each study keeps its resolved sweep definition (SweepJson), filled for existing studies by StudySweeps.Resolve
+        [
+            "ALTER TABLE studies ADD COLUMN sweep_json TEXT",
+        ],
     ];
 
     private const string TrialColumns = "id, study, number, params, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
@@ -60,8 +65,12 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
     private readonly TimeProvider _clock;
 
-    private SqliteTrialStore(SqliteConnection connection, TimeProvider clock, string path)
+    /// <summary>The schema the store was opened at: <see cref="SchemaVersion"/>, or an older one only to test migrations.</summary>
+    private readonly int _schema;
+
+    private SqliteTrialStore(SqliteConnection connection, TimeProvider clock, string path, int schema)
     {
+        _schema = schema;
         _connection = connection;
         _clock = clock;
         Path = path;
@@ -86,7 +95,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             DefaultTimeout = 60,
         }.ToString());
         await connection.OpenAsync(cancellationToken);
-        var store = new SqliteTrialStore(connection, clock ?? TimeProvider.System, full);
+        var store = new SqliteTrialStore(connection, clock ?? TimeProvider.System, full, schemaVersion);
         try
         {
             await store.ExecAsync("PRAGMA busy_timeout = 60000");
@@ -133,6 +142,14 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
                     }
                 }
 
+                if (v + 1 == 5)
+                {
+                    foreach (var (name, text) in await QueryAsync("SELECT name, sweep_text FROM studies", tx, r => (r.GetString(0), r.GetString(1))))
+                    {
+                        await ExecAsync("UPDATE studies SET sweep_json = $j WHERE name = $n", tx, ("$j", StudySweeps.Resolve(name, text)), ("$n", name));
+                    }
+                }
+
                 await ExecAsync("INSERT INTO schema_version (version) VALUES ($v)", tx, ("$v", v + 1));
             }
 
@@ -160,9 +177,15 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             }
 
             var now = Now;
-            await ExecAsync("INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $m, $c, $now, $max, $r)", tx,
+            (string, object?)[] columns =
+            [
                 ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now),
-                ("$max", (object?)study.MaxRunning ?? DBNull.Value), ("$r", study.Retries));
+                ("$max", (object?)study.MaxRunning ?? DBNull.Value), ("$r", study.Retries),
+            ];
+            await ExecAsync(_schema >= 5
+                ? "INSERT INTO studies (name, sweep_hash, sweep_text, sweep_json, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $j, $m, $c, $now, $max, $r)"
+                : "INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $m, $c, $now, $max, $r)",
+                tx, _schema >= 5 ? [.. columns, ("$j", study.SweepJson)] : columns);
             var names = await AddSlotsAsync(study.Name, study.Trials.Select(t => t.ParametersJson), tx);
             using var insert = Command($"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES ($s, $num, $p, $seed, 'pending', {SlotBinder.Placeholders})", tx);
             insert.Parameters.AddWithValue("$s", study.Name);
@@ -240,7 +263,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     }
 
     public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async () => await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies ORDER BY created_at, name", null, ReadStudy), cancellationToken);
+        ReadAsync(async () => await QueryAsync($"SELECT {StudyColumns} FROM studies ORDER BY created_at, name", null, ReadStudy), cancellationToken);
 
     public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>
@@ -445,8 +468,8 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync(
-            "SELECT trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = $t ORDER BY epoch", null,
-            r => new EpochRecord(r.GetInt64(0), r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6)), ("$t", trialId)), cancellationToken);
+            "SELECT epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = $t ORDER BY epoch", null,
+            r => new EpochRecord(r.GetInt32(0), r.GetDouble(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5)), ("$t", trialId)), cancellationToken);
 
     public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync(
@@ -584,14 +607,18 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     }
 
     private async Task<StudyRecord?> GetStudyAsync(string name, SqliteTransaction? tx) =>
-        (await QueryAsync("SELECT name, sweep_hash, sweep_text, method, trial_count, created_at, closed, max_running, retries FROM studies WHERE name = $n", tx, ReadStudy, ("$n", name))).FirstOrDefault();
+        (await QueryAsync($"SELECT {StudyColumns} FROM studies WHERE name = $n", tx, ReadStudy, ("$n", name))).FirstOrDefault();
 
     private Task AddEventAsync(string study, long? trialId, string kind, string message, SqliteTransaction tx) =>
         ExecAsync("INSERT INTO events (study, trial_id, at, kind, message) VALUES ($s, $t, $at, $k, $m)", tx,
             ("$s", study), ("$t", (object?)trialId ?? DBNull.Value), ("$at", Now), ("$k", kind), ("$m", message));
 
+    /// <summary>What <see cref="ReadStudy"/> reads (a store at a schema before 5, only opened to test migrations, has no sweep_json).</summary>
+    private string StudyColumns => $"name, sweep_hash, sweep_text, {(_schema >= 5 ? "sweep_json" : "NULL")}, method, trial_count, created_at, closed, max_running, retries";
+
     private static StudyRecord ReadStudy(SqliteDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), Time(r.GetInt64(5)), r.GetInt64(6) != 0, r.IsDBNull(7) ? null : r.GetInt32(7), r.GetInt32(8));
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetString(4), r.GetInt32(5), Time(r.GetInt64(6)), r.GetInt64(7) != 0,
+            r.IsDBNull(8) ? null : r.GetInt32(8), r.GetInt32(9));
 
     private static TrialRecord ReadTrial(SqliteDataReader r) => new(
         r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),

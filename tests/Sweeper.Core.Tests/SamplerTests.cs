@@ -68,6 +68,37 @@ public class SamplerTests
     }
 
     [Fact]
+    public void A_random_sweep_draws_the_same_values_and_seeds_as_it_always_has()
+    {
+        // Pinned from the sampler as it was before the generator moved into Core: the same sweep and seed must keep
+        // giving these exact parameters (to the last bit) and trial seeds, or resumed studies would change under users.
+        var sweep = Parse("""
+            name: pinned
+            method: random
+            parameters:
+              model: {values: [softmax, fc]}
+              learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+              reg: {distribution: uniform, min: 0, max: 0.5}
+              batch_size: {values: [50, 100, 200]}
+            conditions:
+              - when: {model: fc}
+                parameters:
+                  hidden_size: {distribution: int_uniform, min: 10, max: 100, q: 10}
+                  dropout: {distribution: uniform, min: 0.1, max: 0.5, q: 0.1}
+            budget: {max_trials: 50}
+            seed: 2024
+            """);
+        var trials = SearchSpace.CreateSampler(sweep).Propose(sweep, 50);
+        string Pin(int number) => $"{trials[number].Seed} {ParamJson.Serialize(trials[number].Parameters)}";
+        Assert.Equal("""7394601927393827014 {"model":"softmax","learning_rate":1.4580794478492523E-05,"reg":0.45626697835497576,"batch_size":50}""", Pin(0));
+        Assert.Equal("""4220763610258611885 {"model":"fc","learning_rate":0.0009690594259694154,"reg":0.11088714540473787,"batch_size":100,"hidden_size":90,"dropout":0.5}""", Pin(1));
+        Assert.Equal("""7747542345831508037 {"model":"fc","learning_rate":0.00039800956950169976,"reg":0.47812695889793205,"batch_size":50,"hidden_size":80,"dropout":0.2}""", Pin(6));
+        Assert.Equal("""7764808929153400368 {"model":"fc","learning_rate":0.07506370214602161,"reg":0.4841377829826861,"batch_size":100,"hidden_size":50,"dropout":0.30000000000000004}""", Pin(9));
+        Assert.Equal("""17755375729594017319 {"model":"fc","learning_rate":7.391659341340647E-05,"reg":0.3514375355914568,"batch_size":200,"hidden_size":80,"dropout":0.30000000000000004}""", Pin(11));
+        Assert.Equal("""3952237711818594673 {"model":"softmax","learning_rate":0.00361282138998726,"reg":0.4485833465118474,"batch_size":200}""", Pin(49));
+    }
+
+    [Fact]
     public void Parameters_round_trip_through_json_with_their_types()
     {
         var p = new Dictionary<string, object> { ["learning_rate"] = 1e-7, ["reg"] = 25000.0, ["hidden_size"] = 100L, ["model"] = "fc", ["hidden_sizes"] = "100,100" };

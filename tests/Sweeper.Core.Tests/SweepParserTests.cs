@@ -1,5 +1,4 @@
 using Sweeper.Core.Sweeps;
-using Sweeper.Engine.Models;
 
 namespace Sweeper.Core.Tests;
 
@@ -180,18 +179,45 @@ public class SweepParserTests
     }
 
     [Fact]
-    public void Trial_parameters_become_the_model_and_solver_configuration()
+    public void Trial_parameters_resolve_into_a_configuration_that_leaves_unnamed_settings_to_the_engine()
     {
-        var (model, solver) = Hyperparameters.ToConfiguration(new Dictionary<string, object>
+        var trial = Hyperparameters.Resolve(new Dictionary<string, object>
         {
             ["model"] = "fc", ["hidden_size"] = 64L, ["num_layers"] = 3L, ["dropout"] = 0.25, ["normalization"] = "layer",
             ["update_rule"] = "adam", ["learning_rate"] = 2e-3, ["reg"] = 0L, ["epochs"] = 7L, ["beta2"] = 0.99,
         }, 9);
-        Assert.Equal([64, 64, 64], model.HiddenSizes);
-        Assert.Equal((ModelKind.FullyConnected, 0.25, Normalization.Layer), (model.Kind, model.Dropout, model.Normalization));
-        Assert.Equal(("adam", 2e-3, 7, 0.99, 9UL), (solver.UpdateRule, solver.LearningRate, solver.Epochs, solver.Update.Beta2, solver.Seed));
+        Assert.Equal([64, 64, 64], trial.HiddenSizes);
+        Assert.Equal(("fc", 0.25, "layer", 0.0), (trial.Model, trial.Dropout, trial.Normalization, trial.Reg));
+        Assert.Equal(("adam", 2e-3, 7, 0.99, 9UL), (trial.UpdateRule, trial.LearningRate, trial.Epochs, trial.Beta2, trial.Seed));
+        Assert.Equal((null, null, null, null), (trial.BatchSize, trial.Iterations, trial.Beta1, trial.Init));
 
-        var ex = Assert.Throws<ArgumentException>(() => Hyperparameters.ToConfiguration(new Dictionary<string, object> { ["model"] = "two_layer", ["num_layers"] = 2L }, 1));
-        Assert.StartsWith("num_layers:", ex.Message);
+        Assert.Equal([Hyperparameters.DefaultHiddenSize], Hyperparameters.Resolve(new Dictionary<string, object> { ["model"] = "two_layer" }, 1).HiddenSizes);
+        Assert.Equal([300, 100], Hyperparameters.Resolve(new Dictionary<string, object> { ["model"] = "fc", ["hidden_sizes"] = "300,100" }, 1).HiddenSizes);
+        Assert.Empty(Hyperparameters.Resolve(new Dictionary<string, object> { ["model"] = "svm" }, 1).HiddenSizes);
+    }
+
+    [Theory]
+    [InlineData("two_layer", "num_layers", 2L, "num_layers:")]
+    [InlineData("softmax", "hidden_size", 10L, "hidden_size:")]
+    [InlineData("fc", "batch_size", 3_000_000_000L, "batch_size:")]
+    public void An_impossible_trial_names_its_parameter(string model, string name, object value, string start)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Hyperparameters.Resolve(new Dictionary<string, object> { ["model"] = model, [name] = value }, 1));
+        Assert.StartsWith(start, ex.Message);
+    }
+
+    [Fact]
+    public void Epochs_and_iterations_together_are_impossible()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Hyperparameters.Resolve(new Dictionary<string, object> { ["model"] = "fc", ["epochs"] = 2L, ["iterations"] = 100L }, 1));
+        Assert.StartsWith("iterations:", ex.Message);
+    }
+
+    [Fact]
+    public void A_number_past_the_largest_double_is_refused_where_the_file_gives_it()
+    {
+        var ex = Fails("name: a\nmethod: grid\nmodel: softmax\nparameters:\n  learning_rate: {value: 1e400}\n");
+        Assert.Equal(5, ex.Line);
+        Assert.Contains("finite", ex.Message);
     }
 }

@@ -1,3 +1,4 @@
+using Sweeper.Core.Sweeps;
 using Sweeper.Engine.Data;
 
 namespace Sweeper.Engine.Tests;
@@ -37,7 +38,7 @@ public class Cifar10Tests
     [Fact]
     public void Class_counts_of_the_first_batch_match_the_official_file()
     {
-        var data = Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 10_000, Validation = 0, Test = 0 });
+        var data = Cifar10.Load<float>(TestData.CifarDir, new DataSettings { TrainSize = 10_000, ValSize = 0, TestSize = 0 });
         var counts = data.Train.Labels.CountBy(l => l).OrderBy(kv => kv.Key).Select(kv => kv.Value);
         Assert.Equal([1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981], counts);
     }
@@ -45,14 +46,14 @@ public class Cifar10Tests
     [Fact]
     public void Bias_column_dev_subset_and_custom_splits_are_honoured()
     {
-        var data = Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 500, Validation = 100, Test = 50, Dev = 20, BiasColumn = true });
+        var data = Cifar10.Load<float>(TestData.CifarDir, new DataSettings { TrainSize = 500, ValSize = 100, TestSize = 50, DevSize = 20, BiasColumn = true });
         Assert.Equal(3073, data.Train.Dim);
         Assert.Equal(100, data.Validation.Count);
         Assert.Equal(20, data.Dev!.Count);
         var m = data.Train.ToMatrix();
         Assert.All(Enumerable.Range(0, m.Rows), i => Assert.Equal(1f, m[i, 3072]));
         // The validation split continues right after the training split.
-        var full = Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 600, Validation = 0, Test = 0 });
+        var full = Cifar10.Load<float>(TestData.CifarDir, new DataSettings { TrainSize = 600, ValSize = 0, TestSize = 0 });
         Assert.Equal(full.Train.Image(500).ToArray(), data.Validation.Image(0).ToArray());
     }
 
@@ -63,7 +64,7 @@ public class Cifar10Tests
         var source = Path.Combine(TestData.CifarDir, "data_batch_1.bin");
         var bytes = File.ReadAllBytes(source);
         File.WriteAllBytes(Path.Combine(dir.Path, "data_batch_1.bin"), bytes[..(bytes.Length - 100)]);
-        var ex = Assert.Throws<InvalidDataException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Train = 900, Validation = 100, Test = 0 }));
+        var ex = Assert.Throws<InvalidDataException>(() => Cifar10.Load<float>(dir.Path, new DataSettings { TrainSize = 900, ValSize = 100, TestSize = 0 }));
         Assert.Contains("data_batch_1.bin", ex.Message);
         Assert.Contains("truncated", ex.Message);
     }
@@ -75,7 +76,7 @@ public class Cifar10Tests
         var bytes = File.ReadAllBytes(Path.Combine(TestData.CifarDir, "data_batch_1.bin"));
         bytes[7 * Cifar10.RecordBytes] = 200;
         File.WriteAllBytes(Path.Combine(dir.Path, "data_batch_1.bin"), bytes);
-        var ex = Assert.Throws<InvalidDataException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Train = 900, Validation = 100, Test = 0 }));
+        var ex = Assert.Throws<InvalidDataException>(() => Cifar10.Load<float>(dir.Path, new DataSettings { TrainSize = 900, ValSize = 100, TestSize = 0 }));
         Assert.Contains("record 7", ex.Message);
         Assert.Contains("label 200", ex.Message);
     }
@@ -85,8 +86,8 @@ public class Cifar10Tests
     {
         using var dir = new TempDir();
         Assert.Throws<FileNotFoundException>(() => Cifar10.Load<float>(dir.Path));
-        Assert.Throws<ArgumentException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Train = 49_500, Validation = 1_000 }));
-        Assert.Throws<ArgumentException>(() => Cifar10.Load<float>(dir.Path, new SplitOptions { Test = 10_001 }));
+        Assert.Throws<ArgumentException>(() => Cifar10.Load<float>(dir.Path, new DataSettings { TrainSize = 49_500, ValSize = 1_000 }));
+        Assert.Throws<ArgumentException>(() => Cifar10.Load<float>(dir.Path, new DataSettings { TestSize = 10_001 }));
     }
 }
 

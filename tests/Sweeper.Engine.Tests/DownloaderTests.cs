@@ -17,7 +17,7 @@ public class DownloaderTests
     /// <summary>Small fake batch files (5 records each) and their sha256, standing in for the official ones.</summary>
     private static Dictionary<string, byte[]> FakeBatches()
     {
-        var rng = new Kernels.Rng(3);
+        var rng = new Core.Rng(3);
         return Cifar10.AllFiles.ToDictionary(f => f, f =>
         {
             var bytes = new byte[5 * Cifar10.RecordBytes];
@@ -127,7 +127,7 @@ public class DownloaderTests
     public async Task Converts_the_npm_package_layout_of_pngs_and_json_labels_into_binary_records()
     {
         // Five training PNGs and one test PNG of 3 images each (1024 pixels per row, R,G,B interleaved).
-        var rng = new Kernels.Rng(5);
+        var rng = new Core.Rng(5);
         var images = new Dictionary<string, byte[]>();
         var entries = new List<(string, byte[])>();
         foreach (var name in new[] { "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch" })
@@ -175,7 +175,7 @@ public class DownloaderTests
     [InlineData(4)]
     public void The_png_decoder_undoes_every_row_filter(int filter)
     {
-        var rng = new Kernels.Rng((ulong)filter);
+        var rng = new Core.Rng((ulong)filter);
         var pixels = new byte[7 * 5 * 3];
         for (var i = 0; i < pixels.Length; i++)
         {

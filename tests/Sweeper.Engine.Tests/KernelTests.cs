@@ -1,3 +1,4 @@
+using Sweeper.Core;
 using Sweeper.Engine.Kernels;
 
 namespace Sweeper.Engine.Tests;

@@ -1,3 +1,4 @@
+using Sweeper.Core;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Layers;
 using static Sweeper.Engine.Training.GradientCheck;

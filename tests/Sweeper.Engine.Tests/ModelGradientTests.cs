@@ -1,3 +1,4 @@
+using Sweeper.Core;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;
 using static Sweeper.Engine.Training.GradientCheck;

@@ -1,3 +1,4 @@
+using Sweeper.Core.Sweeps;
 using Sweeper.Engine.Data;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;
@@ -8,7 +9,7 @@ namespace Sweeper.Engine.Tests;
 public class SolverTests
 {
     private static readonly Lazy<Cifar10Dataset<float>> _small = new(() =>
-        Cifar10.Load<float>(TestData.CifarDir, new SplitOptions { Train = 2_000, Validation = 500, Test = 0 }));
+        Cifar10.Load<float>(TestData.CifarDir, new DataSettings { TrainSize = 2_000, ValSize = 500, TestSize = 0 }));
 
     private static InMemorySplit<float> First(IDataSplit<float> split, int n)
     {

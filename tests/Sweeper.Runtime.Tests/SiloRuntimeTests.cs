@@ -265,7 +265,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
                     }
 
                     var done = e;
-                    if (!onEpoch(new EpochRecord(lease.TrialId, e, 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done)))
+                    if (!onEpoch(new EpochRecord(e, 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done)))
                     {
                         return new TrialFinish(TrialState.Pruned, value, value, e, "stopped");
                     }

@@ -34,7 +34,7 @@ public sealed class SqliteTrialStoreTests : TrialStoreContract
             Assert.IsType<SqliteTrialStore>(store);
         }
 
-        var ex = await Assert.ThrowsAsync<ArgumentException>(() => TrialStores.OpenAsync("mysql://x"));
+        var ex = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync("mysql://x"));
         Assert.Contains("mysql://x", ex.Message);
     }
 
@@ -56,7 +56,7 @@ public sealed class SqliteTrialStoreTests : TrialStoreContract
         await using var db = new SqliteDatabase();
         await using (var store = await db.OpenAsync(TimeProvider.System))
         {
-            await store.CreateStudyAsync(new NewStudy("big", "h", "t", "random",
+            await store.CreateStudyAsync(new NewStudy("big", "h", "t", TrialStoreContract.AnySweepJson, "random",
                 [.. Enumerable.Range(0, 20_000).Select(i => new NewTrial(i, FormattableString.Invariant($$"""{"learning_rate":{{i % 997}},"reg":{{i % 13}}}"""), (ulong)i))]));
         }
 

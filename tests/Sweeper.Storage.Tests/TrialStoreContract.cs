@@ -1,3 +1,4 @@
+using Sweeper.Core.Sweeps;
 using Sweeper.Core.Trials;
 
 namespace Sweeper.Storage.Tests;
@@ -29,12 +30,35 @@ public interface IStoreDatabase : IAsyncDisposable
 /// </summary>
 public abstract class TrialStoreContract
 {
+    /// <summary>A study's sweep document where the test never reads it back: the store keeps it as given, unread.</summary>
+    internal const string AnySweepJson = "{}";
+
+    /// <summary>A real sweep file, with a model block, conditions, data, budget and early stopping, for the tests that read its definition back.</summary>
+    private const string SweepText = """
+        name: stored
+        method: random
+        model: {family: fc, epochs: 2}
+        data: {train_size: 900, val_size: 100, test_size: 50}
+        parameters:
+          learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+          lr_decay: {values: [1.0, 0.95]}
+          update_rule: {values: [sgd, adam]}
+        conditions:
+          - when: {update_rule: adam}
+            parameters:
+              beta2: {distribution: uniform, min: 0.9, max: 0.999, q: 0.001}
+              hidden_size: {distribution: int_uniform, min: 10, max: 50, q: 10}
+        budget: {max_trials: 30, max_concurrent: 4, retries: 1}
+        early_terminate: {type: median, warmup_epochs: 1, min_trials: 2}
+        seed: 11
+        """;
+
     private static readonly TimeSpan _lease = TimeSpan.FromSeconds(30);
 
     protected abstract Task<IStoreDatabase> CreateDatabaseAsync();
 
     private static NewStudy Study(string name = "s", int trials = 3, string hash = "h1", int? maxRunning = null, int retries = 2) =>
-        new(name, hash, "name: " + name, "grid", Enumerable.Range(0, trials).Select(i => new NewTrial(i, $$"""{"learning_rate":{{i}}}""", (ulong)(100 + i))).ToList(), maxRunning, retries);
+        new(name, hash, "name: " + name, AnySweepJson, "grid", Enumerable.Range(0, trials).Select(i => new NewTrial(i, $$"""{"learning_rate":{{i}}}""", (ulong)(100 + i))).ToList(), maxRunning, retries);
 
     private async Task<(IStoreDatabase Db, ITrialStore Store, ManualClock Clock)> OpenAsync()
     {
@@ -60,6 +84,35 @@ public abstract class TrialStoreContract
             var trials = await store.GetTrialsAsync("s");
             Assert.All(trials, t => Assert.Equal(TrialState.Pending, t.State));
             Assert.Equal([100UL, 101UL, 102UL], trials.Select(t => t.Seed));
+        }
+    }
+
+    [Fact]
+    public async Task A_study_keeps_its_resolved_sweep_definition_as_written_and_reads_it_back_without_the_file()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            var sweep = SweepParser.Parse(SweepText, "stored.yaml");
+            var json = SweepJson.Serialize(sweep);
+            var proposed = SearchSpace.CreateSampler(sweep).Propose(sweep, 30);
+            var created = await store.CreateStudyAsync(new NewStudy("stored", sweep.SourceHash, SweepText, json, sweep.Method,
+                [.. proposed.Select(t => new NewTrial(t.Number, ParamJson.Serialize(t.Parameters), t.Seed))], sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
+            Assert.Equal(json, created.SweepJson);
+            Assert.Equal(SweepText, created.SweepText);
+            Assert.Equal(json, (await store.GetStudyAsync("stored"))!.SweepJson);
+            Assert.Equal(json, (await store.ListStudiesAsync()).Single().SweepJson);
+            Assert.Equal(created, await store.CreateStudyAsync(new NewStudy("stored", sweep.SourceHash, SweepText, json, sweep.Method, [])));
+
+            // What the runtime, `results` and the dashboard read: the same definition, without the file being parsed.
+            var read = SweepJson.Of((await store.GetStudyAsync("stored"))!);
+            Assert.Equal(["model", "epochs", "learning_rate", "lr_decay", "update_rule", "beta2", "hidden_size"], read.ParameterNames);
+            Assert.Equal((sweep.Method, sweep.Seed, sweep.Data, sweep.Budget, sweep.EarlyTerminate, sweep.SourceHash),
+                (read.Method, read.Seed, read.Data, read.Budget, read.EarlyTerminate, read.SourceHash));
+            Assert.Equal(json, SweepJson.Serialize(read));
+            var again = SearchSpace.CreateSampler(read).Propose(read, 30);
+            Assert.Equal(proposed.Select(t => (t.Seed, ParamJson.Serialize(t.Parameters))), again.Select(t => (t.Seed, ParamJson.Serialize(t.Parameters))));
         }
     }
 
@@ -127,7 +180,7 @@ public abstract class TrialStoreContract
         {
             await store.CreateStudyAsync(Study(trials: 1));
             var old = (await store.ClaimAsync("s", "w1", _lease))!;
-            await store.ReportEpochAsync(old, new EpochRecord(old.TrialId, 1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
+            await store.ReportEpochAsync(old, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
 
             clock.Advance(TimeSpan.FromSeconds(20));
             Assert.Equal(0, await store.RequeueExpiredAsync("s")); // not expired yet
@@ -147,7 +200,7 @@ public abstract class TrialStoreContract
 
             // The cut-off worker comes back: every write it makes is rejected and changes nothing.
             await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(old, _lease));
-            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(old, new EpochRecord(old.TrialId, 2, 9, 0.9, 0.9, 1, 1), [9], _lease));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(old, new EpochRecord(2, 9, 0.9, 0.9, 1, 1), [9], _lease));
             await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAsync(old, new TrialFinish(TrialState.Completed, 0.99, 0.99, 2, null)));
             await Assert.ThrowsAsync<LeaseLostException>(() => store.ReleaseAsync(old, "bye"));
             Assert.Single(await store.GetEpochsAsync(old.TrialId));
@@ -296,10 +349,10 @@ public abstract class TrialStoreContract
 
             for (var i = 0; i < 3; i++)
             {
-                await store.ReportEpochAsync(leases[i], new EpochRecord(leases[i].TrialId, 1, 2, 0.1, 0.1 * (i + 1), 1e-3, 1), null, _lease);
+                await store.ReportEpochAsync(leases[i], new EpochRecord(1, 2, 0.1, 0.1 * (i + 1), 1e-3, 1), null, _lease);
             }
 
-            await store.ReportEpochAsync(leases[0], new EpochRecord(leases[0].TrialId, 1, 1.5, 0.2, 0.15, 1e-3, 1), [7], _lease);
+            await store.ReportEpochAsync(leases[0], new EpochRecord(1, 1.5, 0.2, 0.15, 1e-3, 1), [7], _lease);
             await store.FinishAsync(leases[0], new TrialFinish(TrialState.Completed, 0.15, 0.2, 1, null));
             await store.FinishAsync(leases[1], new TrialFinish(TrialState.Completed, 0.2, 0.2, 1, null));
             await store.FinishAsync(leases[2], new TrialFinish(TrialState.Pruned, 0.3, 0.2, 1, null));
@@ -357,7 +410,7 @@ public abstract class TrialStoreContract
             double[] dropouts = [0, 0.5, 0, 0.25, 0, 0.5];
             var trials = Enumerable.Range(0, 6).Select(i => new NewTrial(i,
                 $$"""{"model":"{{models[i]}}","dropout":{{dropouts[i].ToString(System.Globalization.CultureInfo.InvariantCulture)}},"learning_rate":{{(i + 1) * 1e-4}},"hidden_size":{{100 * (1 + (i % 2))}}}""", 1)).ToList();
-            await store.CreateStudyAsync(new NewStudy("q", "h", "t", "grid", trials));
+            await store.CreateStudyAsync(new NewStudy("q", "h", "t", AnySweepJson, "grid", trials));
             double[] vals = [0.40, 0.55, 0.30, 0.50, 0.45, 0.52];
             for (var i = 0; i < 5; i++)
             {
@@ -426,7 +479,7 @@ public abstract class TrialStoreContract
             string Params(int i, object mixed) => $"{{\"mixed\":{mixed}," + string.Join(",", Enumerable.Range(0, 16).Select(k => $"\"x{k}\":{k}")) +
                 $",\"x16\":{i * 10},\"x17\":\"{(i % 2 == 0 ? "even" : "odd")}\"}}";
             object[] mixed = [3, "\"b\"", 1, "\"a\"", 2];
-            await store.CreateStudyAsync(new NewStudy("wide", "h", "t", "grid", Enumerable.Range(0, 5).Select(i => new NewTrial(i, Params(i, mixed[i]), 1)).ToList()));
+            await store.CreateStudyAsync(new NewStudy("wide", "h", "t", AnySweepJson, "grid", Enumerable.Range(0, 5).Select(i => new NewTrial(i, Params(i, mixed[i]), 1)).ToList()));
             IReadOnlyList<string> names = [.. Enumerable.Range(0, 18).Select(k => $"x{k}"), "mixed"];
             async Task<int[]> Numbers(string? where, string? sort = null)
             {
@@ -501,13 +554,13 @@ public abstract class TrialStoreContract
         {
             await old.CreateStudyAsync(Study(trials: 3));
             lease = (await old.ClaimAsync("s", "w1", _lease))!;
-            await old.ReportEpochAsync(lease, new EpochRecord(lease.TrialId, 1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
+            await old.ReportEpochAsync(lease, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
         }
 
         await db.SqlAsync("INSERT INTO workers (id, host, pid, started_at, last_heartbeat, current_trial) VALUES ('w1', 'host-a', 42, 0, 0, NULL)");
         Assert.Equal(3L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
 
-        await using var store = await db.OpenAsync(clock);
+        await using var store = await db.OpenAsync(clock, schemaVersion: 4);
         Assert.Equal(4L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
         var trials = await store.GetTrialsAsync("s");
         Assert.Equal(3, trials.Count);
@@ -528,6 +581,51 @@ public abstract class TrialStoreContract
         var row = new MemberRow("127.0.0.1:11111@1", MemberRow.ActiveStatus, "host-a", "silo", 0, clock.GetUtcNow(), clock.GetUtcNow(), null, null);
         Assert.True(await membership.InsertMemberAsync("c", row, 1, empty.VersionEtag));
         Assert.Equal(row.Address, (await membership.ReadMembersAsync("c", row.Address)).Members.Single().Address);
+    }
+
+    [Fact]
+    public async Task A_store_from_schema_4_is_migrated_to_schema_5_with_its_data_intact_and_each_sweep_resolved_once()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var clock = new ManualClock(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        // A file this build's parser refuses (a method it does not know): its study has no definition to store.
+        const string Refused = "name: refused\nmethod: annealing\nmodel: softmax\nparameters:\n  learning_rate: {value: 0.001}\n";
+        Lease lease;
+        await using (var old = await db.OpenAsync(clock, schemaVersion: 4))
+        {
+            var created = await old.CreateStudyAsync(new NewStudy("stored", "h1", SweepText, "ignored by a schema 4 store", "random",
+                [new NewTrial(0, """{"learning_rate":0.01}""", 5), new NewTrial(1, """{"learning_rate":0.02}""", 6)]));
+            Assert.Null(created.SweepJson);
+            await old.CreateStudyAsync(new NewStudy("refused", "h2", Refused, "ignored", "random", [new NewTrial(0, "{}", 1)]));
+            lease = (await old.ClaimAsync("stored", "w1", _lease))!;
+            await old.ReportEpochAsync(lease, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
+        }
+
+        Assert.Equal(4L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
+        await using var store = await db.OpenAsync(clock);
+        Assert.Equal(5L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
+
+        var stored = (await store.GetStudyAsync("stored"))!;
+        Assert.Equal(SweepJson.Serialize(SweepParser.Parse(SweepText, "stored")), stored.SweepJson);
+        Assert.Equal(("h1", SweepText, "random", 2), (stored.SweepHash, stored.SweepText, stored.Method, stored.TrialCount));
+        Assert.Equal(["model", "epochs", "learning_rate", "lr_decay", "update_rule", "beta2", "hidden_size"], SweepJson.Of(stored).ParameterNames);
+
+        // The refused file keeps its study (and its text); reading its definition says what is wrong with the file.
+        var refused = (await store.GetStudyAsync("refused"))!;
+        Assert.Null(refused.SweepJson);
+        Assert.Equal(Refused, refused.SweepText);
+        Assert.Contains("annealing", Assert.Throws<SweepFileException>(() => SweepJson.Of(refused)).Message);
+
+        // Trials, epochs, checkpoints and the lease are as they were.
+        Assert.Equal(2, (await store.GetTrialsAsync("stored")).Count);
+        Assert.Equal((TrialState.Running, "w1", 1L), ((await store.GetTrialAsync(lease.TrialId))!.State, (await store.GetTrialAsync(lease.TrialId))!.Owner, (await store.GetTrialAsync(lease.TrialId))!.LeaseToken));
+        Assert.Equal(new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), (await store.GetEpochsAsync(lease.TrialId)).Single());
+        Assert.Equal([1, 2, 3], (await store.GetCheckpointAsync(lease.TrialId))!.Value.Data);
+        await store.RenewAsync(lease, _lease);
+
+        // A study created now stores its definition with it.
+        var json = SweepJson.Serialize(SweepParser.Parse(SweepText.Replace("name: stored", "name: later", StringComparison.Ordinal)));
+        Assert.Equal(json, (await store.CreateStudyAsync(new NewStudy("later", "h3", "name: later", json, "random", [new NewTrial(0, "{}", 1)]))).SweepJson);
     }
 
     [Fact]

@@ -1,6 +1,4 @@
 using System.Globalization;
-using Sweeper.Engine.Models;
-using Sweeper.Engine.Training;
 
 namespace Sweeper.Core.Sweeps;
 
@@ -16,7 +14,7 @@ public enum ValueType
 /// <summary>One hyperparameter Sweeper knows: its type and the values it allows.</summary>
 public sealed record Hyperparameter(string Name, ValueType Type, string Help, Func<double, bool>? InRange = null, string? RangeText = null, IReadOnlyList<string>? Choices = null)
 {
-    /// <summary>Returns null when <paramref name="value"/> is allowed, else why not.</summary>
+    /// <summary>Returns null when <paramref name="value"/> is allowed, else why not. Numbers must be finite.</summary>
     public string? Check(object value)
     {
         switch (Type)
@@ -32,20 +30,38 @@ public sealed record Hyperparameter(string Name, ValueType Type, string Help, Fu
         }
 
         var d = ParamValue.AsDouble(value);
+        if (!double.IsFinite(d))
+        {
+            return $"must be a finite number (got {ParamValue.Format(value)})";
+        }
+
         return InRange is null || InRange(d) ? null : $"must be {RangeText} (got {ParamValue.Format(value)})";
     }
 }
 
 /// <summary>
-/// The catalogue of hyperparameters a sweep file may name, and how a trial's assignment becomes a model and a
-/// Solver configuration. Defaults live in <see cref="ModelSpec"/> and <see cref="SolverOptions"/>; an unknown name
-/// is an error, never ignored.
+/// The catalogue of hyperparameters a sweep file may name, and how a trial's assignment resolves into a
+/// <see cref="TrialConfiguration"/>. The training engine maps that to its own types and holds the defaults of every
+/// setting a trial leaves out (except the hidden widths of the nets, resolved here). An unknown name is an error, never
+/// ignored.
 /// </summary>
 public static class Hyperparameters
 {
+    /// <summary>The model families, as a sweep file names them.</summary>
+    public static readonly IReadOnlyList<string> ModelFamilies = ["softmax", "svm", "two_layer", "fc"];
+
+    /// <summary>
+    /// The update rules, as a sweep file names them (the engine's rules by these names; a test of the engine checks
+    /// that the two lists agree).
+    /// </summary>
+    public static readonly IReadOnlyList<string> UpdateRules = ["sgd", "sgd_momentum", "rmsprop", "adam"];
+
+    /// <summary>Width of each hidden layer of two_layer and fc when the trial gives neither hidden_size nor hidden_sizes.</summary>
+    public const int DefaultHiddenSize = 100;
+
     public static readonly IReadOnlyDictionary<string, Hyperparameter> Known = new Hyperparameter[]
     {
-        new("model", ValueType.Choice, "model family", Choices: ["softmax", "svm", "two_layer", "fc"]),
+        new("model", ValueType.Choice, "model family", Choices: ModelFamilies),
         new("learning_rate", ValueType.Float, "initial learning rate", d => d > 0, "> 0"),
         new("reg", ValueType.Float, "L2 strength (0.5 * reg * sum of squared weights)", d => d >= 0, ">= 0"),
         new("hidden_size", ValueType.Int, "width of each hidden layer", d => d >= 1, ">= 1"),
@@ -53,7 +69,7 @@ public static class Hyperparameters
         new("num_layers", ValueType.Int, "hidden layers of width hidden_size (fc)", d => d >= 1, ">= 1"),
         new("dropout", ValueType.Float, "probability of dropping a hidden unit", d => d >= 0 && d < 1, "in [0, 1)"),
         new("normalization", ValueType.Choice, "normalization in each hidden block", Choices: ["none", "batch", "layer"]),
-        new("update_rule", ValueType.Choice, "update rule", Choices: [.. UpdateRule.Names]),
+        new("update_rule", ValueType.Choice, "update rule", Choices: UpdateRules),
         new("lr_decay", ValueType.Float, "learning rate multiplier after each epoch", d => d > 0 && d <= 1, "in (0, 1]"),
         new("batch_size", ValueType.Int, "minibatch size", d => d >= 1, ">= 1"),
         new("epochs", ValueType.Int, "passes over the training split", d => d >= 1, ">= 1"),
@@ -85,36 +101,46 @@ public static class Hyperparameters
     }
 
     /// <summary>
-    /// Builds the model and Solver configuration of one trial. Throws <see cref="ArgumentException"/> naming the
-    /// parameter when the combination is impossible (e.g. hidden_size for the linear classifier).
+    /// Resolves one trial's parameters into its <see cref="TrialConfiguration"/>: the model family and hidden widths
+    /// worked out, every other setting as given (null where the trial does not name it: the engine's default applies).
+    /// Throws <see cref="ArgumentException"/> whose message starts with the offending parameter's name and a colon when
+    /// the combination is impossible (e.g. hidden_size for the linear classifier, epochs with iterations, a width past
+    /// the largest int). Values are assumed to have passed <see cref="Hyperparameter.Check"/>.
     /// </summary>
-    public static (ModelSpec Model, SolverOptions Solver) ToConfiguration(IReadOnlyDictionary<string, object> p, ulong seed)
+    public static TrialConfiguration Resolve(IReadOnlyDictionary<string, object> p, ulong seed)
     {
-        string Str(string name, string fallback) => p.TryGetValue(name, out var v) ? (string)v : fallback;
+        string? Str(string name) => p.TryGetValue(name, out var v) ? (string)v : null;
         double? Num(string name) => p.TryGetValue(name, out var v) ? ParamValue.AsDouble(v) : null;
-
-        var family = Str("model", "") switch
+        int? Int(string name)
         {
-            "softmax" => ModelKind.Softmax,
-            "svm" => ModelKind.Svm,
-            "two_layer" => ModelKind.TwoLayer,
-            "fc" => ModelKind.FullyConnected,
-            _ => throw new ArgumentException("model: every trial needs a model family (softmax, svm, two_layer or fc)."),
-        };
+            if (Num(name) is not { } d)
+            {
+                return null;
+            }
+
+            return d <= int.MaxValue ? (int)d : throw new ArgumentException($"{name}: must be at most {int.MaxValue} (got {ParamValue.Format(p[name])}).");
+        }
+
+        var family = Str("model");
+        if (family is null || !ModelFamilies.Contains(family))
+        {
+            throw new ArgumentException($"model: every trial needs a model family ({string.Join(", ", ModelFamilies)}).");
+        }
+
         IReadOnlyList<int> widths;
-        if (family is ModelKind.Softmax or ModelKind.Svm)
+        if (family is "softmax" or "svm")
         {
             var stray = HiddenOnly.FirstOrDefault(p.ContainsKey);
             if (stray is not null)
             {
-                throw new ArgumentException($"{stray}: the {Str("model", "")} model has no hidden layers; put {stray} in a conditions block for the nets.");
+                throw new ArgumentException($"{stray}: the {family} model has no hidden layers; put {stray} in a conditions block for the nets.");
             }
 
             widths = [];
         }
         else if (p.TryGetValue("hidden_sizes", out var list))
         {
-            if (family == ModelKind.TwoLayer || p.ContainsKey("hidden_size") || p.ContainsKey("num_layers"))
+            if (family == "two_layer" || p.ContainsKey("hidden_size") || p.ContainsKey("num_layers"))
             {
                 throw new ArgumentException("hidden_sizes: give hidden_sizes (fc) or hidden_size with num_layers, not both; two_layer takes hidden_size.");
             }
@@ -124,9 +150,9 @@ public static class Hyperparameters
         }
         else
         {
-            var width = (int)(Num("hidden_size") ?? 100);
-            var layers = (int)(Num("num_layers") ?? 1);
-            if (family == ModelKind.TwoLayer && layers != 1)
+            var width = Int("hidden_size") ?? DefaultHiddenSize;
+            var layers = Int("num_layers") ?? 1;
+            if (family == "two_layer" && layers != 1)
             {
                 throw new ArgumentException("num_layers: the two_layer model has exactly one hidden layer.");
             }
@@ -134,41 +160,31 @@ public static class Hyperparameters
             widths = Enumerable.Repeat(width, layers).ToArray();
         }
 
-        var model = new ModelSpec
-        {
-            Kind = family,
-            HiddenSizes = widths,
-            Dropout = Num("dropout") ?? 0,
-            Normalization = Enum.Parse<Normalization>(Str("normalization", "none"), ignoreCase: true),
-            Reg = Num("reg") ?? 0,
-            Init = Enum.Parse<WeightInit>(Str("init", "gaussian"), ignoreCase: true),
-            WeightScale = Num("weight_scale"),
-        };
-        var defaults = new UpdateSettings();
-        var solver = new SolverOptions
-        {
-            UpdateRule = Str("update_rule", "sgd"),
-            LearningRate = Num("learning_rate") ?? 1e-3,
-            LrDecay = Num("lr_decay") ?? 1.0,
-            BatchSize = (int)(Num("batch_size") ?? 200),
-            Epochs = (int)(Num("epochs") ?? 10),
-            Iterations = p.ContainsKey("iterations") ? (long)Num("iterations")!.Value : null,
-            Seed = seed,
-            Update = new UpdateSettings
-            {
-                Momentum = Num("momentum") ?? defaults.Momentum,
-                DecayRate = Num("decay_rate") ?? defaults.DecayRate,
-                Beta1 = Num("beta1") ?? defaults.Beta1,
-                Beta2 = Num("beta2") ?? defaults.Beta2,
-            },
-        };
         if (p.ContainsKey("iterations") && p.ContainsKey("epochs"))
         {
             throw new ArgumentException("iterations: give epochs or iterations, not both.");
         }
 
-        model.Validate();
-        solver.Validate();
-        return (model, solver);
+        return new TrialConfiguration
+        {
+            Model = family,
+            HiddenSizes = widths,
+            Dropout = Num("dropout"),
+            Normalization = Str("normalization"),
+            Reg = Num("reg"),
+            Init = Str("init"),
+            WeightScale = Num("weight_scale"),
+            UpdateRule = Str("update_rule"),
+            LearningRate = Num("learning_rate"),
+            LrDecay = Num("lr_decay"),
+            BatchSize = Int("batch_size"),
+            Epochs = Int("epochs"),
+            Iterations = p.TryGetValue("iterations", out var iterations) ? (long)ParamValue.AsDouble(iterations) : null,
+            Momentum = Num("momentum"),
+            DecayRate = Num("decay_rate"),
+            Beta1 = Num("beta1"),
+            Beta2 = Num("beta2"),
+            Seed = seed,
+        };
     }
 }

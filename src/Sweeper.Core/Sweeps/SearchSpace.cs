@@ -1,5 +1,3 @@
-using Sweeper.Engine.Kernels;
-
 namespace Sweeper.Core.Sweeps;
 
 /// <summary>One point of the search: its number in the study, its parameters and its training seed.</summary>

@@ -32,7 +32,7 @@ public abstract record ParameterDomain
     /// <summary>The values a grid enumerates; null when the domain is continuous.</summary>
     public abstract IReadOnlyList<object>? GridValues { get; }
 
-    public abstract object Sample(Engine.Kernels.Rng rng);
+    public abstract object Sample(Rng rng);
 }
 
 /// <summary><c>value: x</c>.</summary>
@@ -40,7 +40,7 @@ public sealed record FixedValue(object Value) : ParameterDomain
 {
     public override IReadOnlyList<object> GridValues => [Value];
 
-    public override object Sample(Engine.Kernels.Rng rng) => Value;
+    public override object Sample(Rng rng) => Value;
 }
 
 /// <summary><c>values: [a, b, c]</c>: a grid axis, or a uniform choice for random search.</summary>
@@ -48,7 +48,7 @@ public sealed record ValueList(IReadOnlyList<object> Values) : ParameterDomain
 {
     public override IReadOnlyList<object> GridValues => Values;
 
-    public override object Sample(Engine.Kernels.Rng rng) => Values[rng.NextInt(Values.Count)];
+    public override object Sample(Rng rng) => Values[rng.NextInt(Values.Count)];
 }
 
 /// <summary>Continuous or integer distributions: uniform, log_uniform, int_uniform (inclusive), with optional quantization q.</summary>
@@ -81,7 +81,7 @@ public sealed record Distribution(string Kind, double Min, double Max, double? Q
         }
     }
 
-    public override object Sample(Engine.Kernels.Rng rng)
+    public override object Sample(Rng rng)
     {
         switch (Kind)
         {
@@ -122,20 +122,37 @@ public sealed record ConditionalBlock(IReadOnlyDictionary<string, IReadOnlyList<
         When.All(kv => assignment.TryGetValue(kv.Key, out var v) && kv.Value.Any(w => ParamValue.Format(w) == ParamValue.Format(v)));
 }
 
-/// <summary>Which CIFAR-10 splits the trials use.</summary>
+/// <summary>
+/// Which data a run trains on, how CIFAR-10 is split and how it is preprocessed: the data block of a sweep file (which
+/// sets <see cref="Dataset"/>, <see cref="Path"/> and the three split sizes) and what the engine's loader takes (all of
+/// it but the dataset and path, which say where the files come from). Defaults follow cs231n. The loader checks the
+/// sizes against the files (train + validation at most 50,000, test at most 10,000, dev at most train).
+/// </summary>
 public sealed record DataSettings
 {
-    /// <summary>Only cifar10 for now.</summary>
+    /// <summary>Only cifar10 for now. Default: cifar10.</summary>
     public string Dataset { get; init; } = "cifar10";
 
-    /// <summary>A folder with the binary files; null: the usual resolution ($SWEEPER_DATA, cache, download).</summary>
+    /// <summary>A folder with the binary files; null: the usual resolution ($SWEEPER_DATA, cache, download). Default: null.</summary>
     public string? Path { get; init; }
 
+    /// <summary>Training examples: the first ones of data_batch_1..5. Default: 49,000.</summary>
     public int TrainSize { get; init; } = 49_000;
 
+    /// <summary>Validation examples: the ones right after the training examples. Default: 1,000.</summary>
     public int ValSize { get; init; } = 1_000;
 
+    /// <summary>Test examples: the first ones of test_batch. Default: 1,000.</summary>
     public int TestSize { get; init; } = 1_000;
+
+    /// <summary>Size of a development subset drawn (seeded) from the training split, for quick experiments. Default: 0 (none).</summary>
+    public int DevSize { get; init; }
+
+    /// <summary>Subtract the training split's mean image from every split. Default: true.</summary>
+    public bool SubtractMean { get; init; } = true;
+
+    /// <summary>Append a constant 1 feature to every example (the linear classifier's bias trick). Default: false.</summary>
+    public bool BiasColumn { get; init; }
 }
 
 /// <summary>How much work a study may do.</summary>
@@ -164,7 +181,7 @@ public sealed record EarlyTerminate
     public int MinTrials { get; init; } = 3;
 }
 
-/// <summary>A parsed, validated sweep definition file.</summary>
+/// <summary>A parsed, validated sweep definition file (stored with its study as <see cref="SweepJson"/>).</summary>
 public sealed record SweepDefinition
 {
     public required string Name { get; init; }
@@ -184,6 +201,9 @@ public sealed record SweepDefinition
     public required IReadOnlyDictionary<string, ParameterDomain> Parameters { get; init; }
 
     public IReadOnlyList<ConditionalBlock> Conditions { get; init; } = [];
+
+    /// <summary>Every parameter's name, once each: the unconditional ones in file order, then those of the conditions blocks in order.</summary>
+    public IReadOnlyList<string> ParameterNames => [.. Parameters.Keys.Concat(Conditions.SelectMany(c => c.Parameters.Keys)).Distinct()];
 
     public Budget Budget { get; init; } = new();
 

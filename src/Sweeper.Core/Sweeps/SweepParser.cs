@@ -398,7 +398,7 @@ public sealed class SweepParser
         {
             try
             {
-                Hyperparameters.ToConfiguration(trial.Parameters, trial.Seed);
+                Hyperparameters.Resolve(trial.Parameters, trial.Seed);
             }
             catch (ArgumentException e)
             {

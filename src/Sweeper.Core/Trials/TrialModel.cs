@@ -27,12 +27,18 @@ public static class TrialStates
     public static TrialState Parse(string text) => Enum.Parse<TrialState>(text, ignoreCase: true);
 }
 
-/// <summary>A study: one sweep file's search, created once and resumed by name.</summary>
+/// <summary>
+/// A study: one sweep file's search, created once and resumed by name. <paramref name="SweepText"/> is the file as the
+/// user wrote it (its hash, <paramref name="SweepHash"/>, resumes the study); <paramref name="SweepJson"/> is the
+/// definition resolved from it when the study was created (read it with <see cref="Sweeps.SweepJson.Of"/>): null only
+/// for a study from before schema 5 whose file no longer parsed when the store was migrated.
+/// </summary>
 [GenerateSerializer]
 public sealed record StudyRecord(
     string Name,
     string SweepHash,
     string SweepText,
+    string? SweepJson,
     string Method,
     int TrialCount,
     DateTimeOffset CreatedAt,
@@ -41,10 +47,12 @@ public sealed record StudyRecord(
     int Retries);
 
 /// <summary>
-/// A new study and the trials it starts with. <paramref name="MaxRunning"/> caps the trials running at once
-/// (null: no cap); <paramref name="Retries"/> is each trial's retry budget after lost leases.
+/// A new study and the trials it starts with. <paramref name="SweepJson"/> is the definition resolved from
+/// <paramref name="SweepText"/> (<see cref="Sweeps.SweepJson.Serialize"/>), stored as given. <paramref name="MaxRunning"/>
+/// caps the trials running at once (null: no cap); <paramref name="Retries"/> is each trial's retry budget after lost
+/// leases.
 /// </summary>
-public sealed record NewStudy(string Name, string SweepHash, string SweepText, string Method, IReadOnlyList<NewTrial> Trials, int? MaxRunning = null, int Retries = 2);
+public sealed record NewStudy(string Name, string SweepHash, string SweepText, string SweepJson, string Method, IReadOnlyList<NewTrial> Trials, int? MaxRunning = null, int Retries = 2);
 
 /// <summary>A trial to create: its number, parameters (JSON object) and seed.</summary>
 public sealed record NewTrial(int Number, string ParametersJson, ulong Seed);
@@ -76,9 +84,18 @@ public sealed record TrialRecord(
 [GenerateSerializer]
 public sealed record Lease(long TrialId, string Study, int Number, string ParametersJson, ulong Seed, string Owner, long Token, int Attempt, bool HasCheckpoint = true);
 
-/// <summary>One epoch's metrics of one trial.</summary>
+/// <summary>
+/// What one epoch of training reports: the engine's solver produces it, a trial's grain sends it on, the store keeps it
+/// under the trial (whose id is the lease's or the query's, not repeated here).
+/// </summary>
+/// <param name="Epoch">1-based epoch number.</param>
+/// <param name="Loss">Mean training loss over the epoch's minibatches.</param>
+/// <param name="TrainAccuracy">Accuracy on a sample of the training split after the epoch.</param>
+/// <param name="ValAccuracy">Accuracy on the validation split after the epoch.</param>
+/// <param name="LearningRate">The rate used during the epoch (before its decay).</param>
+/// <param name="Seconds">Wall time of the epoch, its evaluation included.</param>
 [GenerateSerializer]
-public sealed record EpochRecord(long TrialId, int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
+public sealed record EpochRecord(int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
 
 /// <summary>How a lease holder finishes a trial.</summary>
 [GenerateSerializer]

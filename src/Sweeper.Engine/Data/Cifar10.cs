@@ -2,54 +2,11 @@ using System.Diagnostics;
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using Sweeper.Core;
+using Sweeper.Core.Sweeps;
 using Sweeper.Engine.Kernels;
 
 namespace Sweeper.Engine.Data;
-
-/// <summary>How CIFAR-10 is split and preprocessed. Defaults follow cs231n.</summary>
-public sealed record SplitOptions
-{
-    /// <summary>Training examples: the first ones of data_batch_1..5. Default: 49,000.</summary>
-    public int Train { get; init; } = 49_000;
-
-    /// <summary>Validation examples: the ones right after the training examples. Default: 1,000.</summary>
-    public int Validation { get; init; } = 1_000;
-
-    /// <summary>Test examples: the first ones of test_batch. Default: 1,000.</summary>
-    public int Test { get; init; } = 1_000;
-
-    /// <summary>Size of a development subset drawn (seeded) from the training split, for quick experiments. Default: 0 (none).</summary>
-    public int Dev { get; init; }
-
-    /// <summary>Subtract the training split's mean image from every split. Default: true.</summary>
-    public bool SubtractMean { get; init; } = true;
-
-    /// <summary>Append a constant 1 feature to every example (the linear classifier's bias trick). Default: false.</summary>
-    public bool BiasColumn { get; init; }
-
-    public void Validate()
-    {
-        if (Train <= 0 || Validation < 0 || Test < 0 || Dev < 0)
-        {
-            throw new ArgumentException($"split sizes must be positive (train) or non-negative (got train {Train}, validation {Validation}, test {Test}, dev {Dev}).");
-        }
-
-        if (Train + Validation > Cifar10.TrainRecords)
-        {
-            throw new ArgumentException($"train + validation = {Train + Validation} exceeds the {Cifar10.TrainRecords} CIFAR-10 training images.");
-        }
-
-        if (Test > Cifar10.TestRecords)
-        {
-            throw new ArgumentException($"test = {Test} exceeds the {Cifar10.TestRecords} CIFAR-10 test images.");
-        }
-
-        if (Dev > Train)
-        {
-            throw new ArgumentException($"the dev subset ({Dev}) cannot be larger than the training split ({Train}).");
-        }
-    }
-}
 
 /// <summary>
 /// Images kept as their original bytes (a quarter of the memory of floats) and turned into preprocessed rows only
@@ -292,14 +249,17 @@ public static class Cifar10
     }
 
     /// <summary>
-    /// Loads the splits from a folder holding the official binary files, reading only the files the splits need.
+    /// Loads the splits that <paramref name="settings"/> asks for (default: <see cref="DataSettings"/>'s defaults) from
+    /// <paramref name="directory"/>, a folder holding the official binary files, reading only the files the splits need.
+    /// The settings' dataset and path are not read here (the caller resolved the folder). The dev subset is drawn with
+    /// <paramref name="devSeed"/>. Throws <see cref="ArgumentException"/> for sizes the files cannot hold.
     /// </summary>
-    public static Cifar10Dataset<T> Load<T>(string directory, SplitOptions? options = null, ulong devSeed = 0)
+    public static Cifar10Dataset<T> Load<T>(string directory, DataSettings? settings = null, ulong devSeed = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        options ??= new SplitOptions();
-        options.Validate();
-        var trainCount = options.Train + options.Validation;
+        settings ??= new DataSettings();
+        Validate(settings);
+        var trainCount = settings.TrainSize + settings.ValSize;
         // Outside the GC heap, on huge pages where the OS allows: minibatches read random rows of this array.
         var trainBuffer = new NativeBuffer((long)trainCount * ImageBytes);
         var trainImages = trainBuffer.Memory;
@@ -312,40 +272,64 @@ public static class Cifar10
                 trainImages.Span.Slice(f * RecordsPerFile * ImageBytes, records * ImageBytes), trainLabels.AsSpan(f * RecordsPerFile, records), buffer);
         }
 
-        var testImages = new byte[(long)options.Test * ImageBytes];
-        var testLabels = new int[options.Test];
-        if (options.Test > 0)
+        var testImages = new byte[(long)settings.TestSize * ImageBytes];
+        var testLabels = new int[settings.TestSize];
+        if (settings.TestSize > 0)
         {
-            ReadBatch(Path.Combine(directory, TestFile), options.Test, testImages, testLabels, buffer);
+            ReadBatch(Path.Combine(directory, TestFile), settings.TestSize, testImages, testLabels, buffer);
         }
 
         var mean = new T[ImageBytes];
-        if (options.SubtractMean)
+        if (settings.SubtractMean)
         {
-            MeanImage(trainImages.Span[..(options.Train * ImageBytes)], options.Train, mean);
+            MeanImage(trainImages.Span[..(settings.TrainSize * ImageBytes)], settings.TrainSize, mean);
         }
 
         var trainMemory = trainImages;
-        var train = new ImageSplit<T>(trainMemory[..(options.Train * ImageBytes)], trainLabels[..options.Train], mean, options.BiasColumn);
-        var validation = new ImageSplit<T>(trainMemory[(options.Train * ImageBytes)..], trainLabels[options.Train..], mean, options.BiasColumn);
-        var test = new ImageSplit<T>(testImages, testLabels, mean, options.BiasColumn);
+        var train = new ImageSplit<T>(trainMemory[..(settings.TrainSize * ImageBytes)], trainLabels[..settings.TrainSize], mean, settings.BiasColumn);
+        var validation = new ImageSplit<T>(trainMemory[(settings.TrainSize * ImageBytes)..], trainLabels[settings.TrainSize..], mean, settings.BiasColumn);
+        var test = new ImageSplit<T>(testImages, testLabels, mean, settings.BiasColumn);
         ImageSplit<T>? dev = null;
-        if (options.Dev > 0)
+        if (settings.DevSize > 0)
         {
-            var pick = Enumerable.Range(0, options.Train).ToArray();
+            var pick = Enumerable.Range(0, settings.TrainSize).ToArray();
             new Rng(devSeed).Shuffle(pick);
-            var devImages = new byte[options.Dev * ImageBytes];
-            var devLabels = new int[options.Dev];
-            for (var i = 0; i < options.Dev; i++)
+            var devImages = new byte[settings.DevSize * ImageBytes];
+            var devLabels = new int[settings.DevSize];
+            for (var i = 0; i < settings.DevSize; i++)
             {
                 train.Image(pick[i]).CopyTo(devImages.AsSpan(i * ImageBytes));
                 devLabels[i] = train.Labels[pick[i]];
             }
 
-            dev = new ImageSplit<T>(devImages, devLabels, mean, options.BiasColumn);
+            dev = new ImageSplit<T>(devImages, devLabels, mean, settings.BiasColumn);
         }
 
         return new Cifar10Dataset<T>(train, validation, test, dev, mean, directory, trainBuffer);
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> when the split sizes do not fit the CIFAR-10 files.</summary>
+    private static void Validate(DataSettings settings)
+    {
+        if (settings.TrainSize <= 0 || settings.ValSize < 0 || settings.TestSize < 0 || settings.DevSize < 0)
+        {
+            throw new ArgumentException($"split sizes must be positive (train) or non-negative (got train {settings.TrainSize}, validation {settings.ValSize}, test {settings.TestSize}, dev {settings.DevSize}).");
+        }
+
+        if (settings.TrainSize + settings.ValSize > TrainRecords)
+        {
+            throw new ArgumentException($"train + validation = {settings.TrainSize + settings.ValSize} exceeds the {TrainRecords} CIFAR-10 training images.");
+        }
+
+        if (settings.TestSize > TestRecords)
+        {
+            throw new ArgumentException($"test = {settings.TestSize} exceeds the {TestRecords} CIFAR-10 test images.");
+        }
+
+        if (settings.DevSize > settings.TrainSize)
+        {
+            throw new ArgumentException($"the dev subset ({settings.DevSize}) cannot be larger than the training split ({settings.TrainSize}).");
+        }
     }
 
     /// <summary>Per-feature mean of <paramref name="count"/> images, summed exactly in integers.</summary>

@@ -1,4 +1,5 @@
 using System.Numerics;
+using Sweeper.Core;
 
 namespace Sweeper.Engine.Kernels;
 

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using Sweeper.Core;
 using Sweeper.Engine.Kernels;
 
 namespace Sweeper.Engine.Layers;

@@ -1,3 +1,5 @@
+using Sweeper.Core.Sweeps;
+
 namespace Sweeper.Engine.Models;
 
 /// <summary>The model families Sweeper trains.</summary>
@@ -65,6 +67,34 @@ public sealed record ModelSpec
     public double? WeightScale { get; init; }
 
     public double EffectiveWeightScale => WeightScale ?? DefaultWeightScale(Kind);
+
+    /// <summary>
+    /// The model of a trial: its family and hidden widths, and every setting it names; the defaults above for the rest.
+    /// Throws <see cref="ArgumentException"/> for a name this engine does not know or a spec <see cref="Validate"/> refuses.
+    /// </summary>
+    public static ModelSpec From(TrialConfiguration trial)
+    {
+        var defaults = new ModelSpec();
+        var spec = new ModelSpec
+        {
+            Kind = trial.Model switch
+            {
+                "softmax" => ModelKind.Softmax,
+                "svm" => ModelKind.Svm,
+                "two_layer" => ModelKind.TwoLayer,
+                "fc" => ModelKind.FullyConnected,
+                _ => throw new ArgumentException($"model: unknown model family '{trial.Model}'."),
+            },
+            HiddenSizes = trial.HiddenSizes,
+            Dropout = trial.Dropout ?? defaults.Dropout,
+            Normalization = trial.Normalization is { } n ? Enum.Parse<Normalization>(n, ignoreCase: true) : defaults.Normalization,
+            Reg = trial.Reg ?? defaults.Reg,
+            Init = trial.Init is { } i ? Enum.Parse<WeightInit>(i, ignoreCase: true) : defaults.Init,
+            WeightScale = trial.WeightScale ?? defaults.WeightScale,
+        };
+        spec.Validate();
+        return spec;
+    }
 
     /// <summary>cs231n's defaults: 1e-3 for linear classifiers, 1e-4 for the two-layer net, 1e-2 for the fully-connected net.</summary>
     public static double DefaultWeightScale(ModelKind kind) => kind switch

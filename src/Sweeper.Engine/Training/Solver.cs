@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Numerics;
+using Sweeper.Core;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
 using Sweeper.Engine.Data;
 using Sweeper.Engine.Kernels;
 using Sweeper.Engine.Models;
@@ -41,6 +44,36 @@ public sealed record SolverOptions
     /// <summary>Seeds the shuffles and subsamples. Default: 0.</summary>
     public ulong Seed { get; init; }
 
+    /// <summary>
+    /// How a trial trains: every setting it names (its seed too), the defaults above for the rest (those of
+    /// <see cref="UpdateSettings"/> for the update rules' settings). Throws <see cref="ArgumentException"/> for options
+    /// <see cref="Validate"/> refuses.
+    /// </summary>
+    public static SolverOptions From(TrialConfiguration trial)
+    {
+        var defaults = new SolverOptions();
+        var update = new UpdateSettings();
+        var options = new SolverOptions
+        {
+            UpdateRule = trial.UpdateRule ?? defaults.UpdateRule,
+            LearningRate = trial.LearningRate ?? defaults.LearningRate,
+            LrDecay = trial.LrDecay ?? defaults.LrDecay,
+            BatchSize = trial.BatchSize ?? defaults.BatchSize,
+            Epochs = trial.Epochs ?? defaults.Epochs,
+            Iterations = trial.Iterations ?? defaults.Iterations,
+            Seed = trial.Seed,
+            Update = update with
+            {
+                Momentum = trial.Momentum ?? update.Momentum,
+                DecayRate = trial.DecayRate ?? update.DecayRate,
+                Beta1 = trial.Beta1 ?? update.Beta1,
+                Beta2 = trial.Beta2 ?? update.Beta2,
+            },
+        };
+        options.Validate();
+        return options;
+    }
+
     public void Validate()
     {
         _ = Training.UpdateRule.Create(UpdateRule, Update);
@@ -60,13 +93,6 @@ public sealed record SolverOptions
         }
     }
 }
-
-/// <summary>What one epoch reports.</summary>
-/// <param name="Epoch">1-based epoch number.</param>
-/// <param name="Iteration">Minibatch steps taken so far.</param>
-/// <param name="Loss">Mean training loss over the epoch's minibatches.</param>
-/// <param name="LearningRate">The rate used during the epoch (before its decay).</param>
-public sealed record EpochMetrics(int Epoch, long Iteration, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
 
 /// <summary>How a training run ended.</summary>
 public enum TrainingOutcome
@@ -90,7 +116,7 @@ public sealed record TrainingResult(
     double BestValAccuracy,
     double TrainAccuracy,
     double FinalLoss,
-    IReadOnlyList<EpochMetrics> History,
+    IReadOnlyList<EpochRecord> History,
     string? Reason);
 
 /// <summary>
@@ -177,14 +203,14 @@ public sealed class Solver<T>
     /// <summary>The loss of every minibatch step.</summary>
     public List<double> LossHistory { get; } = [];
 
-    public List<EpochMetrics> History { get; } = [];
+    public List<EpochRecord> History { get; } = [];
 
     /// <summary>
     /// Runs until the last iteration, a diverging loss, or <paramref name="onEpoch"/> returning false.
     /// <paramref name="onIteration"/> sees every step's (iteration, loss). The best parameters are restored at the end.
     /// A checkpoint taken inside <paramref name="onEpoch"/> resumes exactly there.
     /// </summary>
-    public TrainingResult Train(Func<EpochMetrics, bool>? onEpoch = null, Action<long, double>? onIteration = null, CancellationToken cancellationToken = default)
+    public TrainingResult Train(Func<EpochRecord, bool>? onEpoch = null, Action<long, double>? onIteration = null, CancellationToken cancellationToken = default)
     {
         var outcome = TrainingOutcome.Completed;
         string? reason = null;
@@ -330,7 +356,10 @@ public sealed class Solver<T>
         return (double)correct / indices.Length;
     }
 
-    private EpochMetrics EndEpoch(double meanLoss, double seconds)
+    /// <summary>Minibatch steps taken by the end of <paramref name="epoch"/>: every epoch is full but a last, partial one (with iterations).</summary>
+    private long IterationsAfter(int epoch) => Math.Min((long)epoch * _itersPerEpoch, _totalIterations);
+
+    private EpochRecord EndEpoch(double meanLoss, double seconds)
     {
         Epoch++;
         var sample = new int[Math.Min(Options.TrainAccuracySamples, _train.Count)];
@@ -357,7 +386,7 @@ public sealed class Solver<T>
             }
         }
 
-        var metrics = new EpochMetrics(Epoch, Iteration, meanLoss, trainAcc, valAcc, LearningRate, seconds);
+        var metrics = new EpochRecord(Epoch, meanLoss, trainAcc, valAcc, LearningRate, seconds);
         History.Add(metrics);
         LearningRate *= Options.LrDecay;
         return metrics;
@@ -412,7 +441,7 @@ public sealed class Solver<T>
         foreach (var h in History)
         {
             w.Write(h.Epoch);
-            w.Write(h.Iteration);
+            w.Write(IterationsAfter(h.Epoch)); // kept in the format (older builds read it); derived, so not recorded
             w.Write(h.Loss);
             w.Write(h.TrainAccuracy);
             w.Write(h.ValAccuracy);
@@ -482,7 +511,9 @@ public sealed class Solver<T>
         var epochs = r.ReadInt32();
         for (var i = 0; i < epochs; i++)
         {
-            History.Add(new EpochMetrics(r.ReadInt32(), r.ReadInt64(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble()));
+            var epoch = r.ReadInt32();
+            _ = r.ReadInt64(); // the iterations after that epoch: see IterationsAfter
+            History.Add(new EpochRecord(epoch, r.ReadDouble(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble()));
         }
 
         if (r.ReadInt32() != _model.Parameters.Count)

@@ -1,6 +1,6 @@
 using System.Numerics;
 
-namespace Sweeper.Engine.Kernels;
+namespace Sweeper.Core;
 
 /// <summary>
 /// xoshiro256** pseudo-random generator whose whole state is four 64-bit words, so that a checkpoint can
