@@ -457,7 +457,7 @@ public static partial class SweepCommands
                 var (matched, count) = await trialStore.QueryTrialsAsync(name, query, ct);
                 rows = [.. matched.Select(TrialJson.Fields)];
                 total = count;
-                chosen ??= ["number", "state", "val_accuracy", "train_accuracy", "epochs", .. parameterNames.Where(p => rows.Any(r => r.ContainsKey(p)))];
+                chosen ??= ["number", "state", "val_accuracy", "train_accuracy", "epochs", .. parameterNames.Select(Core.Queries.FilterParser.ParameterColumn).Where(c => rows.Any(r => r.ContainsKey(c)))];
             }
 
             if (parse.GetValue(csv))

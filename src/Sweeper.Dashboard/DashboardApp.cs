@@ -305,6 +305,8 @@ public static class DashboardApp
             created_at = s.CreatedAt,
             closed = s.Closed,
             parameters = ParameterNames(s),
+            // What each parameter is called in filters, sorts and columns (params.NAME where a trial field has the name).
+            parameter_columns = ParameterNames(s).Select(FilterParser.ParameterColumn),
             counts = new { pending = counts.Pending, running = counts.Running, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
             best_trial = best is null ? null : TrialJson(best),
             result,

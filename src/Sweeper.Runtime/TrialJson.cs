@@ -22,7 +22,10 @@ public static class TrialJson
         finished_at = t.FinishedAt,
     };
 
-    /// <summary>A trial as one flat row: its fields, then its parameters, then the reason (the columns of `results`).</summary>
+    /// <summary>
+    /// A trial as one flat row: its fields, then its parameters (a parameter named like a trial field as params.NAME), then
+    /// the reason (the columns of `results`).
+    /// </summary>
     public static Dictionary<string, object?> Fields(TrialRecord t)
     {
         var row = new Dictionary<string, object?>
@@ -38,7 +41,7 @@ public static class TrialJson
         };
         foreach (var (k, v) in ParamJson.Deserialize(t.ParametersJson))
         {
-            row[k] = v;
+            row[Core.Queries.FilterParser.ParameterColumn(k)] = v;
         }
 
         row["reason"] = t.Reason;

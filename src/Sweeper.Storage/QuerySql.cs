@@ -47,7 +47,7 @@ public static class QuerySql
         foreach (var key in query.Sort)
         {
             var direction = key.Descending ? " DESC NULLS LAST" : " ASC NULLS LAST";
-            if (!_columns.ContainsKey(key.Field) && slots.TryGetValue(key.Field, out var slot) && slot < ParamSlots.Count)
+            if (FilterParser.ParameterOf(key.Field) is { } name && slots.TryGetValue(name, out var slot) && slot < ParamSlots.Count)
             {
                 // Numbers first (in numeric order), then strings: a parameter may hold either.
                 keys.Add((ParamSlots.Number(slot), direction));
@@ -56,7 +56,7 @@ public static class QuerySql
             else
             {
                 keys.Add((Expression(key.Field, numeric: !IsTextColumn(key.Field), context), direction));
-                if (!_columns.ContainsKey(key.Field) && context.Dialect == SqlDialect.Postgres)
+                if (FilterParser.ParameterOf(key.Field) is not null && context.Dialect == SqlDialect.Postgres)
                 {
                     keys.Add((Expression(key.Field, numeric: false, context), direction)); // then the strings, as SQLite orders JSON values
                 }
@@ -107,17 +107,18 @@ public static class QuerySql
     {
         var context = new Context(dialect, slots, parameters);
         string number, text;
-        if (_columns.TryGetValue(field, out var column))
+        var parameter = FilterParser.ParameterOf(field);
+        if (parameter is null && _columns.TryGetValue(field, out var column))
         {
             (number, text) = column.Text ? ("NULL", column.Column) : (column.Column, "NULL");
         }
-        else if (slots.TryGetValue(field, out var slot) && slot < ParamSlots.Count)
+        else if (slots.TryGetValue(parameter ?? field, out var slot) && slot < ParamSlots.Count)
         {
             (number, text) = (ParamSlots.Number(slot), ParamSlots.Text(slot));
         }
         else if (dialect == SqlDialect.Sqlite)
         {
-            var path = Parameter("$.\"" + field + "\"", context);
+            var path = Parameter("$.\"" + (parameter ?? field) + "\"", context);
             number = $"(CASE WHEN json_type(params, {path}) IN ('integer', 'real') THEN json_extract(params, {path}) END)";
             text = $"(CASE WHEN json_type(params, {path}) NOT IN ('integer', 'real') THEN json_extract(params, {path}) END)";
         }
@@ -206,7 +207,11 @@ public static class QuerySql
     /// <summary>A trial column, a parameter's slot column, or a parameter read out of the JSON (its name passed as a SQL parameter).</summary>
     private static string Expression(string field, bool numeric, Context context)
     {
-        if (_columns.TryGetValue(field, out var column))
+        if (FilterParser.ParameterOf(field) is { } parameter)
+        {
+            field = parameter;
+        }
+        else if (_columns.TryGetValue(field, out var column))
         {
             return context.Dialect == SqlDialect.Postgres && column.Text == false && !numeric ? $"{column.Column}::text" : column.Column;
         }

@@ -53,4 +53,29 @@ public class FilterParserTests
         var ex = Assert.Throws<QueryException>(() => FilterParser.ParseSort("number,-acc", _params));
         Assert.Equal(8, ex.Position);
     }
+
+    [Fact]
+    public void A_parameter_named_like_a_trial_field_lives_in_its_own_namespace_as_params_name()
+    {
+        string[] names = ["epochs", "learning_rate", "reason"];
+        Assert.Equal("params.epochs", FilterParser.ParameterColumn("epochs"));
+        Assert.Equal("params.reason", FilterParser.ParameterColumn("reason"));
+        Assert.Equal("learning_rate", FilterParser.ParameterColumn("learning_rate"));
+
+        // Bare "epochs" is the trial field (epochs trained); the parameter is params.epochs.
+        var node = Assert.IsType<And>(FilterParser.Parse("epochs < 10 and params.epochs = 10 and params.learning_rate > 0.1", names));
+        var left = Assert.IsType<And>(node.Left);
+        Assert.Equal(new Comparison("epochs", "<", 10.0, 0), left.Left);
+        Assert.Equal(new Comparison("params.epochs", "=", 10.0, 16), left.Right);
+        Assert.Equal(new Comparison("learning_rate", ">", 0.1, 39), node.Right); // the prefix is optional where nothing clashes
+        Assert.Null(FilterParser.ParameterOf("epochs"));
+        Assert.Equal("epochs", FilterParser.ParameterOf("params.epochs"));
+        Assert.Equal("learning_rate", FilterParser.ParameterOf("learning_rate"));
+
+        Assert.Equal(["epochs", "params.epochs", "reason", "params.reason"], FilterParser.ParseColumns("epochs,params.epochs,reason,params.reason", names));
+        Assert.Equal([new SortKey("params.epochs", true), new SortKey("epochs", false)], FilterParser.ParseSort("-params.epochs,epochs", names));
+        Assert.Equal("params.epochs", FilterParser.ParseField("params.epochs", names));
+        var unknown = Assert.Throws<QueryException>(() => FilterParser.Parse("params.epoch = 1", names));
+        Assert.Contains("unknown field 'params.epoch'", unknown.Message);
+    }
 }

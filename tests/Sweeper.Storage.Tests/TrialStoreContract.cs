@@ -400,6 +400,37 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task A_parameter_named_like_a_trial_field_is_queried_as_params_name_and_the_bare_name_is_the_field()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            // The parameter epochs (what each trial was given) against the field epochs (what it trained).
+            var trials = Enumerable.Range(0, 4).Select(i => new NewTrial(i, $$"""{"epochs":{{10 * (i + 1)}}}""", 1)).ToList();
+            await store.CreateStudyAsync(new NewStudy("e", "h", "t", AnySweepJson, "grid", trials));
+            for (var i = 0; i < 4; i++)
+            {
+                var lease = (await store.ClaimAsync("e", "w", _lease))!;
+                await store.FinishAsync(lease, new TrialFinish(TrialState.Completed, 0.1 * i, 0.1 * i, 4 - i, null));
+            }
+
+            IReadOnlyList<string> names = ["epochs"];
+            async Task<int[]> Numbers(string where, string sort)
+            {
+                var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse(where, names), Core.Queries.FilterParser.ParseSort(sort, names));
+                return (await store.QueryTrialsAsync("e", query)).Trials.Select(t => t.Number).ToArray();
+            }
+
+            Assert.Equal(new[] { 3, 2 }, await Numbers("params.epochs >= 30", "-params.epochs"));
+            Assert.Equal(new[] { 2, 3 }, await Numbers("epochs <= 2", "-epochs"));
+            Assert.Equal(new[] { 0, 1 }, await Numbers("epochs >= 3 and params.epochs <= 20", "params.epochs"));
+            var groups = await store.GroupTrialsAsync("e", new Core.Queries.TrialQuery(null, []), "params.epochs");
+            Assert.Equal(new object?[] { 30.0, 20.0, 40.0, 10.0 }.Order(), groups.Select(g => g.Value).Order());
+        }
+    }
+
+    [Fact]
     public async Task Queries_filter_sort_and_page_trials_by_columns_and_parameters_without_injection()
     {
         var (db, store, _) = await OpenAsync();

@@ -49,12 +49,42 @@ public sealed class FilterParser
     /// <summary>The trial columns a query may name (parameters come on top).</summary>
     public static readonly IReadOnlySet<string> TrialFields = new HashSet<string> { "number", "state", "val_accuracy", "train_accuracy", "epochs", "attempts", "seed", "owner" };
 
+    /// <summary>Names a parameter explicitly: <c>params.epochs</c> is the parameter, <c>epochs</c> the trial field.</summary>
+    public const string ParameterPrefix = "params.";
+
+    /// <summary>
+    /// The name a parameter goes by in filters, sorts, columns, rows and tables: its own name, unless a trial field (or
+    /// <c>reason</c>) has that name, in which case <c>params.NAME</c>. <c>params.NAME</c> is accepted for any parameter.
+    /// </summary>
+    public static string ParameterColumn(string name) => TrialFields.Contains(name) || name == "reason" ? ParameterPrefix + name : name;
+
+    /// <summary>The parameter a field names (by <see cref="ParameterColumn"/> or with the prefix), or null for a trial field.</summary>
+    public static string? ParameterOf(string field) => field.StartsWith(ParameterPrefix, StringComparison.Ordinal) ? field[ParameterPrefix.Length..] : TrialFields.Contains(field) || field == "reason" ? null : field;
+
+    /// <summary>Every name a query may use, mapped to its canonical form (<see cref="ParameterColumn"/> for parameters).</summary>
+    private static Dictionary<string, string> Names(IEnumerable<string> parameterNames, bool reason = false)
+    {
+        var names = TrialFields.ToDictionary(f => f, f => f);
+        if (reason)
+        {
+            names["reason"] = "reason";
+        }
+
+        foreach (var p in parameterNames)
+        {
+            names[ParameterColumn(p)] = ParameterColumn(p);
+            names[ParameterPrefix + p] = ParameterColumn(p);
+        }
+
+        return names;
+    }
+
     private static readonly string[] _ops = ["<=", ">=", "!=", "<>", "=", "<", ">"];
     private readonly string _text;
-    private readonly IReadOnlySet<string> _fields;
+    private readonly IReadOnlyDictionary<string, string> _fields;
     private int _pos;
 
-    private FilterParser(string text, IReadOnlySet<string> fields)
+    private FilterParser(string text, IReadOnlyDictionary<string, string> fields)
     {
         _text = text;
         _fields = fields;
@@ -68,9 +98,7 @@ public sealed class FilterParser
             return null;
         }
 
-        var fields = new HashSet<string>(TrialFields);
-        fields.UnionWith(parameterNames);
-        var parser = new FilterParser(text, fields);
+        var parser = new FilterParser(text, Names(parameterNames));
         var node = parser.ParseOr();
         parser.SkipSpace();
         if (parser._pos < text.Length)
@@ -89,8 +117,7 @@ public sealed class FilterParser
             return [];
         }
 
-        var fields = new HashSet<string>(TrialFields);
-        fields.UnionWith(parameterNames);
+        var fields = Names(parameterNames);
         var keys = new List<SortKey>();
         var offset = 0;
         foreach (var part in text.Split(','))
@@ -98,12 +125,12 @@ public sealed class FilterParser
             var trimmed = part.Trim();
             var descending = trimmed.StartsWith('-');
             var name = trimmed.TrimStart('-', '+');
-            if (!fields.Contains(name))
+            if (!fields.TryGetValue(name, out var canonical))
             {
-                throw new QueryException($"unknown field '{name}' (known: {string.Join(", ", fields.Order())})", offset + part.IndexOf(name, StringComparison.Ordinal), text);
+                throw new QueryException($"unknown field '{name}' (known: {Known(fields)})", offset + part.IndexOf(name, StringComparison.Ordinal), text);
             }
 
-            keys.Add(new SortKey(name, descending));
+            keys.Add(new SortKey(canonical, descending));
             offset += part.Length + 1;
         }
 
@@ -113,19 +140,18 @@ public sealed class FilterParser
     /// <summary>Parses "learning_rate,reg,val_accuracy" into the columns to show (trial fields, parameters and reason), checking each.</summary>
     public static IReadOnlyList<string> ParseColumns(string text, IEnumerable<string> parameterNames)
     {
-        var fields = new HashSet<string>(TrialFields) { "reason" };
-        fields.UnionWith(parameterNames);
+        var fields = Names(parameterNames, reason: true);
         var columns = new List<string>();
         var offset = 0;
         foreach (var part in text.Split(','))
         {
             var name = part.Trim();
-            if (!fields.Contains(name))
+            if (!fields.TryGetValue(name, out var canonical))
             {
-                throw new QueryException($"unknown column '{name}' (known: {string.Join(", ", fields.Order())})", offset + Math.Max(0, part.IndexOf(name, StringComparison.Ordinal)), text);
+                throw new QueryException($"unknown column '{name}' (known: {Known(fields)})", offset + Math.Max(0, part.IndexOf(name, StringComparison.Ordinal)), text);
             }
 
-            columns.Add(name);
+            columns.Add(canonical);
             offset += part.Length + 1;
         }
 
@@ -136,13 +162,17 @@ public sealed class FilterParser
     public static string ParseField(string text, IEnumerable<string> parameterNames)
     {
         var name = text.Trim();
-        if (!TrialFields.Contains(name) && !parameterNames.Contains(name))
+        var fields = Names(parameterNames);
+        if (!fields.TryGetValue(name, out var canonical))
         {
-            throw new QueryException($"unknown field '{name}' (known: {string.Join(", ", TrialFields.Concat(parameterNames).Distinct().Order())})", Math.Max(0, text.IndexOf(name, StringComparison.Ordinal)), text);
+            throw new QueryException($"unknown field '{name}' (known: {Known(fields)})", Math.Max(0, text.IndexOf(name, StringComparison.Ordinal)), text);
         }
 
-        return name;
+        return canonical;
     }
+
+    /// <summary>The names to suggest: canonical ones only (not the redundant params. forms).</summary>
+    private static string Known(IReadOnlyDictionary<string, string> fields) => string.Join(", ", fields.Values.Distinct().Order());
 
     private FilterNode ParseOr()
     {
@@ -195,15 +225,21 @@ public sealed class FilterParser
     {
         SkipSpace();
         var start = _pos;
-        var field = Word();
-        if (field.Length == 0)
+        var name = Word();
+        if (name.Length == 0)
         {
             throw new QueryException("expected a field name", start, _text);
         }
 
-        if (!_fields.Contains(field))
+        if (name + "." == ParameterPrefix && Peek() == '.')
         {
-            throw new QueryException($"unknown field '{field}' (known: {string.Join(", ", _fields.Order())})", start, _text);
+            _pos++;
+            name += "." + Word();
+        }
+
+        if (!_fields.TryGetValue(name, out var field))
+        {
+            throw new QueryException($"unknown field '{name}' (known: {Known(_fields)})", start, _text);
         }
 
         SkipSpace();
