@@ -86,7 +86,23 @@ function parallel(canvas, trials, names) {
     g.stroke();
   });
   g.strokeStyle = '#1d2330'; g.fillStyle = '#1d2330';
-  axes.forEach((a, i) => { g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke(); g.fillText(a, x(i) - 20, 12); });
+  // Labels alternate above and below the axes, centred, and are shortened (with the full name as a tooltip row
+  // below the chart) where two neighbours would otherwise run into each other.
+  const room = Math.max(24, 2 * (w - 2 * pad) / Math.max(1, axes.length - 1) - 8);
+  const fit = text => {
+    if (g.measureText(text).width <= room) { return text; }
+    let t = text;
+    while (t.length > 1 && g.measureText(t + '\u2026').width > room) { t = t.slice(0, -1); }
+    return t + '\u2026';
+  };
+  g.textAlign = 'center';
+  axes.forEach((a, i) => {
+    g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke();
+    const label = fit(a), half = g.measureText(label).width / 2;
+    g.fillText(label, Math.min(w - half, Math.max(half, x(i))), i % 2 === 0 ? 12 : h - 6);
+  });
+  g.textAlign = 'start';
+  canvas.title = axes.join(' \u00b7 ');
   canvas.dataset.drawn = trials.length;
 }
 
