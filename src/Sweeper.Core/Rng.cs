@@ -37,8 +37,19 @@ public sealed class Rng
         return new Rng(state);
     }
 
-    /// <summary>Derives an independent generator (for example one per trial or per layer) from a seed and a stream number.</summary>
-    public static Rng Derive(ulong seed, ulong stream) => new(seed ^ (0x9E3779B97F4A7C15UL * (stream + 1)));
+    /// <summary>
+    /// Derives an independent generator (for example one per trial or per layer) from a seed and a stream number. Seed
+    /// and stream each go through splitmix64's mixing before they meet, so that the streams of one seed start from
+    /// unrelated states for every seed. (The earlier form, <c>seed ^ golden * (stream + 1)</c>, gave seed 0's streams
+    /// seeds exactly one splitmix64 step apart: neighbouring streams then began from shifted copies of one state, and
+    /// neighbouring trials of a seed-0 sweep drew nearly the same values.)
+    /// </summary>
+    public static Rng Derive(ulong seed, ulong stream)
+    {
+        var x = seed;
+        var y = stream ^ 0xD1B54A32D192ED03UL;
+        return new Rng(SplitMix(ref x) ^ BitOperations.RotateLeft(SplitMix(ref y), 31));
+    }
 
     public ulong NextULong()
     {

@@ -77,16 +77,17 @@ public class TrialConfigurationTests
     [Fact]
     public void The_generator_draws_the_same_numbers_as_it_always_has()
     {
+        // Pinned when Derive began to mix seed and stream (the draws of Rng itself are unchanged since the start).
         var rng = Rng.Derive(2024, 3);
         var mask = new float[7];
         rng.FillDropoutMask<float>(mask, 0.4);
         var order = Enumerable.Range(0, 10).ToArray();
         rng.Shuffle(order);
-        Assert.Equal([1.6666666f, 0, 1.6666666f, 0, 0, 1.6666666f, 0], mask);
-        Assert.Equal([1, 2, 8, 3, 9, 6, 4, 7, 5, 0], order);
-        Assert.Equal(12258130681221840801UL, rng.NextULong());
-        Assert.Equal(0.456818417995393, rng.NextDouble());
-        Assert.Equal(442, rng.NextInt(1000));
-        Assert.Equal(0.3470351774326661, rng.NextGaussian());
+        Assert.Equal([1.6666666f, 1.6666666f, 1.6666666f, 1.6666666f, 1.6666666f, 0, 0], mask);
+        Assert.Equal([5, 1, 8, 9, 0, 3, 2, 6, 7, 4], order);
+        Assert.Equal(12223877546717517257UL, rng.NextULong());
+        Assert.Equal(0.9749047987130511, rng.NextDouble());
+        Assert.Equal(311, rng.NextInt(1000));
+        Assert.Equal(0.7309092413854336, rng.NextGaussian());
     }
 }
