@@ -122,9 +122,28 @@ public static partial class SweepCommands
         return command;
     }
 
-    /// <summary>Creates or resumes the study through its coordinator grain (the grain, not this process, creates the trials).</summary>
-    private static async Task<StudyRecord> OpenStudyAsync(IHost silo, SweepDefinition sweep, string file) =>
-        (await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>(sweep.Name).OpenAsync(sweep.SourceText, file)).Get(sweep.Name);
+    /// <summary>
+    /// Creates or resumes the study through its coordinator grain (the grain, not this process, creates the trials). The
+    /// grain may be on a silo that has just died (killed, cut off): the call fails until the cluster declares it dead and
+    /// the grain re-activates elsewhere, a few seconds; so it is tried again for up to a minute.
+    /// </summary>
+    private static async Task<StudyRecord> OpenStudyAsync(IHost silo, SweepDefinition sweep, string file)
+    {
+        var grain = silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>(sweep.Name);
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while (true)
+        {
+            try
+            {
+                return (await grain.OpenAsync(sweep.SourceText, file)).Get(sweep.Name);
+            }
+            catch (Exception e) when (e is SiloUnavailableException or TimeoutException or OrleansMessageRejectionException && DateTime.UtcNow < deadline)
+            {
+                Log.Warning("The study's coordinator grain did not answer ({Reason}); trying again while the cluster moves it", e.GetType().Name);
+                await Task.Delay(TimeSpan.FromSeconds(1));
+            }
+        }
+    }
 
     private static async Task StopSiloAsync(IHost silo)
     {

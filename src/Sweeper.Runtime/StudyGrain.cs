@@ -5,7 +5,7 @@ using Sweeper.Core.Trials;
 namespace Sweeper.Runtime;
 
 /// <summary>The coordinator grain: see <see cref="IStudyGrain"/>.</summary>
-public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSettings settings, TimeProvider clock, ILogger<StudyGrain> log) : Grain, IStudyGrain
+public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSettings settings, TimeProvider clock, ILocalSiloDetails silo, ILogger<StudyGrain> log) : Grain, IStudyGrain
 {
     private StudyRecord? _record;
     private SweepDefinition? _sweep;
@@ -31,7 +31,17 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         var record = await store.GetStudyAsync(Name, cancellationToken);
         if (record is not null)
         {
-            Load(record);
+            await LoadAsync(record);
+        }
+    }
+
+    /// <summary>Loads the study and, while it is open, records where its coordinator now lives (it moves when its silo dies).</summary>
+    private async Task LoadAsync(StudyRecord record)
+    {
+        Load(record);
+        if (!record.Closed)
+        {
+            await store.AddEventAsync(Name, null, "coordinator_activated", $"study grain active on silo {silo.SiloAddress.ToParsableString()}");
         }
     }
 
@@ -76,7 +86,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         }
 
         log.LogInformation("Created study {Study}: {Count} trials ({Method} search)", Name, trials.Count, sweep.Method);
-        Load(record);
+        await LoadAsync(record);
         _maybePending = true;
         return new StudyOpening(record, null);
     }
@@ -148,7 +158,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
                 return;
             }
 
-            Load(record);
+            await LoadAsync(record);
         }
 
         if (_closed)

@@ -1,4 +1,5 @@
 using Sweeper.Core.Trials;
+using Xunit.Abstractions;
 using Sweeper.Storage;
 using Sweeper.Storage.Tests;
 
@@ -10,7 +11,7 @@ namespace Sweeper.Runtime.Tests;
 /// once and the same results as an undisturbed run. Leases are set far longer than a drill may take, so every takeover
 /// in time is Orleans' failure detection at work.
 /// </summary>
-public class ClusterDrillTests
+public class ClusterDrillTests(ITestOutputHelper output)
 {
     private static readonly Lazy<PostgresServer> _server = new(() => PostgresServer.StartForNetwork("10.77.0.0/16"));
 
@@ -119,6 +120,7 @@ public class ClusterDrillTests
             await WaitAsync(async () => (await store.GetTrialAsync(victim!.Id)) is { LeaseToken: >= 2, State: TrialState.Running or TrialState.Completed } t && SiloOf(t.Owner!) != cutSilo,
                 TimeSpan.FromMinutes(1), "the takeover");
             var takeover = DateTime.UtcNow - cutAt;
+            output.WriteLine($"cut off mid-trial -> trial {victim!.Number} trains again on another silo after {takeover.TotalSeconds:F2} s");
             cluster.Restore(1);
 
             // Back on the network, the cut silo learns it was declared dead and stops; its supervisor (here: the test)
@@ -186,25 +188,61 @@ public class ClusterDrillTests
                     var host = workers.Keys.ElementAt(rng.Next(workers.Count));
                     if (!workers[host].Process.HasExited)
                     {
+                        var victims = (await store.GetWorkersAsync()).Where(w => w.Pid == workers[host].Process.Id).Select(w => w.Id).ToHashSet();
+                        var held = (await store.GetTrialsAsync("drill")).Where(t => t.State == TrialState.Running && victims.Contains(SiloOf(t.Owner!))).ToList();
+                        var killedAt = DateTime.UtcNow;
                         workers[host].Process.Kill();
                         kills++;
+                        workers[host].Dispose();
+                        workers[host] = StartWorker(h, cluster, host, db);
+                        if (held.Count > 0)
+                        {
+                            var trial = held[0];
+                            await WaitAsync(async () => await store.GetTrialAsync(trial.Id) is { LeaseToken: var token, State: var state } && (token > trial.LeaseToken || state != TrialState.Running),
+                                TimeSpan.FromMinutes(1), "the killed silo's trial elsewhere");
+                            output.WriteLine($"kill -9 of a silo -> its trial {trial.Number} is claimed again (by a surviving or the restarted silo) after {(DateTime.UtcNow - killedAt).TotalSeconds:F2} s");
+                        }
                     }
-
-                    workers[host].Dispose();
-                    workers[host] = StartWorker(h, cluster, host, db);
+                    else
+                    {
+                        workers[host].Dispose();
+                        workers[host] = StartWorker(h, cluster, host, db);
+                    }
                 }
 
                 if (!restarted && elapsed > TimeSpan.FromSeconds(8))
                 {
+                    var before = (await store.GetEventsAsync("drill")).Count(e => e.Kind == "trial_completed");
+                    var restartedAt = DateTime.UtcNow;
                     _server.Value.Restart();
                     restarted = true;
+                    await WaitAsync(async () => (await store.GetEventsAsync("drill")).Count(e => e.Kind == "trial_completed") > before, TimeSpan.FromMinutes(2), "a trial completed after the restart");
+                    output.WriteLine($"PostgreSQL restarted -> the next trial completed {(DateTime.UtcNow - restartedAt).TotalSeconds:F2} s later (the server was down for part of it)");
                 }
 
                 if (!coordinatorKilled && elapsed > TimeSpan.FromSeconds(12))
                 {
-                    coordinator.Process.Kill();
-                    coordinator.Dispose();
-                    coordinator = StartCoordinator(h, sweep, db);
+                    // Kill the silo that hosts the study grain (the coordinator), wherever Orleans placed it, and restart it.
+                    var host = (await store.GetEventsAsync("drill")).Last(e => e.Kind == "coordinator_activated").Message.Split(' ')[^1];
+                    var pid = (await store.GetWorkersAsync()).Single(w => w.Id == host).Pid;
+                    var killedAt = DateTime.UtcNow;
+                    if (coordinator.Process.Id == pid)
+                    {
+                        coordinator.Process.Kill();
+                        coordinator.Dispose();
+                        coordinator = StartCoordinator(h, sweep, db);
+                    }
+                    else
+                    {
+                        var silo = workers.Single(w => w.Value.Process.Id == pid).Key;
+                        workers[silo].Process.Kill();
+                        workers[silo].Dispose();
+                        workers[silo] = StartWorker(h, cluster, silo, db);
+                        kills++;
+                    }
+
+                    await WaitAsync(async () => (await store.GetEventsAsync("drill")).Count(e => e.Kind == "coordinator_activated" && e.At > killedAt) > 0, TimeSpan.FromMinutes(1), "the study grain elsewhere");
+                    output.WriteLine($"kill -9 of the silo hosting the study grain -> the study grain is active on another silo after {(DateTime.UtcNow - killedAt).TotalSeconds:F2} s");
                     coordinatorKilled = true;
                 }
             }

@@ -1,12 +1,13 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Sweeper.Core.Trials;
+using Xunit.Abstractions;
 using Sweeper.Storage;
 
 namespace Sweeper.Runtime.Tests;
 
 /// <summary>Failure drills with real processes on the embedded SQLite store.</summary>
-public class ReliabilityTests
+public class ReliabilityTests(ITestOutputHelper output)
 {
     private const string ShortTrials = """
         name: drill
@@ -97,7 +98,15 @@ public class ReliabilityTests
             }
 
             Assert.True(killed is not null, "never saw a trial running between epochs 2 and 9. stderr:\n" + coordinator.Stderr);
+            var killedAt = DateTime.UtcNow;
             workers.Add(StartWorker(h, storeB)); // its supervisor starts a new silo, as Kubernetes or compose would
+            while (DateTime.UtcNow - killedAt < TimeSpan.FromMinutes(1)
+                && await s.GetTrialAsync(victim!.Id) is not ({ LeaseToken: >= 2, State: TrialState.Running } or { State: TrialState.Completed }))
+            {
+                await Task.Delay(20);
+            }
+
+            output.WriteLine($"{backend}: kill -9 of the silo training trial {victim!.Number} -> the trial trains again on another silo after {(DateTime.UtcNow - killedAt).TotalSeconds:F2} s");
             var disturbed = coordinator.Wait(TimeSpan.FromMinutes(3));
             Assert.True(disturbed.Code == 0, disturbed.Stderr);
             var leftovers = workers.Where(w => w != killed).Select(w => w.Wait(TimeSpan.FromMinutes(1))).ToList();
