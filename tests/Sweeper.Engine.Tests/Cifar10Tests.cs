@@ -58,6 +58,40 @@ public class Cifar10Tests
     }
 
     [Fact]
+    public void Float_rows_are_each_byte_minus_the_mean_exactly()
+    {
+        // Gathered rows of real images (with the bias column), against the scalar conversion element by element.
+        var data = Cifar10.Load<float>(TestData.CifarDir, new DataSettings { TrainSize = 300, ValSize = 0, TestSize = 0, BiasColumn = true });
+        int[] indices = [299, 0, 17, 17, 150];
+        var rows = new Kernels.Matrix<float>(indices.Length, data.Train.Dim);
+        data.Train.Gather(indices, rows);
+        for (var i = 0; i < indices.Length; i++)
+        {
+            var image = data.Train.Image(indices[i]);
+            for (var j = 0; j < Cifar10.ImageBytes; j++)
+            {
+                Assert.Equal(image[j] - data.Mean[j], rows[i, j]);
+            }
+
+            Assert.Equal(1f, rows[i, Cifar10.ImageBytes]);
+        }
+
+        // Lengths that leave tails after the 16- and 8-pixel steps.
+        var rng = new Random(3);
+        foreach (var length in new[] { 45, 7, 16, 3072 })
+        {
+            var pixels = new byte[length];
+            rng.NextBytes(pixels);
+            var mean = Enumerable.Range(0, length).Select(_ => (float)(rng.NextDouble() * 255)).ToArray();
+            var destination = new float[length + 1];
+            ImageSplit<float>.Preprocess(pixels, mean, destination);
+            Assert.Equal(pixels.Select((p, j) => p - mean[j]).Append(0f), destination);
+        }
+
+        Assert.Throws<ArgumentException>(() => ImageSplit<float>.Preprocess(new byte[8], new float[8], new float[7]));
+    }
+
+    [Fact]
     public void A_truncated_file_fails_with_an_error_naming_it()
     {
         using var dir = new TempDir();

@@ -56,15 +56,20 @@ public class KernelTests
         }
     }
 
+    /// <summary>The vector widths NarrowGemm can run here: 8 lanes (AVX2) always, 16 (AVX-512) where fast.</summary>
+    private static int[] NarrowLanes => NarrowGemm.WideSupported ? [8, 16] : [8];
+
     [Theory]
     [InlineData(40, 3072)] // a full block of CIFAR-10 rows
-    [InlineData(7, 3073)] // an odd row and a bias column past the last multiple of 8
+    [InlineData(7, 3073)] // an odd row and a bias column past the last multiple of 8 and 16
+    [InlineData(3, 45)] // columns past the last multiple of 16 that a multiple of 8 still covers
     [InlineData(1, 5)] // nothing for the vector loop at all
     public void The_narrow_scores_kernel_matches_double_precision_products(int rows, int d)
     {
         Assert.True(NarrowGemm.Supported<float>(10), "this machine lacks AVX2/FMA: the kernel would not be used");
         Assert.False(NarrowGemm.Supported<double>(10));
         Assert.False(NarrowGemm.Supported<float>(9));
+        Assert.Contains(NarrowGemm.Lanes, NarrowLanes);
         var rng = new Rng(5);
         var x = new float[rows * d];
         var w = new float[10 * d];
@@ -72,28 +77,78 @@ public class KernelTests
         rng.FillGaussian<float>(x, 1);
         rng.FillGaussian<float>(w, 0.1);
         rng.FillGaussian<float>(b, 1);
-        var packed = new float[NarrowGemm.PackedLength(d)];
-        NarrowGemm.Pack(w, d, packed);
-        var output = new float[rows * 10];
-        NarrowGemm.ScoresInto(x, rows, d, w, packed, b, output, new float[rows * 80]);
-        for (var r = 0; r < rows; r++)
+        foreach (var lanes in NarrowLanes)
         {
-            for (var c = 0; c < 10; c++)
+            var packed = new float[NarrowGemm.PackedLength(d, lanes)];
+            NarrowGemm.Pack(w, d, packed, lanes);
+            var output = new float[rows * 10];
+            NarrowGemm.ScoresInto(x, rows, d, w, packed, b, output, new float[NarrowGemm.ScratchLength(rows, lanes)], lanes);
+            for (var r = 0; r < rows; r++)
             {
-                double expected = b[c], magnitude = Math.Abs(b[c]);
-                for (var k = 0; k < d; k++)
+                for (var c = 0; c < 10; c++)
                 {
-                    expected += (double)x[(r * d) + k] * w[(c * d) + k];
-                    magnitude += Math.Abs((double)x[(r * d) + k] * w[(c * d) + k]);
-                }
+                    double expected = b[c], magnitude = Math.Abs(b[c]);
+                    for (var k = 0; k < d; k++)
+                    {
+                        expected += (double)x[(r * d) + k] * w[(c * d) + k];
+                        magnitude += Math.Abs((double)x[(r * d) + k] * w[(c * d) + k]);
+                    }
 
-                // float32 sums in another order: error bounded by a few ulps of the sum of magnitudes.
-                Assert.True(Math.Abs(output[(r * 10) + c] - expected) <= 1e-6 * magnitude + 1e-6, $"row {r} class {c}: {output[(r * 10) + c]} vs {expected}");
+                    // float32 sums in another order: error bounded by a few ulps of the sum of magnitudes.
+                    Assert.True(Math.Abs(output[(r * 10) + c] - expected) <= 1e-6 * magnitude + 1e-6, $"{lanes} lanes, row {r} class {c}: {output[(r * 10) + c]} vs {expected}");
+                }
+            }
+
+            Assert.Throws<ArgumentException>(() => NarrowGemm.ScoresInto(x, rows, d, w, packed, b, output, new float[NarrowGemm.ScratchLength(rows, lanes) - 1], lanes));
+            Assert.Throws<ArgumentException>(() => NarrowGemm.Pack(w.AsSpan(1).ToArray(), d, packed, lanes));
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => NarrowGemm.Pack(w, d, new float[NarrowGemm.PackedLength(d, 8)], 12));
+    }
+
+    [Theory]
+    [InlineData(40, 3072)] // a full block of CIFAR-10 rows
+    [InlineData(7, 3073)] // a bias column past the last multiple of 32 and 8
+    [InlineData(3, 45)] // one chunk of 32, one of 8, and five single columns
+    [InlineData(1, 5)] // nothing for the vector loops at all
+    public void The_narrow_weight_step_kernel_matches_double_precision_products(int rows, int d)
+    {
+        var rng = new Rng(6);
+        var dscores = new float[rows * 10];
+        var x = new float[rows * d];
+        var previous = new float[10 * d];
+        rng.FillGaussian<float>(dscores, 0.1);
+        rng.FillGaussian<float>(x, 30);
+        rng.FillGaussian<float>(previous, 0.01);
+        const float alpha = -0.003f;
+        foreach (var lanes in NarrowLanes)
+        {
+            foreach (var accumulate in new[] { false, true })
+            {
+                var step = (float[])previous.Clone();
+                NarrowGemm.WeightStepInto(dscores, x, rows, d, alpha, step, accumulate, lanes);
+                for (var c = 0; c < 10; c++)
+                {
+                    for (var k = 0; k < d; k++)
+                    {
+                        double sum = 0, magnitude = 0;
+                        for (var i = 0; i < rows; i++)
+                        {
+                            sum += (double)dscores[(i * 10) + c] * x[(i * d) + k];
+                            magnitude += Math.Abs((double)dscores[(i * 10) + c] * x[(i * d) + k]);
+                        }
+
+                        var before = accumulate ? previous[(c * d) + k] : 0.0;
+                        var expected = (alpha * sum) + before;
+                        var bound = (1e-6 * ((Math.Abs(alpha) * magnitude) + Math.Abs(before))) + 1e-12;
+                        Assert.True(Math.Abs(step[(c * d) + k] - expected) <= bound, $"{lanes} lanes, accumulate {accumulate}, class {c} column {k}: {step[(c * d) + k]} vs {expected}");
+                    }
+                }
             }
         }
 
-        Assert.Throws<ArgumentException>(() => NarrowGemm.ScoresInto(x, rows, d, w, packed, b, output, new float[(rows * 80) - 1]));
-        Assert.Throws<ArgumentException>(() => NarrowGemm.Pack(w.AsSpan(1).ToArray(), d, packed));
+        Assert.Throws<ArgumentException>(() => NarrowGemm.WeightStepInto(dscores, x, rows, d, alpha, new float[(10 * d) - 1], false));
+        Assert.Throws<ArgumentException>(() => NarrowGemm.WeightStepInto(dscores.AsSpan(1).ToArray(), x, rows, d, alpha, new float[10 * d], false));
     }
 
     [Fact]

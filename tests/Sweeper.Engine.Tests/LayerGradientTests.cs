@@ -242,6 +242,52 @@ public class LayerGradientTests
     }
 
     [Fact]
+    public void Softmax_gradients_hold_no_subnormal_numbers_and_drop_only_negligible_probabilities()
+    {
+        // Score gaps of 80 to 110 below the maximum: exp of them spans the normal numbers, the subnormals and zero.
+        var scores = new Matrix<float>(40, 10);
+        var rng = new Rng(4);
+        for (var i = 0; i < scores.Rows; i++)
+        {
+            for (var j = 0; j < 10; j++)
+            {
+                scores[i, j] = j == i % 10 ? 50f : 50f - (80f + (30f * (float)rng.NextDouble()));
+            }
+        }
+
+        var y = TestData.Labels(rng, 40, 10);
+        var dscores = new Matrix<float>(40, 10);
+        var loss = Loss.SoftmaxInto(scores, y, dscores);
+        var expectedLoss = 0.0;
+        for (var i = 0; i < scores.Rows; i++)
+        {
+            var row = Enumerable.Range(0, 10).Select(j => (double)scores[i, j]).ToArray();
+            var sum = row.Sum(s => Math.Exp(s - row.Max()));
+            expectedLoss += Math.Log(sum) - (row[y[i]] - row.Max());
+            for (var j = 0; j < 10; j++)
+            {
+                var p = Math.Exp(row[j] - row.Max()) / sum;
+                var expected = (p - (j == y[i] ? 1 : 0)) / 40;
+                var d = dscores[i, j];
+                Assert.False(float.IsSubnormal(d), $"row {i} class {j}: {d} is subnormal");
+                if (Math.Exp(row[j] - row.Max()) < Loss.SoftmaxKeep<float>(40, 10))
+                {
+                    Assert.Equal(j == y[i] ? -1f / 40 : 0f, d); // dropped: below 5e-36, far under float rounding of any sum
+                }
+                else
+                {
+                    Assert.True(Math.Abs(d - expected) <= 1e-6 * Math.Abs(expected), $"row {i} class {j}: {d} vs {expected}");
+                }
+            }
+        }
+
+        Assert.True(Math.Abs(loss - (expectedLoss / 40)) <= 1e-6 * (expectedLoss / 40), $"loss {loss} vs {expectedLoss / 40}");
+        var minNormal = BitConverter.Int32BitsToSingle(0x0080_0000); // 2^-126
+        Assert.Equal(400 * minNormal, Loss.SoftmaxKeep<float>(40, 10));
+        Assert.Equal(0, (double)Loss.SoftmaxKeep<Half>(40, 10)); // too coarse a type to drop anything
+    }
+
+    [Fact]
     public void Svm_loss_matches_numerical_gradients_and_is_c_minus_1_for_zero_scores()
     {
         var scores = TestData.Randn(_rng, 8, 10);

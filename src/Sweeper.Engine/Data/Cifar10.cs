@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Sweeper.Core;
 using Sweeper.Core.Sweeps;
 using Sweeper.Engine.Kernels;
@@ -60,24 +61,36 @@ public sealed class ImageSplit<T> : IDataSplit<T>
         }
     }
 
-    /// <summary>destination[j] = pixels[j] - mean[j], in one pass (float: 32 pixels per step with AVX2).</summary>
-    internal static void Preprocess(ReadOnlySpan<byte> pixels, ReadOnlySpan<T> mean, Span<T> destination)
+    /// <summary>
+    /// destination[j] = pixels[j] - mean[j], in one pass. For float: 16 pixels per step, each zero-extended from its
+    /// byte straight into a 32-bit lane and converted (AVX-512, where 512-bit vectors are fast), else 8 (AVX2).
+    /// </summary>
+    internal static unsafe void Preprocess(ReadOnlySpan<byte> pixels, ReadOnlySpan<T> mean, Span<T> destination)
     {
-        var j = 0;
-        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
+        if (mean.Length < pixels.Length || destination.Length < pixels.Length)
         {
-            var m = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(mean);
-            var d = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
-            for (; j + 32 <= pixels.Length; j += 32)
+            throw new ArgumentException($"Preprocess: {pixels.Length} pixels, {mean.Length} means, room for {destination.Length}.");
+        }
+
+        var j = 0;
+        if (typeof(T) == typeof(float) && Avx2.IsSupported)
+        {
+            fixed (byte* p = pixels)
+            fixed (T* pm = mean, pd = destination)
             {
-                var bytes = Vector256.Create(pixels.Slice(j, 32));
-                var (lo, hi) = Vector256.Widen(bytes);
-                var (a, b) = Vector256.Widen(lo);
-                var (c, e) = Vector256.Widen(hi);
-                (Vector256.ConvertToSingle(a.AsInt32()) - Vector256.Create(m.Slice(j, 8))).CopyTo(d.Slice(j, 8));
-                (Vector256.ConvertToSingle(b.AsInt32()) - Vector256.Create(m.Slice(j + 8, 8))).CopyTo(d.Slice(j + 8, 8));
-                (Vector256.ConvertToSingle(c.AsInt32()) - Vector256.Create(m.Slice(j + 16, 8))).CopyTo(d.Slice(j + 16, 8));
-                (Vector256.ConvertToSingle(e.AsInt32()) - Vector256.Create(m.Slice(j + 24, 8))).CopyTo(d.Slice(j + 24, 8));
+                float* m = (float*)pm, d = (float*)pd;
+                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+                {
+                    for (; j + 16 <= pixels.Length; j += 16)
+                    {
+                        (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p + j))) - Vector512.Load(m + j)).Store(d + j);
+                    }
+                }
+
+                for (; j + 8 <= pixels.Length; j += 8)
+                {
+                    Avx.Store(d + j, Avx.Subtract(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p + j)), Avx.LoadVector256(m + j)));
+                }
             }
         }
 
@@ -92,7 +105,7 @@ public sealed class ImageSplit<T> : IDataSplit<T>
 
     private static unsafe void Prefetch(ReadOnlySpan<byte> image, bool nearest = true)
     {
-        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        if (!Sse.IsSupported)
         {
             return;
         }
@@ -103,11 +116,11 @@ public sealed class ImageSplit<T> : IDataSplit<T>
             {
                 if (nearest)
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + offset);
+                    Sse.Prefetch0(p + offset);
                 }
                 else
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch2(p + offset);
+                    Sse.Prefetch2(p + offset);
                 }
             }
         }

@@ -162,7 +162,15 @@ public sealed class FullyConnectedNet<T>
             var share = (double)rows / n;
             loss += share * Layers.Loss.Compute(LossKind, scores, y.Slice(start, rows), dscores);
             var step = T.CreateTruncating(-learningRate * share);
-            Blas.Gemm(true, false, m, d, rows, step, dscores.Span, m, x.Span, d, start == 0 ? T.Zero : T.One, ws.Step, d);
+            if (narrow)
+            {
+                NarrowGemm.WeightStepInto(Floats(dscores.Span), Floats(x.Span), rows, d, float.CreateTruncating(step), Floats(ws.Step), accumulate: start != 0);
+            }
+            else
+            {
+                Blas.Gemm(true, false, m, d, rows, step, dscores.Span, m, x.Span, d, start == 0 ? T.Zero : T.One, ws.Step, d);
+            }
+
             Ops.ColumnSums(dscores, ws.DbBlock);
             TensorPrimitives.FusedMultiplyAdd(ws.DbBlock, step, ws.Db, ws.Db);
         }
@@ -336,7 +344,7 @@ public sealed class FullyConnectedNet<T>
         public T[] DbBlock { get; } = new T[classes];
 
         /// <summary>Partial sums of <see cref="NarrowGemm"/> for a block.</summary>
-        public float[] Scratch { get; } = new float[GatherBlockRows * NarrowGemm.Width * 8];
+        public float[] Scratch { get; } = new float[NarrowGemm.ScratchLength(GatherBlockRows)];
 
         /// <summary>w packed for <see cref="NarrowGemm"/> once per step.</summary>
         public float[] Packed { get; } = new float[NarrowGemm.PackedLength(inputs)];
