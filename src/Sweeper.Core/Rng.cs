@@ -67,22 +67,32 @@ public sealed class Rng
     /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
     public double NextDouble() => (NextULong() >> 11) * (1.0 / (1UL << 53));
 
-    /// <summary>Uniform integer in [0, n), without modulo bias (Lemire's method).</summary>
+    /// <summary>Uniform integer in [0, n), without modulo bias (Lemire's method): the same draw as <see cref="NextULong(ulong)"/>.</summary>
     public int NextInt(int n)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
-        var bound = (ulong)n;
-        var m = Math.BigMul(NextULong(), bound, out var low);
-        if (low < bound)
+        return (int)NextULong((ulong)n);
+    }
+
+    /// <summary>
+    /// Uniform integer in [0, n) for any n >= 1, without modulo bias (Lemire's method: the high word of a 64 x 64-bit
+    /// product, redrawn while the low word falls in the biased sliver). For n below 2^31 it draws exactly what
+    /// <see cref="NextInt"/> draws.
+    /// </summary>
+    public ulong NextULong(ulong n)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(n);
+        var m = Math.BigMul(NextULong(), n, out var low);
+        if (low < n)
         {
-            var threshold = (0 - bound) % bound;
+            var threshold = (0 - n) % n;
             while (low < threshold)
             {
-                m = Math.BigMul(NextULong(), bound, out low);
+                m = Math.BigMul(NextULong(), n, out low);
             }
         }
 
-        return (int)m;
+        return m;
     }
 
     /// <summary>A standard normal draw (Box-Muller; one of the pair is discarded so that the state stays four words).</summary>

@@ -56,6 +56,9 @@ public static class Hyperparameters
     /// </summary>
     public static readonly IReadOnlyList<string> UpdateRules = ["sgd", "sgd_momentum", "rmsprop", "adam"];
 
+    /// <summary>The most hidden layers num_layers may ask for (a trial lists every layer's width).</summary>
+    public const int MaxLayers = 1000;
+
     /// <summary>Width of each hidden layer of two_layer and fc when the trial gives neither hidden_size nor hidden_sizes.</summary>
     public const int DefaultHiddenSize = 100;
 
@@ -64,15 +67,15 @@ public static class Hyperparameters
         new("model", ValueType.Choice, "model family", Choices: ModelFamilies),
         new("learning_rate", ValueType.Float, "initial learning rate", d => d > 0, "> 0"),
         new("reg", ValueType.Float, "L2 strength (0.5 * reg * sum of squared weights)", d => d >= 0, ">= 0"),
-        new("hidden_size", ValueType.Int, "width of each hidden layer", d => d >= 1, ">= 1"),
+        new("hidden_size", ValueType.Int, "width of each hidden layer", d => d >= 1 && d <= int.MaxValue, "in [1, 2147483647]"),
         new("hidden_sizes", ValueType.IntList, "widths of the hidden layers (fc)"),
-        new("num_layers", ValueType.Int, "hidden layers of width hidden_size (fc)", d => d >= 1, ">= 1"),
+        new("num_layers", ValueType.Int, "hidden layers of width hidden_size (fc)", d => d >= 1 && d <= MaxLayers, $"in [1, {MaxLayers}]"),
         new("dropout", ValueType.Float, "probability of dropping a hidden unit", d => d >= 0 && d < 1, "in [0, 1)"),
         new("normalization", ValueType.Choice, "normalization in each hidden block", Choices: ["none", "batch", "layer"]),
         new("update_rule", ValueType.Choice, "update rule", Choices: UpdateRules),
         new("lr_decay", ValueType.Float, "learning rate multiplier after each epoch", d => d > 0 && d <= 1, "in (0, 1]"),
-        new("batch_size", ValueType.Int, "minibatch size", d => d >= 1, ">= 1"),
-        new("epochs", ValueType.Int, "passes over the training split", d => d >= 1, ">= 1"),
+        new("batch_size", ValueType.Int, "minibatch size", d => d >= 1 && d <= int.MaxValue, "in [1, 2147483647]"),
+        new("epochs", ValueType.Int, "passes over the training split", d => d >= 1 && d <= int.MaxValue, "in [1, 2147483647]"),
         new("iterations", ValueType.Int, "minibatch steps instead of epochs", d => d >= 1, ">= 1"),
         new("weight_scale", ValueType.Float, "std of the initial weights", d => d > 0, "> 0"),
         new("init", ValueType.Choice, "weight initialisation", Choices: ["gaussian", "he", "xavier"]),

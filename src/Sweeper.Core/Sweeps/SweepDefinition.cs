@@ -29,8 +29,17 @@ public abstract record ParameterDomain
     /// <summary>Line of the parameter in the sweep file (for errors found later).</summary>
     public int Line { get; init; }
 
+    /// <summary>Column of the parameter's key in the sweep file (for errors found later).</summary>
+    public int Column { get; init; }
+
+    /// <summary>How many values a grid enumerates, counted without enumerating them; null when the domain is continuous.</summary>
+    public abstract long? GridCount { get; }
+
     /// <summary>The values a grid enumerates; null when the domain is continuous.</summary>
     public abstract IReadOnlyList<object>? GridValues { get; }
+
+    /// <summary>Whether the grid enumerates a value that <see cref="ParamValue.Format"/> writes as <paramref name="formatted"/> (without enumerating).</summary>
+    public abstract bool GridContains(string formatted);
 
     public abstract object Sample(Rng rng);
 }
@@ -38,7 +47,11 @@ public abstract record ParameterDomain
 /// <summary><c>value: x</c>.</summary>
 public sealed record FixedValue(object Value) : ParameterDomain
 {
+    public override long? GridCount => 1;
+
     public override IReadOnlyList<object> GridValues => [Value];
+
+    public override bool GridContains(string formatted) => ParamValue.Format(Value) == formatted;
 
     public override object Sample(Rng rng) => Value;
 }
@@ -46,21 +59,35 @@ public sealed record FixedValue(object Value) : ParameterDomain
 /// <summary><c>values: [a, b, c]</c>: a grid axis, or a uniform choice for random search.</summary>
 public sealed record ValueList(IReadOnlyList<object> Values) : ParameterDomain
 {
+    public override long? GridCount => Values.Count;
+
     public override IReadOnlyList<object> GridValues => Values;
+
+    public override bool GridContains(string formatted) => Values.Any(v => ParamValue.Format(v) == formatted);
 
     public override object Sample(Rng rng) => Values[rng.NextInt(Values.Count)];
 }
 
-/// <summary>Continuous or integer distributions: uniform, log_uniform, int_uniform (inclusive), with optional quantization q.</summary>
+/// <summary>
+/// Continuous or integer distributions: uniform, log_uniform, int_uniform (inclusive), with optional quantization q.
+/// int_uniform's bounds are whole numbers within ±2^53 (so that the doubles hold them exactly) and it draws with 64-bit
+/// arithmetic over the whole range; a continuous q rounds a draw to the nearest multiple of q within [min, max].
+/// </summary>
 public sealed record Distribution(string Kind, double Min, double Max, double? Q) : ParameterDomain
 {
     public const string Uniform = "uniform";
     public const string LogUniform = "log_uniform";
     public const string IntUniform = "int_uniform";
 
+    /// <summary>2^53: the largest magnitude below which a double holds every whole number, and so the bound on int_uniform's min and max.</summary>
+    public const double MaxExactInteger = 9007199254740992.0;
+
     public static readonly IReadOnlyList<string> Kinds = [Uniform, LogUniform, IntUniform];
 
-    /// <summary>int_uniform enumerates min, min+q, ..., max on a grid; continuous kinds cannot.</summary>
+    /// <summary>int_uniform's values: min, min+q, ..., up to max; null for the continuous kinds.</summary>
+    public override long? GridCount => Kind == IntUniform ? (long)IntegerCount : null;
+
+    /// <summary>int_uniform enumerates min, min+q, ..., max on a grid (lazily: a list of the arithmetic sequence); continuous kinds cannot.</summary>
     public override IReadOnlyList<object>? GridValues
     {
         get
@@ -70,38 +97,60 @@ public sealed record Distribution(string Kind, double Min, double Max, double? Q
                 return null;
             }
 
-            var step = (long)(Q ?? 1);
-            var list = new List<object>();
-            for (var v = (long)Min; v <= (long)Max; v += step)
+            var count = IntegerCount;
+            if (count > int.MaxValue)
             {
-                list.Add(v);
+                throw new InvalidOperationException($"int_uniform {ParamValue.Format((long)Min)}..{ParamValue.Format((long)Max)} has {count} values, too many to list; count them with GridCount.");
             }
 
-            return list;
+            return new ArithmeticSequence((long)Min, IntegerStep, (int)count);
         }
     }
+
+    public override bool GridContains(string formatted)
+    {
+        if (Kind != IntUniform || !long.TryParse(formatted, System.Globalization.NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var v)
+            || ParamValue.Format(v) != formatted)
+        {
+            return false;
+        }
+
+        var offset = (Int128)v - (long)Min;
+        return offset >= 0 && v <= (long)Max && offset % IntegerStep == 0;
+    }
+
+    /// <summary>
+    /// How many values a continuous q leaves: the multiples of q in [min, max] as <see cref="Sample"/> rounds to them
+    /// (from ceiling(min / q) to floor(max / q)); without q, or for int_uniform, null. Infinite when q is too small to count.
+    /// </summary>
+    public double? QuantizedCount => Q is { } q && Kind != IntUniform ? Math.Floor(Max / q) - Math.Ceiling(Min / q) + 1 : null;
 
     public override object Sample(Rng rng)
     {
         switch (Kind)
         {
             case IntUniform:
-                {
-                    var step = (long)(Q ?? 1);
-                    var count = (((long)Max - (long)Min) / step) + 1;
-                    return (long)Min + (step * rng.NextInt((int)count));
-                }
+                return (long)Min + (IntegerStep * (long)rng.NextULong(IntegerCount));
 
             case LogUniform:
                 {
                     var v = Math.Exp(Math.Log(Min) + (rng.NextDouble() * (Math.Log(Max) - Math.Log(Min))));
-                    return Quantize(v);
+                    return Quantize(Math.Clamp(v, Min, Max));
                 }
 
             default:
-                return Quantize(Min + (rng.NextDouble() * (Max - Min)));
+                {
+                    var u = rng.NextDouble();
+                    var width = Max - Min;
+                    return Quantize(double.IsFinite(width) ? Min + (u * width) : (Min * (1 - u)) + (Max * u));
+                }
         }
     }
+
+    private long IntegerStep => (long)(Q ?? 1);
+
+    /// <summary>int_uniform's number of values, (max - min) / q + 1, in 64-bit arithmetic.</summary>
+    private ulong IntegerCount => (ulong)(((Int128)(long)Max - (long)Min) / IntegerStep) + 1;
 
     private double Quantize(double v)
     {
@@ -112,6 +161,24 @@ public sealed record Distribution(string Kind, double Min, double Max, double? Q
 
         var r = Math.Round(v / q) * q;
         return Math.Clamp(r, Math.Ceiling(Min / q) * q, Math.Floor(Max / q) * q);
+    }
+
+    /// <summary>min, min + step, ... (count values), boxed on demand: a grid axis that costs nothing until it is walked.</summary>
+    private sealed class ArithmeticSequence(long first, long step, int count) : IReadOnlyList<object>
+    {
+        public int Count => count;
+
+        public object this[int index] => (uint)index < (uint)count ? first + (step * index) : throw new ArgumentOutOfRangeException(nameof(index));
+
+        public IEnumerator<object> GetEnumerator()
+        {
+            for (var i = 0; i < count; i++)
+            {
+                yield return first + (step * i);
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -10,6 +11,9 @@ namespace Sweeper.Core.Sweeps;
 /// </summary>
 public sealed class SweepParser
 {
+    /// <summary>The deepest nesting a sweep file may have (see <see cref="CheckNesting"/>).</summary>
+    private const int MaxNesting = 64;
+
     private static readonly string[] _topKeys = ["name", "description", "method", "metric", "model", "data", "parameters", "conditions", "budget", "early_terminate", "seed"];
     private readonly string _file;
 
@@ -38,14 +42,37 @@ public sealed class SweepParser
 
     private SweepDefinition Read(string text)
     {
+        CheckNesting(text);
         var stream = new YamlStream();
+        var reader = new Parser(new StringReader(text));
         try
         {
-            stream.Load(new StringReader(text));
+            stream.Load(reader);
         }
         catch (YamlException e)
         {
-            throw new SweepFileException(_file, (int)e.Start.Line, (int)e.Start.Column, "", "not valid YAML: " + (e.InnerException?.Message ?? e.Message));
+            var message = e.InnerException?.Message ?? e.Message;
+            if (message.Contains("tab", StringComparison.OrdinalIgnoreCase) && FirstIndentingTab(text) is var (tabLine, tabColumn))
+            {
+                throw new SweepFileException(_file, tabLine, tabColumn, "", "not valid YAML: a tab is used as indentation; YAML indents with spaces only (replace the tab with spaces).");
+            }
+
+            throw new SweepFileException(_file, Math.Max(1, (int)e.Start.Line), Math.Max(1, (int)e.Start.Column), "", "not valid YAML: " + message);
+        }
+        catch (ArgumentException)
+        {
+            // YamlDotNet's document builder fails this way on an entry without a key (a line that starts with ':');
+            // the event it stopped at is the end of the mapping, so point at the keyless entry when there is one.
+            var lines = SplitLines(text);
+            var keyless = Array.FindIndex(lines, l => l.TrimStart(' ', '-').StartsWith(':'));
+            if (keyless >= 0)
+            {
+                throw new SweepFileException(_file, keyless + 1, lines[keyless].IndexOf(':', StringComparison.Ordinal) + 1, "",
+                    "not valid YAML: this entry has no key before its ':' (write key: value).");
+            }
+
+            var mark = reader.Current?.Start;
+            throw new SweepFileException(_file, Math.Max(1, (int)(mark?.Line ?? 1)), Math.Max(1, (int)(mark?.Column ?? 1)), "", "not valid YAML: the structure cannot be read here.");
         }
         catch (InvalidOperationException)
         {
@@ -88,7 +115,7 @@ public sealed class SweepParser
         {
             if (parameters.ContainsKey(key))
             {
-                throw Error(paramsNode, $"parameters.{key}", "is also fixed in the model block; give it in one place.");
+                throw Error(KeyNode(paramsNode, key), $"parameters.{key}", "is also fixed in the model block; give it in one place.");
             }
 
             parameters[key] = domain;
@@ -117,7 +144,7 @@ public sealed class SweepParser
     {
         if (node is YamlScalarNode)
         {
-            parameters["model"] = Checked("model", Value(node, "model"), node, "model") is var v ? new FixedValue(v) { Line = Line(node) } : null!;
+            parameters["model"] = new FixedValue(Checked("model", Value(node, "model"), node, "model")) { Line = Line(node), Column = Column(node) };
             return;
         }
 
@@ -125,7 +152,7 @@ public sealed class SweepParser
         foreach (var (key, valueNode) in keys)
         {
             var name = key == "family" ? "model" : key;
-            parameters[name] = new FixedValue(Checked(name, Value(valueNode, $"model.{key}"), valueNode, $"model.{key}")) { Line = Line(valueNode) };
+            parameters[name] = new FixedValue(Checked(name, Value(valueNode, $"model.{key}"), valueNode, $"model.{key}")) { Line = Line(valueNode), Column = Column(valueNode) };
         }
     }
 
@@ -136,14 +163,13 @@ public sealed class SweepParser
         foreach (var (name, spec) in keys)
         {
             var key = $"{path}.{name}";
+            var keyNode = KeyNode(node, name);
             if (!Hyperparameters.Known.ContainsKey(name))
             {
-                throw Error(((YamlMappingNode)node).Children.Keys.First(k => ((YamlScalarNode)k).Value == name), key,
-                    $"unknown hyperparameter; known: {string.Join(", ", Hyperparameters.Known.Keys)}.");
+                throw Error(keyNode, key, $"unknown hyperparameter; known: {string.Join(", ", Hyperparameters.Known.Keys)}.");
             }
 
-            var keyLine = (int)((YamlMappingNode)node).Children.Keys.First(k => ((YamlScalarNode)k).Value == name).Start.Line;
-            result.Add(new(name, ReadDomain(name, spec, key) with { Line = keyLine }));
+            result.Add(new(name, ReadDomain(name, spec, key) with { Line = Line(keyNode), Column = Column(keyNode) }));
         }
 
         return result;
@@ -215,6 +241,14 @@ public sealed class SweepParser
             throw Error(keys["distribution"], key + ".distribution", $"{name} is a whole number: use int_uniform.");
         }
 
+        foreach (var (bound, value) in new[] { ("min", min), ("max", max) })
+        {
+            if (!double.IsFinite(value))
+            {
+                throw Error(keys[bound], $"{key}.{bound}", $"must be a finite number (got {ParamValue.Format(value)}).");
+            }
+        }
+
         if (min > max)
         {
             throw Error(keys["min"], key + ".min", $"min ({Fmt(min)}) is greater than max ({Fmt(max)}).");
@@ -225,18 +259,46 @@ public sealed class SweepParser
             throw Error(keys["min"], key + ".min", $"log_uniform needs min > 0 (got {Fmt(min)}).");
         }
 
-        if (kind == Distribution.IntUniform && (min != Math.Floor(min) || max != Math.Floor(max)))
+        if (kind == Distribution.IntUniform)
         {
-            throw Error(keys["min"], key + ".min", "int_uniform needs whole-number min and max.");
+            foreach (var (bound, value) in new[] { ("min", min), ("max", max) })
+            {
+                if (value != Math.Floor(value))
+                {
+                    throw Error(keys[bound], $"{key}.{bound}", $"int_uniform needs whole-number min and max (got {Text(keys[bound])}).");
+                }
+
+                // The file's text, not the double: 9007199254740993 reads as the double 2^53.
+                if (Math.Abs(value) > Distribution.MaxExactInteger || ScalarValue(keys[bound], $"{key}.{bound}") is long exact && (exact > (long)Distribution.MaxExactInteger || exact < -(long)Distribution.MaxExactInteger))
+                {
+                    throw Error(keys[bound], $"{key}.{bound}",
+                        $"{Text(keys[bound])} is beyond ±2^53 (±9007199254740992): numbers in a sweep file are read as doubles, which cannot hold every whole number that large, so int_uniform's min and max must lie within ±2^53.");
+                }
+            }
         }
 
         double? q = null;
         if (keys.TryGetValue("q", out var qNode))
         {
             q = Number(qNode, key + ".q");
-            if (!(q > 0) || (kind == Distribution.IntUniform && q != Math.Floor(q.Value)))
+            if (!double.IsFinite(q.Value) || !(q > 0) || (kind == Distribution.IntUniform && q != Math.Floor(q.Value)))
             {
-                throw Error(qNode, key + ".q", $"must be > 0{(kind == Distribution.IntUniform ? " and whole" : "")} (got {Fmt(q.Value)}).");
+                throw Error(qNode, key + ".q", $"must be a finite number > 0{(kind == Distribution.IntUniform ? ", and whole for int_uniform" : "")} (got {ParamValue.Format(q.Value)}).");
+            }
+
+            var distribution = new Distribution(kind, min, max, q);
+            var count = kind == Distribution.IntUniform ? distribution.GridCount!.Value : distribution.QuantizedCount!.Value;
+            if (!double.IsFinite(count))
+            {
+                throw Error(qNode, key + ".q", $"q = {Fmt(q.Value)} is too small to round values in [{Fmt(min)}, {Fmt(max)}] to (min / q or max / q is past the largest double).");
+            }
+
+            if (count < 2)
+            {
+                var which = kind == Distribution.IntUniform ? "min, min + q, ... up to max" : "the multiples of q between min and max";
+                var leaves = count == 1 ? $"leaves 1 value in [{Fmt(min)}, {Fmt(max)}] ({which}), so every trial would get that value"
+                    : $"leaves no value in [{Fmt(min)}, {Fmt(max)}] to round to ({which})";
+                throw Error(qNode, key + ".q", $"q = {Fmt(q.Value)} {leaves}; q must leave at least two values: use a smaller q (or value: for a constant).");
             }
         }
 
@@ -288,7 +350,7 @@ public sealed class SweepParser
             {
                 if (parameters.ContainsKey(name))
                 {
-                    throw Error(paramsNode, $"{path}.parameters.{name}", $"{name} is already an unconditional parameter.");
+                    throw Error(KeyNode(paramsNode, name), $"{path}.parameters.{name}", $"{name} is already an unconditional parameter.");
                 }
 
                 blockParams[name] = domain;
@@ -377,19 +439,28 @@ public sealed class SweepParser
     {
         if (definition.Method == "grid")
         {
-            foreach (var (name, domain) in definition.Parameters.Concat(definition.Conditions.SelectMany(c => c.Parameters)))
+            var axes = Axes(definition).ToList();
+            foreach (var (key, domain) in axes)
             {
-                if (domain.GridValues is null)
+                if (domain.GridCount is null)
                 {
-                    throw new SweepFileException(_file, domain.Line, 1, $"parameters.{name}", "a grid needs values (or int_uniform); a continuous distribution has no grid. Use method: random.");
+                    throw new SweepFileException(_file, domain.Line, domain.Column, key, "a grid needs values (or int_uniform); a continuous distribution has no grid. Use method: random.");
                 }
             }
 
-            var count = SearchSpace.GridSize(definition);
-            if (count > definition.Budget.MaxTrials)
+            var shape = SearchSpace.CountGrid(definition);
+            if (shape.Trials > SearchSpace.MaxGridTrials)
+            {
+                var (largestKey, largest) = axes.MaxBy(a => a.Domain.GridCount!.Value);
+                throw new SweepFileException(_file, largest.Line, largest.Column, largestKey,
+                    $"the grid has {Count(shape.Trials)} trials, more than the {Count(SearchSpace.MaxGridTrials)} a grid may have. {DescribeAxes(definition, shape)}. " +
+                    "Shrink the largest axes (fewer values, a larger q) or use method: random.");
+            }
+
+            if (shape.Trials > definition.Budget.MaxTrials)
             {
                 throw new SweepFileException(_file, LineOf(definition.SourceText, "max_trials"), 1, "budget.max_trials",
-                    $"the grid has {count} trials, more than budget.max_trials = {definition.Budget.MaxTrials}. Raise the budget or shrink the grid.");
+                    $"the grid has {shape.Trials} trials, more than budget.max_trials = {definition.Budget.MaxTrials}. Raise the budget or shrink the grid.");
             }
         }
 
@@ -403,15 +474,39 @@ public sealed class SweepParser
             catch (ArgumentException e)
             {
                 var key = e.Message.Split(':')[0];
-                var line = definition.Parameters.TryGetValue(key, out var d) ? d.Line
-                    : definition.Conditions.SelectMany(c => c.Parameters).FirstOrDefault(kv => kv.Key == key).Value?.Line ?? 1;
-                throw new SweepFileException(_file, line, 1, Hyperparameters.Known.ContainsKey(key) ? $"parameters.{key}" : "parameters",
+                var domain = definition.Parameters.TryGetValue(key, out var d) ? d
+                    : definition.Conditions.SelectMany(c => c.Parameters).FirstOrDefault(kv => kv.Key == key).Value;
+                throw new SweepFileException(_file, domain?.Line ?? 1, domain?.Column ?? 1, Hyperparameters.Known.ContainsKey(key) ? $"parameters.{key}" : "parameters",
                     $"trial {trial.Number} ({Describe(trial.Parameters)}) is impossible: {e.Message}");
             }
         }
     }
 
     private static string Describe(IReadOnlyDictionary<string, object> p) => string.Join(", ", p.Select(kv => $"{kv.Key}={ParamValue.Format(kv.Value)}"));
+
+    /// <summary>Every parameter with its key in the file: the unconditional ones, then those of each conditions block.</summary>
+    private static IEnumerable<(string Key, ParameterDomain Domain)> Axes(SweepDefinition definition) =>
+        definition.Parameters.Select(kv => ($"parameters.{kv.Key}", kv.Value))
+            .Concat(definition.Conditions.SelectMany((c, i) => c.Parameters.Select(kv => ($"conditions[{i}].parameters.{kv.Key}", kv.Value))));
+
+    /// <summary>"Axes: a (2 values) × b (1,000 values); conditions[0], for 1 of the 2,000 points: c (3 values)".</summary>
+    private static string DescribeAxes(SweepDefinition definition, GridShape shape)
+    {
+        static string Axis(KeyValuePair<string, ParameterDomain> kv) => $"{kv.Key} ({Count(kv.Value.GridCount ?? 1)} value{(kv.Value.GridCount == 1 ? "" : "s")})";
+
+        var parts = new List<string> { "Axes: " + (definition.Parameters.Count == 0 ? "none" : string.Join(" × ", definition.Parameters.Select(Axis))) };
+        for (var i = 0; i < definition.Conditions.Count; i++)
+        {
+            if (shape.BlockPoints[i] > 0 && definition.Conditions[i].Parameters.Count > 0)
+            {
+                parts.Add($"conditions[{i}], for {Count(shape.BlockPoints[i])} of the {Count(shape.Points)} points: {string.Join(" × ", definition.Conditions[i].Parameters.Select(Axis))}");
+            }
+        }
+
+        return string.Join("; ", parts);
+    }
+
+    private static string Count(BigInteger n) => n.ToString("N0", CultureInfo.InvariantCulture);
 
     private static int LineOf(string text, string key)
     {
@@ -430,9 +525,9 @@ public sealed class SweepParser
     private object Checked(string name, object value, YamlNode node, string key)
     {
         var hp = Hyperparameters.Known[name];
-        if (hp.Type == ValueType.IntList && value is string s)
+        if (hp.Type is ValueType.Float or ValueType.Int && QuotedNumber(node) is { } quoted)
         {
-            value = s;
+            throw Error(node, key, $"{name} {QuotedNumberProblem(hp.Type == ValueType.Int ? "a whole number" : "a number", quoted)}");
         }
 
         var problem = hp.Check(value is long l && hp.Type == ValueType.Float ? (double)l : value);
@@ -453,6 +548,12 @@ public sealed class SweepParser
             return string.Join(",", parts);
         }
 
+        return ScalarValue(node, key);
+    }
+
+    /// <summary>A single scalar as double, long, bool or string (quoted text is always a string).</summary>
+    private object ScalarValue(YamlNode node, string key)
+    {
         if (node is not YamlScalarNode scalar || scalar.Value is null)
         {
             throw Error(node, key, "must be a single value.");
@@ -482,19 +583,20 @@ public sealed class SweepParser
         };
     }
 
-    private double Number(YamlNode node, string key) => Value(node, key) switch
+    private double Number(YamlNode node, string key) => ScalarValue(node, key) switch
     {
         double d => d,
         long l => l,
+        _ when QuotedNumber(node) is { } quoted => throw Error(node, key, QuotedNumberProblem("a number", quoted)),
         var other => throw Error(node, key, $"must be a number (got {ParamValue.Format(other)})."),
     };
 
     private long Integer(YamlNode node, string key, long min, long max)
     {
-        var value = Value(node, key);
+        var value = ScalarValue(node, key);
         if (value is not long l)
         {
-            throw Error(node, key, $"must be a whole number (got {ParamValue.Format(value)}).");
+            throw Error(node, key, QuotedNumber(node) is { } quoted ? QuotedNumberProblem("a whole number", quoted) : $"must be a whole number (got {ParamValue.Format(value)}).");
         }
 
         if (l < min || l > max)
@@ -505,13 +607,24 @@ public sealed class SweepParser
         return l;
     }
 
+    /// <summary>The text of a quoted scalar that would be a number without its quotes; else null.</summary>
+    private static string? QuotedNumber(YamlNode node) =>
+        node is YamlScalarNode { Style: ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted, Value: { } text }
+            && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out _) ? text : null;
+
+    private static string QuotedNumberProblem(string what, string quoted) =>
+        $"must be {what}, but \"{quoted}\" is in quotes, which makes it a string: numbers are written without quotes ({quoted}).";
+
+    /// <summary>A scalar's text as the file gives it, for messages.</summary>
+    private static string Text(YamlNode node) => node is YamlScalarNode { Value: { } text } ? text : node.ToString();
+
     private string Scalar(YamlNode node, string key) =>
         node is YamlScalarNode { Value: { } v } ? v : throw Error(node, key, "must be a single value.");
 
     private string RequiredString(YamlMappingNode root, Dictionary<string, YamlNode> keys, string name, string prefix) =>
         keys.TryGetValue(name, out var node) ? Scalar(node, prefix + name) : throw Error(root, prefix + name, "is required.");
 
-    /// <summary>The children of a mapping by key; a key outside <paramref name="allowed"/> (when given) is an error.</summary>
+    /// <summary>The children of a mapping by key; a key outside <paramref name="allowed"/> (when given) is an error, and so is a key that is not a plain name.</summary>
     private Dictionary<string, YamlNode> Keys(YamlNode node, string path, IReadOnlyCollection<string>? allowed)
     {
         if (node is not YamlMappingNode map)
@@ -522,7 +635,14 @@ public sealed class SweepParser
         var result = new Dictionary<string, YamlNode>();
         foreach (var (keyNode, valueNode) in map.Children)
         {
-            var key = ((YamlScalarNode)keyNode).Value ?? "";
+            if (keyNode is not YamlScalarNode scalarKey)
+            {
+                var what = keyNode is YamlSequenceNode ? "a list" : keyNode is YamlMappingNode ? "a mapping" : "not a plain name";
+                throw Error(keyNode, path, $"a key must be a plain name such as learning_rate, but this one is {what}" +
+                    (allowed is null ? "." : $"; expected one of {string.Join(", ", allowed)}."));
+            }
+
+            var key = scalarKey.Value ?? "";
             var full = path.Length == 0 ? key : $"{path}.{key}";
             if (allowed is not null && !allowed.Contains(key))
             {
@@ -538,10 +658,182 @@ public sealed class SweepParser
         return result;
     }
 
-    private static int Line(YamlNode node) => (int)node.Start.Line;
+    /// <summary>The key node named <paramref name="name"/> of a mapping that <see cref="Keys"/> has read.</summary>
+    private static YamlNode KeyNode(YamlNode map, string name) =>
+        ((YamlMappingNode)map).Children.Keys.First(k => k is YamlScalarNode s && (s.Value ?? "") == name);
+
+    private static int Line(YamlNode node) => Math.Max(1, (int)node.Start.Line);
+
+    private static int Column(YamlNode node) => Math.Max(1, (int)node.Start.Column);
 
     private SweepFileException Error(YamlNode node, string key, string problem) =>
-        new(_file, (int)node.Start.Line, (int)node.Start.Column, key, problem);
+        new(_file, Line(node), Column(node), key, problem);
+
+    /// <summary>
+    /// Refuses nesting deeper than <see cref="MaxNesting"/> before the YAML reader sees it: the reader recurses once per
+    /// level, and a few thousand levels (a line of "- - - ..." or of "[[[...") overflow its stack, which ends the process
+    /// instead of raising an error. The depth is estimated from the text: enclosing indentation levels, plus the block
+    /// indicators ("- ", "? ", ": ") that open nodes on the line, plus open flow brackets; quoted text, comments and block
+    /// scalars are skipped.
+    /// </summary>
+    private void CheckNesting(string text)
+    {
+        var lines = SplitLines(text);
+        var indents = new Stack<int>();
+        var flow = 0;
+        int? blockScalarIndent = null;
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i];
+            var indent = 0;
+            while (indent < line.Length && line[indent] == ' ')
+            {
+                indent++;
+            }
+
+            var blank = line.AsSpan(indent).TrimStart(" \t").IsEmpty || line.AsSpan(indent).TrimStart(" \t")[0] == '#';
+            if (blockScalarIndent is { } scalarIndent)
+            {
+                if (blank || indent > scalarIndent)
+                {
+                    continue;
+                }
+
+                blockScalarIndent = null;
+            }
+
+            if (blank)
+            {
+                continue;
+            }
+
+            if (flow == 0)
+            {
+                while (indents.Count > 0 && indents.Peek() >= indent)
+                {
+                    indents.Pop();
+                }
+
+                indents.Push(indent);
+            }
+
+            var opened = 0;
+            var nodeStart = true;
+            for (var c = indent; c < line.Length; c++)
+            {
+                var ch = line[c];
+                var spaceAfter = c + 1 == line.Length || line[c + 1] is ' ' or '\t';
+                if (ch is ' ' or '\t')
+                {
+                    continue;
+                }
+
+                if (ch == '#' && (c == 0 || line[c - 1] is ' ' or '\t'))
+                {
+                    break;
+                }
+
+                if (ch is '\'' or '"')
+                {
+                    c = ClosingQuote(line, c);
+                    nodeStart = false;
+                    continue;
+                }
+
+                if (ch is '[' or '{' && (flow > 0 || nodeStart))
+                {
+                    flow++;
+                }
+                else if (ch is ']' or '}' && flow > 0)
+                {
+                    flow--;
+                    nodeStart = false;
+                    continue;
+                }
+                else if (ch == ',' && flow > 0)
+                {
+                }
+                else if (ch == ':' && (spaceAfter || flow > 0))
+                {
+                    opened += flow == 0 ? 1 : 0;
+                }
+                else if (ch is '-' or '?' && spaceAfter && (nodeStart || flow > 0))
+                {
+                    opened += flow == 0 ? 1 : 0;
+                }
+                else if (ch is '|' or '>' && nodeStart && flow == 0)
+                {
+                    blockScalarIndent = indent;
+                    break;
+                }
+                else if (ch is '&' or '!' && nodeStart)
+                {
+                    // An anchor or a tag comes before its node: skip it and stay at the node's start.
+                    while (c + 1 < line.Length && line[c + 1] is not (' ' or '\t' or ',' or '[' or ']' or '{' or '}'))
+                    {
+                        c++;
+                    }
+
+                    continue;
+                }
+                else
+                {
+                    nodeStart = false;
+                    continue;
+                }
+
+                nodeStart = true;
+                if (indents.Count + opened + flow > MaxNesting)
+                {
+                    throw new SweepFileException(_file, i + 1, c + 1, "", $"nested more than {MaxNesting} levels deep; a sweep file needs a few.");
+                }
+            }
+        }
+    }
+
+    /// <summary>The index of the quote that closes the one at <paramref name="open"/> on this line ('' and \" escape), or the line's last index.</summary>
+    private static int ClosingQuote(string line, int open)
+    {
+        var quote = line[open];
+        for (var c = open + 1; c < line.Length; c++)
+        {
+            if (quote == '"' && line[c] == '\\')
+            {
+                c++;
+            }
+            else if (line[c] == quote)
+            {
+                if (quote == '\'' && c + 1 < line.Length && line[c + 1] == '\'')
+                {
+                    c++;
+                    continue;
+                }
+
+                return c;
+            }
+        }
+
+        return line.Length - 1;
+    }
+
+    private static string[] SplitLines(string text) => text.Split(["\r\n", "\n", "\r"], StringSplitOptions.None);
+
+    /// <summary>Line and column (1-based) of the first tab in a line's indentation, or null.</summary>
+    private static (int Line, int Column)? FirstIndentingTab(string text)
+    {
+        var lines = SplitLines(text);
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var indentation = lines[i].Length - lines[i].TrimStart(' ', '\t').Length;
+            var tab = lines[i].IndexOf('\t', 0, indentation);
+            if (tab >= 0)
+            {
+                return (i + 1, tab + 1);
+            }
+        }
+
+        return null;
+    }
 
     private static string Fmt(double d) => d.ToString("G6", CultureInfo.InvariantCulture);
 }
