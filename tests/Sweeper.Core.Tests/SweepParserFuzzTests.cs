@@ -14,23 +14,7 @@ public class SweepParserFuzzTests
 
     private static readonly string[] _examples =
     [
-        """
-        name: demo
-        method: grid
-        model: two_layer
-        parameters:
-          learning_rate:
-            values: [1.0e-3, 1.0e-4]
-          reg:
-            values: [0, 0.5]
-          hidden_size:
-            value: 50
-          epochs:
-            value: 3
-        budget:
-          max_trials: 10
-        seed: 4
-        """,
+        SweepParserTests.Valid,
         """
         name: g
         method: grid

@@ -4,7 +4,8 @@ namespace Sweeper.Core.Tests;
 
 public class SweepParserTests
 {
-    private const string Valid = """
+    /// <summary>A valid sweep file (also a seed of the fuzzer).</summary>
+    internal const string Valid = """
         name: demo
         method: grid
         model: two_layer
