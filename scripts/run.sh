@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up, then run the quickstart sweep on the embedded SQLite store with one worker process per core.
-# Extra arguments go to `sweeper run` (e.g. --workers 4, --json). CIFAR-10 is downloaded if it is not found.
+# The main job: set up, then run the quickstart sweep on the embedded SQLite store: one Orleans silo in the process with one training slot per core.
+# Extra arguments go to `sweeper run` (e.g. --slots 4, --json). CIFAR-10 is downloaded if it is not found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
