@@ -84,7 +84,7 @@ public class SweepParserFuzzTests
     [Fact]
     public void Mutated_sweep_files_raise_nothing_but_sweep_file_errors()
     {
-        var seeds = _examples.Concat(Directory.GetFiles(FindSweeps(), "*.yaml").Order(StringComparer.Ordinal).Select(File.ReadAllText)).ToArray();
+        var seeds = _examples.Concat(Directory.GetFiles(SweepParserTests.FindSweeps(), "*.yaml").Order(StringComparer.Ordinal).Select(File.ReadAllText)).ToArray();
         var rng = new Rng(20_240_611);
         var failures = new List<string>();
         var parsed = 0;
@@ -240,19 +240,5 @@ public class SweepParserFuzzTests
         }
 
         return sb.ToString();
-    }
-
-    private static string FindSweeps()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "sweeps");
-            if (File.Exists(Path.Combine(candidate, "quickstart.yaml")))
-            {
-                return candidate;
-            }
-        }
-
-        throw new DirectoryNotFoundException("sweeps/ not found above the test binaries");
     }
 }

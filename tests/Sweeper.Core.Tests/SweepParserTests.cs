@@ -165,7 +165,8 @@ public class SweepParserTests
         }
     }
 
-    private static string FindSweeps()
+    /// <summary>The repository's sweeps/ folder, found above the test binaries.</summary>
+    internal static string FindSweeps()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
