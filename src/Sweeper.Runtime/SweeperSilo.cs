@@ -24,7 +24,7 @@ public static class SweeperSilo
             throw new ArgumentException("this store cannot hold Orleans' membership table.", nameof(store));
         }
 
-        var embedded = store.GetType().Name.Contains("Sqlite", StringComparison.Ordinal);
+        var embedded = store is Storage.SqliteTrialStore;
         var address = settings.Address ?? (embedded ? IPAddress.Loopback : SiloSettings.MachineAddress());
         var port = settings.SiloPort == 0 ? SiloSettings.FreePort() : settings.SiloPort;
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
