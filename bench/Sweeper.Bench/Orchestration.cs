@@ -12,7 +12,8 @@ namespace Sweeper.Bench;
 /// <summary>
 /// Orchestration overhead through the real runtime (an Orleans silo, the study and trial grains, the training slots)
 /// with trials that do no training: each is claimed, reports one epoch with a 1 KiB checkpoint and completes. Trials per
-/// second with 1, 2 and 4 slots on SQLite and PostgreSQL, from opening a 10,000-trial grid study until it closes; then
+/// second with 1, 2 and 4 slots on SQLite and PostgreSQL, from opening a 10,000-trial grid study until it closes, on a
+/// warm silo (a first study of up to 3,000 trials runs before); then
 /// the failover time: two silo processes train slow trials, one is killed with SIGKILL, and the time until each of its
 /// trials trains again on the other silo is measured.
 /// </summary>
@@ -22,16 +23,22 @@ public static class Orchestration
     {
         string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
         var trials = int.Parse(Arg("--trials") ?? "10000", System.Globalization.CultureInfo.InvariantCulture);
+        int[] slotCounts = Arg("--slots") is { } only ? [int.Parse(only, System.Globalization.CultureInfo.InvariantCulture)] : [1, 2, 4];
+        var failover = !args.Contains("--no-failover");
         var dir = Path.Combine(Path.GetTempPath(), "sweeper-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         try
         {
-            foreach (var slots in new[] { 1, 2, 4 })
+            foreach (var slots in slotCounts)
             {
                 await MeasureAsync("sqlite", "sqlite:" + Path.Combine(dir, $"s{slots}.db"), trials, slots);
             }
 
-            await FailoverAsync("sqlite", "sqlite:" + Path.Combine(dir, "failover.db"));
+            if (failover)
+            {
+                await FailoverAsync("sqlite", "sqlite:" + Path.Combine(dir, "failover.db"));
+            }
+
             if (args.Contains("--no-postgres"))
             {
                 return;
@@ -43,12 +50,15 @@ public static class Orchestration
             Server = Arg("--postgres") is not null ? "the server given with --postgres"
                 : durable ? "temporary PostgreSQL 15 on 127.0.0.1 with durable defaults (fsync, synchronous_commit on)"
                 : "temporary PostgreSQL 15 on 127.0.0.1 (fsync=off, synchronous_commit=off)";
-            foreach (var slots in new[] { 1, 2, 4 })
+            foreach (var slots in slotCounts)
             {
                 await MeasureAsync("postgres", database(), trials, slots);
             }
 
-            await FailoverAsync("postgres", database());
+            if (failover)
+            {
+                await FailoverAsync("postgres", database());
+            }
         }
         finally
         {
@@ -58,8 +68,8 @@ public static class Orchestration
 
     private static string Server { get; set; } = "";
 
-    private static string SweepText(int trials, int epochs) => $$"""
-        name: bench
+    private static string SweepText(int trials, int epochs, string name = "bench") => $$"""
+        name: {{name}}
         method: grid
         model: softmax
         parameters:
@@ -74,8 +84,19 @@ public static class Orchestration
         var settings = new SiloSettings { Slots = slots, SiloPort = 0, Poll = TimeSpan.FromMilliseconds(2), IdleRecheck = TimeSpan.FromMilliseconds(50) };
         using var silo = SweeperSilo.Build(store, new NoTraining(TimeSpan.Zero), settings, Logger.None);
         await silo.StartAsync();
+        var grains = silo.Services.GetRequiredService<IGrainFactory>();
+
+        // A silo runs for hours: measure it warm. A first study of its own lets the JIT's tiering settle (on a cold
+        // process, background recompilation takes a third of the CPU for the first seconds).
+        var warmup = Math.Min(trials, 3000);
+        await grains.GetGrain<IStudyGrain>("warmup").OpenAsync(SweepText(warmup, 1, "warmup"), "warmup.yaml");
+        while (await store.GetResultAsync("warmup") is null)
+        {
+            await Task.Delay(5);
+        }
+
         var create = Stopwatch.StartNew();
-        await silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(trials, 1), "bench.yaml");
+        await grains.GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(trials, 1), "bench.yaml");
         create.Stop();
         var run = Stopwatch.StartNew();
         while (await store.GetResultAsync("bench") is null)
@@ -99,6 +120,7 @@ public static class Orchestration
             claimed_twice = all.Count(t => t.Attempts != 1 || t.LeaseToken != 1),
             create_study_seconds = Math.Round(create.Elapsed.TotalSeconds, 3),
             trials_per_second = Math.Round(completed / run.Elapsed.TotalSeconds, 1),
+            warmup_trials = warmup,
             target_trials_per_second = backend == "sqlite" ? 2000 : 1000,
             read_all_trials_ms = Math.Round(read.Elapsed.TotalMilliseconds, 1),
             path = "silo in process: StudyGrain.NextTrial -> TrialGrain.Begin/ReportEpoch/Finish -> store (fenced writes)",

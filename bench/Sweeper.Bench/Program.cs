@@ -10,7 +10,7 @@ using Sweeper.Engine.Training;
 //   bench [train] [--data DIR] [--seconds S] [--only a,b,c,d]   training-step throughput (single thread, float32, batch 200)
 //   bench queries [--trials 100000] [--postgres URL|--no-postgres] [--keep DIR]   filtered, sorted, paged query latency
 //   bench dashboard [--trials 100000] [--loads 10] [--no-postgres]   study page load in headless Chromium until table and charts are drawn
-//   bench orchestration [--trials N] [--postgres URL|--no-postgres] [--durable]
+//   bench orchestration [--trials N] [--slots N] [--no-failover] [--postgres URL|--no-postgres] [--durable]
 //                                                               runtime throughput (silo, grains, slots) with trials that do no training, and failover after kill -9 of a silo
 if (args.FirstOrDefault() == "orchestration")
 {

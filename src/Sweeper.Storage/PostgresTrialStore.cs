@@ -286,7 +286,44 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     public Task<IReadOnlyList<StudyRecord>> ListStudiesAsync(CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null, $"SELECT {StudyColumns} FROM studies ORDER BY created_at, name", ReadStudy), cancellationToken);
 
-    public Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
+    public async Task<Lease?> ClaimAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken = default)
+    {
+        if (study is not null)
+        {
+            // The common case, a study without a cap on running trials: one statement, one round trip (its own
+            // transaction). It finds nothing when the study is closed, capped or has no pending trial; only a capped
+            // study needs the slower path below. Its commit need not wait for the WAL flush (set_config local to the
+            // statement's transaction): if the server lost it in a crash, the trial would be pending again at the old
+            // fencing token, and fencing would reject every write of the slot that thought it won.
+            var leases = await WithRetriesAsync(async () =>
+            {
+                await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+                return await QueryAsync(conn, null,
+                    $"""
+                    UPDATE trials SET state = 'running', owner = @owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
+                        lease_expires_at = {Now} + @dur, started_at = coalesce(started_at, {Now})
+                    WHERE id = (SELECT id FROM trials WHERE study = @s AND state = 'pending'
+                                  AND EXISTS (SELECT 1 FROM studies WHERE name = @s AND NOT closed AND max_running IS NULL)
+                                ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
+                      AND set_config('synchronous_commit', 'off', true) = 'off'
+                    RETURNING id, study, number, params::text, seed, lease_epoch, attempts, EXISTS (SELECT 1 FROM checkpoints c WHERE c.trial_id = trials.id)
+                    """,
+                    ReadLease(owner), ("owner", owner), ("dur", (long)leaseDuration.TotalMilliseconds), ("s", study));
+            }, cancellationToken);
+            if (leases.Count == 1)
+            {
+                return leases[0];
+            }
+        }
+
+        return await ClaimSlowAsync(study, owner, leaseDuration, cancellationToken);
+    }
+
+    private static Func<NpgsqlDataReader, Lease> ReadLease(string owner) =>
+        r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6), r.GetBoolean(7));
+
+    /// <summary>A claim over every open study, or in a study with a cap on running trials (which takes the study's row lock).</summary>
+    private Task<Lease?> ClaimSlowAsync(string? study, string owner, TimeSpan leaseDuration, CancellationToken cancellationToken) =>
         WriteAsync(async (conn, tx) =>
         {
             // A claim need not wait for its WAL flush: if the server lost it in a crash, the trial would be pending
@@ -319,8 +356,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                     WHERE id = (SELECT id FROM trials WHERE study = @s AND state = 'pending' ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED)
                     RETURNING id, study, number, params::text, seed, lease_epoch, attempts, EXISTS (SELECT 1 FROM checkpoints c WHERE c.trial_id = trials.id)
                     """,
-                    r => new Lease(r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), owner, r.GetInt64(5), r.GetInt32(6), r.GetBoolean(7)),
-                    ("owner", owner), ("dur", (long)leaseDuration.TotalMilliseconds), ("s", name));
+                    ReadLease(owner), ("owner", owner), ("dur", (long)leaseDuration.TotalMilliseconds), ("s", name));
                 if (leases.Count == 1)
                 {
                     return leases[0];
@@ -339,26 +375,45 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             return 0;
         }, cancellationToken);
 
-    public Task ReportEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TimeSpan leaseDuration, CancellationToken cancellationToken = default) =>
-        WriteAsync(async (conn, tx) =>
+    public async Task ReportEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TimeSpan leaseDuration, CancellationToken cancellationToken = default)
+    {
+        // One statement, one round trip, its own transaction: the fence (renew the lease if still held, record the epochs
+        // done), the epoch's metrics and the checkpoint, the last two only when the fence held.
+        var checkpointSql = checkpoint is null ? "" : """
+            , c AS (INSERT INTO checkpoints (trial_id, epoch, data) SELECT id, @e, @d FROM f
+                    ON CONFLICT (trial_id) DO UPDATE SET epoch = EXCLUDED.epoch, data = EXCLUDED.data)
+            """;
+        var fenced = await WithRetriesAsync(async () =>
         {
-            await FenceAsync(conn, tx, lease, leaseDuration, metrics.Epoch);
-            await ExecAsync(conn, tx,
-                """
-                INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES (@t, @e, @l, @ta, @va, @lr, @sec)
-                ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
-                    learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds
-                """,
-                ("t", lease.TrialId), ("e", metrics.Epoch), ("l", Finite(metrics.Loss)), ("ta", metrics.TrainAccuracy), ("va", metrics.ValAccuracy),
-                ("lr", metrics.LearningRate), ("sec", metrics.Seconds));
+            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            var parameters = new List<(string, object?)>
+            {
+                ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("e", metrics.Epoch), ("l", Finite(metrics.Loss)),
+                ("ta", metrics.TrainAccuracy), ("va", metrics.ValAccuracy), ("lr", metrics.LearningRate), ("sec", metrics.Seconds),
+            };
             if (checkpoint is not null)
             {
-                await ExecAsync(conn, tx, "INSERT INTO checkpoints (trial_id, epoch, data) VALUES (@t, @e, @d) ON CONFLICT (trial_id) DO UPDATE SET epoch = EXCLUDED.epoch, data = EXCLUDED.data",
-                    ("t", lease.TrialId), ("e", metrics.Epoch), ("d", checkpoint));
+                parameters.Add(("d", checkpoint));
             }
 
-            return 0;
+            return Convert.ToInt64(await ScalarAsync(conn, null,
+                $"""
+                WITH f AS (UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = @e WHERE id = @id AND lease_epoch = @epoch AND state = 'running' RETURNING id),
+                e AS (INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) SELECT id, @e, @l, @ta, @va, @lr, @sec FROM f
+                      ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
+                          learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds){checkpointSql}
+                SELECT count(*) FROM f
+                """, [.. parameters]), System.Globalization.CultureInfo.InvariantCulture);
         }, cancellationToken);
+        if (fenced == 0)
+        {
+            throw await WithRetriesAsync(async () =>
+            {
+                await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+                return await LostAsync(conn, null, lease);
+            }, cancellationToken);
+        }
+    }
 
     public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default)
     {
@@ -367,28 +422,32 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             throw new ArgumentException($"a trial finishes in a final state, not {finish.State}.", nameof(finish));
         }
 
-        return WriteAsync(async (conn, tx) =>
+        // One statement, one round trip, its own transaction: the fenced update and its event. Only when it changed
+        // nothing is the trial looked at again (a retried commit whose answer was lost, or a lost lease).
+        return WithRetriesAsync(async () =>
         {
-            var changed = await ExecAsync(conn, tx,
+            await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+            var changed = Convert.ToInt64(await ScalarAsync(conn, null,
                 $"""
-                UPDATE trials SET state = @state, val_accuracy = @va, train_accuracy = @ta, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
-                    finished_at = {Now}, lease_expires_at = NULL
-                WHERE id = @id AND lease_epoch = @epoch AND state = 'running'
+                WITH u AS (UPDATE trials SET state = @state, val_accuracy = @va, train_accuracy = @ta, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
+                               finished_at = {Now}, lease_expires_at = NULL
+                           WHERE id = @id AND lease_epoch = @epoch AND state = 'running' RETURNING id),
+                ev AS (INSERT INTO events (study, trial_id, at, kind, message) SELECT @s, id, {Now}, @k, @m FROM u)
+                SELECT count(*) FROM u
                 """,
                 ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
-                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
+                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token),
+                ("s", lease.Study), ("k", "trial_" + finish.State.ToText()), ("m", TrialEvents.Finished(lease, finish))), System.Globalization.CultureInfo.InvariantCulture);
             if (changed == 0)
             {
-                if (await AlreadyFinishedAsync(conn, tx, lease, finish.State))
+                if (await AlreadyFinishedAsync(conn, null, lease, finish.State))
                 {
                     return 0; // a retry of a commit whose answer was lost: the result is already stored
                 }
 
-                throw await LostAsync(conn, tx, lease);
+                throw await LostAsync(conn, null, lease);
             }
 
-            await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_" + finish.State.ToText(),
-                TrialEvents.Finished(lease, finish));
             return 0;
         }, cancellationToken);
     }
@@ -685,14 +744,14 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         }
     }
 
-    private async Task<bool> AlreadyFinishedAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TrialState state)
+    private async Task<bool> AlreadyFinishedAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, Lease lease, TrialState state)
     {
         var rows = await QueryAsync(conn, tx, "SELECT state FROM trials WHERE id = @id AND lease_epoch = @epoch AND owner = @o", r => r.GetString(0),
             ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner));
         return rows.Count == 1 && rows[0] == state.ToText();
     }
 
-    private async Task<LeaseLostException> LostAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease)
+    private async Task<LeaseLostException> LostAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, Lease lease)
     {
         var rows = await QueryAsync(conn, tx, "SELECT state, lease_epoch, owner FROM trials WHERE id = @id",
             r => $"the trial is {r.GetString(0)} at fencing token {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("id", lease.TrialId));

@@ -378,7 +378,8 @@ public abstract class TrialStoreContract
             Assert.False(await store.CloseStudyAsync(result with { TestAccuracy = 0.99 }));
             Assert.Equal(result, await store.GetResultAsync("s"));
             Assert.True((await store.GetStudyAsync("s"))!.Closed);
-            Assert.Null(await store.ClaimAsync(null, "w", _lease)); // a closed study's trials are not handed out
+            Assert.Null(await store.ClaimAsync(null, "w", _lease)); // a closed study's trials are not handed out,
+            Assert.Null(await store.ClaimAsync("s", "w", _lease)); // whether asked for by name or not
         }
     }
 
