@@ -37,11 +37,22 @@ public static class ParamSlots
     public static IEnumerable<string> AddColumns(string real, string text) =>
         Enumerable.Range(0, Count).SelectMany(i => new[] { $"{Number(i)} {real}", $"{Text(i)} {text}" });
 
-    /// <summary>The parameter names of a study's trials in order of first appearance; the first <see cref="Count"/> get slots.</summary>
-    public static List<string> Names(IEnumerable<string> parametersJson)
+    /// <summary>
+    /// The parameter names of a study: <paramref name="declared"/> (the sweep's names, when known) and then those of its
+    /// trials, in order of first appearance; the first <see cref="Count"/> get slots.
+    /// </summary>
+    public static List<string> Names(IEnumerable<string>? declared, IEnumerable<string> parametersJson)
     {
         var names = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var name in declared ?? [])
+        {
+            if (seen.Add(name))
+            {
+                names.Add(name);
+            }
+        }
+
         foreach (var json in parametersJson)
         {
             using var doc = JsonDocument.Parse(json);

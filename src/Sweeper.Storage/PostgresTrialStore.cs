@@ -190,14 +190,14 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 
             (string, object?)[] columns =
             [
-                ("n", study.Name), ("h", study.SweepHash), ("t", study.SweepText), ("m", study.Method), ("c", study.Trials.Count),
+                ("n", study.Name), ("h", study.SweepHash), ("t", study.SweepText), ("m", study.Method), ("c", study.TrialCount),
                 ("max", (object?)study.MaxRunning ?? DBNull.Value), ("r", study.Retries),
             ];
             await ExecAsync(conn, tx, _schema >= 5
                 ? $"INSERT INTO studies (name, sweep_hash, sweep_text, sweep_json, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @j, @m, @c, {Now}, @max, @r)"
                 : $"INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES (@n, @h, @t, @m, @c, {Now}, @max, @r)",
                 _schema >= 5 ? [.. columns, ("j", study.SweepJson)] : columns);
-            var names = await AddSlotsAsync(conn, tx, study.Name, study.Trials.Select(t => t.ParametersJson));
+            var names = await AddSlotsAsync(conn, tx, study.Name, [], ParamSlots.Names(study.ParameterNames, study.Trials.Select(t => t.ParametersJson)));
             var values = new object?[2 * ParamSlots.Count];
             await using (var import = await conn.BeginBinaryImportAsync($"COPY trials (study, number, params, seed, state, {ParamSlots.Columns}) FROM STDIN (FORMAT BINARY)", cancellationToken))
             {
@@ -215,25 +215,107 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                 await import.CompleteAsync(cancellationToken);
             }
 
-            await AddEventAsync(conn, tx, study.Name, null, "study_created", $"{study.Trials.Count} trials ({study.Method})");
+            await AddEventAsync(conn, tx, study.Name, null, "study_created", $"{study.TrialCount} trials ({study.Method})");
             return (await GetStudyAsync(conn, tx, study.Name))!;
         }, cancellationToken);
 
     public Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default) =>
         ReadAsync((conn) => GetStudyAsync(conn, null, name), cancellationToken);
 
-    /// <summary>Gives the study's parameter names their slots (see <see cref="ParamSlots"/>); returns the names in slot order.</summary>
-    private async Task<List<string>> AddSlotsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string study, IEnumerable<string> parametersJson)
+    /// <summary>
+    /// Gives the parameter names of <paramref name="names"/> that <paramref name="existing"/> (the study's names in slot
+    /// order) lacks the next slots (see <see cref="ParamSlots"/>); returns all the study's names in slot order.
+    /// </summary>
+    private async Task<List<string>> AddSlotsAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string study, IReadOnlyList<string> existing, IEnumerable<string> names)
     {
-        var names = ParamSlots.Names(parametersJson);
-        if (names.Count > 0)
+        var added = names.Where(n => !existing.Contains(n, StringComparer.Ordinal)).ToArray();
+        if (added.Length > 0)
         {
-            await ExecAsync(conn, tx, "INSERT INTO study_params (study, name, slot) SELECT @s, n, s::int - 1 FROM unnest(@names) WITH ORDINALITY AS x(n, s)",
-                ("s", study), ("names", names.ToArray()));
+            await ExecAsync(conn, tx, "INSERT INTO study_params (study, name, slot) SELECT @s, n, @first + s::int - 1 FROM unnest(@names) WITH ORDINALITY AS x(n, s)",
+                ("s", study), ("names", added), ("first", existing.Count));
         }
 
-        return names;
+        return [.. existing, .. added];
     }
+
+    public Task<bool> AddTrialAsync(string study, NewTrial trial, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            // The study's row lock orders proposers of one study; the unique (study, number) stays the guarantee.
+            if (await ScalarAsync(conn, tx, "SELECT 1 FROM studies WHERE name = @s AND NOT closed FOR UPDATE", ("s", study)) is null
+                || await ScalarAsync(conn, tx, "SELECT 1 FROM trials WHERE study = @s AND number = @num", ("s", study), ("num", trial.Number)) is not null)
+            {
+                return false;
+            }
+
+            var existing = await QueryAsync(conn, tx, "SELECT name FROM study_params WHERE study = @s ORDER BY slot", r => r.GetString(0), ("s", study));
+            var names = await AddSlotsAsync(conn, tx, study, existing, ParamSlots.Names(null, [trial.ParametersJson]));
+            var values = new object?[2 * ParamSlots.Count];
+            ParamSlots.Values(trial.ParametersJson, names, values);
+            var slotParameters = Enumerable.Range(0, values.Length).Select(i => ("v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), values[i] ?? DBNull.Value));
+            var placeholders = string.Join(", ", Enumerable.Range(0, values.Length).Select(i => "@v" + i.ToString(System.Globalization.CultureInfo.InvariantCulture) + (i % 2 == 0 ? "::double precision" : "::text")));
+            await ExecAsync(conn, tx, $"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES (@s, @num, @p::jsonb, @seed, 'pending', {placeholders})",
+                [("s", study), ("num", trial.Number), ("p", trial.ParametersJson), ("seed", unchecked((long)trial.Seed)), .. slotParameters]);
+            return true;
+        }, cancellationToken);
+
+    public Task PauseAsync(Lease lease, TrialFinish summary, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            var changed = await ExecAsync(conn, tx,
+                """
+                UPDATE trials SET state = 'paused', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), val_accuracy = @va, train_accuracy = @ta,
+                    epochs_done = GREATEST(epochs_done, @ep), reason = @reason
+                WHERE id = @id AND lease_epoch = @epoch AND state = 'running'
+                """,
+                ("va", (object?)summary.ValAccuracy ?? DBNull.Value), ("ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("ep", summary.Epochs),
+                ("reason", (object?)summary.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
+            if (changed == 0)
+            {
+                throw await LostAsync(conn, tx, lease);
+            }
+
+            await AddEventAsync(conn, tx, lease.Study, lease.TrialId, "trial_paused", TrialEvents.Paused(lease, summary));
+            return 0;
+        }, cancellationToken);
+
+    public Task<bool> PromoteAsync(long trialId, string reason, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            if (await ScalarAsync(conn, tx, "UPDATE trials SET state = 'pending' WHERE id = @id AND state = 'paused' RETURNING study", ("id", trialId)) is not string study)
+            {
+                return false;
+            }
+
+            await AddEventAsync(conn, tx, study, trialId, "trial_promoted", reason);
+            return true;
+        }, cancellationToken);
+
+    public Task<int> EndPausedAsync(string study, TrialState state, string reason, CancellationToken cancellationToken = default)
+    {
+        if (!state.IsFinal())
+        {
+            throw new ArgumentException($"paused trials end in a final state, not {state}.", nameof(state));
+        }
+
+        return WriteAsync(async (conn, tx) =>
+        {
+            var ended = await ExecAsync(conn, tx, $"UPDATE trials SET state = @state, reason = @reason, finished_at = {Now} WHERE study = @s AND state = 'paused'",
+                ("state", state.ToText()), ("reason", reason), ("s", study));
+            if (ended > 0)
+            {
+                await AddEventAsync(conn, tx, study, null, "paused_trials_ended", $"{ended} paused trial(s) {state.ToText()}: {reason}");
+            }
+
+            return ended;
+        }, cancellationToken);
+    }
+
+    public Task<IReadOnlyList<(int Number, EpochRecord Metrics)>> GetEpochOfTrialsAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
+        ReadAsync(async conn => await QueryAsync(conn, null,
+            "SELECT t.number, e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.learning_rate, e.seconds FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND e.epoch = @e ORDER BY t.number",
+            r => (r.GetInt32(0), new EpochRecord(r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6))), ("s", study), ("e", epoch)),
+            cancellationToken);
 
     private static async Task WriteSlotsAsync(NpgsqlBinaryImporter import, string parametersJson, IReadOnlyList<string> names, object?[] values, CancellationToken cancellationToken)
     {
@@ -265,7 +347,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         foreach (var study in await QueryAsync(conn, tx, "SELECT name FROM studies", r => r.GetString(0)))
         {
             var trials = await QueryAsync(conn, tx, "SELECT id, params::text FROM trials WHERE study = @s", r => (r.GetInt64(0), r.GetString(1)), ("s", study));
-            var names = await AddSlotsAsync(conn, tx, study, trials.Select(t => t.Item2));
+            var names = await AddSlotsAsync(conn, tx, study, [], ParamSlots.Names(null, trials.Select(t => t.Item2)));
             await using (var import = await conn.BeginBinaryImportAsync($"COPY slot_fill (id, {ParamSlots.Columns}) FROM STDIN (FORMAT BINARY)", cancellationToken))
             {
                 foreach (var (id, json) in trials)
@@ -548,7 +630,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             var rows = await QueryAsync(conn, null, "SELECT state, count(*) FROM trials WHERE study = @s GROUP BY state", r => (r.GetString(0), (int)r.GetInt64(1)), ("s", study));
             var d = rows.ToDictionary(x => x.Item1, x => x.Item2);
             int C(string s) => d.GetValueOrDefault(s);
-            return new StateCounts(C("pending"), C("running"), C("completed"), C("pruned"), C("diverged"), C("failed"));
+            return new StateCounts(C("pending"), C("running"), C("completed"), C("pruned"), C("diverged"), C("failed"), C("paused"));
         }, cancellationToken);
 
     public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>

@@ -179,14 +179,14 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             var now = Now;
             (string, object?)[] columns =
             [
-                ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.Trials.Count), ("$now", now),
+                ("$n", study.Name), ("$h", study.SweepHash), ("$t", study.SweepText), ("$m", study.Method), ("$c", study.TrialCount), ("$now", now),
                 ("$max", (object?)study.MaxRunning ?? DBNull.Value), ("$r", study.Retries),
             ];
             await ExecAsync(_schema >= 5
                 ? "INSERT INTO studies (name, sweep_hash, sweep_text, sweep_json, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $j, $m, $c, $now, $max, $r)"
                 : "INSERT INTO studies (name, sweep_hash, sweep_text, method, trial_count, created_at, max_running, retries) VALUES ($n, $h, $t, $m, $c, $now, $max, $r)",
                 tx, _schema >= 5 ? [.. columns, ("$j", study.SweepJson)] : columns);
-            var names = await AddSlotsAsync(study.Name, study.Trials.Select(t => t.ParametersJson), tx);
+            var names = await AddSlotsAsync(study.Name, [], ParamSlots.Names(study.ParameterNames, study.Trials.Select(t => t.ParametersJson)), tx);
             using var insert = Command($"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES ($s, $num, $p, $seed, 'pending', {SlotBinder.Placeholders})", tx);
             insert.Parameters.AddWithValue("$s", study.Name);
             var num = insert.Parameters.Add("$num", SqliteType.Integer);
@@ -203,29 +203,113 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
                 await insert.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            await AddEventAsync(study.Name, null, "study_created", $"{study.Trials.Count} trials ({study.Method})", tx);
+            await AddEventAsync(study.Name, null, "study_created", $"{study.TrialCount} trials ({study.Method})", tx);
             return (await GetStudyAsync(study.Name, tx))!;
         }, cancellationToken);
 
     public Task<StudyRecord?> GetStudyAsync(string name, CancellationToken cancellationToken = default) =>
         ReadAsync(() => GetStudyAsync(name, null), cancellationToken);
 
-    /// <summary>Gives the study's parameter names their slots (see <see cref="ParamSlots"/>); returns the names in slot order.</summary>
-    private async Task<List<string>> AddSlotsAsync(string study, IEnumerable<string> parametersJson, SqliteTransaction tx)
+    /// <summary>
+    /// Gives the parameter names of <paramref name="names"/> that <paramref name="existing"/> (the study's names in slot
+    /// order) lacks the next slots (see <see cref="ParamSlots"/>); returns all the study's names in slot order.
+    /// </summary>
+    private async Task<List<string>> AddSlotsAsync(string study, IReadOnlyList<string> existing, IEnumerable<string> names, SqliteTransaction tx)
     {
-        var names = ParamSlots.Names(parametersJson);
-        for (var slot = 0; slot < names.Count; slot++)
+        var all = new List<string>(existing);
+        foreach (var name in names.Where(n => !existing.Contains(n, StringComparer.Ordinal)))
         {
-            await ExecAsync("INSERT INTO study_params (study, name, slot) VALUES ($s, $n, $slot)", tx, ("$s", study), ("$n", names[slot]), ("$slot", slot));
+            await ExecAsync("INSERT INTO study_params (study, name, slot) VALUES ($s, $n, $slot)", tx, ("$s", study), ("$n", name), ("$slot", all.Count));
+            all.Add(name);
         }
 
-        return names;
+        return all;
     }
+
+    public Task<bool> AddTrialAsync(string study, NewTrial trial, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var open = await ScalarAsync("SELECT 1 FROM studies WHERE name = $s AND closed = 0", tx, ("$s", study)) is not null;
+            if (!open || await ScalarAsync("SELECT 1 FROM trials WHERE study = $s AND number = $num", tx, ("$s", study), ("$num", trial.Number)) is not null)
+            {
+                return false;
+            }
+
+            var existing = (await QueryAsync("SELECT name FROM study_params WHERE study = $s ORDER BY slot", tx, r => r.GetString(0), ("$s", study))).ToList();
+            var names = await AddSlotsAsync(study, existing, ParamSlots.Names(null, [trial.ParametersJson]), tx);
+            using var insert = Command($"INSERT INTO trials (study, number, params, seed, state, {ParamSlots.Columns}) VALUES ($s, $num, $p, $seed, 'pending', {SlotBinder.Placeholders})", tx);
+            insert.Parameters.AddWithValue("$s", study);
+            insert.Parameters.AddWithValue("$num", trial.Number);
+            insert.Parameters.AddWithValue("$p", trial.ParametersJson);
+            insert.Parameters.AddWithValue("$seed", unchecked((long)trial.Seed));
+            new SlotBinder(insert, names).Bind(trial.ParametersJson);
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+            return true;
+        }, cancellationToken);
+
+    public Task PauseAsync(Lease lease, TrialFinish summary, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var changed = await ExecAsync(
+                """
+                UPDATE trials SET state = 'paused', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0), val_accuracy = $va, train_accuracy = $ta,
+                    epochs_done = max(epochs_done, $ep), reason = $reason
+                WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
+                """,
+                tx, ("$va", (object?)summary.ValAccuracy ?? DBNull.Value), ("$ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("$ep", summary.Epochs),
+                ("$reason", (object?)summary.Reason ?? DBNull.Value), ("$id", lease.TrialId), ("$epoch", lease.Token));
+            if (changed == 0)
+            {
+                throw await LostAsync(lease, tx);
+            }
+
+            await AddEventAsync(lease.Study, lease.TrialId, "trial_paused", TrialEvents.Paused(lease, summary), tx);
+            return 0;
+        }, cancellationToken);
+
+    public Task<bool> PromoteAsync(long trialId, string reason, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            var study = await ScalarAsync("UPDATE trials SET state = 'pending' WHERE id = $id AND state = 'paused' RETURNING study", tx, ("$id", trialId));
+            if (study is not string name)
+            {
+                return false;
+            }
+
+            await AddEventAsync(name, trialId, "trial_promoted", reason, tx);
+            return true;
+        }, cancellationToken);
+
+    public Task<int> EndPausedAsync(string study, TrialState state, string reason, CancellationToken cancellationToken = default)
+    {
+        if (!state.IsFinal())
+        {
+            throw new ArgumentException($"paused trials end in a final state, not {state}.", nameof(state));
+        }
+
+        return WriteAsync(async tx =>
+        {
+            var ended = await ExecAsync("UPDATE trials SET state = $state, reason = $reason, finished_at = $now WHERE study = $s AND state = 'paused'", tx,
+                ("$state", state.ToText()), ("$reason", reason), ("$now", Now), ("$s", study));
+            if (ended > 0)
+            {
+                await AddEventAsync(study, null, "paused_trials_ended", $"{ended} paused trial(s) {state.ToText()}: {reason}", tx);
+            }
+
+            return ended;
+        }, cancellationToken);
+    }
+
+    public Task<IReadOnlyList<(int Number, EpochRecord Metrics)>> GetEpochOfTrialsAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
+        ReadAsync(async () => await QueryAsync(
+            "SELECT t.number, e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.learning_rate, e.seconds FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND e.epoch = $e ORDER BY t.number",
+            null, r => (r.GetInt32(0), new EpochRecord(r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6))), ("$s", study), ("$e", epoch)),
+            cancellationToken);
 
     /// <summary>Fills the slot columns of a study's existing trials (the migration to schema 2).</summary>
     private async Task WriteSlotsAsync(string study, IReadOnlyList<(long Id, string Params)> trials, SqliteTransaction tx, CancellationToken cancellationToken)
     {
-        var names = await AddSlotsAsync(study, trials.Select(t => t.Params), tx);
+        var names = await AddSlotsAsync(study, [], ParamSlots.Names(null, trials.Select(t => t.Params)), tx);
         using var update = Command($"UPDATE trials SET ({ParamSlots.Columns}) = ({SlotBinder.Placeholders}) WHERE id = $id", tx);
         var id = update.Parameters.Add("$id", SqliteType.Integer);
         var slots = new SlotBinder(update, names);
@@ -463,7 +547,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             var rows = await QueryAsync("SELECT state, count(*) FROM trials WHERE study = $s GROUP BY state", null, r => (r.GetString(0), r.GetInt32(1)), ("$s", study));
             var d = rows.ToDictionary(x => x.Item1, x => x.Item2);
             int C(string s) => d.GetValueOrDefault(s);
-            return new StateCounts(C("pending"), C("running"), C("completed"), C("pruned"), C("diverged"), C("failed"));
+            return new StateCounts(C("pending"), C("running"), C("completed"), C("pruned"), C("diverged"), C("failed"), C("paused"));
         }, cancellationToken);
 
     public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>

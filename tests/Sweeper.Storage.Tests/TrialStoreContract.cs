@@ -384,6 +384,111 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task Trials_proposed_one_at_a_time_are_added_once_each_and_queried_like_the_others()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            var created = await store.CreateStudyAsync(Study(trials: 0) with { PlannedTrials = 3, ParameterNames = ["learning_rate"] });
+            Assert.Equal(3, created.TrialCount);
+            Assert.Null(await store.ClaimAsync("s", "w", _lease));
+            Assert.True(await store.AddTrialAsync("s", new NewTrial(0, """{"learning_rate":0.5}""", 7)));
+            Assert.False(await store.AddTrialAsync("s", new NewTrial(0, """{"learning_rate":0.9}""", 8))); // another proposer won
+            // A parameter the first trials lacked (a conditional one) gets its own query column.
+            Assert.True(await store.AddTrialAsync("s", new NewTrial(1, """{"learning_rate":0.25,"beta2":0.99}""", 9)));
+            var trials = await store.GetTrialsAsync("s");
+            Assert.Equal([(0, """{"learning_rate":0.5}""", 7UL), (1, """{"beta2":0.99,"learning_rate":0.25}""", 9UL)],
+                trials.Select(t => (t.Number, Canonical(t.ParametersJson), t.Seed)));
+            var names = new[] { "learning_rate", "beta2" };
+            var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse("beta2 > 0.5", names), Core.Queries.FilterParser.ParseSort("-learning_rate", names));
+            Assert.Equal([1], (await store.QueryTrialsAsync("s", query)).Trials.Select(t => t.Number));
+            query = new Core.Queries.TrialQuery(null, Core.Queries.FilterParser.ParseSort("learning_rate", names));
+            Assert.Equal([1, 0], (await store.QueryTrialsAsync("s", query)).Trials.Select(t => t.Number));
+            Assert.Equal(0, (await store.ClaimAsync("s", "w", _lease))!.Number);
+
+            await store.CloseStudyAsync(new StudyResult("s", "rule", "val_accuracy", null, null, null, null, 0, null, "closed by the test"));
+            Assert.False(await store.AddTrialAsync("s", new NewTrial(2, """{"learning_rate":0.1}""", 10))); // not to a closed study
+            Assert.Equal(2, (await store.GetTrialsAsync("s")).Count);
+        }
+    }
+
+    private static string Canonical(string json) =>
+        System.Text.Json.JsonSerializer.Serialize(System.Text.Json.JsonDocument.Parse(json).RootElement.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal)
+            .ToDictionary(p => p.Name, p => p.Value));
+
+    [Fact]
+    public async Task A_paused_trial_keeps_its_checkpoint_is_not_claimed_until_promoted_and_ends_pruned_when_never_promoted()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 2));
+            var lease = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.ReportEpochAsync(lease, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), [1, 2, 3], _lease);
+            await store.PauseAsync(lease, new TrialFinish(TrialState.Paused, 0.25, 0.3, 1, "rung 1 of 3"));
+            var paused = (await store.GetTrialsAsync("s")).Single(t => t.Number == 0);
+            Assert.Equal((TrialState.Paused, null, 1, 0.25, 0), (paused.State, paused.Owner, paused.EpochsDone, paused.ValAccuracy, paused.Attempts));
+            Assert.Equal(new StateCounts(1, 0, 0, 0, 0, 0, Paused: 1), await store.CountStatesAsync("s"));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(lease, new EpochRecord(2, 2, 0.3, 0.3, 1, 1), null, _lease)); // fenced out
+
+            // Paused trials are not handed out; the next claim takes the other trial.
+            var other = (await store.ClaimAsync("s", "w2", _lease))!;
+            Assert.Equal(1, other.Number);
+            Assert.Null(await store.ClaimAsync("s", "w2", _lease));
+
+            Assert.True(await store.PromoteAsync(lease.TrialId, "top 1/3 of rung 1"));
+            Assert.False(await store.PromoteAsync(lease.TrialId, "again")); // only a paused trial is promoted
+            var resumed = (await store.ClaimAsync("s", "w3", _lease))!;
+            Assert.Equal((0, true, 1), (resumed.Number, resumed.HasCheckpoint, resumed.Attempt)); // a pause is not a failed attempt
+            var checkpoint = (await store.GetCheckpointAsync(resumed.TrialId))!.Value;
+            Assert.Equal(1, checkpoint.Epoch);
+            Assert.Equal([1, 2, 3], checkpoint.Data);
+            await store.ReportEpochAsync(resumed, new EpochRecord(2, 1.9, 0.35, 0.3, 1e-3, 1), null, _lease);
+            await store.PauseAsync(resumed, new TrialFinish(TrialState.Paused, 0.3, 0.35, 2, "rung 2 of 3"));
+
+            Assert.Equal(1, await store.EndPausedAsync("s", TrialState.Pruned, "not promoted before the search ended"));
+            Assert.Equal(0, await store.EndPausedAsync("s", TrialState.Pruned, "again"));
+            var ended = (await store.GetTrialsAsync("s")).Single(t => t.Number == 0);
+            Assert.Equal((TrialState.Pruned, 2, 0.3), (ended.State, ended.EpochsDone, ended.ValAccuracy));
+            Assert.False(await store.PromoteAsync(lease.TrialId, "too late"));
+            await Assert.ThrowsAsync<ArgumentException>(() => store.EndPausedAsync("s", TrialState.Pending, "not final"));
+        }
+    }
+
+    [Fact]
+    public async Task The_metrics_of_every_trial_at_an_epoch_are_read_for_a_rung()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 3));
+            for (var i = 0; i < 3; i++)
+            {
+                var lease = (await store.ClaimAsync("s", "w", _lease))!;
+                for (var e = 1; e <= i + 1; e++)
+                {
+                    await store.ReportEpochAsync(lease, new EpochRecord(e, 2.0 - e, 0.1 * e, 0.1 * e + 0.01 * i, 1e-3, 1), null, _lease);
+                }
+
+                if (i == 2)
+                {
+                    await store.FinishAsync(lease, new TrialFinish(TrialState.Completed, 0.32, 0.3, 3, null));
+                }
+            }
+
+            var second = await store.GetEpochOfTrialsAsync("s", 2);
+            Assert.Equal([1, 2], second.Select(x => x.Number));
+            Assert.Equal([0.21, 0.22], second.Select(x => Math.Round(x.Metrics.ValAccuracy, 6)));
+            Assert.All(second, x => Assert.Equal(2, x.Metrics.Epoch));
+            Assert.Equal(3, (await store.GetEpochOfTrialsAsync("s", 1)).Count);
+            Assert.Empty(await store.GetEpochOfTrialsAsync("s", 4));
+        }
+    }
+
+    [Fact]
     public async Task Workers_report_heartbeats()
     {
         var (db, store, clock) = await OpenAsync();

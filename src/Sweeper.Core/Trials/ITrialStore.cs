@@ -49,6 +49,27 @@ public interface ITrialStore : IAsyncDisposable
     /// <summary>Moves the trial to a final state with its summary. Fenced: a finished trial is never finished twice.</summary>
     Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Adds one pending trial to an open study, for a sampler that proposes trials as slots free up. Returns false, and
+    /// writes nothing, when the study already has a trial of that number (another proposer won) or is closed.
+    /// </summary>
+    Task<bool> AddTrialAsync(string study, NewTrial trial, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Pauses a running trial at a rung of successive halving: state paused (not final), its summary so far recorded, its
+    /// checkpoint kept, its lease given up (the attempt is not counted, as for a hand-back). Fenced.
+    /// </summary>
+    Task PauseAsync(Lease lease, TrialFinish summary, CancellationToken cancellationToken = default);
+
+    /// <summary>Promotes a paused trial: pending again, so that a slot resumes it from its checkpoint. False when it is not paused.</summary>
+    Task<bool> PromoteAsync(long trialId, string reason, CancellationToken cancellationToken = default);
+
+    /// <summary>Moves every paused trial of the study to <paramref name="state"/> (final) with <paramref name="reason"/>, when the search is over. Returns how many.</summary>
+    Task<int> EndPausedAsync(string study, TrialState state, string reason, CancellationToken cancellationToken = default);
+
+    /// <summary>Every trial of the study that reported epoch <paramref name="epoch"/>, whatever its state: its number and that epoch's metrics (for successive halving's rungs).</summary>
+    Task<IReadOnlyList<(int Number, EpochRecord Metrics)>> GetEpochOfTrialsAsync(string study, int epoch, CancellationToken cancellationToken = default);
+
     /// <summary>Gives the trial back (pending) without waiting for the lease to expire, e.g. on Ctrl-C. Its attempt is not counted. Fenced.</summary>
     Task ReleaseAsync(Lease lease, string reason, CancellationToken cancellationToken = default);
 

@@ -18,6 +18,9 @@ public static class TrialEvents
     public static string Finished(Lease lease, TrialFinish finish) =>
         $"trial {lease.Number} {finish.State.ToText()} by {lease.Owner}" + (finish.ValAccuracy is { } v ? $", val acc {v:F4}" : "") + (finish.Reason is { } r ? $": {r}" : "");
 
+    public static string Paused(Lease lease, TrialFinish summary) =>
+        $"trial {lease.Number} paused by {lease.Owner} after epoch {summary.Epochs}" + (summary.ValAccuracy is { } v ? $", val acc {v:F4}" : "") + (summary.Reason is { } r ? $": {r}" : "");
+
     public static string Released(Lease lease, string reason) => $"trial {lease.Number} released by {lease.Owner}: {reason}";
 
     public static string Closed(StudyResult result) =>

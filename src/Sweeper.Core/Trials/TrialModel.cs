@@ -5,7 +5,8 @@ namespace Sweeper.Core.Trials;
 /// <summary>
 /// The life of a trial. Allowed transitions: Pending → Running (claim); Running → Completed | Pruned | Diverged |
 /// Failed (finish, by the lease holder); Running → Pending (lease expired or released; attempts are kept);
-/// Running → Failed (lease expired past the retry budget). Final states never change.
+/// Running → Failed (lease expired past the retry budget); Running → Paused (at a rung of successive halving, by the
+/// lease holder) → Pending (promoted) or Pruned (not promoted when the search ends). Final states never change.
 /// </summary>
 [GenerateSerializer]
 public enum TrialState
@@ -16,6 +17,9 @@ public enum TrialState
     Pruned,
     Diverged,
     Failed,
+
+    /// <summary>Stopped at a rung of successive halving with its checkpoint kept; promoted back to pending, or pruned when the study ends.</summary>
+    Paused,
 }
 
 public static class TrialStates
@@ -52,7 +56,19 @@ public sealed record StudyRecord(
 /// caps the trials running at once (null: no cap); <paramref name="Retries"/> is each trial's retry budget after lost
 /// leases.
 /// </summary>
-public sealed record NewStudy(string Name, string SweepHash, string SweepText, string SweepJson, string Method, IReadOnlyList<NewTrial> Trials, int? MaxRunning = null, int Retries = 2);
+public sealed record NewStudy(string Name, string SweepHash, string SweepText, string SweepJson, string Method, IReadOnlyList<NewTrial> Trials, int? MaxRunning = null, int Retries = 2)
+{
+    /// <summary>
+    /// The study's size: <see cref="Trials"/>' count, unless its sampler proposes trials as slots free up (Bayesian
+    /// search), when it starts with few or none and grows to this many (<see cref="ITrialStore.AddTrialAsync"/>).
+    /// </summary>
+    public int? PlannedTrials { get; init; }
+
+    /// <summary>Every parameter name the study's trials may have (so that trials added later find their query columns); null: those of <see cref="Trials"/>.</summary>
+    public IReadOnlyList<string>? ParameterNames { get; init; }
+
+    public int TrialCount => PlannedTrials ?? Trials.Count;
+}
 
 /// <summary>A trial to create: its number, parameters (JSON object) and seed.</summary>
 public sealed record NewTrial(int Number, string ParametersJson, ulong Seed);
@@ -119,9 +135,9 @@ public sealed record StudyResult(
 public sealed record WorkerRecord(string Id, string Host, int Pid, DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, long? CurrentTrialId, int Slots);
 
 /// <summary>Counts of trials by state.</summary>
-public sealed record StateCounts(int Pending, int Running, int Completed, int Pruned, int Diverged, int Failed)
+public sealed record StateCounts(int Pending, int Running, int Completed, int Pruned, int Diverged, int Failed, int Paused = 0)
 {
-    public int Total => Pending + Running + Completed + Pruned + Diverged + Failed;
+    public int Total => Pending + Running + Paused + Completed + Pruned + Diverged + Failed;
 
     public int Final => Completed + Pruned + Diverged + Failed;
 }
