@@ -26,9 +26,13 @@ public interface IStudyGrain : IGrainWithStringKey
     [AlwaysInterleave]
     Task<Lease?> NextTrialAsync(string owner);
 
-    /// <summary>The stopping rule's answer after a trial's epoch: true stops (prunes) the trial. Reads only; interleaves.</summary>
+    /// <summary>
+    /// The early-termination rule's answer after a trial's epoch (stored already): <see cref="EpochVerdict.Continue"/>,
+    /// <see cref="EpochVerdict.Stop"/> (the median rule prunes it), <see cref="EpochVerdict.Pause"/> (a rung of successive
+    /// halving) or <see cref="EpochVerdict.Complete"/> (it reached successive halving's last epoch). Reads only; interleaves.
+    /// </summary>
     [AlwaysInterleave]
-    Task<bool> ShouldStopAsync(int number, int epoch, double value);
+    Task<EpochVerdict> AfterEpochAsync(int number, EpochRecord metrics);
 
     /// <summary>A trial reached a final state or was handed back; the study may be done. Interleaves (closing runs once).</summary>
     [OneWay]
@@ -65,6 +69,12 @@ public enum EpochVerdict
 
     /// <summary>Not stored: the store is unreachable now. Keep the result and report it again.</summary>
     Retry,
+
+    /// <summary>Stored; the trial pauses at a rung of successive halving (its checkpoint kept) until it is promoted.</summary>
+    Pause,
+
+    /// <summary>Stored; the trial reached the last epoch successive halving trains it to: it is complete.</summary>
+    Complete,
 }
 
 /// <summary>
@@ -78,14 +88,18 @@ public interface ITrialGrain : IGrainWithStringKey
     /// <summary>
     /// Takes ownership of the trial under <paramref name="lease"/> and returns the checkpoint to resume from (empty for a
     /// fresh start), or null when this activation cannot own it (it lives on another silo than the slot).
-    /// <paramref name="stoppingRule"/>: whether the study has one (without, epochs are not put to the study grain).
+    /// <paramref name="stoppingRule"/>: whether the study has an early-termination rule (without, epochs are not put to
+    /// the study grain).
     /// </summary>
     Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration, bool stoppingRule);
 
     /// <summary>Stores an epoch's metrics and checkpoint (fenced) and asks the stopping rule.</summary>
     Task<EpochVerdict> ReportEpochAsync(EpochRecord metrics, Immutable<byte[]> checkpoint);
 
-    /// <summary>Records the trial's outcome (fenced). Lost when the lease moved on; Retry when the store is unreachable.</summary>
+    /// <summary>
+    /// Records the trial's outcome (fenced), or its pause at a rung when <paramref name="finish"/>'s state is
+    /// <see cref="TrialState.Paused"/>. Lost when the lease moved on; Retry when the store is unreachable.
+    /// </summary>
     Task<EpochVerdict> FinishAsync(TrialFinish finish);
 
     /// <summary>Hands the trial back (pending) without waiting for its lease to expire, e.g. when the silo stops.</summary>

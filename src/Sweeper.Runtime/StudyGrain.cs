@@ -125,20 +125,20 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         return lease;
     }
 
-    public async Task<bool> ShouldStopAsync(int number, int epoch, double value)
+    public async Task<EpochVerdict> AfterEpochAsync(int number, EpochRecord metrics)
     {
         if (_rule is NoStopping)
         {
-            return false;
+            return EpochVerdict.Continue;
         }
 
         try
         {
-            return _rule.ShouldStop(epoch, value, await store.GetCompletedValuesAtEpochAsync(Name, epoch));
+            return _rule.ShouldStop(metrics.Epoch, metrics.ValAccuracy, await store.GetCompletedValuesAtEpochAsync(Name, metrics.Epoch)) ? EpochVerdict.Stop : EpochVerdict.Continue;
         }
         catch (StoreUnavailableException)
         {
-            return false; // nothing to judge by: train on
+            return EpochVerdict.Continue; // nothing to judge by: train on
         }
     }
 

@@ -132,7 +132,7 @@ public sealed class TrainingSlots(
         byte[]? checkpoint;
         try
         {
-            var begun = grain.BeginAsync(lease, settings.Lease, StoppingRules.For(Sweep(lease.Study).EarlyTerminate) is not NoStopping).GetAwaiter().GetResult();
+            var begun = grain.BeginAsync(lease, settings.Lease, StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate)).GetAwaiter().GetResult();
             if (begun is null)
             {
                 store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
@@ -161,8 +161,17 @@ public sealed class TrainingSlots(
                     throw new OperationCanceledException(trial.Token);
                 }
 
+                running.Verdict = verdict;
                 return verdict == EpochVerdict.Continue;
             }, trial.Token);
+            finish = running.Verdict switch
+            {
+                // Stopped by successive halving rather than pruned: paused at a rung (to be promoted, perhaps), or
+                // complete at its last epoch.
+                EpochVerdict.Pause => finish with { State = TrialState.Paused, Reason = $"paused at the rung of epoch {finish.Epochs}" },
+                EpochVerdict.Complete when finish.State == TrialState.Pruned => finish with { State = TrialState.Completed, Reason = null },
+                _ => finish,
+            };
             if (UntilStored(() => grain.FinishAsync(finish), stopping) != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
@@ -235,6 +244,9 @@ public sealed class TrainingSlots(
         public CancellationTokenSource Cancellation { get; } = cancellation;
 
         public volatile bool Lost;
+
+        /// <summary>The study's answer to the last epoch reported.</summary>
+        public EpochVerdict Verdict { get; set; } = EpochVerdict.Continue;
     }
 
     /// <summary>A grain call failed (timeout, silo gone): not the trial's fault.</summary>

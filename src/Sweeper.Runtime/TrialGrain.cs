@@ -86,7 +86,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return EpochVerdict.Retry;
         }
 
-        return _stoppingRule && await Study(lease).ShouldStopAsync(lease.Number, metrics.Epoch, metrics.ValAccuracy) ? EpochVerdict.Stop : EpochVerdict.Continue;
+        return _stoppingRule ? await Study(lease).AfterEpochAsync(lease.Number, metrics) : EpochVerdict.Continue;
     }
 
     public async Task<EpochVerdict> FinishAsync(TrialFinish finish)
@@ -96,9 +96,17 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return EpochVerdict.Lost;
         }
 
+        var paused = finish.State == TrialState.Paused;
         try
         {
-            await store.FinishAsync(lease, finish);
+            if (paused)
+            {
+                await store.PauseAsync(lease, finish);
+            }
+            else
+            {
+                await store.FinishAsync(lease, finish);
+            }
         }
         catch (LeaseLostException e)
         {
@@ -111,7 +119,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return EpochVerdict.Retry;
         }
 
-        log.LogInformation("Trial {Trial} {State}: val acc {Val:F4} after {Epochs} epochs{Reason}", lease.Number, finish.State.ToText(), finish.ValAccuracy ?? double.NaN,
+        log.LogInformation(paused ? "Trial {Trial} {State} at a rung: val acc {Val:F4} after {Epochs} epochs{Reason}" : "Trial {Trial} {State}: val acc {Val:F4} after {Epochs} epochs{Reason}", lease.Number, finish.State.ToText(), finish.ValAccuracy ?? double.NaN,
             finish.Epochs, finish.Reason is null ? "" : " (" + finish.Reason + ")");
         End(lease);
         return EpochVerdict.Continue;

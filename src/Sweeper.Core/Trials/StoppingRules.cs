@@ -12,6 +12,9 @@ public interface IStoppingRule
 /// <summary>The stopping rule a sweep file's <c>early_terminate</c> asks for.</summary>
 public static class StoppingRules
 {
+    /// <summary>Whether a trial's epochs are put to the study's coordinator: the median rule and successive halving judge them.</summary>
+    public static bool AsksAfterEachEpoch(Sweeps.EarlyTerminate? settings) => settings is { Type: "median" or "hyperband" };
+
     public static IStoppingRule For(Sweeps.EarlyTerminate? settings) =>
         settings is { Type: "median" } et ? new MedianStoppingRule(et.WarmupEpochs, et.MinTrials) : new NoStopping();
 }
