@@ -4,7 +4,8 @@ namespace Sweeper.Core.Search;
 /// The Parzen estimator of one numeric dimension: a weighted mixture of normals in the dimension's internal coordinate t
 /// (the value, or its log), each truncated to the internal range — one kernel per observation plus one prior kernel.
 /// Kernel widths follow Optuna's rule: the larger gap to a sorted neighbour (the range's ends count as neighbours only
-/// when <see cref="TpeOptions.ConsiderEndpoints"/>), clipped to [range / min(100, 1 + kernels), range] with the "magic
+/// when <see cref="TpeOptions.ConsiderEndpoints"/>; the prior's centre counts as one when
+/// <see cref="TpeOptions.PriorAmongNeighbours"/>), clipped to [range / min(100, 1 + kernels), range] with the "magic
 /// clip", or to [1e-12, range] without it. On a grid the estimator gives each grid point the mixture's mass within half
 /// a step of it, so its densities are probabilities that sum to 1 over the grid.
 /// </summary>
@@ -35,23 +36,30 @@ public sealed class NumericParzenEstimator
         _mus = new double[n + 1];
         _sigmas = new double[n + 1];
         var w = new double[n + 1];
-        var order = Enumerable.Range(0, n).OrderBy(i => observations[i]).ThenBy(i => i).ToArray();
-        for (var r = 0; r < n; r++)
+        // The points whose gaps set the widths: the observations, and with PriorAmongNeighbours (Optuna up to 3.x) the
+        // prior's centre too.
+        var points = options.PriorAmongNeighbours && n > 0 ? [.. observations, dimension.PriorCentre] : observations.ToArray();
+        var m = points.Length;
+        var order = Enumerable.Range(0, m).OrderBy(i => points[i]).ThenBy(i => i).ToArray();
+        for (var r = 0; r < m; r++)
         {
             var i = order[r];
-            var mu = observations[i];
-            var left = r == 0 ? low : observations[order[r - 1]];
-            var right = r == n - 1 ? high : observations[order[r + 1]];
+            var mu = points[i];
+            var left = r == 0 ? low : points[order[r - 1]];
+            var right = r == m - 1 ? high : points[order[r + 1]];
             var sigma = Math.Max(mu - left, right - mu);
-            if (!options.ConsiderEndpoints && n >= 2)
+            if (!options.ConsiderEndpoints && m >= 2)
             {
                 // The outermost kernels measure to their inner neighbour only, not to the end of the range.
-                sigma = r == 0 ? right - mu : r == n - 1 ? mu - left : sigma;
+                sigma = r == 0 ? right - mu : r == m - 1 ? mu - left : sigma;
             }
 
-            _mus[i] = mu;
-            _sigmas[i] = sigma;
-            w[i] = weights[i];
+            if (i < n)
+            {
+                _mus[i] = mu;
+                _sigmas[i] = sigma;
+                w[i] = weights[i];
+            }
         }
 
         var range = high - low;

@@ -2,7 +2,7 @@ using Sweeper.Core.Sweeps;
 
 namespace Sweeper.Core.Search;
 
-/// <summary>TPE's settings. The defaults are Optuna's <c>TPESampler</c>'s (v4), each named where Optuna names it.</summary>
+/// <summary>TPE's settings. The defaults are Optuna's <c>TPESampler</c>'s (4.9 and later), each named where Optuna names it.</summary>
 public sealed record TpeOptions
 {
     /// <summary>Trials proposed at random before TPE starts: it starts once this many trials are complete or pruned (n_startup_trials). Default: 10.</summary>
@@ -19,6 +19,12 @@ public sealed record TpeOptions
 
     /// <summary>Let the outermost kernels measure to the end of the range (consider_endpoints). Default: false.</summary>
     public bool ConsiderEndpoints { get; init; }
+
+    /// <summary>
+    /// Count the prior's centre among the neighbours that set the kernels' widths, as Optuna did before 4.9 (its pull
+    /// request 6574 took it out); it narrows the kernels near the middle of the range. Default: false (Optuna 4.9 on).
+    /// </summary>
+    public bool PriorAmongNeighbours { get; init; }
 
     /// <summary>Count running trials as bad observations, so that parallel workers do not all propose the same point (constant_liar). Default: true.</summary>
     public bool ConstantLiar { get; init; } = true;

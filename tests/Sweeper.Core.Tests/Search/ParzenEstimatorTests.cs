@@ -42,6 +42,18 @@ public class ParzenEstimatorTests
     }
 
     [Fact]
+    public void With_the_prior_among_the_neighbours_the_widths_are_those_of_optuna_before_4_9()
+    {
+        // Optuna 3.1's _ParzenEstimator on these observations over [-5, 10] gives widths 5.2, 5.2, 1.875, 6.5, 1.875,
+        // 1.875 and 15 for the prior (printed from python3-optuna 3.1.0): the prior's centre 2.5 sits between 2.25 and 9.
+        var d = new NumericDimension(-5, 10, Log: false);
+        var pe = new NumericParzenEstimator(d, [-4.9, 0.3, 0.5, 9.0, 2.2, 2.25], TpeOptions.ObservationWeights(6), _defaults with { PriorAmongNeighbours = true });
+        Assert.Equal([5.2, 5.2, 1.875, 6.5, 1.875, 1.875, 15], pe.Sigmas.Select(s => Math.Round(s, 12)));
+        // Without it (Optuna 4.9 on), 2.25 and 9 are neighbours: 9 takes 6.75.
+        Assert.Equal(6.75, Fit(d, -4.9, 0.3, 0.5, 9.0, 2.2, 2.25).Sigmas[3], 12);
+    }
+
+    [Fact]
     public void The_density_of_one_kernel_and_the_prior_is_their_truncated_normals_mixed_half_and_half()
     {
         var d = new NumericDimension(0, 10, Log: false);
