@@ -12,9 +12,16 @@ using Sweeper.Engine.Training;
 //   bench dashboard [--trials 100000] [--loads 10] [--no-postgres]   study page load in headless Chromium until table and charts are drawn
 //   bench orchestration [--trials N] [--slots N] [--no-failover] [--postgres URL|--no-postgres] [--durable]
 //                                                               runtime throughput (silo, grains, slots) with trials that do no training, and failover after kill -9 of a silo
+//   bench samplers [--seeds 30] [--trials 100]                  best value found by random search and TPE on Branin and Hartmann-6 (quality, not speed)
 if (args.FirstOrDefault() == "orchestration")
 {
     await Orchestration.RunAsync(args.Skip(1).ToArray());
+    return;
+}
+
+if (args.FirstOrDefault() == "samplers")
+{
+    Samplers.Run(args.Skip(1).ToArray());
     return;
 }
 
