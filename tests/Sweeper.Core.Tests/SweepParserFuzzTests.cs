@@ -36,7 +36,7 @@ public class SweepParserFuzzTests
         method: random
         model: fc
         parameters:
-          learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+          learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}
           dropout: {distribution: uniform, min: 0.1, max: 0.5, q: 0.1}
           hidden_size: {distribution: int_uniform, min: 10, max: 100, q: 10}
           iterations: {distribution: int_uniform, min: 1, max: 5000000000}
