@@ -325,14 +325,14 @@ public sealed record Distribution(string Kind, double Min, double Max, double? Q
     /// <summary>numpy's arange(min, max, q) length: ceiling((max - min) / q).</summary>
     private double ArangeCount => Math.Max(0, Math.Ceiling((Max - Min) / (Q ?? 1)));
 
-    private object ArangeValue(long i) => WholeQ && Min == Math.Floor(Min) ? (long)Min + ((long)(Q ?? 1) * i) : Min + (i * (Q ?? 1));
+    private object ArangeValue(long i) => WholeQ && Min == Math.Floor(Min) ? (object)((long)Min + ((long)(Q ?? 1) * i)) : Min + (i * (Q ?? 1));
 
     /// <summary>W&amp;B's rounding of the q_ kinds: the nearest multiple of q (halves to even), a long for a whole q.</summary>
     private object Rounded(double v)
     {
         var q = Q ?? 1;
         var r = Math.Round(v / q) * q;
-        return WholeQ ? (long)r : r;
+        return WholeQ ? (object)(long)r : r;
     }
 
     /// <summary>Our q on uniform and log_uniform_values: the nearest multiple of q within [min, max].</summary>

@@ -39,6 +39,9 @@ public sealed partial class SweepParser
     /// <summary>True while reading a sweep with a program: parameters are the program's, not the built-in catalogue's.</summary>
     private bool _program;
 
+    /// <summary>True when the file gives run_cap or budget.max_trials (a grid without either runs whole).</summary>
+    private bool _budgetGiven;
+
     private SweepParser(string file)
     {
         _file = file;
@@ -59,8 +62,7 @@ public sealed partial class SweepParser
     {
         var parser = new SweepParser(file);
         var definition = parser.Read(text);
-        parser.CheckTrials(definition);
-        return definition;
+        return parser.CheckTrials(definition);
     }
 
     /// <summary>Runs one independent part of the reading; its error is kept and the reading goes on with the next part.</summary>
@@ -148,10 +150,12 @@ public sealed partial class SweepParser
         var top = Keys(root, "", _topKeys, _ignoredTopKeys);
         _program = top.ContainsKey("program");
 
-        var name = Try(() => RequiredString(root, top, "name", ""));
+        // W&B's name is optional: without one, the study is named after the file (sweep-grid-hyperband.yaml: sweep-grid-hyperband).
+        var name = top.ContainsKey("name") ? Try(() => Scalar(top["name"], "name")) : NameFromFile();
         if (name is not null && !NameRegex().IsMatch(name))
         {
-            _errors.Add(Issue(top["name"], "name", "must be 1-100 letters, digits, '_', '.' or '-' (it names the study)."));
+            _errors.Add(top.ContainsKey("name") ? Issue(top["name"], "name", "must be 1-100 letters, digits, '_', '.' or '-' (it names the study).")
+                : Issue(root, "name", $"is needed: the file's name ({Path.GetFileName(_file)}) does not make a study name; give name: with 1-100 letters, digits, '_', '.' or '-'."));
         }
 
         var method = Try(() => RequiredString(root, top, "method", ""));
@@ -192,6 +196,7 @@ public sealed partial class SweepParser
         var conditions = top.TryGetValue("conditions", out var condNode) ? Try(() => ReadConditions(condNode, parameters)) ?? [] : [];
         var (metric, goal) = top.TryGetValue("metric", out var metricNode) ? Try(() => ReadMetric(metricNode)) : ("val_accuracy", "maximize");
         var budget = top.TryGetValue("budget", out var budgetNode) ? Try(() => ReadBudget(budgetNode)) ?? new Budget() : new Budget();
+        _budgetGiven = top.ContainsKey("run_cap") || (budgetNode is YamlMappingNode givenBudget && givenBudget.Children.Keys.Any(k => k is YamlScalarNode { Value: "max_trials" }));
         if (top.TryGetValue("run_cap", out var capNode))
         {
             var cap = Try(() => (int?)Integer(capNode, "run_cap", 1, 10_000_000));
@@ -244,6 +249,13 @@ public sealed partial class SweepParser
             foreach (var (key, domain) in parameters.Select(kv => ($"parameters.{kv.Key}", kv.Value))
                 .Concat(conditions.SelectMany((c, i) => c.Parameters.Select(kv => ($"conditions[{i}].parameters.{kv.Key}", kv.Value)))))
             {
+                if (domain.GridCount is null)
+                {
+                    var kind = domain is Distribution dist ? dist.Kind : "this distribution";
+                    _errors.Add(new SweepFileIssue(_file, domain.Line, domain.Column, key,
+                        $"a grid needs values (or int_uniform or q_uniform); {kind} has no grid. Use method: random."));
+                }
+
                 if (domain is ValueList { Probabilities: not null })
                 {
                     _errors.Add(new SweepFileIssue(_file, domain.Line, domain.Column, key + ".probabilities", "a grid tries every value once, so probabilities mean nothing in it (W&B refuses them too); use method: random."));
@@ -283,6 +295,14 @@ public sealed partial class SweepParser
         {
             throw new SweepFileException([.. _errors.Distinct().OrderBy(e => e.Line).ThenBy(e => e.Column), .. _missing]);
         }
+    }
+
+    /// <summary>The study name a file without name: gets: its file name without the extension, other characters as '-'.</summary>
+    private string NameFromFile()
+    {
+        var stem = Path.GetFileNameWithoutExtension(_file.Replace('\\', '/').Split('/')[^1]);
+        var cleaned = new string([.. stem.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-' ? c : '-')]).Trim('-', '.', '_');
+        return cleaned.Length > 100 ? cleaned[..100] : cleaned;
     }
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
@@ -823,21 +843,25 @@ public sealed partial class SweepParser
         var eta = et.Eta;
         if (keys.TryGetValue("eta", out var etaNode))
         {
-            eta = Number(etaNode, "early_terminate.eta");
+            eta = Try(() => (double?)Number(etaNode, "early_terminate.eta")) ?? et.Eta;
             if (!(eta > 1) || !double.IsFinite(eta))
             {
-                throw Error(etaNode, "early_terminate.eta", $"must be a number > 1 (got {ParamValue.Format(eta)}): each band keeps the best 1/eta of the trials.");
+                _errors.Add(Issue(etaNode, "early_terminate.eta", $"must be a number > 1 (got {ParamValue.Format(eta)}): each band keeps the best 1/eta of the trials."));
+                eta = et.Eta;
             }
         }
 
         var strict = false;
-        if (keys.TryGetValue("strict", out var strictNode) && ScalarValue(strictNode, "early_terminate.strict") is not bool b)
+        if (keys.TryGetValue("strict", out var strictNode))
         {
-            throw Error(strictNode, "early_terminate.strict", $"must be true or false (got {Text(strictNode)}).");
-        }
-        else if (strictNode is not null)
-        {
-            strict = (bool)ScalarValue(strictNode, "early_terminate.strict");
+            if (Try(() => ScalarValue(strictNode, "early_terminate.strict")) is bool b)
+            {
+                strict = b;
+            }
+            else
+            {
+                _errors.Add(Issue(strictNode, "early_terminate.strict", $"must be true or false (got {Text(strictNode)})."));
+            }
         }
 
         var minIter = Int("min_iter", 1, 1_000_000);
@@ -933,23 +957,15 @@ public sealed partial class SweepParser
     [GeneratedRegex(@"\$\{[^}]*\}")]
     private static partial Regex MacroRegex();
 
-    /// <summary>Checks that the search yields trials within the budget and that every trial is a valid configuration.</summary>
-    private void CheckTrials(SweepDefinition definition)
+    /// <summary>
+    /// Checks that the search yields trials within the budget and that every trial is a valid configuration. A grid
+    /// without run_cap or budget.max_trials runs whole (as W&amp;B's does): its budget becomes its size.
+    /// </summary>
+    private SweepDefinition CheckTrials(SweepDefinition definition)
     {
         if (definition.Method == "grid")
         {
             var axes = Axes(definition).ToList();
-            foreach (var (key, domain) in axes)
-            {
-                if (domain.GridCount is null)
-                {
-                    var kind = domain is Distribution d ? d.Kind : "this distribution";
-                    _errors.Add(new SweepFileIssue(_file, domain.Line, domain.Column, key,
-                        $"a grid needs values (or int_uniform or q_uniform); {kind} has no grid. Use method: random."));
-                }
-            }
-
-            ThrowIfErrors();
             var shape = SearchSpace.CountGrid(definition);
             if (shape.Trials > SearchSpace.MaxGridTrials)
             {
@@ -959,7 +975,11 @@ public sealed partial class SweepParser
                     "Shrink the largest axes (fewer values, a larger q) or use method: random.");
             }
 
-            if (shape.Trials > definition.Budget.MaxTrials)
+            if (!_budgetGiven)
+            {
+                definition = definition with { Budget = definition.Budget with { MaxTrials = (int)shape.Trials } };
+            }
+            else if (shape.Trials > definition.Budget.MaxTrials)
             {
                 var cap = LineOf(definition.SourceText, "max_trials") is var l && l > 1 ? (l, "budget.max_trials") : (LineOf(definition.SourceText, "run_cap"), "run_cap");
                 throw new SweepFileException(_file, cap.Item1, 1, cap.Item2,
@@ -969,7 +989,7 @@ public sealed partial class SweepParser
 
         if (definition.Program is not null)
         {
-            return;
+            return definition;
         }
 
         var sampler = definition.Method == "grid" ? (ISampler)new GridSampler() : new RandomSampler();
@@ -988,6 +1008,8 @@ public sealed partial class SweepParser
                     $"trial {trial.Number} ({Describe(trial.Parameters)}) is impossible: {e.Message}");
             }
         }
+
+        return definition;
     }
 
     private static string Describe(IReadOnlyDictionary<string, object> p) => string.Join(", ", p.Select(kv => $"{kv.Key}={ParamValue.Format(kv.Value)}"));
