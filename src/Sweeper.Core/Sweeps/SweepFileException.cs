@@ -63,7 +63,10 @@ public static class Suggest
         return best is null ? "" : $" (did you mean {best}?)";
     }
 
-    /// <summary>The known word nearest to <paramref name="word"/> (case-insensitive Damerau-Levenshtein), if at most a third of its letters differ (at least 1, at most 3).</summary>
+    /// <summary>
+    /// The known word nearest to <paramref name="word"/> (case-insensitive Damerau-Levenshtein distance), if at most a
+    /// third of its letters differ (at least 1, at most 3); never the word itself.
+    /// </summary>
     public static string? Closest(string word, IEnumerable<string> known)
     {
         var limit = Math.Clamp(word.Length / 3, 1, 3);
@@ -72,7 +75,7 @@ public static class Suggest
         foreach (var candidate in known)
         {
             var d = Distance(word.ToLowerInvariant(), candidate.ToLowerInvariant());
-            if (d < bestDistance && d <= limit && d > 0)
+            if (d < bestDistance && d <= limit && candidate != word)
             {
                 (best, bestDistance) = (candidate, d);
             }
