@@ -66,7 +66,7 @@ public static class Queries
             list.Add(new NewTrial(i, Core.Sweeps.ParamJson.Serialize(p), (ulong)i));
         }
 
-        const string Sweep = "name: big\nmethod: random\nmodel: fc\nparameters:\n  learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}\n  reg: {distribution: log_uniform, min: 1.0e-5, max: 1.0}\n  hidden_size: {distribution: int_uniform, min: 50, max: 500, q: 50}\n  dropout: {distribution: uniform, min: 0, max: 0.9}\nbudget: {max_trials: 100000}\n";
+        const string Sweep = "name: big\nmethod: random\nmodel: fc\nparameters:\n  learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}\n  reg: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0}\n  hidden_size: {distribution: int_uniform, min: 50, max: 500, q: 50}\n  dropout: {distribution: uniform, min: 0, max: 0.9}\nbudget: {max_trials: 100000}\n";
         await using (var store = await TrialStores.OpenAsync(address))
         {
             await store.CreateStudyAsync(new NewStudy("big", "h", Sweep, SweepJson.Serialize(SweepParser.Parse(Sweep)), "random", list));

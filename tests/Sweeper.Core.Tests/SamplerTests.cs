@@ -43,7 +43,7 @@ public class SamplerTests
             method: random
             model: fc
             parameters:
-              learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+              learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}
               dropout: {distribution: uniform, min: 0.1, max: 0.5, q: 0.1}
               hidden_size: {distribution: int_uniform, min: 10, max: 100, q: 10}
               update_rule: {values: [sgd, adam]}
@@ -77,7 +77,7 @@ public class SamplerTests
             method: random
             parameters:
               model: {values: [softmax, fc]}
-              learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+              learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}
               reg: {distribution: uniform, min: 0, max: 0.5}
               batch_size: {values: [50, 100, 200]}
             conditions:

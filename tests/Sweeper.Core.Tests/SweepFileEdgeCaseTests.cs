@@ -238,7 +238,7 @@ public class SweepFileEdgeCaseTests
 
     [Theory]
     [InlineData("dropout: {distribution: uniform, min: 0.1, max: 0.2, q: 0.5}", "q = 0.5 leaves no value in [0.1, 0.2] to round to (the multiples of q between min and max)")]
-    [InlineData("learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-3, q: 1.0e-3}", "q = 0.001 leaves 1 value in [1E-05, 0.001] (the multiples of q between min and max), so every trial would get that value")]
+    [InlineData("learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-3, q: 1.0e-3}", "q = 0.001 leaves 1 value in [1E-05, 0.001] (the multiples of q between min and max), so every trial would get that value")]
     [InlineData("hidden_size: {distribution: int_uniform, min: 1, max: 5, q: 10}", "q = 10 leaves 1 value in [1, 5] (min, min + q, ... up to max), so every trial would get that value")]
     public void A_q_that_leaves_fewer_than_two_values_is_refused_saying_how_many_it_leaves(string parameter, string problem)
     {
@@ -282,7 +282,7 @@ public class SweepFileEdgeCaseTests
     [Theory]
     [InlineData("  [a, b]: 1\n", 5, 3, "parameters", "this one is a list.")]
     [InlineData("  {x: 1}: 2\n", 5, 3, "parameters", "this one is a mapping.")]
-    [InlineData("  learning_rate: {[value]: 1}\n", 5, 19, "parameters.learning_rate", "this one is a list; expected one of value, values, distribution, min, max, q.")]
+    [InlineData("  learning_rate: {[value]: 1}\n", 5, 19, "parameters.learning_rate", "this one is a list; expected one of value, values, distribution, min, max, q, mu, sigma, probabilities.")]
     [InlineData("  learning_rate: {value: 1}\n{x: 1}: 2\n", 6, 1, "", "this one is a mapping; expected one of name, description")]
     [InlineData("  model: {values: [softmax, fc]}\nconditions:\n  - when: {[model]: fc}\n    parameters: {reg: {value: 1}}\n", 7, 12, "conditions[0].when", "this one is a list.")]
     public void A_list_or_mapping_used_as_a_key_is_an_error_at_that_key(string body, int line, int column, string key, string problem)

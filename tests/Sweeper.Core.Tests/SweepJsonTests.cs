@@ -12,7 +12,7 @@ public class SweepJsonTests
         model: {family: fc, epochs: 3, init: he}
         data: {train_size: 2000, val_size: 500, test_size: 100}
         parameters:
-          learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+          learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}
           reg: {distribution: uniform, min: 0, max: 1, q: 0.25}
           lr_decay: {values: [1.0, 0.9]}
           update_rule: {values: [sgd_momentum, adam]}
@@ -36,7 +36,7 @@ public class SweepJsonTests
     [Fact]
     public void A_definition_read_back_from_its_json_samples_and_grids_exactly_as_the_parsed_file()
     {
-        foreach (var text in new[] { Conditional, Conditional.Replace("method: random", "method: grid", StringComparison.Ordinal).Replace("{distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}", "{values: [1.0e-3, 1.0e-4]}", StringComparison.Ordinal).Replace("{distribution: uniform, min: 0, max: 1, q: 0.25}", "{value: 0}", StringComparison.Ordinal) })
+        foreach (var text in new[] { Conditional, Conditional.Replace("method: random", "method: grid", StringComparison.Ordinal).Replace("{distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}", "{values: [1.0e-3, 1.0e-4]}", StringComparison.Ordinal).Replace("{distribution: uniform, min: 0, max: 1, q: 0.25}", "{value: 0}", StringComparison.Ordinal) })
         {
             var parsed = SweepParser.Parse(text, "cond.yaml");
             var read = SweepJson.Deserialize(SweepJson.Serialize(parsed), text);
@@ -83,11 +83,13 @@ public class SweepJsonTests
             seed: 3
             """, "tiny.yaml");
         const string Expected = """
-            {"format":1,"name":"tiny","description":null,"method":"random","metric":"val_accuracy","goal":"maximize","seed":3,
+            {"format":2,"name":"tiny","description":null,"project":null,"entity":null,"method":"random","metric":"val_accuracy","goal":"maximize","seed":3,
+            "engine":"native","device":"cpu","bayes":{"startup_trials":10,"candidates":24},"program":null,
             "data":{"dataset":"cifar10","path":null,"train_size":49000,"val_size":1000,"test_size":1000,"dev_size":0,"subtract_mean":true,"bias_column":false},
             "budget":{"max_trials":20,"max_concurrent":null,"retries":2},"early_terminate":null,
-            "parameters":[{"name":"model","value":"softmax"},{"name":"learning_rate","values":[1.0,0.0001]},{"name":"epochs","value":2}],
-            "conditions":[{"when":{"model":["softmax"]},"parameters":[{"name":"reg","distribution":"uniform","min":0.0,"max":1.0,"q":null}]}]}
+            "parameters":[{"name":"model","value":"softmax"},{"name":"learning_rate","values":[1.0,0.0001],"probabilities":null},{"name":"epochs","value":2}],
+            "conditions":[{"when":{"model":["softmax"]},"parameters":[{"name":"reg","distribution":"uniform","min":0.0,"max":1.0,"q":null,"mu":0.0,"sigma":1.0}]}],
+            "warnings":[]}
             """;
         Assert.Equal(Expected.ReplaceLineEndings(""), SweepJson.Serialize(sweep));
     }

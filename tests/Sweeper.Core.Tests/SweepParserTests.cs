@@ -69,7 +69,7 @@ public class SweepParserTests
     [InlineData("learning_rate:\n    value: 0", "parameters.learning_rate.value", "> 0")]
     [InlineData("learning_rate:\n    value: -1e-3", "parameters.learning_rate.value", "> 0")]
     [InlineData("learning_rate:\n    value: fast", "parameters.learning_rate.value", "must be a number")]
-    [InlineData("learning_rate:\n    distribution: log_uniform\n    min: 0\n    max: 1", "parameters.learning_rate.min", "log_uniform needs min > 0")]
+    [InlineData("learning_rate:\n    distribution: log_uniform_values\n    min: 0\n    max: 1", "parameters.learning_rate.min", "log_uniform_values needs min > 0")]
     [InlineData("learning_rate:\n    distribution: uniform\n    min: 0.1\n    max: 0.01", "parameters.learning_rate.min", "greater than max")]
     [InlineData("learning_rate:\n    distribution: gaussian\n    min: 0.1\n    max: 0.2", "parameters.learning_rate.distribution", "must be one of")]
     [InlineData("learning_rate:\n    value: 1e-3\n  dropout:\n    value: 1.0", "parameters.dropout.value", "in [0, 1)")]
@@ -97,7 +97,7 @@ public class SweepParserTests
     [Fact]
     public void A_grid_over_a_continuous_distribution_is_refused()
     {
-        var ex = Fails("name: a\nmethod: grid\nmodel: softmax\nparameters:\n  learning_rate:\n    distribution: log_uniform\n    min: 1e-7\n    max: 1e-6\n");
+        var ex = Fails("name: a\nmethod: grid\nmodel: softmax\nparameters:\n  learning_rate:\n    distribution: log_uniform_values\n    min: 1e-7\n    max: 1e-6\n");
         Assert.Contains("method: random", ex.Problem);
         Assert.Equal(5, ex.Line);
     }
@@ -135,12 +135,13 @@ public class SweepParserTests
     }
 
     [Theory]
-    [InlineData("method: bayes", "method")]
+    [InlineData("method: bayesian", "method")]
     [InlineData("metric: {name: test_accuracy}", "metric.name")]
     [InlineData("data: {dataset: mnist}", "data.dataset")]
     [InlineData("data: {train_size: 49500, val_size: 1000}", "data")]
     [InlineData("budget: {max_trials: 0}", "budget.max_trials")]
-    [InlineData("early_terminate: {type: hyperband}", "early_terminate.type")]
+    [InlineData("early_terminate: {type: hyperbands}", "early_terminate.type")]
+    [InlineData("early_terminate: {type: hyperband}", "early_terminate")]
     [InlineData("name: 'a b'", "name")]
     public void Other_sections_are_validated_too(string line, string key)
     {

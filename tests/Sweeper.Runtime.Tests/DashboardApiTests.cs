@@ -53,7 +53,7 @@ public sealed class DashboardApiTests : IAsyncLifetime
     public async Task Points_of_a_large_study_are_its_best_quarter_and_a_fixed_sample_of_the_rest()
     {
         // 400 finished trials, claimed and finished through the store as workers do.
-        const string Sweep = "name: wide\nmethod: random\nmodel: softmax\nparameters:\n  learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}\n  reg: {values: [0, 1, 2, 3]}\nbudget: {max_trials: 400}\n";
+        const string Sweep = "name: wide\nmethod: random\nmodel: softmax\nparameters:\n  learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}\n  reg: {values: [0, 1, 2, 3]}\nbudget: {max_trials: 400}\n";
         var rng = new Random(5);
         await _store.CreateStudyAsync(new Core.Trials.NewStudy("wide", "h", Sweep, Core.Sweeps.SweepJson.Serialize(Core.Sweeps.SweepParser.Parse(Sweep)), "random",
             [.. Enumerable.Range(0, 400).Select(i => new Core.Trials.NewTrial(i, FormattableString.Invariant($$"""{"learning_rate":{{Math.Pow(10, -5 + (4 * rng.NextDouble()))}},"reg":{{i % 4}}}"""), (ulong)i))]));

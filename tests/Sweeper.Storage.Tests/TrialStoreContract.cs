@@ -40,7 +40,7 @@ public abstract class TrialStoreContract
         model: {family: fc, epochs: 2}
         data: {train_size: 900, val_size: 100, test_size: 50}
         parameters:
-          learning_rate: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}
+          learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}
           lr_decay: {values: [1.0, 0.95]}
           update_rule: {values: [sgd, adam]}
         conditions:

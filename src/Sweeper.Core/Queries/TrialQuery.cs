@@ -41,8 +41,12 @@ public sealed class QueryException(string message, int position, string text)
 /// <summary>
 /// Parses the filter language of <c>sweeper results --where</c> and the API:
 /// <c>dropout &gt; 0 and (hidden_size &gt;= 100 or model = 'fc') and not state = pruned</c>. Fields are checked
-/// against the known ones; values are numbers, quoted strings or bare words. The tree is turned into parameterized
-/// SQL by the store; no text of the query is ever pasted into SQL.
+/// against the known ones: trial fields (<see cref="TrialFields"/>) and parameters, which live in separate namespaces:
+/// <c>params.NAME</c> always names the parameter NAME, and a bare name is the trial field when there is one (so
+/// <c>epochs</c> is the epochs a trial has done and <c>params.epochs</c> the parameter). Names may hold '.' and '-'
+/// (W&amp;B's nested parameters: <c>optimizer.lr</c>). Values are finite numbers, quoted strings or bare words. Nesting
+/// is limited to <see cref="MaxDepth"/> levels. Every problem is a <see cref="QueryException"/> with its position. The
+/// tree is turned into parameterized SQL by the store; no text of the query is ever pasted into SQL.
 /// </summary>
 public sealed class FilterParser
 {
@@ -80,7 +84,12 @@ public sealed class FilterParser
     }
 
     private static readonly string[] _ops = ["<=", ">=", "!=", "<>", "=", "<", ">"];
+
+    /// <summary>The deepest nesting of parentheses and nots a filter may have: the parser recurses once per level.</summary>
+    public const int MaxDepth = 100;
+
     private readonly string _text;
+    private int _depth;
     private readonly IReadOnlyDictionary<string, string> _fields;
     private int _pos;
 
@@ -198,6 +207,23 @@ public sealed class FilterParser
 
     private FilterNode ParseUnary()
     {
+        if (++_depth > MaxDepth)
+        {
+            throw new QueryException($"nested more than {MaxDepth} levels deep (parentheses and nots)", _pos, _text);
+        }
+
+        try
+        {
+            return ParseUnaryAtDepth();
+        }
+        finally
+        {
+            _depth--;
+        }
+    }
+
+    private FilterNode ParseUnaryAtDepth()
+    {
         if (Keyword("not"))
         {
             return new Not(ParseUnary());
@@ -225,16 +251,10 @@ public sealed class FilterParser
     {
         SkipSpace();
         var start = _pos;
-        var name = Word();
+        var name = FieldName();
         if (name.Length == 0)
         {
             throw new QueryException("expected a field name", start, _text);
-        }
-
-        if (name + "." == ParameterPrefix && Peek() == '.')
-        {
-            _pos++;
-            name += "." + Word();
         }
 
         if (!_fields.TryGetValue(name, out var field))
@@ -269,7 +289,16 @@ public sealed class FilterParser
                 throw new QueryException("expected a value", valueStart, _text);
             }
 
-            value = double.TryParse(word, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : word;
+            // A number is finite; words such as NaN or Infinity are text (a study may have a choice called that).
+            var numeric = word[0] is (>= '0' and <= '9') or '.' or '-' or '+';
+            if (numeric && double.TryParse(word, NumberStyles.Float, CultureInfo.InvariantCulture, out var d))
+            {
+                value = double.IsFinite(d) ? d : throw new QueryException($"the number {word} is past the largest double", valueStart, _text);
+            }
+            else
+            {
+                value = word;
+            }
         }
 
         if (value is string && op is "<" or "<=" or ">" or ">=")
@@ -305,6 +334,19 @@ public sealed class FilterParser
     }
 
     private static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
+
+    /// <summary>A field's name: word characters, with '.' and '-' inside (params.epochs, optimizer.lr, warmup-ratio).</summary>
+    private string FieldName()
+    {
+        var start = _pos;
+        while (_pos < _text.Length && (IsWordChar(_text[_pos])
+            || (_text[_pos] is '.' or '-' && _pos > start && _pos + 1 < _text.Length && IsWordChar(_text[_pos + 1]))))
+        {
+            _pos++;
+        }
+
+        return _text[start.._pos];
+    }
 
     private char Peek() => _pos < _text.Length ? _text[_pos] : '\0';
 

@@ -1,14 +1,44 @@
 namespace Sweeper.Core.Trials;
 
-/// <summary>How a study picks its one model for the test split: by validation accuracy only, never by test accuracy.</summary>
+/// <summary>
+/// How a study picks its one model for the test split: by the sweep's metric and goal (val_accuracy, maximize, by
+/// default), never by test accuracy.
+/// </summary>
 public static class StudySelection
 {
     public const string Rule = "highest val_accuracy among completed trials; ties go to the lowest trial number";
 
+    /// <summary>The rule for a metric and goal, in words (stored with the study's result).</summary>
+    public static string RuleFor(string metric, string goal) =>
+        metric == "val_accuracy" && goal == "maximize" ? Rule : $"{(goal == "minimize" ? "lowest" : "highest")} {metric} among completed trials; ties go to the lowest trial number";
+
+    /// <summary>The value of <paramref name="metric"/> a trial's record holds (val_accuracy, train_accuracy), else null.</summary>
+    public static double? RecordedValue(TrialRecord trial, string metric) => metric switch
+    {
+        "val_accuracy" => trial.ValAccuracy,
+        "train_accuracy" => trial.TrainAccuracy,
+        _ => null,
+    };
+
     /// <summary>The completed trial with the highest validation accuracy; ties go to the lowest trial number. Null when none completed.</summary>
-    public static TrialRecord? Best(IEnumerable<TrialRecord> trials) =>
-        trials.Where(t => t.State == TrialState.Completed && t.ValAccuracy is not null)
-            .OrderByDescending(t => t.ValAccuracy)
-            .ThenBy(t => t.Number)
-            .FirstOrDefault();
+    public static TrialRecord? Best(IEnumerable<TrialRecord> trials) => Best(trials, "val_accuracy", "maximize");
+
+    /// <summary>
+    /// The completed trial with the best value of <paramref name="metric"/> (lowest for goal minimize, highest for
+    /// maximize); ties go to the lowest trial number. A trial's value is its record's (<see cref="RecordedValue"/>) or,
+    /// for a metric the record does not hold (train_loss, a program's own), <paramref name="valueOf"/>'s (e.g. its last
+    /// epoch's); trials without a finite value are not candidates. Null when none is.
+    /// </summary>
+    public static TrialRecord? Best(IEnumerable<TrialRecord> trials, string metric, string goal, Func<TrialRecord, double?>? valueOf = null)
+    {
+        var candidates = trials.Where(t => t.State == TrialState.Completed)
+            .Select(t => (Trial: t, Value: RecordedValue(t, metric) ?? valueOf?.Invoke(t)))
+            .Where(x => x.Value is { } v && double.IsFinite(v));
+        var ordered = goal == "minimize" ? candidates.OrderBy(x => x.Value) : candidates.OrderByDescending(x => x.Value);
+        return ordered.ThenBy(x => x.Trial.Number).Select(x => x.Trial).FirstOrDefault();
+    }
+
+    /// <summary>The best trial by the sweep's metric and goal (see <see cref="Best(IEnumerable{TrialRecord}, string, string, Func{TrialRecord, double?}?)"/>).</summary>
+    public static TrialRecord? Best(IEnumerable<TrialRecord> trials, Sweeps.SweepDefinition sweep, Func<TrialRecord, double?>? valueOf = null) =>
+        Best(trials, sweep.Metric, sweep.Goal, valueOf);
 }
