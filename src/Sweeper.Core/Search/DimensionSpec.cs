@@ -86,16 +86,17 @@ public sealed record DimensionSpec(
     object? Value = null)
 {
     /// <summary>
-    /// The adapter from today's sweep-file records: <c>value</c> is constant, <c>values</c> categorical, and a
-    /// <see cref="Distribution"/> keeps its kind, except that its <c>log_uniform</c> (raw bounds in Sweeper's files so
-    /// far) becomes <see cref="DistributionKinds.LogUniformValues"/>, and a q on uniform / log_uniform becomes the q_ kind.
+    /// The adapter from the sweep file's records: <c>value</c> is constant, <c>values</c> categorical, and a
+    /// <see cref="Distribution"/> keeps its W&amp;B kind and meaning (<c>log_uniform</c>'s bounds are exponents), except
+    /// that a q on uniform or log_uniform_values (which the parser accepts) becomes the q_ kind.
     /// </summary>
     public static DimensionSpec Of(ParameterDomain domain) => domain switch
     {
         FixedValue f => new DimensionSpec(DistributionKinds.Constant, Value: f.Value),
         ValueList l => new DimensionSpec(DistributionKinds.Categorical, Values: l.Values),
-        Distribution { Kind: Distribution.LogUniform } d => new DimensionSpec(d.Q is null ? DistributionKinds.LogUniformValues : DistributionKinds.QLogUniformValues, d.Min, d.Max, d.Q),
-        Distribution { Kind: Distribution.Uniform } d => new DimensionSpec(d.Q is null ? DistributionKinds.Uniform : DistributionKinds.QUniform, d.Min, d.Max, d.Q),
+        Distribution { Kind: Distribution.LogUniformValues, Q: not null } d => new DimensionSpec(DistributionKinds.QLogUniformValues, d.Min, d.Max, d.Q),
+        Distribution { Kind: Distribution.Uniform, Q: not null } d => new DimensionSpec(DistributionKinds.QUniform, d.Min, d.Max, d.Q),
+        Distribution d when Distribution.IsGaussian(d.Kind) => new DimensionSpec(d.Kind, Q: d.Q, Mu: d.Mu, Sigma: d.Sigma),
         Distribution d => new DimensionSpec(d.Kind, d.Min, d.Max, d.Q),
         _ => throw new ArgumentException($"unknown kind of parameter domain {domain.GetType().Name}."),
     };

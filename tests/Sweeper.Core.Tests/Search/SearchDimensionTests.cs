@@ -21,10 +21,14 @@ public class SearchDimensionTests
         Assert.Equal(1, cat.IndexOf("adam"));
         Assert.Equal(-1, cat.IndexOf("rmsprop"));
 
-        // Sweeper's log_uniform so far has raw bounds: it is W&B's log_uniform_values.
-        var lr = Numeric(DimensionSpec.Of(new Distribution(Distribution.LogUniform, 1e-5, 1e-1, null)));
-        Assert.Equal(DistributionKinds.LogUniformValues, DimensionSpec.Of(new Distribution(Distribution.LogUniform, 1e-5, 1e-1, null)).Kind);
+        // log_uniform_values has raw bounds; log_uniform (W&B's meaning) takes exponents.
+        var lr = Numeric(DimensionSpec.Of(new Distribution(Distribution.LogUniformValues, 1e-5, 1e-1, null)));
+        Assert.Equal(DistributionKinds.LogUniformValues, DimensionSpec.Of(new Distribution(Distribution.LogUniformValues, 1e-5, 1e-1, null)).Kind);
         Assert.Equal((1e-5, 1e-1, true), (lr.Low, lr.High, lr.Log));
+        var exponents = Numeric(DimensionSpec.Of(new Distribution(Distribution.LogUniform, -5, 0, null)));
+        Assert.Equal((Math.Round(Math.Exp(-5), 12), 1.0, true), (Math.Round(exponents.Low, 12), Math.Round(exponents.High, 12), exponents.Log));
+        var normal = DimensionSpec.Of(new Distribution(Distribution.Normal, 0, 0, null) { Mu = 0.5, Sigma = 0.1 });
+        Assert.Equal((Distribution.Normal, 0.5, 0.1), (normal.Kind, normal.Mu!.Value, normal.Sigma!.Value));
 
         var hidden = Numeric(DimensionSpec.Of(new Distribution(Distribution.IntUniform, 10, 100, 10)));
         Assert.Equal((10.0, 100.0, 10.0, true, false), (hidden.GridLow, hidden.GridHigh, hidden.Step!.Value, hidden.IsInteger, hidden.Log));

@@ -206,7 +206,7 @@ public class TpeSamplerTests
             method: random
             parameters:
               model: {values: [softmax, fc]}
-              learning_rate: {distribution: log_uniform, min: 1.0e-4, max: 1.0e-1}
+              learning_rate: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-1}
             conditions:
               - when: {model: fc}
                 parameters:
