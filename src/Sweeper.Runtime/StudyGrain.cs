@@ -10,6 +10,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     private StudyRecord? _record;
     private SweepDefinition? _sweep;
     private IStoppingRule _rule = new NoStopping();
+    private StudySearch? _search;
     private bool _closed;
 
     // A claim that found nothing is not tried again until something may have returned a trial to pending (a requeue,
@@ -51,6 +52,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         _closed = record.Closed;
         _sweep = SweepJson.Of(record);
         _rule = StoppingRules.For(_sweep.EarlyTerminate);
+        _search = new StudySearch(store, Name, _sweep);
     }
 
     public async Task<StudyOpening> OpenAsync(string sweepText, string source)
@@ -72,20 +74,25 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             return new StudyOpening(null, new StudyConflictException(Name).Message);
         }
 
-        var sampler = SearchSpace.CreateSampler(sweep);
+        // Grid and random search create every trial now; Bayesian search proposes each one as a slot frees up.
         var count = (int)SearchSpace.TrialCount(sweep);
-        var trials = sampler.Propose(sweep, count).Select(t => new NewTrial(t.Number, ParamJson.Serialize(t.Parameters), t.Seed)).ToList();
+        var trials = SearchSpace.ProposesAsItGoes(sweep) ? []
+            : SearchSpace.CreateSampler(sweep).Propose(sweep, count).Select(t => new NewTrial(t.Number, ParamJson.Serialize(t.Parameters), t.Seed)).ToList();
         StudyRecord record;
         try
         {
-            record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, SweepJson.Serialize(sweep), sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries));
+            record = await store.CreateStudyAsync(new NewStudy(sweep.Name, sweep.SourceHash, sweep.SourceText, SweepJson.Serialize(sweep), sweep.Method, trials, sweep.Budget.MaxConcurrent, sweep.Budget.Retries)
+            {
+                PlannedTrials = count,
+                ParameterNames = sweep.ParameterNames,
+            });
         }
         catch (StudyConflictException e)
         {
             return new StudyOpening(null, e.Message);
         }
 
-        log.LogInformation("Created study {Study}: {Count} trials ({Method} search)", Name, trials.Count, sweep.Method);
+        log.LogInformation("Created study {Study}: {Count} trials ({Method} search)", Name, count, sweep.Method);
         await LoadAsync(record);
         _maybePending = true;
         return new StudyOpening(record, null);
@@ -107,7 +114,17 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         Lease? lease;
         try
         {
+            if (_search is { Halving: not null } halving)
+            {
+                // A free slot resumes a paused trial that is due for promotion before it starts a new one.
+                await halving.PromoteDueAsync();
+            }
+
             lease = await store.ClaimAsync(Name, owner, settings.Lease);
+            if (lease is null && _search is { Proposes: true } proposing && await proposing.ProposeAsync(_record.TrialCount))
+            {
+                lease = await store.ClaimAsync(Name, owner, settings.Lease);
+            }
         }
         catch (StoreUnavailableException e)
         {
@@ -127,13 +144,18 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
 
     public async Task<EpochVerdict> AfterEpochAsync(int number, EpochRecord metrics)
     {
-        if (_rule is NoStopping)
-        {
-            return EpochVerdict.Continue;
-        }
-
         try
         {
+            if (_search is { Halving: not null } halving)
+            {
+                return await halving.AfterEpochAsync(number, metrics);
+            }
+
+            if (_rule is NoStopping)
+            {
+                return EpochVerdict.Continue;
+            }
+
             return _rule.ShouldStop(metrics.Epoch, metrics.ValAccuracy, await store.GetCompletedValuesAtEpochAsync(Name, metrics.Epoch)) ? EpochVerdict.Stop : EpochVerdict.Continue;
         }
         catch (StoreUnavailableException)
@@ -201,10 +223,24 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             return;
         }
 
+        // Done once the study has all its trials (Bayesian search adds them as it goes) and none waits or trains. A trial
+        // paused at a rung keeps the study open while successive halving has a promotion due; the others end pruned.
         var counts = await store.CountStatesAsync(Name);
-        if (counts.Total == 0 || counts.Final != counts.Total)
+        if (counts.Total == 0 || counts.Total < _record.TrialCount || counts.Pending + counts.Running > 0)
         {
             return;
+        }
+
+        if (counts.Paused > 0)
+        {
+            if (_search is { Halving: not null } halving && await halving.PromotionDueAsync())
+            {
+                _maybePending = true;
+                return;
+            }
+
+            var ended = await store.EndPausedAsync(Name, TrialState.Pruned, "stopped at its rung: not promoted before the search ended");
+            log.LogInformation("Study {Study}: {Count} trial(s) paused at a rung were not promoted; they end pruned", Name, ended);
         }
 
         if (await store.GetResultAsync(Name) is not null)
@@ -214,11 +250,11 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         }
 
         var trials = await store.GetTrialsAsync(Name);
-        var best = StudySelection.Best(trials);
+        var best = StudySelection.Best(trials, _sweep);
         StudyResult result;
         if (best is null)
         {
-            result = new StudyResult(Name, StudySelection.Rule, _sweep.Metric, null, null, null, null, 0, null, "no trial completed: nothing to evaluate on the test split");
+            result = new StudyResult(Name, StudySelection.RuleFor(_sweep.Metric, _sweep.Goal), _sweep.Metric, null, null, null, null, 0, null, "no trial completed: nothing to evaluate on the test split");
         }
         else
         {
@@ -229,7 +265,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             // Seconds of work: off the grain scheduler, on a thread of its own.
             var (accuracy, examples) = await Task.Factory.StartNew(() => runner.EvaluateOnTest(sweep, best, checkpoint.Data), CancellationToken.None,
                 TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            result = new StudyResult(Name, StudySelection.Rule, _sweep.Metric, best.Id, best.Number, best.ValAccuracy, accuracy, examples, clock.GetUtcNow(), null);
+            result = new StudyResult(Name, StudySelection.RuleFor(_sweep.Metric, _sweep.Goal), _sweep.Metric, best.Id, best.Number, best.ValAccuracy, accuracy, examples, clock.GetUtcNow(), null);
         }
 
         if (await store.CloseStudyAsync(result))

@@ -223,7 +223,9 @@ public class WandbDialectTests
         var sweep = SweepParser.Parse("name: a\nmethod: bayes\nmodel: fc\nengine: torch\ndevice: cuda\nbayes: {startup_trials: 5, candidates: 48}\nparameters:\n  reg: {min: 0.0, max: 1}\n");
         Assert.Equal(("bayes", "torch", "cuda", 5, 48), (sweep.Method, sweep.Engine, sweep.Device, sweep.Bayes.StartupTrials, sweep.Bayes.Candidates));
         Assert.Equal(20, SearchSpace.TrialCount(sweep));
-        Assert.Contains("not yet", Assert.Throws<NotSupportedException>(() => SearchSpace.CreateSampler(sweep)).Message);
+        Assert.True(SearchSpace.ProposesAsItGoes(sweep));
+        Assert.Equal((5, 48), (SearchSpace.TpeOptionsOf(sweep).StartupTrials, SearchSpace.TpeOptionsOf(sweep).EiCandidates));
+        Assert.Equal("bayes", SearchSpace.CreateSampler(sweep).Name);
 
         var ex = Fails("name: a\nmethod: random\nmodel: fc\nengine: nativ\ndevice: cuda\nparameters:\n  reg: {value: 1}\n");
         Assert.Equal(["engine", "device"], ex.Errors.Select(e => e.Key));

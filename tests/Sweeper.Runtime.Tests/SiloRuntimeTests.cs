@@ -68,9 +68,9 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         return store;
     }
 
-    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch)
+    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null)
     {
-        var runner = new CountingRunner(epoch, _evaluations);
+        var runner = new CountingRunner(epoch, _evaluations, value);
         var settings = new SiloSettings
         {
             Slots = slots,
@@ -212,6 +212,95 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal(Enumerable.Range(1, 60), (await store.GetEpochsAsync(trial.Id)).Select(e => e.Epoch));
     }
 
+    [Fact]
+    public async Task Bayesian_search_proposes_each_trial_when_a_slot_frees_up_from_the_history_so_far()
+    {
+        const string sweep = """
+            name: s
+            method: bayes
+            model: softmax
+            metric: {name: val_accuracy, goal: maximize}
+            parameters:
+              reg: {distribution: uniform, min: 0.0, max: 1.0}
+              epochs: {value: 1}
+            bayes: {startup_trials: 4}
+            run_cap: 9
+            seed: 5
+            """;
+        // The validation accuracy peaks at reg = 0.3.
+        var (a, _) = await StartSiloAsync(slots: 1, TimeSpan.Zero, lease => 1 - Math.Abs(Convert.ToDouble(ParamJson.Deserialize(lease.ParametersJson)["reg"], System.Globalization.CultureInfo.InvariantCulture) - 0.3));
+        var store = await OpenStoreAsync();
+        Assert.Equal(9, (await Study(a).OpenAsync(sweep, "s.yaml")).Get("s").TrialCount);
+        var result = await ResultAsync(store);
+
+        var trials = await store.GetTrialsAsync("s");
+        Assert.Equal(Enumerable.Range(0, 9), trials.Select(t => t.Number));
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1), (t.State, t.Attempts)));
+        Assert.Equal(trials.MaxBy(t => t.ValAccuracy)!.Number, result.BestTrialNumber);
+
+        // With one slot every trial was proposed after the one before had finished: each is exactly what TPE proposes
+        // from the trials before it and the study's seed (a pure function of the history, so a resumed coordinator goes on alike).
+        var definition = SweepParser.Parse(sweep, "s.yaml");
+        var tpe = new Core.Search.TpeSampler(SearchSpace.TpeOptionsOf(definition));
+        var space = Core.Search.ParameterSpace.Of(definition);
+        for (var n = 0; n < trials.Count; n++)
+        {
+            var history = trials.Take(n).Select(t => new Core.Search.Observation(t.Number, ParamJson.Deserialize(t.ParametersJson), Core.Search.TrialOutcome.Complete, t.ValAccuracy)).ToList();
+            var expected = tpe.Propose(space, history, n, definition.Seed, Core.Search.Goal.Maximize);
+            Assert.Equal(ParamJson.Serialize(expected), ParamJson.Serialize(ParamJson.Deserialize(trials[n].ParametersJson)));
+            Assert.Equal(SearchSpace.TrialSeed(definition.Seed, n), trials[n].Seed);
+        }
+    }
+
+    [Fact]
+    public async Task Successive_halving_pauses_trials_at_rungs_resumes_the_promoted_ones_from_their_checkpoints_and_prunes_the_rest()
+    {
+        const string sweep = """
+            name: s
+            method: grid
+            model: softmax
+            parameters:
+              learning_rate: {distribution: int_uniform, min: 1, max: 9}
+              epochs: {value: 9}
+            early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+            """;
+        // Trial n's value is ((5 n) mod 9) / 10 at every epoch: 0, .5, .1, .6, .2, .7, .3, .8, .4, so trial 7 is the best.
+        static double Value(Lease lease) => (lease.Number * 5 % 9) / 10.0;
+        var (a, runnerA) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(5), Value);
+        var (_, runnerB) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(5), Value);
+        await Study(a).OpenAsync(sweep, "s.yaml");
+        var store = await OpenStoreAsync();
+        var result = await ResultAsync(store);
+
+        // Rungs at epochs 1 and 3, complete at 9. The best trial is the top of every rung, so it reaches the end: the
+        // study's result is it. At the end the top third of the first rung (7, 5, 3) has been promoted, and the top
+        // third of the second; the rest stopped at their rung, pruned.
+        var trials = await store.GetTrialsAsync("s");
+        Assert.Equal(9, trials.Count);
+        Assert.Equal(7, result.BestTrialNumber);
+        Assert.All(trials, t => Assert.Contains(t.EpochsDone, new[] { 1, 3, 9 }));
+        Assert.All(trials, t => Assert.Equal(t.EpochsDone == 9 ? TrialState.Completed : TrialState.Pruned, t.State));
+        Assert.Subset(trials.Where(t => t.EpochsDone >= 3).Select(t => t.Number).ToHashSet(), new HashSet<int> { 7, 5, 3 });
+        Assert.Equal(9, trials.Single(t => t.Number == 7).EpochsDone);
+        var epochs = trials.Sum(t => t.EpochsDone);
+        Assert.InRange(epochs, 9 + (3 * 2) + 6, 81 - 1);
+
+        // A promoted trial resumes where it paused: its epochs are 1..n once each, and it restarted from a rung's checkpoint.
+        foreach (var t in trials)
+        {
+            Assert.Equal(Enumerable.Range(1, t.EpochsDone), (await store.GetEpochsAsync(t.Id)).Select(e => e.Epoch));
+        }
+
+        var starts = runnerA.Starts.Concat(runnerB.Starts).ToList();
+        Assert.All(starts.Where(s => s.FromEpoch > 0), s => Assert.Contains(s.FromEpoch, new[] { 1, 3 }));
+        // A trial that is its rung's next promotion as it reaches it trains on without pausing; every other promotion is a
+        // paused trial that a slot resumes from its checkpoint.
+        var events = await store.GetEventsAsync("s");
+        Assert.Equal(events.Count(e => e.Kind == "trial_promoted"), starts.Count(s => s.FromEpoch > 0));
+        Assert.Equal(events.Count(e => e.Kind == "trial_paused"), events.Count(e => e.Kind == "trial_promoted") + trials.Count(t => t.State == TrialState.Pruned));
+        Assert.Equal(1, _evaluations.Count);
+    }
+
     /// <summary>How many test evaluations all silos of a test ran.</summary>
     private sealed class Evaluations
     {
@@ -226,7 +315,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     /// Trains nothing: sleeps per epoch, reports validation accuracy number/1000, checkpoints the epoch, and records what
     /// it was asked to do (trials, where each started, the most at once, trials abandoned by cancellation).
     /// </summary>
-    private sealed class CountingRunner(TimeSpan epoch, Evaluations evaluations) : ITrialRunner
+    private sealed class CountingRunner(TimeSpan epoch, Evaluations evaluations, Func<Lease, double>? valueOf = null) : ITrialRunner
     {
         private int _running;
         private int _max;
@@ -256,7 +345,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
                 var epochs = Convert.ToInt32(ParamJson.Deserialize(lease.ParametersJson)["epochs"], System.Globalization.CultureInfo.InvariantCulture);
                 var from = checkpoint is null ? 0 : BitConverter.ToInt32(checkpoint);
                 Starts.Add((lease.Number, from));
-                var value = lease.Number / 1000.0;
+                var value = valueOf?.Invoke(lease) ?? lease.Number / 1000.0;
                 for (var e = from + 1; e <= epochs; e++)
                 {
                     if (cancellationToken.WaitHandle.WaitOne(epoch))

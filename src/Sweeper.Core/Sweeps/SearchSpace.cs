@@ -29,16 +29,24 @@ public interface ISampler
 public static class SearchSpace
 {
     /// <summary>
-    /// The sampler of the sweep's method. <c>bayes</c> (TPE) is parsed and stored but its sampler is not wired in yet:
-    /// asking for it throws <see cref="NotSupportedException"/> saying so.
+    /// The sampler of the sweep's method. For <c>bayes</c> (TPE) this proposes trials one after the other from a history
+    /// of finished ones (what <c>validate</c> shows: the start-up trials); the study's coordinator proposes each trial when
+    /// a slot frees up instead, from the study's whole history (<see cref="Search.TpeSampler"/>).
     /// </summary>
     public static ISampler CreateSampler(SweepDefinition sweep) => sweep.Method switch
     {
         "grid" => new GridSampler(),
         "random" => new RandomSampler(),
-        "bayes" => throw new NotSupportedException("method: bayes (TPE) is not yet available in this build; use method: random for now."),
+        "bayes" => new Search.BayesSampler(TpeOptionsOf(sweep)),
         _ => throw new ArgumentException($"unknown search method {sweep.Method}."),
     };
+
+    /// <summary>TPE's options from the sweep's <c>bayes:</c> block (start-up trials and candidates; Optuna's defaults otherwise).</summary>
+    public static Search.TpeOptions TpeOptionsOf(SweepDefinition sweep) =>
+        new() { StartupTrials = sweep.Bayes.StartupTrials, EiCandidates = sweep.Bayes.Candidates };
+
+    /// <summary>Whether the study's trials are proposed one at a time as slots free up (Bayesian search) rather than all at its creation.</summary>
+    public static bool ProposesAsItGoes(SweepDefinition sweep) => sweep.Method == "bayes";
 
     /// <summary>The most trials a grid may have: a sweep file whose grid is larger is refused when it is read.</summary>
     public const long MaxGridTrials = 1_000_000;
