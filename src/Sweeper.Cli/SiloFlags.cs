@@ -5,7 +5,7 @@ using Sweeper.Runtime;
 
 namespace Sweeper.Cli;
 
-/// <summary>The flags of every command that hosts a silo: its port, its address, the lease length.</summary>
+/// <summary>The flags of every command that hosts a silo: its port, its address, the lease length, its GPU slots.</summary>
 public sealed class SiloFlags
 {
     private readonly Option<int> _port;
@@ -18,6 +18,12 @@ public sealed class SiloFlags
     {
         Description = "Trial lease length, renewed every third of it; only a backstop (a silo declared dead loses its trials within about 2 s).",
         DefaultValueFactory = _ => 30,
+    };
+
+    private readonly Option<int> _gpuSlots = new("--gpu-slots")
+    {
+        Description = "GPU training slots, one per GPU: they train the trials of studies with device: cuda, which CPU slots never take. Default: 0.",
+        DefaultValueFactory = _ => 0,
     };
 
     public SiloFlags(int defaultPort)
@@ -34,6 +40,7 @@ public sealed class SiloFlags
         command.Options.Add(_port);
         command.Options.Add(_address);
         command.Options.Add(_lease);
+        command.Options.Add(_gpuSlots);
     }
 
     /// <summary>The silo settings these flags give, or null after printing an error that names the flag.</summary>
@@ -70,6 +77,12 @@ public sealed class SiloFlags
             throw new ArgumentException($"--address must be an IP address (got '{text}').");
         }
 
-        return new SiloSettings { SiloPort = port, Address = address, Lease = TimeSpan.FromSeconds(lease) };
+        var gpuSlots = parse.GetValue(_gpuSlots);
+        if (gpuSlots is < 0 or > 64)
+        {
+            throw new ArgumentException($"--gpu-slots must be between 0 and 64 (got {gpuSlots}).");
+        }
+
+        return new SiloSettings { SiloPort = port, Address = address, Lease = TimeSpan.FromSeconds(lease), GpuSlots = gpuSlots };
     }
 }

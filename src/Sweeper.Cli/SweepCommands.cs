@@ -264,7 +264,7 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            var settings = flags with { Slots = 0 };
+            var settings = flags with { Slots = 0, GpuSlots = 0 };
             var address = AbsoluteStore(StoreAddress(parse, store));
             await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m));
             var dataDir = parse.GetValue(data)?.FullName ?? sweep.Data.Path;

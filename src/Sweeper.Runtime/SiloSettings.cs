@@ -11,6 +11,12 @@ public sealed record SiloSettings
     /// <summary>Training slots (trials trained at once). Default: one per core. 0 makes a silo that only coordinates.</summary>
     public int Slots { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>
+    /// GPU training slots, one per GPU: they train only the trials of studies with <c>device: cuda</c>, which CPU slots
+    /// never take (so such a trial waits for a silo with a free GPU slot). Default: 0.
+    /// </summary>
+    public int GpuSlots { get; init; }
+
     /// <summary>Only this study's trials; null serves every open study, oldest first. Default: null.</summary>
     public string? Study { get; init; }
 

@@ -31,21 +31,24 @@ public sealed class TrainingSlots(
     /// <summary>Trials this silo's slots finished (any final state).</summary>
     public int Finished => Volatile.Read(ref _finished);
 
-    public int Count => settings.Slots;
+    /// <summary>Slots of both kinds: CPU slots, then GPU slots.</summary>
+    public int Count => settings.Slots + settings.GpuSlots;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        for (var i = 0; i < settings.Slots; i++)
+        for (var i = 0; i < Count; i++)
         {
             var owner = SiloSettings.OwnerPrefix(silo.SiloAddress) + "slot" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            var thread = new Thread(() => Loop(owner)) { IsBackground = true, Name = $"training-slot-{i}" };
+            var device = i < settings.Slots ? "cpu" : "cuda";
+            var thread = new Thread(() => Loop(owner, device)) { IsBackground = true, Name = $"training-slot-{i}-{device}" };
             _threads.Add(thread);
             thread.Start();
         }
 
-        if (settings.Slots > 0)
+        if (Count > 0)
         {
-            log.LogInformation("Silo {Silo}: {Slots} training slot(s), serving {Study}", silo.SiloAddress, settings.Slots, settings.Study ?? "every open study");
+            log.LogInformation("Silo {Silo}: {Slots} CPU and {GpuSlots} GPU training slot(s), serving {Study}", silo.SiloAddress, settings.Slots, settings.GpuSlots,
+                settings.Study ?? "every open study");
         }
 
         return Task.CompletedTask;
@@ -71,7 +74,7 @@ public sealed class TrainingSlots(
         }
     }
 
-    private void Loop(string owner)
+    private void Loop(string owner, string device)
     {
         var stopping = _stopping.Token;
         while (!stopping.IsCancellationRequested)
@@ -79,7 +82,7 @@ public sealed class TrainingSlots(
             Lease? lease;
             try
             {
-                lease = ClaimAsync(owner, stopping).GetAwaiter().GetResult();
+                lease = ClaimAsync(owner, device, stopping).GetAwaiter().GetResult();
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -110,10 +113,16 @@ public sealed class TrainingSlots(
         }
     }
 
-    private async Task<Lease?> ClaimAsync(string owner, CancellationToken cancellationToken)
+    /// <summary>A trial of an open study whose device is this slot's (a CPU slot never takes a <c>device: cuda</c> trial, nor a GPU slot a CPU one).</summary>
+    private async Task<Lease?> ClaimAsync(string owner, string device, CancellationToken cancellationToken)
     {
         foreach (var study in await studies.OpenAsync(cancellationToken))
         {
+            if (Sweep(study).Device != device)
+            {
+                continue;
+            }
+
             if (await grains.GetGrain<IStudyGrain>(study).NextTrialAsync(owner) is { } lease)
             {
                 return lease;

@@ -68,12 +68,13 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         return store;
     }
 
-    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null)
+    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0)
     {
         var runner = new CountingRunner(epoch, _evaluations, value);
         var settings = new SiloSettings
         {
             Slots = slots,
+            GpuSlots = gpuSlots,
             SiloPort = 0,
             Poll = TimeSpan.FromMilliseconds(20),
             IdleRecheck = TimeSpan.FromMilliseconds(100),
@@ -299,6 +300,26 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal(events.Count(e => e.Kind == "trial_promoted"), starts.Count(s => s.FromEpoch > 0));
         Assert.Equal(events.Count(e => e.Kind == "trial_paused"), events.Count(e => e.Kind == "trial_promoted") + trials.Count(t => t.State == TrialState.Pruned));
         Assert.Equal(1, _evaluations.Count);
+    }
+
+    [Fact]
+    public async Task A_device_cuda_trial_is_trained_only_in_a_GPU_slot_and_a_CPU_trial_only_in_a_CPU_slot()
+    {
+        var (cpu, cpuRunner) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(5));
+        var (_, gpuRunner) = await StartSiloAsync(slots: 0, TimeSpan.FromMilliseconds(5), gpuSlots: 1);
+        await Study(cpu, "c").OpenAsync(Sweep(trials: 6, epochs: 2, name: "c"), "c.yaml");
+        await Study(cpu, "g").OpenAsync(Sweep(trials: 6, epochs: 2, name: "g") + "\nengine: torch\ndevice: cuda\n", "g.yaml");
+        var store = await OpenStoreAsync();
+        await ResultAsync(store, "c");
+        await ResultAsync(store, "g");
+
+        Assert.Equal(6, gpuRunner.Trained.Count);
+        Assert.Equal(6, cpuRunner.Trained.Count);
+        Assert.Equal(1, gpuRunner.MaxConcurrent);
+        var gpuOwners = (await store.GetEventsAsync("g")).Where(e => e.Kind == "trial_completed").Select(e => e.Message).ToList();
+        var cpuOwners = (await store.GetEventsAsync("c")).Where(e => e.Kind == "trial_completed").Select(e => e.Message).ToList();
+        Assert.All(gpuOwners, m => Assert.Contains("/slot0", m)); // the GPU silo's only slot
+        Assert.Equal(6, cpuOwners.Count);
     }
 
     /// <summary>How many test evaluations all silos of a test ran.</summary>
