@@ -185,11 +185,16 @@ public sealed class TpeSampler(TpeOptions? options = null)
                     var g = new NumericParzenEstimator(numeric, badValues, TpeOptions.ObservationWeights(badValues.Count), Options);
                     object best = null!;
                     var bestScore = double.NegativeInfinity;
+                    var scores = new Dictionary<double, double>(); // candidates on a grid repeat: score each value once
                     for (var i = 0; i < Options.EiCandidates; i++)
                     {
                         var candidate = l.Sample(rng);
                         var x = ParamValue.AsDouble(candidate);
-                        var score = l.LogDensity(x) - g.LogDensity(x);
+                        if (!scores.TryGetValue(x, out var score))
+                        {
+                            scores[x] = score = l.LogDensity(x) - g.LogDensity(x);
+                        }
+
                         if (i == 0 || score > bestScore)
                         {
                             (best, bestScore) = (candidate, score);
