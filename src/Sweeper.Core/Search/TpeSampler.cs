@@ -112,9 +112,23 @@ public sealed record Observation(int Number, IReadOnlyDictionary<string, object>
 /// conditions block's) is fitted on the trials that have it, with values its dimension can hold.
 /// </para>
 /// </summary>
-public sealed class TpeSampler(TpeOptions? options = null)
+public sealed class TpeSampler
 {
-    public TpeOptions Options { get; } = options ?? new TpeOptions();
+    /// <summary>Throws <see cref="ArgumentException"/> for settings TPE cannot work with.</summary>
+    public TpeSampler(TpeOptions? options = null)
+    {
+        var o = options ?? new TpeOptions();
+        if (o.StartupTrials < 0 || o.EiCandidates < 1 || !(o.PriorWeight >= 0) || !(o.GammaFraction > 0 && o.GammaFraction <= 1) || o.GammaCap < 1)
+        {
+            throw new ArgumentException(
+                $"TPE needs start-up trials >= 0 (got {o.StartupTrials}), candidates >= 1 (got {o.EiCandidates}), a prior weight >= 0 (got {o.PriorWeight}), " +
+                $"a gamma fraction in (0, 1] (got {o.GammaFraction}) and a gamma cap >= 1 (got {o.GammaCap}).", nameof(options));
+        }
+
+        Options = o;
+    }
+
+    public TpeOptions Options { get; }
 
     /// <summary>The parameters of trial <paramref name="number"/> (a trial with that number in the history is left out of it).</summary>
     public IReadOnlyDictionary<string, object> Propose(ParameterSpace space, IReadOnlyList<Observation> history, int number, ulong seed, Goal goal)

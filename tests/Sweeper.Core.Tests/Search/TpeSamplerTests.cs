@@ -250,6 +250,18 @@ public class TpeSamplerTests
         Assert.True(late.Count(r => r == "adam") >= 18, string.Join(", ", late));
     }
 
+    [Theory]
+    [InlineData(-1, 24, 1.0, 0.1)]
+    [InlineData(10, 0, 1.0, 0.1)]
+    [InlineData(10, 24, -1.0, 0.1)]
+    [InlineData(10, 24, 1.0, 0.0)]
+    [InlineData(10, 24, 1.0, 1.5)]
+    public void Settings_tpe_cannot_work_with_are_refused(int startup, int candidates, double priorWeight, double gamma)
+    {
+        var options = new TpeOptions { StartupTrials = startup, EiCandidates = candidates, PriorWeight = priorWeight, GammaFraction = gamma };
+        Assert.StartsWith("TPE needs", Assert.Throws<ArgumentException>(() => new TpeSampler(options)).Message);
+    }
+
     [Fact]
     public void The_isampler_adapter_proposes_a_batch_of_distinct_numbered_trials()
     {
