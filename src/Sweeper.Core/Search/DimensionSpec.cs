@@ -75,6 +75,10 @@ public static class DistributionKinds
 /// <param name="Sigma">The normal kinds' standard deviation; default 1.</param>
 /// <param name="Values">categorical's values.</param>
 /// <param name="Value">constant's value.</param>
+/// <param name="Integer">
+/// Whether a q_ kind's values are whole numbers (longs). Null: when q is a whole number, as W&amp;B returns ints when q
+/// is an int. int_uniform's values are always longs.
+/// </param>
 public sealed record DimensionSpec(
     string Kind,
     double? Min = null,
@@ -83,19 +87,22 @@ public sealed record DimensionSpec(
     double? Mu = null,
     double? Sigma = null,
     IReadOnlyList<object>? Values = null,
-    object? Value = null)
+    object? Value = null,
+    bool? Integer = null)
 {
     /// <summary>
     /// The adapter from today's sweep-file records: <c>value</c> is constant, <c>values</c> categorical, and a
     /// <see cref="Distribution"/> keeps its kind, except that its <c>log_uniform</c> (raw bounds in Sweeper's files so
-    /// far) becomes <see cref="DistributionKinds.LogUniformValues"/>, and a q on uniform / log_uniform becomes the q_ kind.
+    /// far) becomes <see cref="DistributionKinds.LogUniformValues"/>, and a q on uniform / log_uniform becomes the q_ kind
+    /// with double values (what <see cref="Distribution.Sample"/> gives, so that random and Bayesian search of one file
+    /// hand trials the same types).
     /// </summary>
     public static DimensionSpec Of(ParameterDomain domain) => domain switch
     {
         FixedValue f => new DimensionSpec(DistributionKinds.Constant, Value: f.Value),
         ValueList l => new DimensionSpec(DistributionKinds.Categorical, Values: l.Values),
-        Distribution { Kind: Distribution.LogUniform } d => new DimensionSpec(d.Q is null ? DistributionKinds.LogUniformValues : DistributionKinds.QLogUniformValues, d.Min, d.Max, d.Q),
-        Distribution { Kind: Distribution.Uniform } d => new DimensionSpec(d.Q is null ? DistributionKinds.Uniform : DistributionKinds.QUniform, d.Min, d.Max, d.Q),
+        Distribution { Kind: Distribution.LogUniform } d => new DimensionSpec(d.Q is null ? DistributionKinds.LogUniformValues : DistributionKinds.QLogUniformValues, d.Min, d.Max, d.Q, Integer: false),
+        Distribution { Kind: Distribution.Uniform } d => new DimensionSpec(d.Q is null ? DistributionKinds.Uniform : DistributionKinds.QUniform, d.Min, d.Max, d.Q, Integer: false),
         Distribution d => new DimensionSpec(d.Kind, d.Min, d.Max, d.Q),
         _ => throw new ArgumentException($"unknown kind of parameter domain {domain.GetType().Name}."),
     };
