@@ -2,7 +2,7 @@
 """Optuna's samplers on the functions of `bench/Sweeper.Bench -- samplers`, printing lines of the same shape.
 
 Branin and Hartmann-6, S seeds (default 30) of a sequential study of N trials (default 100), with Optuna's default
-TPESampler and its RandomSampler; one JSON line per function and sampler with the median and mean of the best value.
+TPESampler (and with multivariate=True) and its RandomSampler; one JSON line per function and sampler with the median and mean of the best value.
 Quality, not speed. Needs Optuna (Debian: apt-get install python3-optuna).
 
     /usr/bin/python3 bench/optuna_compare.py [--seeds 30] [--trials 100] [--fix-logpdf]
@@ -15,6 +15,8 @@ import argparse
 import json
 import math
 import statistics
+
+import warnings
 
 import optuna
 
@@ -92,9 +94,11 @@ def main():
         fix_logpdf()
         implementation += " with 3.5's logpdf fix"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate is experimental in Optuna 3
     samplers = [
         ("random", lambda seed: optuna.samplers.RandomSampler(seed=seed)),
         ("tpe", lambda seed: optuna.samplers.TPESampler(seed=seed)),
+        ("tpe_multivariate", lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True)),
     ]
     for name, box, minimum, f in FUNCTIONS:
         for sampler_name, make in samplers:

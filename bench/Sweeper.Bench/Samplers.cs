@@ -7,7 +7,7 @@ namespace Sweeper.Bench;
 /// <summary>
 /// Sampler quality, not speed: on Branin and Hartmann-6, S seeds (default 30) of a sequential study of N trials
 /// (default 100) with random search, TPE with its defaults (Optuna 4.9's), and TPE with the prior's centre among
-/// the neighbours that set kernel widths (Optuna before 4.9); one JSON line per function and sampler with the median and mean of
+/// the neighbours that set kernel widths (Optuna before 4.9), and multivariate TPE; one JSON line per function and sampler with the median and mean of
 /// the best value found. bench/optuna_compare.py prints the same lines for Optuna's samplers.
 /// </summary>
 public static class Samplers
@@ -24,6 +24,7 @@ public static class Samplers
                 ("random", seed => SamplerBenchmark.BestRandom(f, seed, trials)),
                 ("tpe", seed => SamplerBenchmark.BestTpe(f, seed, trials)),
                 ("tpe_prior_among_neighbours", seed => SamplerBenchmark.BestTpe(f, seed, trials, new TpeOptions { PriorAmongNeighbours = true })),
+                ("tpe_multivariate", seed => SamplerBenchmark.BestTpe(f, seed, trials, new TpeOptions { Multivariate = true })),
             })
             {
                 var values = Enumerable.Range(0, seeds).Select(s => best((ulong)s)).ToList();

@@ -174,11 +174,28 @@ public enum AshaDecision
 /// (by <see cref="Goal"/>; a NaN value is the worst), ties broken by the lower trial number; the choice among several
 /// promotable trials of a rung is the best one.
 /// </summary>
-public sealed class Asha(RungSchedule schedule, Goal goal)
+public sealed class Asha
 {
-    public RungSchedule Schedule { get; } = schedule;
+    /// <summary>Throws <see cref="ArgumentException"/> when eta is not above 1 or the rungs are not increasing epochs below completion.</summary>
+    public Asha(RungSchedule schedule, Goal goal)
+    {
+        if (!(double.IsFinite(schedule.Eta) && schedule.Eta > 1))
+        {
+            throw new ArgumentException($"eta must be a number greater than 1 (got {SpecProblem.Num(schedule.Eta)}).", nameof(schedule));
+        }
 
-    public Goal Goal { get; } = goal;
+        var epochs = schedule.Rungs.Append(schedule.CompleteAt).ToList();
+        if (epochs[0] < 1 || epochs.Zip(epochs.Skip(1)).Any(p => p.First >= p.Second))
+        {
+            throw new ArgumentException($"rungs must be increasing epochs from 1, below completion at {schedule.CompleteAt} (got {string.Join(", ", schedule.Rungs)}).", nameof(schedule));
+        }
+
+        (Schedule, Goal) = (schedule, goal);
+    }
+
+    public RungSchedule Schedule { get; }
+
+    public Goal Goal { get; }
 
     /// <summary>
     /// After trial <paramref name="number"/> finished <paramref name="epoch"/> with <paramref name="value"/>: complete at

@@ -75,6 +75,10 @@ public static class DistributionKinds
 /// <param name="Sigma">The normal kinds' standard deviation; default 1.</param>
 /// <param name="Values">categorical's values.</param>
 /// <param name="Value">constant's value.</param>
+/// <param name="Integer">
+/// Whether a q_ kind's values are whole numbers (longs). Null: when q is a whole number, as W&amp;B returns ints when q
+/// is an int. int_uniform's values are always longs.
+/// </param>
 public sealed record DimensionSpec(
     string Kind,
     double? Min = null,
@@ -83,21 +87,24 @@ public sealed record DimensionSpec(
     double? Mu = null,
     double? Sigma = null,
     IReadOnlyList<object>? Values = null,
-    object? Value = null)
+    object? Value = null,
+    bool? Integer = null)
 {
     /// <summary>
     /// The adapter from the sweep file's records: <c>value</c> is constant, <c>values</c> categorical, and a
     /// <see cref="Distribution"/> keeps its W&amp;B kind and meaning (<c>log_uniform</c>'s bounds are exponents), except
-    /// that a q on uniform or log_uniform_values (which the parser accepts) becomes the q_ kind.
+    /// that a q on uniform or log_uniform_values (which the parser accepts) becomes the q_ kind; whole
+    /// numbers exactly where the parser's own draws give them (<see cref="Distribution.Whole"/>), so that random and Bayesian
+    /// search of one file hand trials the same types.
     /// </summary>
     public static DimensionSpec Of(ParameterDomain domain) => domain switch
     {
         FixedValue f => new DimensionSpec(DistributionKinds.Constant, Value: f.Value),
         ValueList l => new DimensionSpec(DistributionKinds.Categorical, Values: l.Values),
-        Distribution { Kind: Distribution.LogUniformValues, Q: not null } d => new DimensionSpec(DistributionKinds.QLogUniformValues, d.Min, d.Max, d.Q),
-        Distribution { Kind: Distribution.Uniform, Q: not null } d => new DimensionSpec(DistributionKinds.QUniform, d.Min, d.Max, d.Q),
-        Distribution d when Distribution.IsGaussian(d.Kind) => new DimensionSpec(d.Kind, Q: d.Q, Mu: d.Mu, Sigma: d.Sigma),
-        Distribution d => new DimensionSpec(d.Kind, d.Min, d.Max, d.Q),
+        Distribution { Kind: Distribution.LogUniformValues, Q: not null } d => new DimensionSpec(DistributionKinds.QLogUniformValues, d.Min, d.Max, d.Q, Integer: d.Whole),
+        Distribution { Kind: Distribution.Uniform, Q: not null } d => new DimensionSpec(DistributionKinds.QUniform, d.Min, d.Max, d.Q, Integer: d.Whole),
+        Distribution d when Distribution.IsGaussian(d.Kind) => new DimensionSpec(d.Kind, Q: d.Q, Mu: d.Mu, Sigma: d.Sigma, Integer: d.Whole),
+        Distribution d => new DimensionSpec(d.Kind, d.Min, d.Max, d.Q, Integer: d.Whole),
         _ => throw new ArgumentException($"unknown kind of parameter domain {domain.GetType().Name}."),
     };
 }

@@ -1,3 +1,5 @@
+using Sweeper.Core.Sweeps;
+
 namespace Sweeper.Core.Search;
 
 /// <summary>
@@ -97,6 +99,24 @@ public sealed class NumericParzenEstimator
     /// </summary>
     public double LogDensity(double value)
     {
+        var terms = KernelLogDensities(value);
+        for (var k = 0; k < terms.Length; k++)
+        {
+            terms[k] += _logWeights[k];
+        }
+
+        return LogSumExp(terms);
+    }
+
+    /// <summary>One draw: a kernel chosen by weight, a truncated-normal draw from it, mapped to a value on the grid.</summary>
+    public object Sample(Rng rng) => SampleKernel(Pick(_cumulative, rng.NextDouble()), rng);
+
+    /// <summary>How many kernels the mixture has (observations + the prior).</summary>
+    public int KernelCount => _mus.Length;
+
+    /// <summary>Each kernel's own log density (or, on a grid, log probability) at <paramref name="value"/>, before weighting.</summary>
+    public double[] KernelLogDensities(double value)
+    {
         var d = _dimension;
         var terms = new double[_mus.Length];
         if (d.Step is not { } step)
@@ -105,7 +125,7 @@ public sealed class NumericParzenEstimator
             for (var k = 0; k < _mus.Length; k++)
             {
                 var z = (t - _mus[k]) / _sigmas[k];
-                terms[k] = _logWeights[k] + Gaussian.LogPdf(z) - Math.Log(_sigmas[k]) - _logMass[k];
+                terms[k] = Gaussian.LogPdf(z) - Math.Log(_sigmas[k]) - _logMass[k];
             }
         }
         else
@@ -114,17 +134,16 @@ public sealed class NumericParzenEstimator
             var right = Math.Min(d.ToInternal(value + (step / 2)), d.InternalHigh);
             for (var k = 0; k < _mus.Length; k++)
             {
-                terms[k] = _logWeights[k] + Gaussian.LogMass((left - _mus[k]) / _sigmas[k], (right - _mus[k]) / _sigmas[k]) - _logMass[k];
+                terms[k] = Gaussian.LogMass((left - _mus[k]) / _sigmas[k], (right - _mus[k]) / _sigmas[k]) - _logMass[k];
             }
         }
 
-        return LogSumExp(terms);
+        return terms;
     }
 
-    /// <summary>One draw: a kernel chosen by weight, a truncated-normal draw from it, mapped to a value on the grid.</summary>
-    public object Sample(Rng rng)
+    /// <summary>A draw from kernel <paramref name="k"/> alone.</summary>
+    public object SampleKernel(int k, Rng rng)
     {
-        var k = Pick(_cumulative, rng.NextDouble());
         var mu = _mus[k];
         var sigma = _sigmas[k];
         var z = Gaussian.SampleTruncated(rng, (_dimension.InternalLow - mu) / sigma, (_dimension.InternalHigh - mu) / sigma);
@@ -239,9 +258,102 @@ public sealed class CategoricalParzenEstimator
     public double LogDensity(int choice) => Math.Log(Probabilities[choice]);
 
     /// <summary>One draw: a kernel chosen by weight, then a choice from that kernel.</summary>
-    public int Sample(Rng rng)
+    public int Sample(Rng rng) => SampleKernel(NumericParzenEstimator.Pick(_cumulative, rng.NextDouble()), rng);
+
+    /// <summary>How many kernels the mixture has (observations + the prior).</summary>
+    public int KernelCount => _rows.Length;
+
+    /// <summary>Each kernel's own log probability of <paramref name="choice"/>, before weighting.</summary>
+    public double[] KernelLogDensities(int choice) => [.. _rows.Select(row => Math.Log(row[choice]))];
+
+    /// <summary>A draw from kernel <paramref name="k"/> alone.</summary>
+    public int SampleKernel(int k, Rng rng) => NumericParzenEstimator.Pick(NumericParzenEstimator.Cumulative(_rows[k]), rng.NextDouble());
+}
+
+/// <summary>
+/// The Parzen estimator of several dimensions at once (multivariate TPE, Falkner et al. 2018, as Optuna builds it):
+/// kernel k is the product of every dimension's kernel k, all centred on the same trial, so the mixture keeps the
+/// trials' combinations of values instead of treating each parameter alone. Each dimension's kernels are built as the
+/// one-dimensional estimators build them; the weights are shared.
+/// </summary>
+public sealed class JointParzenEstimator
+{
+    private readonly IReadOnlyList<SearchDimension> _dimensions;
+    private readonly object[] _estimators; // NumericParzenEstimator or CategoricalParzenEstimator per dimension
+    private readonly double[] _logWeights;
+    private readonly double[] _cumulative;
+
+    /// <param name="dimensions">Numeric or categorical dimensions.</param>
+    /// <param name="observations">One row per trial: its value of every dimension (numbers as internal coordinates, categories as indices).</param>
+    /// <param name="weights">One non-negative weight per row.</param>
+    /// <param name="options">Prior weight, clipping and endpoints.</param>
+    public JointParzenEstimator(IReadOnlyList<SearchDimension> dimensions, IReadOnlyList<double[]> observations, IReadOnlyList<double> weights, TpeOptions options)
     {
-        var row = _rows[NumericParzenEstimator.Pick(_cumulative, rng.NextDouble())];
-        return NumericParzenEstimator.Pick(NumericParzenEstimator.Cumulative(row), rng.NextDouble());
+        _dimensions = dimensions;
+        _estimators = new object[dimensions.Count];
+        IReadOnlyList<double> kernelWeights = [];
+        for (var d = 0; d < dimensions.Count; d++)
+        {
+            var column = d;
+            switch (dimensions[d])
+            {
+                case NumericDimension numeric:
+                    var n = new NumericParzenEstimator(numeric, [.. observations.Select(o => o[column])], weights, options);
+                    (_estimators[d], kernelWeights) = (n, n.Weights);
+                    break;
+                case CategoricalDimension categorical:
+                    var c = new CategoricalParzenEstimator(categorical.Values.Count, [.. observations.Select(o => (int)o[column])], weights, options);
+                    (_estimators[d], kernelWeights) = (c, c.Weights);
+                    break;
+                default:
+                    throw new ArgumentException($"a joint estimator takes numeric and categorical dimensions, not {dimensions[d].GetType().Name}.");
+            }
+        }
+
+        Weights = kernelWeights;
+        _logWeights = [.. kernelWeights.Select(w => Math.Log(w))];
+        _cumulative = NumericParzenEstimator.Cumulative(kernelWeights);
+    }
+
+    /// <summary>The kernels' mixture weights, summing to 1.</summary>
+    public IReadOnlyList<double> Weights { get; }
+
+    /// <summary>log of the mixture's density at a point (one value per dimension, as trials receive them).</summary>
+    public double LogDensity(IReadOnlyList<object> point)
+    {
+        var terms = (double[])_logWeights.Clone();
+        for (var d = 0; d < _dimensions.Count; d++)
+        {
+            var kernels = _estimators[d] switch
+            {
+                NumericParzenEstimator n => n.KernelLogDensities(ParamValue.AsDouble(point[d])),
+                CategoricalParzenEstimator c => c.KernelLogDensities(((CategoricalDimension)_dimensions[d]).IndexOf(point[d])),
+                _ => throw new InvalidOperationException(),
+            };
+            for (var k = 0; k < terms.Length; k++)
+            {
+                terms[k] += kernels[k];
+            }
+        }
+
+        return NumericParzenEstimator.LogSumExp(terms);
+    }
+
+    /// <summary>One draw: a kernel chosen by weight, then every dimension drawn from that kernel.</summary>
+    public object[] Sample(Rng rng)
+    {
+        var k = NumericParzenEstimator.Pick(_cumulative, rng.NextDouble());
+        var point = new object[_dimensions.Count];
+        for (var d = 0; d < _dimensions.Count; d++)
+        {
+            point[d] = _estimators[d] switch
+            {
+                NumericParzenEstimator n => n.SampleKernel(k, rng),
+                CategoricalParzenEstimator c => ((CategoricalDimension)_dimensions[d]).Values[c.SampleKernel(k, rng)],
+                _ => throw new InvalidOperationException(),
+            };
+        }
+
+        return point;
     }
 }

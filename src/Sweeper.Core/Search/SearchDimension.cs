@@ -31,6 +31,7 @@ public abstract record SearchDimension
         var q = spec.Q ?? 1;
         var mu = spec.Mu ?? 0;
         var sigma = spec.Sigma ?? 1;
+        var integer = spec.Integer ?? IsWhole(q);
         NumericDimension numeric;
         switch (kind)
         {
@@ -45,7 +46,7 @@ public abstract record SearchDimension
                 numeric = new NumericDimension(spec.Min!.Value, spec.Max!.Value, Log: false, Step: q, Origin: spec.Min.Value, IsInteger: true, EqualGridPrior: true);
                 break;
             case DistributionKinds.QUniform:
-                numeric = new NumericDimension(spec.Min!.Value, spec.Max!.Value, Log: false, Step: q, IsInteger: IsWhole(q));
+                numeric = new NumericDimension(spec.Min!.Value, spec.Max!.Value, Log: false, Step: q, IsInteger: integer);
                 break;
             case DistributionKinds.LogUniformValues or DistributionKinds.InvLogUniformValues:
                 // inv_log_uniform_values: 1/x with x log-uniform on [1/max, 1/min] is log-uniform on [min, max] itself.
@@ -58,18 +59,18 @@ public abstract record SearchDimension
                 numeric = new NumericDimension(Math.Exp(-spec.Max!.Value), Math.Exp(-spec.Min!.Value), Log: true);
                 break;
             case DistributionKinds.QLogUniformValues:
-                numeric = new NumericDimension(spec.Min!.Value, spec.Max!.Value, Log: true, Step: q, IsInteger: IsWhole(q));
+                numeric = new NumericDimension(spec.Min!.Value, spec.Max!.Value, Log: true, Step: q, IsInteger: integer);
                 break;
             case DistributionKinds.QLogUniform:
-                numeric = new NumericDimension(Math.Exp(spec.Min!.Value), Math.Exp(spec.Max!.Value), Log: true, Step: q, IsInteger: IsWhole(q));
+                numeric = new NumericDimension(Math.Exp(spec.Min!.Value), Math.Exp(spec.Max!.Value), Log: true, Step: q, IsInteger: integer);
                 break;
             case DistributionKinds.Normal or DistributionKinds.QNormal:
                 numeric = new NumericDimension(mu - (NormalSpan * sigma), mu + (NormalSpan * sigma), Log: false, Step: kind == DistributionKinds.QNormal ? q : null,
-                    IsInteger: kind == DistributionKinds.QNormal && IsWhole(q), PriorMu: mu, PriorSigma: sigma);
+                    IsInteger: kind == DistributionKinds.QNormal && integer, PriorMu: mu, PriorSigma: sigma);
                 break;
             default: // log_normal, q_log_normal: the log of the value is normal(mu, sigma)
                 numeric = new NumericDimension(Math.Exp(mu - (NormalSpan * sigma)), Math.Exp(mu + (NormalSpan * sigma)), Log: true,
-                    Step: kind == DistributionKinds.QLogNormal ? q : null, IsInteger: kind == DistributionKinds.QLogNormal && IsWhole(q), PriorMu: mu, PriorSigma: sigma);
+                    Step: kind == DistributionKinds.QLogNormal ? q : null, IsInteger: kind == DistributionKinds.QLogNormal && integer, PriorMu: mu, PriorSigma: sigma);
                 break;
         }
 
@@ -114,6 +115,12 @@ public abstract record SearchDimension
         if (quantized && !(double.IsFinite(q) && q > 0))
         {
             problems.Add(new SpecProblem("q", $"must be a number greater than 0 (got {SpecProblem.Num(q)})."));
+            return problems;
+        }
+
+        if (quantized && spec.Integer == true && !IsWhole(q))
+        {
+            problems.Add(new SpecProblem("q", $"whole-number values need a whole q (got {SpecProblem.Num(q)})."));
             return problems;
         }
 

@@ -26,6 +26,12 @@ public sealed record TpeOptions
     /// </summary>
     public bool PriorAmongNeighbours { get; init; }
 
+    /// <summary>
+    /// Model the unconditional parameters jointly (multivariate TPE: product kernels, one per trial) instead of one by
+    /// one; conditional parameters stay independent (multivariate). Default: false.
+    /// </summary>
+    public bool Multivariate { get; init; }
+
     /// <summary>Count running trials as bad observations, so that parallel workers do not all propose the same point (constant_liar). Default: true.</summary>
     public bool ConstantLiar { get; init; } = true;
 
@@ -88,7 +94,8 @@ public enum TrialOutcome
 public sealed record Observation(int Number, IReadOnlyDictionary<string, object> Parameters, TrialOutcome Outcome, double? Value = null, int Epoch = 0);
 
 /// <summary>
-/// The tree-structured Parzen estimator (Bergstra et al. 2011), independent per parameter, after Optuna's
+/// The tree-structured Parzen estimator (Bergstra et al. 2011), independent per parameter (or, with
+/// <see cref="TpeOptions.Multivariate"/>, joint over the unconditional ones), after Optuna's
 /// <c>TPESampler</c>: once enough trials finished, they are split into the best ceiling(10%) ("good", at most 25) and
 /// the rest; for each parameter a Parzen estimator l is fitted to the good trials' values and g to the others' (running
 /// trials join g: the constant liar); 24 candidates are drawn from l and the one with the largest l / g is proposed.
@@ -105,9 +112,23 @@ public sealed record Observation(int Number, IReadOnlyDictionary<string, object>
 /// conditions block's) is fitted on the trials that have it, with values its dimension can hold.
 /// </para>
 /// </summary>
-public sealed class TpeSampler(TpeOptions? options = null)
+public sealed class TpeSampler
 {
-    public TpeOptions Options { get; } = options ?? new TpeOptions();
+    /// <summary>Throws <see cref="ArgumentException"/> for settings TPE cannot work with.</summary>
+    public TpeSampler(TpeOptions? options = null)
+    {
+        var o = options ?? new TpeOptions();
+        if (o.StartupTrials < 0 || o.EiCandidates < 1 || !(o.PriorWeight >= 0) || !(o.GammaFraction > 0 && o.GammaFraction <= 1) || o.GammaCap < 1)
+        {
+            throw new ArgumentException(
+                $"TPE needs start-up trials >= 0 (got {o.StartupTrials}), candidates >= 1 (got {o.EiCandidates}), a prior weight >= 0 (got {o.PriorWeight}), " +
+                $"a gamma fraction in (0, 1] (got {o.GammaFraction}) and a gamma cap >= 1 (got {o.GammaCap}).", nameof(options));
+        }
+
+        Options = o;
+    }
+
+    public TpeOptions Options { get; }
 
     /// <summary>The parameters of trial <paramref name="number"/> (a trial with that number in the history is left out of it).</summary>
     public IReadOnlyDictionary<string, object> Propose(ParameterSpace space, IReadOnlyList<Observation> history, int number, ulong seed, Goal goal)
@@ -117,10 +138,13 @@ public sealed class TpeSampler(TpeOptions? options = null)
         var model = finished >= Options.StartupTrials;
         var root = Rng.Derive(seed, (ulong)number).NextULong();
 
+        var joint = model && Options.Multivariate
+            ? ChooseJoint([.. space.Parameters.Where(p => p.Dimension is NumericDimension or CategoricalDimension)], good, bad, root)
+            : [];
         var point = new Dictionary<string, object>();
         foreach (var p in space.Parameters)
         {
-            point[p.Name] = Choose(p, model, good, bad, root);
+            point[p.Name] = joint.TryGetValue(p.Name, out var v) ? v : Choose(p, model, good, bad, root);
         }
 
         foreach (var p in space.ConditionalFor(new Dictionary<string, object>(point)))
@@ -175,11 +199,16 @@ public sealed class TpeSampler(TpeOptions? options = null)
                     var g = new NumericParzenEstimator(numeric, badValues, TpeOptions.ObservationWeights(badValues.Count), Options);
                     object best = null!;
                     var bestScore = double.NegativeInfinity;
+                    var scores = new Dictionary<double, double>(); // candidates on a grid repeat: score each value once
                     for (var i = 0; i < Options.EiCandidates; i++)
                     {
                         var candidate = l.Sample(rng);
                         var x = ParamValue.AsDouble(candidate);
-                        var score = l.LogDensity(x) - g.LogDensity(x);
+                        if (!scores.TryGetValue(x, out var score))
+                        {
+                            scores[x] = score = l.LogDensity(x) - g.LogDensity(x);
+                        }
+
                         if (i == 0 || score > bestScore)
                         {
                             (best, bestScore) = (candidate, score);
@@ -216,6 +245,66 @@ public sealed class TpeSampler(TpeOptions? options = null)
             default:
                 throw new ArgumentException($"unknown kind of dimension {p.Dimension.GetType().Name} for {p.Name}.");
         }
+    }
+
+    /// <summary>
+    /// Multivariate TPE over <paramref name="parameters"/>: l and g are joint estimators fitted on the good and bad
+    /// trials that have a usable value for every one of them; 24 joint candidates from l, the best l / g wins.
+    /// </summary>
+    private Dictionary<string, object> ChooseJoint(IReadOnlyList<SpaceParameter> parameters, IReadOnlyList<Observation> good, IReadOnlyList<Observation> bad, ulong root)
+    {
+        if (parameters.Count == 0)
+        {
+            return [];
+        }
+
+        var dimensions = parameters.Select(p => p.Dimension).ToList();
+        List<double[]> Rows(IReadOnlyList<Observation> trials)
+        {
+            var rows = new List<double[]>();
+            foreach (var t in trials)
+            {
+                var row = new double[parameters.Count];
+                var usable = true;
+                for (var d = 0; d < parameters.Count && usable; d++)
+                {
+                    double? x = !t.Parameters.TryGetValue(parameters[d].Name, out var v) ? null : dimensions[d] switch
+                    {
+                        NumericDimension n => n.TryInternal(v),
+                        CategoricalDimension c => c.IndexOf(v) is var i and >= 0 ? i : null,
+                        _ => null,
+                    };
+                    usable = x is not null;
+                    row[d] = x ?? 0;
+                }
+
+                if (usable)
+                {
+                    rows.Add(row);
+                }
+            }
+
+            return rows;
+        }
+
+        var goodRows = Rows(good);
+        var badRows = Rows(bad);
+        var l = new JointParzenEstimator(dimensions, goodRows, TpeOptions.ObservationWeights(goodRows.Count), Options);
+        var g = new JointParzenEstimator(dimensions, badRows, TpeOptions.ObservationWeights(badRows.Count), Options);
+        var rng = Rng.Derive(root, NameStream(" joint"));
+        object[] best = [];
+        var bestScore = double.NegativeInfinity;
+        for (var i = 0; i < Options.EiCandidates; i++)
+        {
+            var candidate = l.Sample(rng);
+            var score = l.LogDensity(candidate) - g.LogDensity(candidate);
+            if (i == 0 || score > bestScore)
+            {
+                (best, bestScore) = (candidate, score);
+            }
+        }
+
+        return Enumerable.Range(0, parameters.Count).ToDictionary(d => parameters[d].Name, d => best[d]);
     }
 
     /// <summary>A parameter's stream number: FNV-1a of its name's UTF-8 bytes (stable across processes, unlike string.GetHashCode).</summary>

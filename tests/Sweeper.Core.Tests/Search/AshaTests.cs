@@ -50,6 +50,16 @@ public class AshaTests
         Assert.StartsWith($"early_terminate: {key}: ", e.Message);
     }
 
+    [Fact]
+    public void A_schedule_built_by_hand_is_checked_too()
+    {
+        Assert.Contains("eta", Assert.Throws<ArgumentException>(() => new Asha(new RungSchedule([1, 3], 9, 1), Goal.Maximize)).Message);
+        Assert.Contains("increasing", Assert.Throws<ArgumentException>(() => new Asha(new RungSchedule([3, 3], 9, 3), Goal.Maximize)).Message);
+        Assert.Contains("increasing", Assert.Throws<ArgumentException>(() => new Asha(new RungSchedule([3, 9], 9, 3), Goal.Maximize)).Message);
+        Assert.Contains("increasing", Assert.Throws<ArgumentException>(() => new Asha(new RungSchedule([0, 3], 9, 3), Goal.Maximize)).Message);
+        Assert.Empty(new Asha(new RungSchedule([], 9, 3), Goal.Maximize).Schedule.Rungs); // no rungs: every trial runs to completion
+    }
+
     /// <summary>
     /// Rungs at epochs 1 and 3, complete at 9, eta 3, maximizing. Trials report at their rungs one after the other;
     /// <c>Report</c> applies ASHA's answer to the state as the coordinator would.

@@ -183,6 +183,41 @@ public class ParzenEstimatorTests
     }
 
     [Fact]
+    public void A_joint_estimator_of_one_dimension_is_the_one_dimensional_estimator()
+    {
+        var d = new NumericDimension(-5, 10, Log: false);
+        double[] obs = [-4.9, 0.3, 0.5, 9.0, 2.2];
+        var single = new NumericParzenEstimator(d, obs, TpeOptions.ObservationWeights(5), _defaults);
+        var joint = new JointParzenEstimator([d], [.. obs.Select(x => new[] { x })], TpeOptions.ObservationWeights(5), _defaults);
+        foreach (var x in new[] { -5.0, -1, 0.4, 2, 9.9 })
+        {
+            Assert.Equal(single.LogDensity(x), joint.LogDensity([x]), 13);
+        }
+    }
+
+    [Fact]
+    public void A_joint_estimator_sums_to_one_over_its_grid_and_keeps_the_trials_combinations()
+    {
+        // hidden_size 10..90 step 20 with the update rule: trials (10, sgd), (30, sgd), (90, adam).
+        var hidden = (NumericDimension)SearchDimension.Of(new DimensionSpec(DistributionKinds.IntUniform, 10, 90, 20));
+        var rule = new CategoricalDimension(["sgd", "adam"]);
+        var joint = new JointParzenEstimator([hidden, rule], [[10, 0], [30, 0], [90, 1]], [1, 1, 1], _defaults);
+        var cells = from h in new long[] { 10, 30, 50, 70, 90 } from r in new[] { "sgd", "adam" } select (h, r, p: Math.Exp(joint.LogDensity([h, r])));
+        Assert.Equal(1, cells.Sum(c => c.p), 12);
+
+        // The joint model knows small nets went with sgd and the large one with adam; a product of the two marginals
+        // would not (its odds of sgd would be the same at 10 as at 90).
+        double P(long h, string r) => cells.Single(c => c.h == h && c.r == r).p;
+        Assert.True(P(10, "sgd") / P(10, "adam") > 3 * (P(90, "sgd") / P(90, "adam")));
+
+        var rng = new Rng(4);
+        var draws = Enumerable.Range(0, 20_000).Select(_ => joint.Sample(rng)).ToList();
+        Assert.All(draws, d => Assert.Contains((long)d[0], new long[] { 10, 30, 50, 70, 90 }));
+        var share = draws.Count(d => (long)d[0] == 10 && (string)d[1] == "sgd") / 20_000.0;
+        Assert.InRange(share, P(10, "sgd") - 0.015, P(10, "sgd") + 0.015);
+    }
+
+    [Fact]
     public void Old_observations_fade_beyond_the_newest_25()
     {
         Assert.Equal(Enumerable.Repeat(1.0, 25), TpeOptions.ObservationWeights(25));

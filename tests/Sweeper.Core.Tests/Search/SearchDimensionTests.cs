@@ -38,6 +38,22 @@ public class SearchDimensionTests
         Assert.Equal(DistributionKinds.QUniform, DimensionSpec.Of(new Distribution(Distribution.Uniform, 0.1, 0.5, 0.1)).Kind);
         Assert.False(dropout.IsInteger);
         Assert.Equal((1L, 5L), (dropout.KLow, dropout.KHigh));
+
+        // Today's uniform with a whole q still gives doubles, as random search does for the same file.
+        var epochs = SearchDimension.Of(new Distribution(Distribution.Uniform, 1, 10, 1));
+        var random = new Distribution(Distribution.Uniform, 1, 10, 1).Sample(new Rng(1));
+        Assert.IsType<double>(random);
+        Assert.All(Enumerable.Range(0, 50).Select(i => epochs.SamplePrior(new Rng((ulong)i))), v => Assert.IsType<double>(v));
+    }
+
+    [Fact]
+    public void A_q_kind_gives_whole_numbers_when_q_is_whole_unless_told_otherwise()
+    {
+        var rng = new Rng(3);
+        Assert.IsType<long>(SearchDimension.Of(new DimensionSpec(DistributionKinds.QUniform, 0, 100, 5)).SamplePrior(rng));
+        Assert.IsType<double>(SearchDimension.Of(new DimensionSpec(DistributionKinds.QUniform, 0, 100, 5, Integer: false)).SamplePrior(rng));
+        Assert.IsType<double>(SearchDimension.Of(new DimensionSpec(DistributionKinds.QUniform, 0, 100, 2.5)).SamplePrior(rng));
+        Assert.Equal("q", Assert.Single(SearchDimension.Validate(new DimensionSpec(DistributionKinds.QUniform, 0, 100, 2.5, Integer: true))).Key);
     }
 
     [Fact]

@@ -250,6 +250,18 @@ public class TpeSamplerTests
         Assert.True(late.Count(r => r == "adam") >= 18, string.Join(", ", late));
     }
 
+    [Theory]
+    [InlineData(-1, 24, 1.0, 0.1)]
+    [InlineData(10, 0, 1.0, 0.1)]
+    [InlineData(10, 24, -1.0, 0.1)]
+    [InlineData(10, 24, 1.0, 0.0)]
+    [InlineData(10, 24, 1.0, 1.5)]
+    public void Settings_tpe_cannot_work_with_are_refused(int startup, int candidates, double priorWeight, double gamma)
+    {
+        var options = new TpeOptions { StartupTrials = startup, EiCandidates = candidates, PriorWeight = priorWeight, GammaFraction = gamma };
+        Assert.StartsWith("TPE needs", Assert.Throws<ArgumentException>(() => new TpeSampler(options)).Message);
+    }
+
     [Fact]
     public void The_isampler_adapter_proposes_a_batch_of_distinct_numbered_trials()
     {
@@ -262,16 +274,50 @@ public class TpeSamplerTests
         Assert.Equal(batch.Select(t => Json(t.Parameters)), new BayesSampler().Propose(sweep, 4, history, firstNumber: 12).Select(t => Json(t.Parameters)));
     }
 
+    [Fact]
+    public void Multivariate_tpe_is_deterministic_and_keeps_conditional_parameters_independent()
+    {
+        var sweep = SweepParser.Parse("""
+            name: m
+            method: random
+            parameters:
+              model: {values: [softmax, fc]}
+              learning_rate: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-1}
+              batch_size: {value: 100}
+            conditions:
+              - when: {model: fc}
+                parameters:
+                  hidden_size: {distribution: int_uniform, min: 10, max: 200, q: 10}
+            seed: 8
+            """, "m.yaml");
+        var space = ParameterSpace.Of(sweep);
+        static double Loss(IReadOnlyDictionary<string, object> p) =>
+            Math.Abs(Math.Log10(ParamValue.AsDouble(p["learning_rate"])) + 2) + ((string)p["model"] == "fc" ? Math.Abs(ParamValue.AsDouble(p["hidden_size"]) - 100) / 100 : 1);
+        var multivariate = new TpeSampler(new TpeOptions { Multivariate = true });
+        var run = Study(multivariate, space, 40, 8, Loss);
+        Assert.Equal(run.Select(o => Json(o.Parameters)), Study(new TpeSampler(new TpeOptions { Multivariate = true }), space, 40, 8, Loss).Select(o => Json(o.Parameters)));
+        Assert.NotEqual(run.Select(o => Json(o.Parameters)), Study(new TpeSampler(), space, 40, 8, Loss).Select(o => Json(o.Parameters)));
+        Assert.All(run, o =>
+        {
+            Assert.Equal(100L, o.Parameters["batch_size"]);
+            Assert.Equal((string)o.Parameters["model"] == "fc", o.Parameters.ContainsKey("hidden_size"));
+        });
+        // The learning rate settles near its best, 1e-2.
+        Assert.InRange(SamplerBenchmark.Median([.. run.Skip(20).Select(o => Math.Log10((double)o.Parameters["learning_rate"]))]), -2.5, -1.5);
+    }
+
     [Theory]
-    [InlineData("branin")]
-    [InlineData("hartmann6")]
-    public void Over_many_seeds_tpe_finds_better_values_than_random_search(string name)
+    [InlineData("branin", false)]
+    [InlineData("hartmann6", false)]
+    [InlineData("branin", true)]
+    [InlineData("hartmann6", true)]
+    public void Over_many_seeds_tpe_finds_better_values_than_random_search(string name, bool multivariate)
     {
         // The benchmark (bench samplers) runs 30 seeds; 16 keep this test quick and still separate the two clearly.
         var f = name == "branin" ? SamplerBenchmark.Branin : SamplerBenchmark.Hartmann6;
         const int Seeds = 16, Trials = 100;
         var random = Enumerable.Range(0, Seeds).Select(s => SamplerBenchmark.BestRandom(f, (ulong)s, Trials)).ToList();
-        var tpe = Enumerable.Range(0, Seeds).Select(s => SamplerBenchmark.BestTpe(f, (ulong)s, Trials)).ToList();
+        var tpe = Enumerable.Range(0, Seeds).Select(s => SamplerBenchmark.BestTpe(f, (ulong)s, Trials, new TpeOptions { Multivariate = multivariate })).ToList();
         var (medianRandom, medianTpe) = (SamplerBenchmark.Median(random), SamplerBenchmark.Median(tpe));
         Assert.True(medianTpe < medianRandom, $"{name}: median best TPE {medianTpe}, random {medianRandom}");
         Assert.True(tpe.Count(v => v < medianRandom) >= Seeds * 3 / 4, $"{name}: TPE beat random's median on only {tpe.Count(v => v < medianRandom)} of {Seeds} seeds");
