@@ -95,7 +95,11 @@ public static partial class SweepCommands
         }
         catch (SweepFileException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            foreach (var error in e.Errors)
+            {
+                Console.Error.WriteLine($"error: {error}");
+            }
+
             return null;
         }
     }
