@@ -15,6 +15,9 @@ public static partial class SweepCommands
 {
     private static readonly JsonSerializerOptions _json = new() { WriteIndented = false };
 
+    /// <summary>validate --json: messages quote keys and values, so they are written readably (it is never inlined in HTML).</summary>
+    private static readonly JsonSerializerOptions _readableJson = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     private static Option<string?> StoreOption() => new("--store")
     {
         Description = "Trial store address: sqlite:PATH (the embedded store, one machine), postgres://USER[:PASSWORD]@HOST[:PORT]/DB (a cluster; "
@@ -92,7 +95,11 @@ public static partial class SweepCommands
         }
         catch (SweepFileException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            foreach (var error in e.Errors)
+            {
+                Console.Error.WriteLine($"error: {error}");
+            }
+
             return null;
         }
     }
@@ -101,26 +108,123 @@ public static partial class SweepCommands
     {
         var file = new Argument<FileInfo>("file") { Description = "The sweep definition file (YAML)." };
         var show = new Option<int>("--show") { Description = "How many parameter sets to print.", DefaultValueFactory = _ => 5 };
-        var command = new Command("validate", "Check a sweep file and print its number of trials and the first parameter sets, without running anything.") { file, show };
+        var json = new Option<bool>("--json") { Description = "Print JSON: {file, ok, errors: [{line, column, key, message}], warnings: [...], trials, method, ...}." };
+        var command = new Command("validate", "Check a sweep file: every error at once (file:line:column: key: problem), its warnings, its number of trials and the first parameter sets. Runs nothing.")
+        {
+            file, show, json,
+        };
         command.SetAction(parse =>
         {
-            var sweep = ParseSweep(parse.GetValue(file)!);
-            if (sweep is null)
+            var given = parse.GetValue(file)!;
+            var path = given.FullName == Path.GetFullPath(given.ToString()) ? given.ToString() : given.FullName;
+            SweepDefinition sweep;
+            try
             {
+                sweep = SweepParser.ParseFile(path);
+            }
+            catch (SweepFileException e)
+            {
+                if (parse.GetValue(json))
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(new { file = path, ok = false, errors = e.Errors.Select(Issue), warnings = Array.Empty<object>() }, _readableJson));
+                }
+                else
+                {
+                    foreach (var error in e.Errors)
+                    {
+                        Console.Error.WriteLine($"error: {error}");
+                    }
+
+                    Console.Error.WriteLine($"{e.Errors.Count} error{(e.Errors.Count == 1 ? "" : "s")} in {path}");
+                }
+
                 return 2;
             }
 
             var count = SearchSpace.TrialCount(sweep);
-            Console.WriteLine($"{parse.GetValue(file)}: study '{sweep.Name}', {sweep.Method} search, {count} trials, metric {sweep.Metric} ({sweep.Goal}), " +
-                $"early stopping {(sweep.EarlyTerminate is { Type: "median" } e ? $"median (warm-up {e.WarmupEpochs}, min {e.MinTrials} trials)" : "off")}");
-            foreach (var t in SearchSpace.CreateSampler(sweep).Propose(sweep, Math.Min(parse.GetValue(show), (int)count)))
+
+            // bayes (TPE) starts with random draws (its startup trials), so the first sets are shown as random ones.
+            var sampler = sweep.Method == "bayes" ? new RandomSampler() : SearchSpace.CreateSampler(sweep);
+            var first = sampler.Propose(sweep, (int)Math.Min(Math.Max(parse.GetValue(show), 0), count));
+            if (parse.GetValue(json))
             {
-                Console.WriteLine($"  trial {t.Number}: {string.Join(" ", t.Parameters.Select(kv => $"{kv.Key}={ParamValue.Format(kv.Value)}"))}");
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    file = path,
+                    ok = true,
+                    errors = Array.Empty<object>(),
+                    warnings = sweep.Warnings.Select(Issue),
+                    name = sweep.Name,
+                    method = sweep.Method,
+                    trials = count,
+                    metric = sweep.Metric,
+                    goal = sweep.Goal,
+                    early_terminate = sweep.EarlyTerminate?.Type ?? "none",
+                    bands = sweep.EarlyTerminate?.Bands(upTo: 10_000),
+                    engine = sweep.Engine,
+                    device = sweep.Device,
+                    program = sweep.Program?.Program,
+                    command = sweep.Program?.Command,
+                    parameters = sweep.ParameterNames,
+                    first = first.Select(t => new { number = t.Number, parameters = t.Parameters }),
+                }, _readableJson));
+                return 0;
+            }
+
+            var width = Report.TerminalWidth();
+            Console.WriteLine($"{path}: study '{sweep.Name}', {sweep.Method} search, {count} trials");
+            Console.WriteLine($"  metric: {sweep.Metric} ({sweep.Goal}); early stopping: {Stopping(sweep.EarlyTerminate)}");
+            if (sweep.Program is { } program)
+            {
+                Console.WriteLine(Report.Wrap(["  program:", program.Program + ";", "command:", .. program.Command], width, "    "));
+            }
+            else
+            {
+                Console.WriteLine($"  engine: {sweep.Engine} on {sweep.Device}");
+            }
+
+            foreach (var warning in sweep.Warnings)
+            {
+                Console.WriteLine($"warning: {warning}");
+            }
+
+            var rows = first.Select(t => (IReadOnlyDictionary<string, object?>)new Dictionary<string, object?>(t.Parameters.Select(kv => KeyValuePair.Create(kv.Key, (object?)kv.Value))) { ["trial"] = t.Number }).ToList();
+            if (rows.Count > 0)
+            {
+                Console.WriteLine(sweep.Method == "bayes" ? "first trials (random draws, as bayes starts):" : "first trials:");
+                Console.Write(Report.Table(rows, ["trial", .. sweep.ParameterNames.Where(n => rows.Any(r => r.ContainsKey(n)))], width));
             }
 
             return 0;
         });
         return command;
+    }
+
+    private static object Issue(SweepFileIssue i) => new { line = i.Line, column = i.Column, key = i.Key, message = i.Message };
+
+    private static string Stopping(EarlyTerminate? et) => et switch
+    {
+        { Type: EarlyTerminate.Median } m => $"median (warm-up {m.WarmupEpochs}, min {m.MinTrials} trials)",
+        { Type: EarlyTerminate.Hyperband } h => $"hyperband (eta {Report.Number(h.Eta)}{(h.Strict ? ", strict" : "")}, bands at epochs {string.Join(", ", h.Bands(upTo: 1000).Take(8))}{(h.Bands(upTo: 1000).Count > 8 ? ", ..." : "")})",
+        _ => "off",
+    };
+
+    /// <summary>The best trial by the sweep's metric when trials record it, else by validation accuracy (and the metric it went by).</summary>
+    private static (TrialRecord? Best, string Metric) BestOf(StudyRecord record, IReadOnlyList<TrialRecord> trials)
+    {
+        try
+        {
+            var sweep = SweepJson.Of(record);
+            if (sweep.Metric is "val_accuracy" or "train_accuracy")
+            {
+                return (StudySelection.Best(trials, sweep), sweep.Metric);
+            }
+        }
+        catch (Exception e) when (e is SweepFileException or InvalidDataException)
+        {
+        }
+
+        return (StudySelection.Best(trials), "val_accuracy");
     }
 
     private static Command WorkerCommand()
@@ -352,12 +456,15 @@ public static partial class SweepCommands
                 summaries.Add(Report.Summary(record, counts, trials, result));
                 if (!parse.GetValue(json))
                 {
-                    var best = StudySelection.Best(trials);
-                    Console.WriteLine($"{name}: {(record.Closed ? "closed" : "open")}; {Report.Counts(counts)}; best so far: " +
-                        (best is null ? "-" : $"trial {best.Number} val acc {Report.Acc(best.ValAccuracy)}") + (result?.TestAccuracy is { } t ? $"; test acc {Report.Acc(t)}" : ""));
+                    // One short line per fact, so that nothing wraps in a terminal and each line greps on its own.
+                    var (best, metric) = BestOf(record, trials);
+                    Console.WriteLine($"{name}: {(record.Closed ? "closed" : "open")}, {record.Method} search");
+                    Console.WriteLine($"  trials: {Report.ShortCounts(counts)}");
+                    Console.WriteLine("  best so far: " + (best is null ? "-" : $"trial {best.Number}, {metric} {Report.Short(StudySelection.RecordedValue(best, metric))}")
+                        + (result?.TestAccuracy is { } t ? $", test accuracy {Report.Acc(t)}" : ""));
                     foreach (var r in trials.Where(t => t.State == TrialState.Running))
                     {
-                        Console.WriteLine($"  running: trial {r.Number} on {r.Owner}, epoch {r.EpochsDone}, attempt {r.Attempts}");
+                        Console.WriteLine($"  running: trial {r.Number}, epoch {r.EpochsDone}, attempt {r.Attempts}, on {r.Owner}");
                     }
                 }
             }
@@ -479,9 +586,13 @@ public static partial class SweepCommands
                 return 0;
             }
 
-            AnsiConsole.Write(Report.ColumnTable(rows, chosen));
-            Console.WriteLine($"{total} matching trial(s)" + (group is not null ? $" in {rows.Count} group(s) by {group}" + (parse.GetValue(top) is { } n && rows.Count == n ? $" (the best {n})" : "") : ""));
-            PrintBest(result, everyTrial);
+            var width = Report.TerminalWidth();
+            Console.Write(Report.Table([.. rows.Select(r => (IReadOnlyDictionary<string, object?>)r)], chosen, width));
+
+            // In a pipe the rows alone go to standard output (for grep, sort and cut); the summary goes to standard error.
+            var footer = width is null ? Console.Error : Console.Out;
+            footer.WriteLine($"{total} matching trial(s)" + (group is not null ? $" in {rows.Count} group(s) by {group}" + (parse.GetValue(top) is { } n && rows.Count == n ? $" (the best {n})" : "") : ""));
+            PrintBest(footer, result, everyTrial, record, width);
             return 0;
         });
         return command;
@@ -499,23 +610,32 @@ public static partial class SweepCommands
         return await TrialStores.OpenAsync(full, cancellationToken: ct, say: m => Log.Information("{Message}", m));
     }
 
-    private static void PrintBest(StudyResult? result, IReadOnlyList<TrialRecord> trials)
+    private static void PrintBest(StudyResult? result, IReadOnlyList<TrialRecord> trials) => PrintBest(Console.Out, result, trials, null, Report.TerminalWidth());
+
+    /// <summary>The chosen (or best so far) trial in short lines: its figures, its parameters wrapped between values, the rule.</summary>
+    private static void PrintBest(TextWriter output, StudyResult? result, IReadOnlyList<TrialRecord> trials, StudyRecord? record, int? width)
     {
         if (result?.BestTrialNumber is { } n)
         {
             var best = trials.First(t => t.Number == n);
-            Console.WriteLine($"Best trial {n}: val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)} ({result.TestExamples} test images, evaluated once at {result.TestEvaluatedAt:u})");
-            Console.WriteLine($"  {Report.Params(best)}");
-            Console.WriteLine($"  selection: {result.SelectionRule}");
+            output.WriteLine($"Best trial {n}: val accuracy {Report.Acc(result.ValAccuracy)}, test accuracy {Report.Acc(result.TestAccuracy)}");
+            output.WriteLine($"  tested once on {result.TestExamples} test images at {result.TestEvaluatedAt:u}");
+            output.WriteLine(Report.Wrap(["  parameters:", .. Report.ParamWords(best)], width, "    "));
+            output.WriteLine(Report.Wrap(["  selection:", .. result.SelectionRule.Split(' ')], width, "    "));
         }
         else if (result is not null)
         {
-            Console.WriteLine(result.Note);
+            output.WriteLine(result.Note);
         }
         else
         {
-            var best = StudySelection.Best(trials);
-            Console.WriteLine(best is null ? "No trial has completed yet." : $"Best so far: trial {best.Number}, val acc {Report.Acc(best.ValAccuracy)} (the study is still open; no test evaluation yet)");
+            var (best, metric) = record is null ? (StudySelection.Best(trials), "val_accuracy") : BestOf(record, trials);
+            output.WriteLine(best is null ? "No trial has completed yet." : $"Best so far: trial {best.Number}, {metric} {Report.Short(StudySelection.RecordedValue(best, metric))}");
+            if (best is not null)
+            {
+                output.WriteLine("  (the study is still open; no test evaluation yet)");
+                output.WriteLine(Report.Wrap(["  parameters:", .. Report.ParamWords(best)], width, "    "));
+            }
         }
     }
 }

@@ -114,6 +114,11 @@ public static class DashboardApp
                 return BadRequest(problem!, null);
             }
 
+            if ((page - 1L) * size > int.MaxValue)
+            {
+                return BadRequest($"page {page} of {size} trials starts past the last trial a study can have", null);
+            }
+
             TrialQuery query;
             IReadOnlyList<string>? columns = null;
             string? group = null;

@@ -32,6 +32,25 @@ public class SweepFileEdgeCaseTests
         }
     }
 
+    [Theory]
+    [InlineData("4294967296")]
+    [InlineData("3e9")]
+    [InlineData("5e9")]
+    public void Int_uniform_ranges_past_32_bits_draw_above_where_32_bit_arithmetic_stopped(string max)
+    {
+        var sweep = SweepParser.Parse(Random + $"  iterations: {{distribution: int_uniform, min: 1, max: {max}}}\nbudget: {{max_trials: 500}}\n");
+        var draws = SearchSpace.CreateSampler(sweep).Propose(sweep, 500).Select(t => (long)t.Parameters["iterations"]).ToArray();
+        Assert.All(draws, v => Assert.InRange(v, 1L, (long)double.Parse(max, System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.True(draws.Count(v => v > 700_000_000) > 250, $"{draws.Count(v => v > 700_000_000)} of 500 draws above 7e8");
+    }
+
+    [Fact]
+    public void A_nested_parameter_and_a_dotted_name_for_the_same_parameter_are_refused()
+    {
+        var ex = Fails("name: a\nprogram: t.py\nmethod: random\nparameters:\n  opt:\n    parameters:\n      lr: {value: 1}\n  opt.lr: {value: 2}\n");
+        Assert.Equal(("parameters.opt.lr", 8, "appears twice (a nested parameter and a dotted name both make opt.lr)."), (ex.Key, ex.Line, ex.Problem));
+    }
+
     [Fact]
     public void An_int_uniform_range_with_a_step_past_the_largest_int_draws_every_step()
     {
@@ -240,6 +259,8 @@ public class SweepFileEdgeCaseTests
     [InlineData("dropout: {distribution: uniform, min: 0.1, max: 0.2, q: 0.5}", "q = 0.5 leaves no value in [0.1, 0.2] to round to (the multiples of q between min and max)")]
     [InlineData("learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-3, q: 1.0e-3}", "q = 0.001 leaves 1 value in [1E-05, 0.001] (the multiples of q between min and max), so every trial would get that value")]
     [InlineData("hidden_size: {distribution: int_uniform, min: 1, max: 5, q: 10}", "q = 10 leaves 1 value in [1, 5] (min, min + q, ... up to max), so every trial would get that value")]
+    [InlineData("reg: {distribution: q_log_uniform, min: 0, max: 0.5, q: 5}", "q = 5 leaves 1 value in [1, 1.64872] (the multiples of q that draws round to), so every trial would get that value")]
+    [InlineData("reg: {distribution: q_uniform, min: 0.1, max: 0.2, q: 0.5}", "q = 0.5 leaves 1 value in [0.1, 0.2] (the multiples of q that draws round to), so every trial would get that value")]
     public void A_q_that_leaves_fewer_than_two_values_is_refused_saying_how_many_it_leaves(string parameter, string problem)
     {
         var ex = Fails(Random + "  " + parameter + "\n");

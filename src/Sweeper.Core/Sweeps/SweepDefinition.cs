@@ -741,7 +741,11 @@ public sealed record SweepDefinition
 
     public ulong Seed { get; init; }
 
-    /// <summary>Keys that mean nothing here (W&amp;B's controller, metric.target, ...): kept with their place, printed by validate; not stored.</summary>
+    /// <summary>
+    /// What the parser warns about: keys that mean nothing here (W&amp;B's controller, metric.target, ...) and readings
+    /// that may surprise (W&amp;B's default goal, whole-number bounds making int_uniform). Kept with their place, printed
+    /// by validate and stored with the study.
+    /// </summary>
     public IReadOnlyList<SweepFileIssue> Warnings { get; init; } = [];
 
     /// <summary>The file's text, stored with the study.</summary>

@@ -166,6 +166,7 @@ public sealed partial class SweepParser
         }
 
         var parameters = new Dictionary<string, ParameterDomain>();
+        var fromModelBlock = new HashSet<string>();
         if (top.TryGetValue("model", out var modelNode))
         {
             if (_program)
@@ -175,6 +176,7 @@ public sealed partial class SweepParser
             else
             {
                 Try(() => ReadModelBlock(modelNode, parameters));
+                fromModelBlock.UnionWith(parameters.Keys);
             }
         }
 
@@ -188,7 +190,8 @@ public sealed partial class SweepParser
             {
                 if (!parameters.TryAdd(key, domain))
                 {
-                    _errors.Add(Issue(keyNode, $"parameters.{key}", parameters[key].Line > 0 && top.ContainsKey("model") ? "is also fixed in the model block; give it in one place." : "appears twice."));
+                    _errors.Add(Issue(keyNode, $"parameters.{key}", fromModelBlock.Contains(key) ? "is also fixed in the model block; give it in one place."
+                        : $"appears twice (a nested parameter and a dotted name both make {key})."));
                 }
             }
         }

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Storage;
+
+namespace Sweeper.Core.Tests;
+
+/// <summary>
+/// The real <c>sweeper</c> program in a pipe: <c>results</c> on a study whose parameter is called epochs (a trial field
+/// too), with --where, --columns, --csv and --json, and <c>validate --json</c>. A pipe gets plain tab-separated rows.
+/// </summary>
+public sealed class CliOutputTests : IAsyncLifetime
+{
+    private const string Sweep = """
+        name: ep
+        method: grid
+        model: softmax
+        parameters:
+          learning_rate: {values: [1.0e-7, 1.0e-6]}
+          epochs: {values: [1, 2, 3]}
+        """;
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("sweeper-cli-").FullName;
+
+    private string Store => "sqlite:" + Path.Combine(_dir, "store.db");
+
+    public async Task InitializeAsync()
+    {
+        await using var store = await TrialStores.OpenAsync(Store);
+        var sweep = SweepParser.Parse(Sweep, "ep.yaml");
+        var trials = new GridSampler().Propose(sweep, 6);
+        await store.CreateStudyAsync(new NewStudy("ep", sweep.SourceHash, Sweep, SweepJson.Serialize(sweep), "grid",
+            [.. trials.Select(t => new NewTrial(t.Number, ParamJson.Serialize(t.Parameters), t.Seed))]));
+        while (await store.ClaimAsync("ep", "w", TimeSpan.FromMinutes(5)) is { } lease)
+        {
+            // Every trial stops after one epoch whatever its epochs parameter, so the field and the parameter differ.
+            await store.FinishAsync(lease, new TrialFinish(TrialState.Completed, 0.1 + (lease.Number * 0.05), 0.2, 1, null));
+        }
+    }
+
+    public Task DisposeAsync()
+    {
+        Directory.Delete(_dir, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    private (int Code, string Stdout, string Stderr) Sweeper(params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = _dir };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sweeper.dll"));
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(info)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)), "sweeper did not finish");
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Fact]
+    public void Results_in_a_pipe_tell_the_epochs_field_from_the_epochs_parameter()
+    {
+        var (code, stdout, stderr) = Sweeper("results", "ep", "--store", Store, "--where", "params.epochs >= 2 and epochs = 1", "--columns", "number,epochs,params.epochs,val_accuracy");
+        Assert.True(code == 0, stderr);
+        var lines = stdout.TrimEnd('\n').Split('\n');
+        Assert.Equal("number\tepochs\tparams.epochs\tval_accuracy", lines[0]);
+
+        // Grid order: learning_rate outer, epochs inner; trials 1, 2, 4, 5 have epochs 2 or 3; best first.
+        Assert.Equal(["5\t1\t3\t0.35", "4\t1\t2\t0.3", "2\t1\t3\t0.2", "1\t1\t2\t0.15"], lines[1..]);
+        Assert.Contains("4 matching trial(s)", stderr);
+
+        var csv = Sweeper("results", "ep", "--store", Store, "--csv", "--columns", "number,epochs,params.epochs", "--where", "params.epochs = 3");
+        Assert.Equal("number,epochs,params.epochs\n5,1,3\n2,1,3\n", csv.Stdout.ReplaceLineEndings("\n"));
+
+        var json = JsonDocument.Parse(Sweeper("results", "ep", "--store", Store, "--json", "--top", "1", "--columns", "number,epochs,params.epochs").Stdout).RootElement;
+        var row = json.GetProperty("rows")[0];
+        Assert.Equal((5, 1, 3), (row.GetProperty("number").GetInt32(), row.GetProperty("epochs").GetInt32(), row.GetProperty("params.epochs").GetInt32()));
+
+        var bad = Sweeper("results", "ep", "--store", Store, "--where", "params.epoch = 1");
+        Assert.Equal(2, bad.Code);
+        Assert.StartsWith("error: unknown field 'params.epoch'", bad.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_json_lists_every_error_with_its_place_and_exits_2()
+    {
+        var file = Path.Combine(_dir, "bad.yaml");
+        File.WriteAllText(file, "name: bad\nmetod: random\nmodel: fc\nparameters:\n  learning_rat: {value: 1}\n  reg: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-2}\n");
+        var (code, stdout, _) = Sweeper("validate", file, "--json");
+        Assert.Equal(2, code);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.False(json.GetProperty("ok").GetBoolean());
+        Assert.Equal([(2, 1, "metod"), (5, 3, "parameters.learning_rat"), (6, 41, "parameters.reg.min"), (1, 1, "method")],
+            json.GetProperty("errors").EnumerateArray().Select(e => (e.GetProperty("line").GetInt32(), e.GetProperty("column").GetInt32(), e.GetProperty("key").GetString()!)));
+
+        var good = Sweeper("validate", Path.Combine(WandbFilesTests.FindWandb(), "controller-local.yaml"), "--json", "--show", "2");
+        Assert.Equal(0, good.Code);
+        var ok = JsonDocument.Parse(good.Stdout).RootElement;
+        Assert.True(ok.GetProperty("ok").GetBoolean());
+        Assert.Equal((20, 2, 2), (ok.GetProperty("trials").GetInt32(), ok.GetProperty("warnings").GetArrayLength(), ok.GetProperty("first").GetArrayLength()));
+
+        var text = Sweeper("validate", file);
+        Assert.Equal(2, text.Code);
+        Assert.Equal(5, text.Stderr.TrimEnd('\n').Split('\n').Length);
+        Assert.All(text.Stderr.TrimEnd('\n').Split('\n')[..4], l => Assert.StartsWith($"error: {file}:", l, StringComparison.Ordinal));
+    }
+}
