@@ -50,11 +50,15 @@ public static class TrainCommand
         var printEvery = new Option<int>("--print-every") { Description = "Print the loss every this many iterations (0 = never).", DefaultValueFactory = _ => 100 };
         var checkpoint = new Option<FileInfo?>("--checkpoint") { Description = "Write a checkpoint here after every epoch; resume from it if it exists." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with the results at the end (progress goes to stderr)." };
+        var engine = new Option<string>("--engine") { Description = "Training engine: native (OpenBLAS + SIMD) | torch (TorchSharp/libtorch).", DefaultValueFactory = _ => TrainingEngines.DefaultEngine };
+        engine.AcceptOnlyFromAmong([.. TrainingEngines.Names]);
+        var device = new Option<string>("--device") { Description = "cpu | cuda (cuda: torch engine with a CUDA build of libtorch).", DefaultValueFactory = _ => TrainingEngines.DefaultDevice };
+        device.AcceptOnlyFromAmong([.. TrainingEngines.Devices]);
 
         var command = new Command("train", "Train one model on CIFAR-10 and report train and validation accuracy.")
         {
             model, lr, reg, hidden, hiddenSizes, dropout, norm, rule, decay, batch, epochs, iterations, weightScale, init, seed, data,
-            trainSize, valSize, test, printEvery, checkpoint, json,
+            trainSize, valSize, test, printEvery, checkpoint, json, engine, device,
         };
 
         command.SetAction(async (parse, ct) =>
@@ -127,14 +131,39 @@ public static class TrainCommand
             Log.Information("Loaded CIFAR-10 from {Dir} in {Seconds:F2} s: {Train} train, {Val} validation; BLAS {Blas}",
                 dir, clock.Elapsed.TotalSeconds, dataset.Train.Count, dataset.Validation.Count, Blas.Describe());
 
-            var net = new FullyConnectedNet<float>(spec, options.Seed);
-            var solver = new Solver<float>(net, dataset.Train, dataset.Validation, options);
+            ITrainingBackend solver;
+            try
+            {
+                solver = TrainingEngines.Create(parse.GetValue(engine), new TrainingSetup(spec, options, dataset.Train, dataset.Validation, parse.GetValue(device)!));
+            }
+            catch (Exception e) when (e is ArgumentException or TrainingEngineUnavailableException)
+            {
+                Log.Error("{Message}", e.Message);
+                return e is ArgumentException ? 2 : 1;
+            }
+
+            using var backend = solver;
+            Log.Information("Engine {Origin}", solver.Origin);
             var checkpointFile = parse.GetValue(checkpoint);
             if (checkpointFile is { Exists: true })
             {
-                await using var stream = checkpointFile.OpenRead();
-                solver.LoadCheckpoint(stream);
+                CheckpointOrigin from;
+                try
+                {
+                    await using var stream = checkpointFile.OpenRead();
+                    from = solver.LoadCheckpoint(stream);
+                }
+                catch (InvalidDataException e)
+                {
+                    Log.Error("{Checkpoint}: {Message}", checkpointFile.FullName, e.Message);
+                    return 1;
+                }
+
                 Log.Information("Resumed from {Checkpoint} at epoch {Epoch}, iteration {Iteration}", checkpointFile.FullName, solver.Epoch, solver.Iteration);
+                if (solver.Origin.DifferenceFrom(from) is { } change)
+                {
+                    Log.Warning("The checkpoint was made by {From}; resuming with {Change}: the run goes on correctly but not bit-identically", from, change);
+                }
             }
 
             var every = parse.GetValue(printEvery);
@@ -178,6 +207,9 @@ public static class TrainCommand
                 var summary = new Dictionary<string, object?>
                 {
                     ["model"] = parse.GetValue(model),
+                    ["engine"] = solver.Origin.Engine,
+                    ["device"] = solver.Origin.Device,
+                    ["kernel"] = solver.Origin.Kernel,
                     ["outcome"] = result.Outcome.ToString().ToLowerInvariant(),
                     ["reason"] = result.Reason,
                     ["train_accuracy"] = result.TrainAccuracy,
