@@ -43,6 +43,9 @@ public sealed class TorchBackend : ITrainingBackend
     private readonly long[] _batchY;
     private readonly int[] _order;
     private readonly float[]?[] _masks;
+    private readonly List<Scalar> _constants = [];
+    private readonly Scalar _one, _minusOne, _zero, _normEpsilon, _bnMomentum, _bnOneMinusMomentum, _halfReg;
+    private readonly Scalar _momentum, _decay, _oneMinusDecay, _beta1, _oneMinusBeta1, _beta2, _oneMinusBeta2, _epsilon;
     private Rng _rng;
     private bool _disposed;
 
@@ -117,6 +120,28 @@ public sealed class TorchBackend : ITrainingBackend
         _masks = new float[]?[_hidden];
         _rng = Rng.Derive(options.Seed, 2);
         LearningRate = options.LearningRate;
+
+        // Every constant a step passes to libtorch, made once and kept alive with the backend. A Scalar that C#
+        // converts implicitly from a number is garbage as soon as its handle is read, and its finalizer may free the
+        // native value while libtorch still uses it (seen as random "Expected false to be true" errors from
+        // Scalar::toFloat). TorchSharp 0.107 does that itself in every overload without an explicit alpha (a + b is
+        // add(b, 1); square() is pow(2)), so this class calls only the overloads that take every Scalar from here.
+        _one = Constant(1);
+        _minusOne = Constant(-1); // a.add(b, -1) is a - b exactly, with every Scalar explicit
+        _zero = Constant(0);
+        _normEpsilon = Constant(BatchNorm.DefaultEpsilon); // LayerNorm.DefaultEpsilon is the same 1e-5
+        _bnMomentum = Constant(BatchNorm.DefaultMomentum);
+        _bnOneMinusMomentum = Constant(1 - BatchNorm.DefaultMomentum);
+        _halfReg = Constant(0.5 * spec.Reg);
+        var u = options.Update;
+        _momentum = Constant(u.Momentum);
+        _decay = Constant(u.DecayRate);
+        _oneMinusDecay = Constant(1 - u.DecayRate);
+        _beta1 = Constant(u.Beta1);
+        _oneMinusBeta1 = Constant(1 - u.Beta1);
+        _beta2 = Constant(u.Beta2);
+        _oneMinusBeta2 = Constant(1 - u.Beta2);
+        _epsilon = Constant(u.Epsilon);
     }
 
     public TrainingSetup Setup { get; }
@@ -446,6 +471,11 @@ public sealed class TorchBackend : ITrainingBackend
         {
             t.Dispose();
         }
+
+        foreach (var c in _constants)
+        {
+            c.Dispose();
+        }
     }
 
     private EpochRecord EndEpoch(double meanLoss, double seconds)
@@ -492,24 +522,24 @@ public sealed class TorchBackend : ITrainingBackend
         var loss = Spec.Kind == ModelKind.Svm ? SvmLoss(scores, labels) : nn.functional.cross_entropy(scores, labels);
         if (Spec.Reg != 0)
         {
-            Tensor squares = _w[0].square().sum();
+            Tensor squares = _w[0].mul(_w[0]).sum();
             for (var l = 1; l < _w.Length; l++)
             {
-                squares = squares + _w[l].square().sum();
+                squares = squares.add(_w[l].mul(_w[l]).sum(), _one);
             }
 
-            loss = loss + (squares * (0.5 * Spec.Reg));
+            loss = loss.add(squares, _halfReg);
         }
 
         return (loss, loss.item<float>());
     }
 
     /// <summary>Multiclass hinge loss with margin 1, summed over the wrong classes and averaged over examples (cs231n; not torch's multi_margin_loss, which also divides by C).</summary>
-    private static Tensor SvmLoss(Tensor scores, Tensor labels)
+    private Tensor SvmLoss(Tensor scores, Tensor labels)
     {
         var correct = scores.gather(1, labels.unsqueeze(1));
-        var margins = (scores - correct + 1).clamp_min(0).scatter(1, labels.unsqueeze(1), zeros_like(correct));
-        return margins.sum() / scores.shape[0];
+        var margins = scores.add(correct, _minusOne).add(_one, _one).clamp_min(_zero).scatter(1, labels.unsqueeze(1), zeros_like(correct));
+        return margins.sum(1).mean();
     }
 
     /// <summary>Class scores: L - 1 blocks {affine - [batch/layer norm] - relu - [dropout]}, then affine.</summary>
@@ -526,28 +556,27 @@ public sealed class TorchBackend : ITrainingBackend
                     {
                         // Biased batch variance and running = m * running + (1 - m) * batch, as the native engine (torch's own batch_norm keeps the unbiased variance).
                         var mean = z.mean([0]);
-                        var centered = z - mean;
-                        var variance = centered.square().mean([0]);
-                        z = (centered * (variance + BatchNorm.DefaultEpsilon).rsqrt() * _gamma[l]!) + _beta[l]!;
+                        var centered = z.add(mean, _minusOne);
+                        var variance = centered.mul(centered).mean([0]);
+                        z = (centered * variance.add(_normEpsilon, _one).rsqrt() * _gamma[l]!).add(_beta[l]!, _one);
                         using (no_grad())
                         {
-                            var m = BatchNorm.DefaultMomentum;
-                            _runningMean[l]!.mul_(m).add_(mean.detach(), 1 - m);
-                            _runningVar[l]!.mul_(m).add_(variance.detach(), 1 - m);
+                            _runningMean[l]!.mul_(_bnMomentum).add_(mean.detach(), _bnOneMinusMomentum);
+                            _runningVar[l]!.mul_(_bnMomentum).add_(variance.detach(), _bnOneMinusMomentum);
                         }
 
                         break;
                     }
 
                 case Normalization.Batch:
-                    z = ((z - _runningMean[l]!) * (_runningVar[l]! + BatchNorm.DefaultEpsilon).rsqrt() * _gamma[l]!) + _beta[l]!;
+                    z = (z.add(_runningMean[l]!, _minusOne) * _runningVar[l]!.add(_normEpsilon, _one).rsqrt() * _gamma[l]!).add(_beta[l]!, _one);
                     break;
                 case Normalization.Layer:
                     {
                         var mean = z.mean([1], keepdim: true);
-                        var centered = z - mean;
-                        var variance = centered.square().mean([1], keepdim: true);
-                        z = (centered * (variance + LayerNorm.DefaultEpsilon).rsqrt() * _gamma[l]!) + _beta[l]!;
+                        var centered = z.add(mean, _minusOne);
+                        var variance = centered.mul(centered).mean([1], keepdim: true);
+                        z = (centered * variance.add(_normEpsilon, _one).rsqrt() * _gamma[l]!).add(_beta[l]!, _one);
                         break;
                     }
             }
@@ -571,34 +600,41 @@ public sealed class TorchBackend : ITrainingBackend
     /// <summary>The update rules of <see cref="UpdateRule"/>, formula for formula, in place on the device.</summary>
     private void Update(Tensor w, Tensor g, Tensor[] slots, long t)
     {
-        var lr = LearningRate;
-        var u = Options.Update;
+        using var negativeLr = (-LearningRate).ToScalar();
         switch (Rule.Name)
         {
             case "sgd":
-                w.add_(g, -lr);
+                w.add_(g, negativeLr);
                 break;
             case "sgd_momentum":
-                slots[0].mul_(u.Momentum).add_(g, -lr);
-                w.add_(slots[0]);
+                slots[0].mul_(_momentum).add_(g, negativeLr);
+                w.add_(slots[0], _one);
                 break;
             case "rmsprop":
-                slots[0].mul_(u.DecayRate).addcmul_(g, g, 1 - u.DecayRate);
-                w.addcdiv_(g, slots[0].sqrt() + u.Epsilon, -lr);
+                slots[0].mul_(_decay).addcmul_(g, g, _oneMinusDecay);
+                w.addcdiv_(g, slots[0].sqrt().add_(_epsilon, _one), negativeLr);
                 break;
             case "adam":
                 {
-                    var c1 = 1.0 - Math.Pow(u.Beta1, t);
-                    var c2 = 1.0 - Math.Pow(u.Beta2, t);
-                    slots[0].mul_(u.Beta1).add_(g, 1 - u.Beta1);
-                    slots[1].mul_(u.Beta2).addcmul_(g, g, 1 - u.Beta2);
-                    w.addcdiv_(slots[0], (slots[1] * (1.0 / c2)).sqrt_().add_(u.Epsilon), -lr / c1);
+                    var u = Options.Update;
+                    using var invC2 = (1.0 / (1.0 - Math.Pow(u.Beta2, t))).ToScalar();
+                    using var step = (-LearningRate / (1.0 - Math.Pow(u.Beta1, t))).ToScalar();
+                    slots[0].mul_(_beta1).add_(g, _oneMinusBeta1);
+                    slots[1].mul_(_beta2).addcmul_(g, g, _oneMinusBeta2);
+                    w.addcdiv_(slots[0], slots[1].mul(invC2).sqrt_().add_(_epsilon, _one), step);
                     break;
                 }
 
             default:
                 throw new InvalidOperationException($"update rule {Rule.Name} has no torch implementation.");
         }
+    }
+
+    private Scalar Constant(double value)
+    {
+        var scalar = value.ToScalar();
+        _constants.Add(scalar);
+        return scalar;
     }
 
     private Tensor Input(Matrix<float> x) => tensor(x.Data, [x.Rows, x.Cols], device: _device);
@@ -619,7 +655,8 @@ public sealed class TorchBackend : ITrainingBackend
 
     private static float[] Host(Tensor t)
     {
-        using var cpu = t.detach().cpu();
+        using var detached = t.detach();
+        using var cpu = detached.cpu();
         return cpu.data<float>().ToArray();
     }
 
