@@ -131,10 +131,10 @@ public static class TrainCommand
             Log.Information("Loaded CIFAR-10 from {Dir} in {Seconds:F2} s: {Train} train, {Val} validation; BLAS {Blas}",
                 dir, clock.Elapsed.TotalSeconds, dataset.Train.Count, dataset.Validation.Count, Blas.Describe());
 
-            ITrainingBackend solver;
+            ITrainingBackend created;
             try
             {
-                solver = TrainingEngines.Create(parse.GetValue(engine), new TrainingSetup(spec, options, dataset.Train, dataset.Validation, parse.GetValue(device)!));
+                created = TrainingEngines.Create(parse.GetValue(engine), new TrainingSetup(spec, options, dataset.Train, dataset.Validation, parse.GetValue(device)!));
             }
             catch (Exception e) when (e is ArgumentException or TrainingEngineUnavailableException)
             {
@@ -142,8 +142,8 @@ public static class TrainCommand
                 return e is ArgumentException ? 2 : 1;
             }
 
-            using var backend = solver;
-            Log.Information("Engine {Origin}", solver.Origin);
+            using var backend = created;
+            Log.Information("Engine {Origin}", backend.Origin);
             var checkpointFile = parse.GetValue(checkpoint);
             if (checkpointFile is { Exists: true })
             {
@@ -151,7 +151,7 @@ public static class TrainCommand
                 try
                 {
                     await using var stream = checkpointFile.OpenRead();
-                    from = solver.LoadCheckpoint(stream);
+                    from = backend.LoadCheckpoint(stream);
                 }
                 catch (InvalidDataException e)
                 {
@@ -159,27 +159,27 @@ public static class TrainCommand
                     return 1;
                 }
 
-                Log.Information("Resumed from {Checkpoint} at epoch {Epoch}, iteration {Iteration}", checkpointFile.FullName, solver.Epoch, solver.Iteration);
-                if (solver.Origin.DifferenceFrom(from) is { } change)
+                Log.Information("Resumed from {Checkpoint} at epoch {Epoch}, iteration {Iteration}", checkpointFile.FullName, backend.Epoch, backend.Iteration);
+                if (backend.Origin.DifferenceFrom(from) is { } change)
                 {
                     Log.Warning("The checkpoint was made by {From}; resuming with {Change}: the run goes on correctly but not bit-identically", from, change);
                 }
             }
 
             var every = parse.GetValue(printEvery);
-            var totalEpochs = (int)Math.Ceiling(solver.TotalIterations / (double)solver.IterationsPerEpoch);
+            var totalEpochs = (int)Math.Ceiling(backend.TotalIterations / (double)backend.IterationsPerEpoch);
             clock.Restart();
             TrainingResult result;
             try
             {
-                result = solver.Train(
+                result = backend.Train(
                 onEpoch: m =>
                 {
                     progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"(Epoch {m.Epoch} / {totalEpochs}) loss: {m.Loss:F4}; train acc: {m.TrainAccuracy:F3}; val acc: {m.ValAccuracy:F3}; lr: {m.LearningRate:g3}; {m.Seconds:F1} s"));
                     if (checkpointFile is not null)
                     {
-                        WriteAtomically(checkpointFile.FullName, solver.SaveCheckpoint);
+                        WriteAtomically(checkpointFile.FullName, backend.SaveCheckpoint);
                     }
 
                     return true;
@@ -188,28 +188,28 @@ public static class TrainCommand
                 {
                     if (every > 0 && (i % every == 0 || i == 1))
                     {
-                        progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"(Iteration {i} / {solver.TotalIterations}) loss: {loss:F6}"));
+                        progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"(Iteration {i} / {backend.TotalIterations}) loss: {loss:F6}"));
                     }
                 },
                 cancellationToken: ct);
             }
             catch (OperationCanceledException)
             {
-                Log.Warning("Stopped at iteration {Iteration}{Checkpoint}", solver.Iteration, checkpointFile is null ? "" : "; run the same command again to resume from the last epoch's checkpoint");
+                Log.Warning("Stopped at iteration {Iteration}{Checkpoint}", backend.Iteration, checkpointFile is null ? "" : "; run the same command again to resume from the last epoch's checkpoint");
                 return 130;
             }
 
             var elapsed = clock.Elapsed.TotalSeconds;
-            double? testAccuracy = parse.GetValue(test) ? solver.Accuracy(dataset.Test) : null;
+            double? testAccuracy = parse.GetValue(test) ? backend.Accuracy(dataset.Test) : null;
 
             if (asJson)
             {
                 var summary = new Dictionary<string, object?>
                 {
                     ["model"] = parse.GetValue(model),
-                    ["engine"] = solver.Origin.Engine,
-                    ["device"] = solver.Origin.Device,
-                    ["kernel"] = solver.Origin.Kernel,
+                    ["engine"] = backend.Origin.Engine,
+                    ["device"] = backend.Origin.Device,
+                    ["kernel"] = backend.Origin.Kernel,
                     ["outcome"] = result.Outcome.ToString().ToLowerInvariant(),
                     ["reason"] = result.Reason,
                     ["train_accuracy"] = result.TrainAccuracy,
