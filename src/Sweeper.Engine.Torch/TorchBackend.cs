@@ -46,6 +46,7 @@ public sealed class TorchBackend : ITrainingBackend
     private readonly List<Scalar> _constants = [];
     private readonly Scalar _one, _minusOne, _zero, _normEpsilon, _bnMomentum, _bnOneMinusMomentum, _halfReg;
     private readonly Scalar _momentum, _decay, _oneMinusDecay, _beta1, _oneMinusBeta1, _beta2, _oneMinusBeta2, _epsilon;
+    private Matrix<float>? _evalX;
     private Rng _rng;
     private bool _disposed;
 
@@ -306,7 +307,12 @@ public sealed class TorchBackend : ITrainingBackend
         }
 
         var chunk = Math.Min(Options.EvaluationBatch, indices.Length);
-        var x = new Matrix<float>(chunk, split.Dim);
+        if (_evalX is null || _evalX.Rows != chunk || _evalX.Cols != split.Dim)
+        {
+            _evalX = new Matrix<float>(chunk, split.Dim);
+        }
+
+        var x = _evalX;
         var correct = 0;
         for (var start = 0; start < indices.Length; start += chunk)
         {
