@@ -54,12 +54,12 @@ internal static class Measure
         return rates;
     }
 
-    /// <summary>Training steps per second on random minibatches (with replacement across steps), after a warm-up.</summary>
-    public static double Steps(Solver<float> solver, int trainCount, double seconds)
+    /// <summary>Training steps per second of either engine on random minibatches (with replacement across steps), after a warm-up.</summary>
+    public static double Steps(ITrainingBackend solver, int trainCount, double seconds)
     {
         var rng = new Rng(7);
-        var batch = new int[solver.Options.BatchSize];
-        var next = new int[solver.Options.BatchSize];
+        var batch = new int[solver.Setup.Options.BatchSize];
+        var next = new int[solver.Setup.Options.BatchSize];
         void Draw(int[] b)
         {
             for (var i = 0; i < b.Length; i++)

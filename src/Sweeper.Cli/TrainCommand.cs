@@ -50,11 +50,15 @@ public static class TrainCommand
         var printEvery = new Option<int>("--print-every") { Description = "Print the loss every this many iterations (0 = never).", DefaultValueFactory = _ => 100 };
         var checkpoint = new Option<FileInfo?>("--checkpoint") { Description = "Write a checkpoint here after every epoch; resume from it if it exists." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with the results at the end (progress goes to stderr)." };
+        var engine = new Option<string>("--engine") { Description = "Training engine: native (OpenBLAS + SIMD) | torch (TorchSharp/libtorch).", DefaultValueFactory = _ => TrainingEngines.DefaultEngine };
+        engine.AcceptOnlyFromAmong([.. TrainingEngines.Names]);
+        var device = new Option<string>("--device") { Description = "cpu | cuda (cuda: torch engine with a CUDA build of libtorch).", DefaultValueFactory = _ => TrainingEngines.DefaultDevice };
+        device.AcceptOnlyFromAmong([.. TrainingEngines.Devices]);
 
         var command = new Command("train", "Train one model on CIFAR-10 and report train and validation accuracy.")
         {
             model, lr, reg, hidden, hiddenSizes, dropout, norm, rule, decay, batch, epochs, iterations, weightScale, init, seed, data,
-            trainSize, valSize, test, printEvery, checkpoint, json,
+            trainSize, valSize, test, printEvery, checkpoint, json, engine, device,
         };
 
         command.SetAction(async (parse, ct) =>
@@ -127,30 +131,55 @@ public static class TrainCommand
             Log.Information("Loaded CIFAR-10 from {Dir} in {Seconds:F2} s: {Train} train, {Val} validation; BLAS {Blas}",
                 dir, clock.Elapsed.TotalSeconds, dataset.Train.Count, dataset.Validation.Count, Blas.Describe());
 
-            var net = new FullyConnectedNet<float>(spec, options.Seed);
-            var solver = new Solver<float>(net, dataset.Train, dataset.Validation, options);
+            ITrainingBackend created;
+            try
+            {
+                created = TrainingEngines.Create(parse.GetValue(engine), new TrainingSetup(spec, options, dataset.Train, dataset.Validation, parse.GetValue(device)!));
+            }
+            catch (Exception e) when (e is ArgumentException or TrainingEngineUnavailableException)
+            {
+                Log.Error("{Message}", e.Message);
+                return e is ArgumentException ? 2 : 1;
+            }
+
+            using var backend = created;
+            Log.Information("Engine {Origin}", backend.Origin);
             var checkpointFile = parse.GetValue(checkpoint);
             if (checkpointFile is { Exists: true })
             {
-                await using var stream = checkpointFile.OpenRead();
-                solver.LoadCheckpoint(stream);
-                Log.Information("Resumed from {Checkpoint} at epoch {Epoch}, iteration {Iteration}", checkpointFile.FullName, solver.Epoch, solver.Iteration);
+                CheckpointOrigin from;
+                try
+                {
+                    await using var stream = checkpointFile.OpenRead();
+                    from = backend.LoadCheckpoint(stream);
+                }
+                catch (InvalidDataException e)
+                {
+                    Log.Error("{Checkpoint}: {Message}", checkpointFile.FullName, e.Message);
+                    return 1;
+                }
+
+                Log.Information("Resumed from {Checkpoint} at epoch {Epoch}, iteration {Iteration}", checkpointFile.FullName, backend.Epoch, backend.Iteration);
+                if (backend.Origin.DifferenceFrom(from) is { } change)
+                {
+                    Log.Warning("The checkpoint was made by {From}; resuming with {Change}: the run goes on correctly but not bit-identically", from, change);
+                }
             }
 
             var every = parse.GetValue(printEvery);
-            var totalEpochs = (int)Math.Ceiling(solver.TotalIterations / (double)solver.IterationsPerEpoch);
+            var totalEpochs = (int)Math.Ceiling(backend.TotalIterations / (double)backend.IterationsPerEpoch);
             clock.Restart();
             TrainingResult result;
             try
             {
-                result = solver.Train(
+                result = backend.Train(
                 onEpoch: m =>
                 {
                     progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"(Epoch {m.Epoch} / {totalEpochs}) loss: {m.Loss:F4}; train acc: {m.TrainAccuracy:F3}; val acc: {m.ValAccuracy:F3}; lr: {m.LearningRate:g3}; {m.Seconds:F1} s"));
                     if (checkpointFile is not null)
                     {
-                        WriteAtomically(checkpointFile.FullName, solver.SaveCheckpoint);
+                        WriteAtomically(checkpointFile.FullName, backend.SaveCheckpoint);
                     }
 
                     return true;
@@ -159,25 +188,28 @@ public static class TrainCommand
                 {
                     if (every > 0 && (i % every == 0 || i == 1))
                     {
-                        progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"(Iteration {i} / {solver.TotalIterations}) loss: {loss:F6}"));
+                        progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"(Iteration {i} / {backend.TotalIterations}) loss: {loss:F6}"));
                     }
                 },
                 cancellationToken: ct);
             }
             catch (OperationCanceledException)
             {
-                Log.Warning("Stopped at iteration {Iteration}{Checkpoint}", solver.Iteration, checkpointFile is null ? "" : "; run the same command again to resume from the last epoch's checkpoint");
+                Log.Warning("Stopped at iteration {Iteration}{Checkpoint}", backend.Iteration, checkpointFile is null ? "" : "; run the same command again to resume from the last epoch's checkpoint");
                 return 130;
             }
 
             var elapsed = clock.Elapsed.TotalSeconds;
-            double? testAccuracy = parse.GetValue(test) ? solver.Accuracy(dataset.Test) : null;
+            double? testAccuracy = parse.GetValue(test) ? backend.Accuracy(dataset.Test) : null;
 
             if (asJson)
             {
                 var summary = new Dictionary<string, object?>
                 {
                     ["model"] = parse.GetValue(model),
+                    ["engine"] = backend.Origin.Engine,
+                    ["device"] = backend.Origin.Device,
+                    ["kernel"] = backend.Origin.Kernel,
                     ["outcome"] = result.Outcome.ToString().ToLowerInvariant(),
                     ["reason"] = result.Reason,
                     ["train_accuracy"] = result.TrainAccuracy,

@@ -21,29 +21,35 @@ public interface ITrialRunner
     (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint);
 }
 
-/// <summary>Trains trials with the Solver on CIFAR-10 (the dataset is loaded once per silo and shared by its slots).</summary>
+/// <summary>
+/// Trains trials through the training engines' seam (<see cref="ITrainingBackend"/>) on CIFAR-10 (the dataset is
+/// loaded once per silo and shared by its slots), with the engine and device of its <see cref="TrialTrainer"/>.
+/// </summary>
 public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
 {
     public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
     {
-        var solver = trainer.CreateSolver(sweep, ParamJson.Deserialize(lease.ParametersJson), lease.Seed, checkpoint);
-        byte[] Checkpoint()
+        var (backend, _) = trainer.CreateBackend(sweep, ParamJson.Deserialize(lease.ParametersJson), lease.Seed, checkpoint);
+        using (backend)
         {
-            var stream = new MemoryStream();
-            solver.SaveCheckpoint(stream);
-            return stream.ToArray();
-        }
+            byte[] Checkpoint()
+            {
+                var stream = new MemoryStream();
+                backend.SaveCheckpoint(stream);
+                return stream.ToArray();
+            }
 
-        var result = solver.Train(
-            epoch => onEpoch(epoch, Checkpoint),
-            cancellationToken: cancellationToken);
-        var state = result.Outcome switch
-        {
-            TrainingOutcome.Completed => TrialState.Completed,
-            TrainingOutcome.Diverged => TrialState.Diverged,
-            _ => TrialState.Pruned,
-        };
-        return new TrialFinish(state, result.BestEpoch > 0 ? result.BestValAccuracy : null, result.BestEpoch > 0 ? result.TrainAccuracy : null, result.Epochs, result.Reason);
+            var result = backend.Train(
+                epoch => onEpoch(epoch, Checkpoint),
+                cancellationToken: cancellationToken);
+            var state = result.Outcome switch
+            {
+                TrainingOutcome.Completed => TrialState.Completed,
+                TrainingOutcome.Diverged => TrialState.Diverged,
+                _ => TrialState.Pruned,
+            };
+            return new TrialFinish(state, result.BestEpoch > 0 ? result.BestValAccuracy : null, result.BestEpoch > 0 ? result.TrainAccuracy : null, result.Epochs, result.Reason);
+        }
     }
 
     public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>

@@ -356,9 +356,6 @@ public sealed class Solver<T>
         return (double)correct / indices.Length;
     }
 
-    /// <summary>Minibatch steps taken by the end of <paramref name="epoch"/>: every epoch is full but a last, partial one (with iterations).</summary>
-    private long IterationsAfter(int epoch) => Math.Min((long)epoch * _itersPerEpoch, _totalIterations);
-
     private EpochRecord EndEpoch(double meanLoss, double seconds)
     {
         Epoch++;
@@ -414,241 +411,121 @@ public sealed class Solver<T>
     }
 
     /// <summary>
-    /// Writes everything needed to resume: parameters, batchnorm statistics, optimizer state, epoch, iteration,
-    /// learning rate, both random generators, best-so-far parameters and the histories. Take it between epochs
-    /// (inside the epoch callback).
+    /// The engine, device and kernel this Solver's checkpoints record: the native engine on the CPU with the OpenBLAS
+    /// kernel running now (see <see cref="BlasCoreSelection"/>).
     /// </summary>
-    public void SaveCheckpoint(Stream stream)
+    public static CheckpointOrigin NativeOrigin => new("native", "cpu", $"OpenBLAS {Blas.CurrentCore}");
+
+    /// <summary>
+    /// Writes everything needed to resume: where it was made (<see cref="NativeOrigin"/>), parameters, batchnorm
+    /// statistics, optimizer state, epoch, iteration, learning rate, both random generators, best-so-far parameters
+    /// and the histories (see <see cref="CheckpointFormat"/>). Take it between epochs (inside the epoch callback).
+    /// </summary>
+    public void SaveCheckpoint(Stream stream) => CheckpointFormat.Write(stream, NativeOrigin, new CheckpointState<T>
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write(CheckpointMagic);
-        w.Write(CheckpointVersion);
-        w.Write(System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
-        w.Write(Epoch);
-        w.Write(Iteration);
-        w.Write(LearningRate);
-        w.Write(BestValAccuracy);
-        w.Write(BestEpoch);
-        WriteState(w, _rng.GetState());
-        WriteState(w, _model.DropoutRng.GetState());
-        w.Write(LossHistory.Count);
-        foreach (var l in LossHistory)
-        {
-            w.Write(l);
-        }
+        Epoch = Epoch,
+        Iteration = Iteration,
+        LearningRate = LearningRate,
+        BestValAccuracy = BestValAccuracy,
+        BestEpoch = BestEpoch,
+        ShuffleRng = _rng.GetState(),
+        DropoutRng = _model.DropoutRng.GetState(),
+        LossHistory = LossHistory,
+        History = History,
+        IterationsPerEpoch = _itersPerEpoch,
+        TotalIterations = _totalIterations,
+        Parameters = _model.Parameters.Select((p, i) => new CheckpointParameter<T>(p.Name, p.Value, _bestParams[i], _states[i].Step, _states[i].Slots)).ToArray(),
+        Buffers = _model.Buffers.Select((b, i) => new CheckpointBuffer<T>(b.Name, b.Value, _bestBuffers[i])).ToArray(),
+    });
 
-        w.Write(History.Count);
-        foreach (var h in History)
-        {
-            w.Write(h.Epoch);
-            w.Write(IterationsAfter(h.Epoch)); // kept in the format (older builds read it); derived, so not recorded
-            w.Write(h.Loss);
-            w.Write(h.TrainAccuracy);
-            w.Write(h.ValAccuracy);
-            w.Write(h.LearningRate);
-            w.Write(h.Seconds);
-        }
-
-        w.Write(_model.Parameters.Count);
-        for (var p = 0; p < _model.Parameters.Count; p++)
-        {
-            var parameter = _model.Parameters[p];
-            w.Write(parameter.Name);
-            WriteArray(w, parameter.Value);
-            WriteArray(w, _bestParams[p]);
-            w.Write(_states[p].Step);
-            w.Write(_states[p].Slots.Length);
-            foreach (var slot in _states[p].Slots)
-            {
-                WriteArray(w, slot);
-            }
-        }
-
-        w.Write(_model.Buffers.Count);
-        for (var b = 0; b < _model.Buffers.Count; b++)
-        {
-            w.Write(_model.Buffers[b].Name);
-            WriteArray(w, _model.Buffers[b].Value);
-            WriteArray(w, _bestBuffers[b]);
-        }
-    }
-
-    /// <summary>Restores a checkpoint written by <see cref="SaveCheckpoint"/> for a model of the same shape. Throws <see cref="InvalidDataException"/> otherwise.</summary>
-    public void LoadCheckpoint(Stream stream)
+    /// <summary>
+    /// Restores a checkpoint written by <see cref="SaveCheckpoint"/> (or by another engine: they share the format) for
+    /// a model of the same shape and update rule, and returns where it was made. Throws
+    /// <see cref="InvalidDataException"/> otherwise, leaving the Solver as it was.
+    /// </summary>
+    public CheckpointOrigin LoadCheckpoint(Stream stream)
     {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        if (r.ReadInt32() != CheckpointMagic)
-        {
-            throw new InvalidDataException("not a Sweeper checkpoint.");
-        }
-
-        var version = r.ReadInt32();
-        if (version != CheckpointVersion)
-        {
-            throw new InvalidDataException($"checkpoint version {version} is not supported (this build reads {CheckpointVersion}).");
-        }
-
-        if (r.ReadInt32() != System.Runtime.CompilerServices.Unsafe.SizeOf<T>())
-        {
-            throw new InvalidDataException($"checkpoint was written for another precision than {typeof(T).Name}.");
-        }
-
-        Epoch = r.ReadInt32();
-        Iteration = r.ReadInt64();
-        LearningRate = r.ReadDouble();
-        BestValAccuracy = r.ReadDouble();
-        BestEpoch = r.ReadInt32();
-        _rng = Rng.FromState(ReadState(r));
-        _model.DropoutRng = Rng.FromState(ReadState(r));
-        LossHistory.Clear();
-        var losses = r.ReadInt32();
-        for (var i = 0; i < losses; i++)
-        {
-            LossHistory.Add(r.ReadDouble());
-        }
-
-        History.Clear();
-        var epochs = r.ReadInt32();
-        for (var i = 0; i < epochs; i++)
-        {
-            var epoch = r.ReadInt32();
-            _ = r.ReadInt64(); // the iterations after that epoch: see IterationsAfter
-            History.Add(new EpochRecord(epoch, r.ReadDouble(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble(), r.ReadDouble()));
-        }
-
-        if (r.ReadInt32() != _model.Parameters.Count)
+        var (origin, state) = CheckpointFormat.Read<T>(stream);
+        if (state.Parameters.Count != _model.Parameters.Count)
         {
             throw new InvalidDataException("checkpoint holds a different number of parameters than the model.");
         }
 
-        for (var p = 0; p < _model.Parameters.Count; p++)
-        {
-            var parameter = _model.Parameters[p];
-            var name = r.ReadString();
-            if (name != parameter.Name)
-            {
-                throw new InvalidDataException($"checkpoint parameter {p} is {name}, the model's is {parameter.Name}.");
-            }
-
-            ReadArray(r, parameter.Value, name);
-            ReadArray(r, _bestParams[p], name);
-            _states[p].Step = r.ReadInt64();
-            if (r.ReadInt32() != _states[p].Slots.Length)
-            {
-                throw new InvalidDataException($"checkpoint optimizer state for {name} does not fit the {_rule.Name} update rule.");
-            }
-
-            foreach (var slot in _states[p].Slots)
-            {
-                ReadArray(r, slot, name);
-            }
-        }
-
-        if (r.ReadInt32() != _model.Buffers.Count)
+        if (state.Buffers.Count != _model.Buffers.Count)
         {
             throw new InvalidDataException("checkpoint holds a different number of buffers than the model.");
         }
 
-        for (var b = 0; b < _model.Buffers.Count; b++)
+        for (var p = 0; p < _model.Parameters.Count; p++)
         {
-            var name = r.ReadString();
-            ReadArray(r, _model.Buffers[b].Value, name);
-            ReadArray(r, _bestBuffers[b], name);
-        }
-    }
-
-    /// <summary>
-    /// The best-so-far parameters stored in a checkpoint, by name (W1, b1, ...), without building a model: for
-    /// looking at learned weights. Throws <see cref="InvalidDataException"/> on anything but a checkpoint of this precision.
-    /// </summary>
-    public static Dictionary<string, T[]> ReadBestParameters(Stream stream)
-    {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        if (r.ReadInt32() != CheckpointMagic || r.ReadInt32() != CheckpointVersion || r.ReadInt32() != System.Runtime.CompilerServices.Unsafe.SizeOf<T>())
-        {
-            throw new InvalidDataException("not a Sweeper checkpoint of this version and precision.");
-        }
-
-        r.ReadInt32();
-        r.ReadInt64();
-        r.ReadDouble();
-        r.ReadDouble();
-        r.ReadInt32();
-        ReadState(r);
-        ReadState(r);
-        stream.Seek(r.ReadInt32() * 8L, SeekOrigin.Current);
-        stream.Seek(r.ReadInt32() * ((4 + 8) + (5 * 8L)), SeekOrigin.Current);
-        var result = new Dictionary<string, T[]>();
-        var count = r.ReadInt32();
-        for (var p = 0; p < count; p++)
-        {
-            var name = r.ReadString();
-            SkipArray(r);
-            result[name] = ReadNewArray(r, name);
-            r.ReadInt64();
-            var slots = r.ReadInt32();
-            for (var k = 0; k < slots; k++)
+            var (parameter, saved) = (_model.Parameters[p], state.Parameters[p]);
+            if (saved.Name != parameter.Name)
             {
-                SkipArray(r);
+                throw new InvalidDataException($"checkpoint parameter {p} is {saved.Name}, the model's is {parameter.Name}.");
+            }
+
+            CheckLength(saved.Name, saved.Value, parameter.Value);
+            CheckLength(saved.Name, saved.Best, parameter.Value);
+            if (saved.Slots.Length != _states[p].Slots.Length)
+            {
+                throw new InvalidDataException($"checkpoint optimizer state for {saved.Name} does not fit the {_rule.Name} update rule.");
+            }
+
+            foreach (var slot in saved.Slots)
+            {
+                CheckLength(saved.Name, slot, parameter.Value);
             }
         }
 
-        return result;
+        for (var b = 0; b < _model.Buffers.Count; b++)
+        {
+            CheckLength(state.Buffers[b].Name, state.Buffers[b].Value, _model.Buffers[b].Value);
+            CheckLength(state.Buffers[b].Name, state.Buffers[b].Best, _model.Buffers[b].Value);
+        }
+
+        Epoch = state.Epoch;
+        Iteration = state.Iteration;
+        LearningRate = state.LearningRate;
+        BestValAccuracy = state.BestValAccuracy;
+        BestEpoch = state.BestEpoch;
+        _rng = Rng.FromState(state.ShuffleRng);
+        _model.DropoutRng = Rng.FromState(state.DropoutRng);
+        LossHistory.Clear();
+        LossHistory.AddRange(state.LossHistory);
+        History.Clear();
+        History.AddRange(state.History);
+        for (var p = 0; p < _model.Parameters.Count; p++)
+        {
+            var saved = state.Parameters[p];
+            saved.Value.CopyTo(_model.Parameters[p].Value, 0);
+            saved.Best.CopyTo(_bestParams[p], 0);
+            _states[p].Step = saved.Step;
+            for (var k = 0; k < saved.Slots.Length; k++)
+            {
+                saved.Slots[k].CopyTo(_states[p].Slots[k], 0);
+            }
+        }
+
+        for (var b = 0; b < _model.Buffers.Count; b++)
+        {
+            state.Buffers[b].Value.CopyTo(_model.Buffers[b].Value, 0);
+            state.Buffers[b].Best.CopyTo(_bestBuffers[b], 0);
+        }
+
+        return origin;
     }
 
-    private static void SkipArray(BinaryReader r) => r.BaseStream.Seek(r.ReadInt32() * (long)System.Runtime.CompilerServices.Unsafe.SizeOf<T>(), SeekOrigin.Current);
+    /// <summary>
+    /// The best-so-far parameters stored in a checkpoint of either engine, by name (W1, b1, ...), without building a
+    /// model: for looking at learned weights. Throws <see cref="InvalidDataException"/> on anything but a checkpoint of this precision.
+    /// </summary>
+    public static Dictionary<string, T[]> ReadBestParameters(Stream stream) => CheckpointFormat.ReadBestParameters<T>(stream);
 
-    private static T[] ReadNewArray(BinaryReader r, string name)
+    private static void CheckLength(string name, T[] saved, T[] model)
     {
-        var length = r.ReadInt32();
-        var values = new T[length];
-        try
+        if (saved.Length != model.Length)
         {
-            r.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
-        }
-        catch (EndOfStreamException)
-        {
-            throw new InvalidDataException($"checkpoint ends inside array {name}.");
-        }
-
-        return values;
-    }
-
-    private const int CheckpointMagic = 0x4B435753; // "SWCK"
-    private const int CheckpointVersion = 1;
-
-    private static void WriteState(BinaryWriter w, ulong[] state)
-    {
-        foreach (var s in state)
-        {
-            w.Write(s);
-        }
-    }
-
-    private static ulong[] ReadState(BinaryReader r) => [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
-
-    private static void WriteArray(BinaryWriter w, T[] values)
-    {
-        w.Write(values.Length);
-        w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
-    }
-
-    private static void ReadArray(BinaryReader r, T[] destination, string name)
-    {
-        var length = r.ReadInt32();
-        if (length != destination.Length)
-        {
-            throw new InvalidDataException($"checkpoint array {name} has {length} elements, the model's has {destination.Length}.");
-        }
-
-        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(destination.AsSpan());
-        try
-        {
-            r.BaseStream.ReadExactly(bytes);
-        }
-        catch (EndOfStreamException)
-        {
-            throw new InvalidDataException($"checkpoint ends inside array {name}.");
+            throw new InvalidDataException($"checkpoint array {name} has {saved.Length} elements, the model's has {model.Length}.");
         }
     }
 }
