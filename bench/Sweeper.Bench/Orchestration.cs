@@ -238,7 +238,7 @@ public static class Orchestration
     {
         private static readonly byte[] _checkpoint = new byte[1024];
 
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var epochs = Convert.ToInt32(ParamJson.Deserialize(lease.ParametersJson)["epochs"], System.Globalization.CultureInfo.InvariantCulture);
             var start = checkpoint is null ? 0 : BitConverter.ToInt32(checkpoint);

@@ -172,7 +172,18 @@ public sealed class TrainingSlots(
 
                 running.Verdict = verdict;
                 return verdict == EpochVerdict.Continue;
-            }, trial.Token);
+            }, trial.Token, note =>
+            {
+                log.LogWarning("Trial {Trial} {Note}", lease.Number, note);
+                try
+                {
+                    store.AddEventAsync(lease.Study, lease.TrialId, "trial_resumed_elsewhere", $"trial {lease.Number} on {lease.Owner} {note}").GetAwaiter().GetResult();
+                }
+                catch (StoreUnavailableException e)
+                {
+                    log.LogWarning("Trial {Trial}: its resume note was not recorded ({Message})", lease.Number, e.Message);
+                }
+            });
             finish = running.Verdict switch
             {
                 // Stopped by successive halving rather than pruned: paused at a rung (to be promoted, perhaps), or

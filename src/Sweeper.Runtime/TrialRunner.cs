@@ -13,9 +13,11 @@ public interface ITrialRunner
     /// <summary>
     /// Trains one trial, resumed from <paramref name="checkpoint"/> when given. <paramref name="onEpoch"/> is called after
     /// every epoch with its metrics and a way to take a checkpoint right then; it returns false to stop the trial (the
-    /// stopping rule pruned it) and throws to abandon it.
+    /// stopping rule pruned it) and throws to abandon it. <paramref name="onNote"/> hears what belongs in the trial's
+    /// events, e.g. that its checkpoint was made on another engine, device or kernel (it goes on correctly, but not
+    /// bit-identically).
     /// </summary>
-    TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken);
+    TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null);
 
     /// <summary>Accuracy of the trial's best parameters (kept in its final checkpoint) on the test split, and how many examples.</summary>
     (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint);
@@ -23,15 +25,20 @@ public interface ITrialRunner
 
 /// <summary>
 /// Trains trials through the training engines' seam (<see cref="ITrainingBackend"/>) on CIFAR-10 (the dataset is
-/// loaded once per silo and shared by its slots), with the engine and device of its <see cref="TrialTrainer"/>.
+/// loaded once per silo and shared by its slots), with the engine and device the sweep names.
 /// </summary>
 public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
 {
-    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
+    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
     {
-        var (backend, _) = trainer.CreateBackend(sweep, ParamJson.Deserialize(lease.ParametersJson), lease.Seed, checkpoint);
+        var (backend, resumedFrom) = trainer.CreateBackend(sweep, ParamJson.Deserialize(lease.ParametersJson), lease.Seed, checkpoint, sweep.Engine, sweep.Device);
         using (backend)
         {
+            if (resumedFrom is not null && backend.Origin.DifferenceFrom(resumedFrom) is { } difference)
+            {
+                onNote?.Invoke($"resumes from a checkpoint made by {resumedFrom} on {backend.Origin} ({difference}): it goes on correctly but not bit-identically");
+            }
+
             byte[] Checkpoint()
             {
                 var stream = new MemoryStream();
@@ -53,5 +60,5 @@ public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
     }
 
     public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>
-        trainer.EvaluateOnTest(sweep, ParamJson.Deserialize(trial.ParametersJson), trial.Seed, checkpoint);
+        trainer.EvaluateOnTest(sweep, ParamJson.Deserialize(trial.ParametersJson), trial.Seed, checkpoint, sweep.Engine, sweep.Device);
 }

@@ -57,6 +57,36 @@ public class TrialTrainerTests
     }
 
     [Fact]
+    public void The_runner_trains_on_the_sweeps_engine_and_notes_a_resume_from_another_engines_checkpoint()
+    {
+        using var trainer = new TrialTrainer(TestData.CifarDir);
+        var runner = new SolverTrialRunner(trainer);
+        var lease = new Sweeper.Core.Trials.Lease(1, "engines", 0, ParamJson.Serialize(_trial), 7, "silo/slot0", 1, 1, false);
+        byte[]? checkpoint = null;
+        var notes = new List<string>();
+        var first = runner.Run(_sweep, lease, null, (epoch, take) =>
+        {
+            checkpoint = take();
+            return epoch.Epoch < 1; // stop after the first epoch, as if the silo had died there
+        }, CancellationToken.None, notes.Add);
+        Assert.Equal(1, first.Epochs);
+        Assert.Equal("native", Sweeper.Engine.Training.CheckpointOrigin.Read(checkpoint!).Engine);
+        Assert.Empty(notes);
+
+        // The same sweep on the torch engine resumes the native checkpoint, and says so.
+        var epochs = new List<int>();
+        var finish = runner.Run(_sweep with { Engine = "torch" }, lease, checkpoint, (epoch, take) =>
+        {
+            epochs.Add(epoch.Epoch);
+            Assert.Equal("torch", Sweeper.Engine.Training.CheckpointOrigin.Read(take()).Engine);
+            return true;
+        }, CancellationToken.None, notes.Add);
+        Assert.Equal([2], epochs);
+        Assert.Equal(Sweeper.Core.Trials.TrialState.Completed, finish.State);
+        Assert.Contains("engine native -> torch", Assert.Single(notes));
+    }
+
+    [Fact]
     public void An_unusable_device_is_refused_with_what_to_install()
     {
         using var trainer = new TrialTrainer(TestData.CifarDir, engine: "torch", device: "cuda");

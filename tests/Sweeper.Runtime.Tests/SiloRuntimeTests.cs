@@ -352,7 +352,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
 
         public int Abandoned => Volatile.Read(ref _abandoned);
 
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken)
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var now = Interlocked.Increment(ref _running);
             int seen;
