@@ -14,9 +14,17 @@ using Sweeper.Engine.Training;
 //   bench orchestration [--trials N] [--slots N] [--no-failover] [--postgres URL|--no-postgres] [--durable]
 //                                                               runtime throughput (silo, grains, slots) with trials that do no training, and failover after kill -9 of a silo
 //   bench samplers [--seeds 30] [--trials 100]                  best value found by random search and TPE on Branin and Hartmann-6 (quality, not speed)
+//   bench compare-search [--spaces two_layer,fc] [--seeds 1,2,3] [--trials 20] [--epochs 10] [--train-size 49000] [--slots 2]
+//                                                               random vs bayes vs bayes + hyperband on CIFAR-10 for the same budget of epochs (quality)
 if (args.FirstOrDefault() == "orchestration")
 {
     await Orchestration.RunAsync(args.Skip(1).ToArray());
+    return;
+}
+
+if (args.FirstOrDefault() == "compare-search")
+{
+    await CompareSearch.RunAsync(args.Skip(1).ToArray());
     return;
 }
 

@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Serilog.Core;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Runtime;
+using Sweeper.Storage;
+
+namespace Sweeper.Bench;
+
+/// <summary>
+/// The search methods compared on the real CIFAR-10 for the same budget of training epochs: random search, Bayesian
+/// search (TPE) and Bayesian search with successive halving (ASHA, hyperband min_iter 1, eta 3), on the two-layer and
+/// the fully-connected search spaces, for several seeds. Each sweep runs in a silo in this process on its own SQLite
+/// store and is stopped once its trials have trained the budget's epochs (random and bayes plan exactly that many:
+/// trials x epochs; with hyperband more trials are planned, since most stop at a rung). The best trial is chosen by
+/// validation accuracy only and evaluated once on the test split. Prints one JSON line per sweep and one summary line
+/// per space: mean best test accuracy per method, and the epochs each method needed to reach random search's best
+/// validation accuracy (trials in the order they started, each counted with the epochs it trained).
+/// <code>bench compare-search [--spaces two_layer,fc] [--seeds 1,2,3] [--trials 20] [--epochs 10] [--train-size 49000] [--slots 2] [--data DIR]</code>
+/// </summary>
+public static class CompareSearch
+{
+    public static async Task RunAsync(string[] args)
+    {
+        string? Arg(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+        int Int(string name, int fallback) => Arg(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+        var spaces = (Arg("--spaces") ?? "two_layer,fc").Split(',', StringSplitOptions.RemoveEmptyEntries);
+        var seeds = (Arg("--seeds") ?? "1,2,3").Split(',').Select(s => ulong.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var trials = Int("--trials", 20);
+        var epochs = Int("--epochs", 10);
+        var trainSize = Int("--train-size", 49_000);
+        var slots = Int("--slots", Environment.ProcessorCount);
+        var data = Arg("--data") ?? Environment.GetEnvironmentVariable("SWEEPER_DATA") ?? Path.GetFullPath("../shared/data/cifar-10-batches-bin");
+        var budget = trials * epochs;
+        var dir = Path.Combine(Path.GetTempPath(), "sweeper-compare-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        using var trainer = new TrialTrainer(data);
+        try
+        {
+            foreach (var space in spaces)
+            {
+                var rows = new List<Row>();
+                foreach (var seed in seeds)
+                {
+                    foreach (var method in new[] { "random", "bayes", "bayes+hyperband" })
+                    {
+                        var planned = method == "bayes+hyperband" ? trials * 4 : trials;
+                        var text = SweepText(space, method, seed, planned, epochs, trainSize);
+                        var row = await RunSweepAsync(Path.Combine(dir, $"{space}-{method.Replace('+', '-')}-{seed}.db"), text, trainer, budget, slots);
+                        row = row with { Space = space, Method = method, Seed = seed };
+                        rows.Add(row);
+                        Console.WriteLine(JsonSerializer.Serialize(new
+                        {
+                            bench = "compare-search", space, method, seed, budget_epochs = budget, epochs_spent = row.EpochsSpent, trials = row.Trials,
+                            best_trial = row.BestTrial, best_val_accuracy = row.BestVal, test_accuracy = row.TestAccuracy, seconds = Math.Round(row.Seconds, 1),
+                        }));
+                    }
+                }
+
+                Console.WriteLine(JsonSerializer.Serialize(Summary(space, rows, budget, trainSize)));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private sealed record Row(string Space, string Method, ulong Seed, int Trials, int EpochsSpent, int? BestTrial, double? BestVal, double? TestAccuracy, double Seconds,
+        IReadOnlyList<(int Epochs, double Val)> Timeline);
+
+    private static object Summary(string space, List<Row> rows, int budget, int trainSize)
+    {
+        // Epochs a sweep needed to first reach (at least) the validation accuracy that random search of the same seed ended with.
+        int? EpochsToReach(Row row, double target)
+        {
+            var spent = 0;
+            var best = double.NegativeInfinity;
+            foreach (var (e, v) in row.Timeline)
+            {
+                spent += e;
+                best = Math.Max(best, v);
+                if (best >= target)
+                {
+                    return spent;
+                }
+            }
+
+            return null;
+        }
+
+        var methods = rows.Select(r => r.Method).Distinct().ToList();
+        return new
+        {
+            bench = "compare-search-summary",
+            space,
+            budget_epochs = budget,
+            train_size = trainSize,
+            seeds = rows.Select(r => r.Seed).Distinct().Count(),
+            methods = methods.ToDictionary(m => m, m =>
+            {
+                var mine = rows.Where(r => r.Method == m).ToList();
+                var reach = mine.Select(r => rows.Single(x => x.Seed == r.Seed && x.Method == "random").BestVal is { } target ? EpochsToReach(r, target) : null).ToList();
+                return new
+                {
+                    mean_test_accuracy = Round(mine.Where(r => r.TestAccuracy is not null).Select(r => r.TestAccuracy!.Value).DefaultIfEmpty(double.NaN).Average()),
+                    mean_best_val_accuracy = Round(mine.Where(r => r.BestVal is not null).Select(r => r.BestVal!.Value).DefaultIfEmpty(double.NaN).Average()),
+                    mean_epochs_spent = Round(mine.Average(r => (double)r.EpochsSpent)),
+                    epochs_to_reach_randoms_best = reach,
+                };
+            }),
+        };
+    }
+
+    private static double? Round(double v) => double.IsFinite(v) ? Math.Round(v, 4) : null;
+
+    /// <summary>The space's parameters, with the method's method and early termination.</summary>
+    private static string SweepText(string space, string method, ulong seed, int trials, int epochs, int trainSize)
+    {
+        var parameters = space switch
+        {
+            "two_layer" => """
+                  model: {value: two_layer}
+                  hidden_size: {values: [50, 100, 200, 300, 500]}
+                  learning_rate: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-2}
+                  reg: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0}
+                  lr_decay: {distribution: uniform, min: 0.85, max: 1.0}
+                """,
+            "fc" => """
+                  model: {value: fc}
+                  update_rule: {value: adam}
+                  normalization: {values: [batch, layer]}
+                  hidden_sizes: {values: [[100, 100, 100, 100], [200, 200], [500], [300, 300, 300]]}
+                  dropout: {distribution: uniform, min: 0.0, max: 0.6}
+                  learning_rate: {distribution: log_uniform_values, min: 1.0e-4, max: 3.0e-3}
+                  reg: {distribution: log_uniform_values, min: 1.0e-6, max: 1.0e-2}
+                """,
+            _ => throw new ArgumentException($"--spaces: unknown space '{space}' (two_layer, fc)."),
+        };
+        var earlyTerminate = method == "bayes+hyperband" ? "early_terminate: {type: hyperband, min_iter: 1, eta: 3}" : "early_terminate: {type: none}";
+        return $"""
+            name: compare
+            method: {(method == "random" ? "random" : "bayes")}
+            metric: {"{"}name: val_accuracy, goal: maximize{"}"}
+            parameters:
+            {parameters}  epochs: {"{"}value: {epochs}{"}"}
+              batch_size: {"{"}value: 200{"}"}
+            data: {"{"}train_size: {trainSize}, val_size: 1000, test_size: 1000{"}"}
+            run_cap: {trials}
+            {earlyTerminate}
+            seed: {seed}
+            """;
+    }
+
+    private static async Task<Row> RunSweepAsync(string path, string text, TrialTrainer trainer, int budget, int slots)
+    {
+        var clock = Stopwatch.StartNew();
+        await using var store = await TrialStores.OpenAsync("sqlite:" + path);
+        var settings = new SiloSettings { Slots = slots, SiloPort = 0 };
+        var runner = new SolverTrialRunner(trainer);
+        var silo = SweeperSilo.Build(store, runner, settings, Logger.None);
+        await silo.StartAsync();
+        try
+        {
+            var grains = (IGrainFactory)silo.Services.GetService(typeof(IGrainFactory))!;
+            await grains.GetGrain<IStudyGrain>("compare").OpenAsync(text, "compare.yaml");
+            while (await store.GetResultAsync("compare") is null && (await store.GetTrialsAsync("compare")).Sum(t => t.EpochsDone) < budget)
+            {
+                await Task.Delay(500);
+            }
+        }
+        finally
+        {
+            await silo.StopAsync();
+            silo.Dispose();
+        }
+
+        var sweep = SweepParser.Parse(text, "compare.yaml");
+        var all = await store.GetTrialsAsync("compare");
+        var result = await store.GetResultAsync("compare");
+        var best = result?.BestTrialNumber is { } n ? all.Single(t => t.Number == n)
+            : StudySelection.Best(all, sweep) ?? all.Where(t => t.ValAccuracy is not null).OrderByDescending(t => t.ValAccuracy).ThenBy(t => t.Number).FirstOrDefault();
+        double? test = result?.TestAccuracy;
+        if (test is null && best is not null && await store.GetCheckpointAsync(best.Id) is { } checkpoint)
+        {
+            // Stopped at the budget before the study closed: the chosen trial is evaluated here, once, as the coordinator would.
+            test = runner.EvaluateOnTest(sweep, best, checkpoint.Data).Accuracy;
+        }
+
+        var timeline = all.Where(t => t.EpochsDone > 0).OrderBy(t => t.StartedAt).ThenBy(t => t.Number).Select(t => (t.EpochsDone, t.ValAccuracy ?? 0)).ToList();
+        return new Row("", "", 0, all.Count(t => t.EpochsDone > 0), all.Sum(t => t.EpochsDone), best?.Number, best?.ValAccuracy, test, clock.Elapsed.TotalSeconds, timeline);
+    }
+}
