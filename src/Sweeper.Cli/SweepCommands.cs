@@ -192,7 +192,7 @@ public static partial class SweepCommands
             if (rows.Count > 0)
             {
                 Console.WriteLine(sweep.Method == "bayes" ? "first trials (random draws, as bayes starts):" : "first trials:");
-                Console.Write(Report.Table(rows, ["trial", .. sweep.ParameterNames.Where(n => rows.Any(r => r.ContainsKey(n)))], width));
+                Console.Write(Report.Table(rows, ["trial", .. sweep.ParameterNames.Where(n => rows.Any(r => r.ContainsKey(n)))], width, "(validate --json has all)"));
             }
 
             return 0;
