@@ -216,9 +216,31 @@ public static class Report
         return (parts.Count == 0 ? "no trials" : string.Join(", ", parts)) + $" ({c.Final}/{c.Total} final)";
     }
 
+    /// <summary>
+    /// The best trial so far by the sweep's metric and goal when the trials' records hold that metric (val_accuracy,
+    /// train_accuracy), else by validation accuracy; with the metric it went by.
+    /// </summary>
+    public static (TrialRecord? Best, string Metric) Best(StudyRecord study, IReadOnlyList<TrialRecord> trials)
+    {
+        try
+        {
+            var sweep = SweepJson.Of(study);
+            if (sweep.Metric is "val_accuracy" or "train_accuracy")
+            {
+                return (StudySelection.Best(trials, sweep), sweep.Metric);
+            }
+        }
+        catch (Exception e) when (e is SweepFileException or InvalidDataException)
+        {
+            // A study whose definition cannot be read is still summarized, by validation accuracy.
+        }
+
+        return (StudySelection.Best(trials), "val_accuracy");
+    }
+
     public static object Summary(StudyRecord study, StateCounts counts, IReadOnlyList<TrialRecord> trials, StudyResult? result)
     {
-        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : StudySelection.Best(trials);
+        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : Best(study, trials).Best;
         return new
         {
             study = study.Name,

@@ -209,23 +209,7 @@ public static partial class SweepCommands
         _ => "off",
     };
 
-    /// <summary>The best trial by the sweep's metric when trials record it, else by validation accuracy (and the metric it went by).</summary>
-    private static (TrialRecord? Best, string Metric) BestOf(StudyRecord record, IReadOnlyList<TrialRecord> trials)
-    {
-        try
-        {
-            var sweep = SweepJson.Of(record);
-            if (sweep.Metric is "val_accuracy" or "train_accuracy")
-            {
-                return (StudySelection.Best(trials, sweep), sweep.Metric);
-            }
-        }
-        catch (Exception e) when (e is SweepFileException or InvalidDataException)
-        {
-        }
-
-        return (StudySelection.Best(trials), "val_accuracy");
-    }
+    private static (TrialRecord? Best, string Metric) BestOf(StudyRecord record, IReadOnlyList<TrialRecord> trials) => Report.Best(record, trials);
 
     private static Command WorkerCommand()
     {
