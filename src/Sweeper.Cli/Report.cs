@@ -82,9 +82,10 @@ public static class Report
     /// <summary>
     /// The rows as a table. For a terminal (<paramref name="width"/> given) the columns are aligned (numbers to the
     /// right); columns are kept in order while they fit (the first always) and the others are named on a line under the
-    /// table. For a pipe (<paramref name="width"/> null) a header line and tab-separated rows, every column.
+    /// table, with <paramref name="hint"/> (how to see them). For a pipe (<paramref name="width"/> null) a header line and
+    /// tab-separated rows, every column.
     /// </summary>
-    public static string Table(IReadOnlyList<IReadOnlyDictionary<string, object?>> rows, IReadOnlyList<string> columns, int? width)
+    public static string Table(IReadOnlyList<IReadOnlyDictionary<string, object?>> rows, IReadOnlyList<string> columns, int? width, string hint = "(--columns chooses; --json and --csv have all)")
     {
         var cells = rows.Select(r => columns.Select(c => Short(r.GetValueOrDefault(c))).ToArray()).ToList();
         var sb = new StringBuilder();
@@ -126,7 +127,7 @@ public static class Report
         var hidden = Enumerable.Range(0, columns.Count).Where(i => !shown.Contains(i)).Select(i => columns[i]).ToList();
         if (hidden.Count > 0)
         {
-            sb.Append(Wrap([$"not shown ({w} columns):", .. hidden.Select((h, k) => k < hidden.Count - 1 ? h + "," : h), "(--columns chooses; --json and --csv have all)"], w, "")).Append('\n');
+            sb.Append(Wrap([$"not shown ({w} columns):", .. hidden.Select((h, k) => k < hidden.Count - 1 ? h + "," : h), .. hint.Split(' ')], w, "")).Append('\n');
         }
 
         return sb.ToString();
@@ -199,7 +200,7 @@ public static class Report
             return (IReadOnlyDictionary<string, object?>)row;
         }).ToList();
         var columns = rows.SelectMany(r => r.Keys).Distinct().OrderBy(c => c == "reason" ? 1 : 0).ToList();
-        return new Text(Table(rows, columns, TerminalWidth()).TrimEnd('\n'));
+        return new Text(Table(rows, columns, TerminalWidth(), "(sweeper results STUDY --columns shows them)").TrimEnd('\n'));
     }
 
     public static string Acc(double? v) => v is { } x ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
@@ -215,9 +216,31 @@ public static class Report
         return (parts.Count == 0 ? "no trials" : string.Join(", ", parts)) + $" ({c.Final}/{c.Total} final)";
     }
 
+    /// <summary>
+    /// The best trial so far by the sweep's metric and goal when the trials' records hold that metric (val_accuracy,
+    /// train_accuracy), else by validation accuracy; with the metric it went by.
+    /// </summary>
+    public static (TrialRecord? Best, string Metric) Best(StudyRecord study, IReadOnlyList<TrialRecord> trials)
+    {
+        try
+        {
+            var sweep = SweepJson.Of(study);
+            if (sweep.Metric is "val_accuracy" or "train_accuracy")
+            {
+                return (StudySelection.Best(trials, sweep), sweep.Metric);
+            }
+        }
+        catch (Exception e) when (e is SweepFileException or InvalidDataException)
+        {
+            // A study whose definition cannot be read is still summarized, by validation accuracy.
+        }
+
+        return (StudySelection.Best(trials), "val_accuracy");
+    }
+
     public static object Summary(StudyRecord study, StateCounts counts, IReadOnlyList<TrialRecord> trials, StudyResult? result)
     {
-        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : StudySelection.Best(trials);
+        var best = result?.BestTrialId is { } id ? trials.FirstOrDefault(t => t.Id == id) : Best(study, trials).Best;
         return new
         {
             study = study.Name,

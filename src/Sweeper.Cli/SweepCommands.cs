@@ -192,7 +192,7 @@ public static partial class SweepCommands
             if (rows.Count > 0)
             {
                 Console.WriteLine(sweep.Method == "bayes" ? "first trials (random draws, as bayes starts):" : "first trials:");
-                Console.Write(Report.Table(rows, ["trial", .. sweep.ParameterNames.Where(n => rows.Any(r => r.ContainsKey(n)))], width));
+                Console.Write(Report.Table(rows, ["trial", .. sweep.ParameterNames.Where(n => rows.Any(r => r.ContainsKey(n)))], width, "(validate --json has all)"));
             }
 
             return 0;
@@ -209,23 +209,7 @@ public static partial class SweepCommands
         _ => "off",
     };
 
-    /// <summary>The best trial by the sweep's metric when trials record it, else by validation accuracy (and the metric it went by).</summary>
-    private static (TrialRecord? Best, string Metric) BestOf(StudyRecord record, IReadOnlyList<TrialRecord> trials)
-    {
-        try
-        {
-            var sweep = SweepJson.Of(record);
-            if (sweep.Metric is "val_accuracy" or "train_accuracy")
-            {
-                return (StudySelection.Best(trials, sweep), sweep.Metric);
-            }
-        }
-        catch (Exception e) when (e is SweepFileException or InvalidDataException)
-        {
-        }
-
-        return (StudySelection.Best(trials), "val_accuracy");
-    }
+    private static (TrialRecord? Best, string Metric) BestOf(StudyRecord record, IReadOnlyList<TrialRecord> trials) => Report.Best(record, trials);
 
     private static Command WorkerCommand()
     {

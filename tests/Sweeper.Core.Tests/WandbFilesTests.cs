@@ -101,7 +101,7 @@ public class WandbFilesTests
                 (12, 5, "parameters.epochs.valeus", "unknown key (did you mean values?)"),
                 (16, 3, "early_terminate", "hyperband needs exactly one of min_iter"),
                 (17, 8, "early_terminate.eta", "must be a number > 1 (got 1)"),
-                (1, 1, "method", "is required."),
+                (1, 1, "method", "is required: grid, random or bayes."),
             ]
         },
         {

@@ -158,7 +158,7 @@ public sealed partial class SweepParser
                 : Issue(root, "name", $"is needed: the file's name ({Path.GetFileName(_file)}) does not make a study name; give name: with 1-100 letters, digits, '_', '.' or '-'."));
         }
 
-        var method = Try(() => RequiredString(root, top, "method", ""));
+        var method = Try(() => RequiredString(root, top, "method", "", "grid, random or bayes"));
         if (method is not null && method is not ("grid" or "random" or "bayes"))
         {
             _errors.Add(Issue(top["method"], "method", $"must be grid, random or bayes (got {method}){Suggest.DidYouMean(method, ["grid", "random", "bayes"])}."));
@@ -1162,14 +1162,14 @@ public sealed partial class SweepParser
         node is YamlScalarNode { Value: { } v } ? v : throw Error(node, key, "must be a single value.");
 
     /// <summary>A required key's text; when it is missing the error goes to the end of the list (it has no place in the file).</summary>
-    private string? RequiredString(YamlMappingNode root, Dictionary<string, YamlNode> keys, string name, string prefix)
+    private string? RequiredString(YamlMappingNode root, Dictionary<string, YamlNode> keys, string name, string prefix, string? choices = null)
     {
         if (keys.TryGetValue(name, out var node))
         {
             return Scalar(node, prefix + name);
         }
 
-        _missing.Add(Issue(root, prefix + name, "is required."));
+        _missing.Add(Issue(root, prefix + name, choices is null ? "is required." : $"is required: {choices}."));
         return null;
     }
 
