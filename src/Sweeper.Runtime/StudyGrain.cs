@@ -250,7 +250,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         }
 
         var trials = await store.GetTrialsAsync(Name);
-        var best = StudySelection.Best(trials, _sweep);
+        var best = StudySelection.Best(trials, _sweep, _search is { } search ? await search.ValuesAsync(trials) : null);
         StudyResult result;
         if (best is null)
         {

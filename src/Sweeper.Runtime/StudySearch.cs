@@ -97,7 +97,8 @@ public sealed class StudySearch
             }
 
             var number = trials.Count == 0 ? 0 : trials.Max(t => t.Number) + 1;
-            var point = _tpe.Propose(_space, [.. trials.Select(Observe)], number, _sweep.Seed, _goal);
+            var valueOf = await ValuesAsync(trials);
+            var point = _tpe.Propose(_space, [.. trials.Select(t => Observe(t, valueOf(t)))], number, _sweep.Seed, _goal);
             return await _store.AddTrialAsync(_study, new NewTrial(number, ParamJson.Serialize(point), SearchSpace.TrialSeed(_sweep.Seed, number)));
         }
         finally
@@ -106,11 +107,30 @@ public sealed class StudySearch
         }
     }
 
-    /// <summary>A stored trial as TPE sees it.</summary>
-    private Observation Observe(TrialRecord t)
+    /// <summary>
+    /// Each trial's value of the sweep's metric: the trial record's (val_accuracy, train_accuracy), or for train_loss
+    /// its last epoch's loss (read from the store for the trials that trained).
+    /// </summary>
+    public async Task<Func<TrialRecord, double?>> ValuesAsync(IReadOnlyList<TrialRecord> trials)
+    {
+        if (_sweep.Metric is not ("train_loss" or "loss"))
+        {
+            return t => StudySelection.RecordedValue(t, _sweep.Metric);
+        }
+
+        var losses = new Dictionary<long, double?>();
+        foreach (var t in trials.Where(t => t.EpochsDone > 0))
+        {
+            losses[t.Id] = (await _store.GetEpochsAsync(t.Id)).LastOrDefault()?.Loss;
+        }
+
+        return t => losses.GetValueOrDefault(t.Id);
+    }
+
+    /// <summary>A stored trial as TPE sees it, with its value of the sweep's metric.</summary>
+    private static Observation Observe(TrialRecord t, double? value)
     {
         var parameters = ParamJson.Deserialize(t.ParametersJson);
-        var value = StudySelection.RecordedValue(t, _sweep.Metric);
         return t.State switch
         {
             TrialState.Completed => new Observation(t.Number, parameters, value is null ? TrialOutcome.Failed : TrialOutcome.Complete, value),
