@@ -44,11 +44,11 @@ public static class CompareSearch
                 var rows = new List<Row>();
                 foreach (var seed in seeds)
                 {
-                    foreach (var method in new[] { "random", "bayes", "bayes+hyperband" })
+                    foreach (var method in new[] { "random", "bayes", "bayes_hyperband" })
                     {
-                        var planned = method == "bayes+hyperband" ? trials * 4 : trials;
+                        var planned = method == "bayes_hyperband" ? trials * 4 : trials;
                         var text = SweepText(space, method, seed, planned, epochs, trainSize);
-                        var row = await RunSweepAsync(Path.Combine(dir, $"{space}-{method.Replace('+', '-')}-{seed}.db"), text, trainer, budget, slots);
+                        var row = await RunSweepAsync(Path.Combine(dir, $"{space}-{method}-{seed}.db"), text, trainer, budget, slots);
                         row = row with { Space = space, Method = method, Seed = seed };
                         rows.Add(row);
                         Console.WriteLine(JsonSerializer.Serialize(new
@@ -139,13 +139,14 @@ public static class CompareSearch
                 """,
             _ => throw new ArgumentException($"--spaces: unknown space '{space}' (two_layer, fc)."),
         };
-        var earlyTerminate = method == "bayes+hyperband" ? "early_terminate: {type: hyperband, min_iter: 1, eta: 3}" : "early_terminate: {type: none}";
+        var earlyTerminate = method == "bayes_hyperband" ? "early_terminate: {type: hyperband, min_iter: 1, eta: 3}" : "early_terminate: {type: none}";
         return $"""
             name: compare
             method: {(method == "random" ? "random" : "bayes")}
             metric: {"{"}name: val_accuracy, goal: maximize{"}"}
             parameters:
-            {parameters}  epochs: {"{"}value: {epochs}{"}"}
+            {parameters}
+              epochs: {"{"}value: {epochs}{"}"}
               batch_size: {"{"}value: 200{"}"}
             data: {"{"}train_size: {trainSize}, val_size: 1000, test_size: 1000{"}"}
             run_cap: {trials}
