@@ -68,9 +68,9 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         return store;
     }
 
-    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0)
+    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null)
     {
-        var runner = new CountingRunner(epoch, _evaluations, value);
+        var runner = new CountingRunner(epoch, _evaluations, value, loss);
         var settings = new SiloSettings
         {
             Slots = slots,
@@ -322,6 +322,32 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal(6, cpuOwners.Count);
     }
 
+    [Fact]
+    public async Task The_median_rule_judges_the_sweeps_metric_with_its_goal()
+    {
+        // Loss and accuracy both grow with the trial number: by train_loss (minimize) later trials are worse.
+        const string sweep = """
+            name: s
+            method: grid
+            model: softmax
+            metric: {name: train_loss, goal: minimize}
+            parameters:
+              learning_rate: {distribution: int_uniform, min: 1, max: 8}
+              epochs: {value: 3}
+            early_terminate: {type: median, warmup_epochs: 1, min_trials: 3}
+            """;
+        var (a, _) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(2), lease => lease.Number / 100.0, loss: lease => lease.Number / 100.0);
+        await Study(a).OpenAsync(sweep, "s.yaml");
+        var store = await OpenStoreAsync();
+        var result = await ResultAsync(store);
+
+        var trials = await store.GetTrialsAsync("s");
+        Assert.Equal([TrialState.Completed, TrialState.Completed, TrialState.Completed], trials.Take(3).Select(t => t.State));
+        Assert.All(trials.Skip(3), t => Assert.Equal((TrialState.Pruned, 2), (t.State, t.EpochsDone)));
+        Assert.Equal(0, result.BestTrialNumber); // the lowest loss
+        Assert.Contains("lowest train_loss", result.SelectionRule);
+    }
+
     /// <summary>How many test evaluations all silos of a test ran.</summary>
     private sealed class Evaluations
     {
@@ -336,7 +362,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     /// Trains nothing: sleeps per epoch, reports validation accuracy number/1000, checkpoints the epoch, and records what
     /// it was asked to do (trials, where each started, the most at once, trials abandoned by cancellation).
     /// </summary>
-    private sealed class CountingRunner(TimeSpan epoch, Evaluations evaluations, Func<Lease, double>? valueOf = null) : ITrialRunner
+    private sealed class CountingRunner(TimeSpan epoch, Evaluations evaluations, Func<Lease, double>? valueOf = null, Func<Lease, double>? lossOf = null) : ITrialRunner
     {
         private int _running;
         private int _max;
@@ -375,7 +401,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
                     }
 
                     var done = e;
-                    if (!onEpoch(new EpochRecord(e, 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done)))
+                    if (!onEpoch(new EpochRecord(e, lossOf?.Invoke(lease) ?? 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done)))
                     {
                         return new TrialFinish(TrialState.Pruned, value, value, e, "stopped");
                     }
