@@ -77,12 +77,15 @@ public sealed class TrainingSlots(
     private void Loop(string owner, string device)
     {
         var stopping = _stopping.Token;
+        Lease? next = null;
         while (!stopping.IsCancellationRequested)
         {
             Lease? lease;
             try
             {
-                lease = ClaimAsync(owner, device, stopping).GetAwaiter().GetResult();
+                // The trial the last one's finish claimed for this slot, else a claim of its own.
+                lease = next ?? ClaimAsync(owner, device, stopping).GetAwaiter().GetResult();
+                next = null;
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -104,7 +107,7 @@ public sealed class TrainingSlots(
             Interlocked.Increment(ref _busy);
             try
             {
-                Train(lease, stopping);
+                next = Train(lease, owner, stopping);
             }
             finally
             {
@@ -135,7 +138,8 @@ public sealed class TrainingSlots(
     private SweepDefinition Sweep(string study) =>
         _sweeps.GetOrAdd(study, name => SweepJson.Of(store.GetStudyAsync(name).GetAwaiter().GetResult() ?? throw new InvalidOperationException($"study {name} vanished")));
 
-    private void Train(Lease lease, CancellationToken stopping)
+    /// <summary>Trains the trial of <paramref name="lease"/>; returns the slot's next trial when its finish claimed one.</summary>
+    private Lease? Train(Lease lease, string owner, CancellationToken stopping)
     {
         var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number));
         byte[]? checkpoint;
@@ -145,7 +149,7 @@ public sealed class TrainingSlots(
             if (begun is null)
             {
                 store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
-                return;
+                return null;
             }
 
             checkpoint = begun.Value.Value.Length > 0 ? begun.Value.Value : null;
@@ -153,7 +157,7 @@ public sealed class TrainingSlots(
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             log.LogWarning("Trial {Trial}: could not take it over ({Message}); its lease runs out and it is claimed again", lease.Number, e.Message);
-            return;
+            return null;
         }
 
         using var trial = CancellationTokenSource.CreateLinkedTokenSource(stopping);
@@ -192,10 +196,13 @@ public sealed class TrainingSlots(
                 EpochVerdict.Complete when finish.State == TrialState.Pruned => finish with { State = TrialState.Completed, Reason = null },
                 _ => finish,
             };
-            if (UntilStored(() => grain.FinishAsync(finish), stopping) != EpochVerdict.Lost)
+            var answer = UntilStored(() => grain.FinishAndClaimAsync(finish, owner), a => a.Verdict, stopping);
+            if (answer.Verdict != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
             }
+
+            return stopping.IsCancellationRequested ? Release(answer.Next) : answer.Next;
         }
         catch (OperationCanceledException) when (running.Lost)
         {
@@ -226,27 +233,50 @@ public sealed class TrainingSlots(
         {
             _running.TryRemove(lease.TrialId, out _);
         }
+
+        return null;
+    }
+
+    /// <summary>Hands back a trial claimed for this slot that it will not train (the silo is stopping); null.</summary>
+    private Lease? Release(Lease? lease)
+    {
+        if (lease is not null)
+        {
+            try
+            {
+                store.ReleaseAsync(lease, "its silo is stopping").GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is LeaseLostException or StoreUnavailableException)
+            {
+                log.LogWarning("Trial {Trial}: hand-back not recorded ({Message}); its lease runs out and it is claimed again", lease.Number, e.Message);
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Repeats a report while the store is unreachable (the result is kept, never dropped); stops on any other answer.</summary>
-    private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken)
+    private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken) => UntilStored(report, v => v, cancellationToken);
+
+    /// <inheritdoc cref="UntilStored(Func{Task{EpochVerdict}}, CancellationToken)"/>
+    private static T UntilStored<T>(Func<Task<T>> report, Func<T, EpochVerdict> verdictOf, CancellationToken cancellationToken)
     {
         var delay = TimeSpan.FromMilliseconds(250);
         while (true)
         {
-            EpochVerdict verdict;
+            T answer;
             try
             {
-                verdict = report().GetAwaiter().GetResult();
+                answer = report().GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
             {
                 throw new RuntimeCallException(e);
             }
 
-            if (verdict != EpochVerdict.Retry)
+            if (verdictOf(answer) != EpochVerdict.Retry)
             {
-                return verdict;
+                return answer;
             }
 
             if (cancellationToken.WaitHandle.WaitOne(delay))
