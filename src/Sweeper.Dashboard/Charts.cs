@@ -26,9 +26,9 @@ public sealed class Charts
 
     /// <summary>How importances are computed, in words (shown on the page).</summary>
     public const string ImportanceMethod =
-        "permutation importance of a random forest (32 regression trees on the trials' parameters: numbers as they are, log-scaled ones as logs, " +
-        "categories as ordered categories): how much the trees' error on the trials they did not see grows when a parameter's values are shuffled; seeded, " +
-        "from at most 2,000 completed trials";
+        "fANOVA-like main-effect variance: a random forest of 32 regression trees predicts the metric from the parameters (numbers as they are, " +
+        "log-scaled ones as logs, categories as ordered categories), and each parameter's share is the variance of the forest's partial dependence on it; " +
+        "seeded, from at most 2,000 completed trials";
 
     private readonly ITrialStore _store;
     private readonly JsonSerializerOptions _json;
@@ -268,7 +268,7 @@ public sealed class Charts
             trials = trials.Count,
             parameters = varying.Select((n, i) => new { name = n, importance = Math.Round(shares[i], 4) }).OrderByDescending(p => p.importance).ThenBy(p => p.name, StringComparer.Ordinal),
             constant,
-            note = (string?)null,
+            note = shares.All(x => x == 0) ? "no parameter shows an effect on the trials so far" : null,
         };
     }
 

@@ -196,7 +196,7 @@ public sealed class DashboardChartsTests : IAsyncLifetime
         Assert.True(shares[0].Share > 0.8, string.Join(", ", shares));
         Assert.Equal(1.0, shares.Sum(s => s.Share), 2);
         Assert.Equal(["epochs", "model"], json.GetProperty("constant").EnumerateArray().Select(e => e.GetString()).Order()); // fixed in the sweep
-        Assert.Contains("permutation importance of a random forest", json.GetProperty("method").GetString());
+        Assert.Contains("main-effect variance", json.GetProperty("method").GetString());
         Assert.Equal(json.GetRawText(), (await GetAsync("/api/studies/imp/importance")).Json.GetRawText()); // the same answer again
     }
 

@@ -11,25 +11,26 @@ public sealed record ImportanceOptions
     /// <summary>Deepest split of a tree. Default: 8.</summary>
     public int MaxDepth { get; init; } = 8;
 
-    /// <summary>Fewest rows a leaf may hold. Default: 3.</summary>
+    /// <summary>Fewest rows a leaf may hold (in a sample of n rows, at most n/10, at least 1, so small studies still split). Default: 3.</summary>
     public int MinLeaf { get; init; } = 3;
 
     /// <summary>Most rows used: more are sampled down to this many (seeded), so the cost is capped. Default: 2,000.</summary>
     public int MaxRows { get; init; } = 2_000;
 
-    /// <summary>Seed of the bootstrap, the row sample and the permutations: equal inputs give equal answers. Default: 0.</summary>
+    /// <summary>Seed of the bootstrap samples and the row samples: equal inputs give equal answers. Default: 0.</summary>
     public ulong Seed { get; init; }
 }
 
 /// <summary>
-/// Parameter importances by the <b>permutation importance of a random forest</b> (Breiman 2001): a forest of
-/// regression trees, each grown on a bootstrap sample of the trials, predicts a trial's value from its parameters; a
-/// parameter's importance is how much the trees' squared error on the trials each tree did not see (out of bag) grows
-/// when that parameter's column is shuffled among those trials, averaged over the trees, negatives counted as 0, and
-/// the importances scaled to shares that sum to 1. A parameter the value does not depend on gets about 0; two that
-/// matter alike get about equal shares. Deterministic for a given <see cref="ImportanceOptions.Seed"/>; cost capped by
-/// sampling at most <see cref="ImportanceOptions.MaxRows"/> rows. Not an fANOVA: it measures how much predictions rely
-/// on a parameter, not a variance decomposition over marginals.
+/// Parameter importances, fANOVA-like: a <b>random forest</b> of regression trees (each grown on a bootstrap sample of
+/// the trials) predicts a trial's value from its parameters, and a parameter's importance is the <b>variance of its main
+/// effect</b>: of the forest's partial dependence on it (the prediction averaged over the trials' other parameters, with
+/// this one set to each of its values in turn), weighted by how the trials are spread over its values. The shares are
+/// those variances scaled to sum to 1 (fANOVA's first-order terms, measured over the trials' own distribution instead of
+/// the uniform one, and without the interaction terms). A parameter the value does not depend on gets about 0, two that
+/// matter alike about equal shares, and an effect carried by a few trials still shows in a small study. Deterministic for
+/// a given <see cref="ImportanceOptions.Seed"/>; the cost is capped by sampling at most
+/// <see cref="ImportanceOptions.MaxRows"/> rows, averaging over at most 256 of them and evaluating at most 24 points of each parameter.
 /// </summary>
 public static class Importance
 {
@@ -72,7 +73,7 @@ public static class Importance
 
         var n = rows.Length;
         var shares = new double[d];
-        if (n < 2 * options.MinLeaf || d == 0)
+        if (n < 4 || d == 0)
         {
             return shares;
         }
@@ -106,63 +107,70 @@ public static class Importance
         }
 
         var y = rows.Select(i => values[i]).ToArray();
-        var increase = new double[d];
-        var counted = 0;
-        var row = new double[d];
+        var minLeaf = Math.Clamp(n / 10, 1, options.MinLeaf);
+        var trees = new List<Tree>(options.Trees);
         for (var t = 0; t < options.Trees; t++)
         {
-            var inBag = new int[n];
             var bag = new int[n];
             for (var i = 0; i < n; i++)
             {
                 bag[i] = rng.Next(n);
-                inBag[bag[i]]++;
             }
 
-            var oob = Enumerable.Range(0, n).Where(i => inBag[i] == 0).ToArray();
-            if (oob.Length < 2)
-            {
-                continue;
-            }
-
-            var tree = Tree.Grow(x, y, bag, options.MaxDepth, options.MinLeaf);
-            double Mse(int permuted, int[]? order)
-            {
-                var sum = 0.0;
-                for (var k = 0; k < oob.Length; k++)
-                {
-                    for (var j = 0; j < d; j++)
-                    {
-                        row[j] = x[j][j == permuted ? order![k] : oob[k]];
-                    }
-
-                    var e = tree.Predict(row) - y[oob[k]];
-                    sum += e * e;
-                }
-
-                return sum / oob.Length;
-            }
-
-            var baseline = Mse(-1, null);
-            for (var j = 0; j < d; j++)
-            {
-                var order = (int[])oob.Clone();
-                rng.Shuffle(order);
-                increase[j] += Mse(j, order) - baseline;
-            }
-
-            counted++;
+            trees.Add(Tree.Grow(x, y, bag, options.MaxDepth, minLeaf));
         }
 
-        if (counted == 0)
+        // The rows each partial dependence averages over: all of them, or a fixed sample of Background.
+        var background = Enumerable.Range(0, n).ToArray();
+        if (n > Background)
         {
-            return shares;
+            rng.Shuffle(background);
+            background = background[..Background];
+        }
+
+        var row = new double[d];
+        var effect = new double[d];
+        for (var j = 0; j < d; j++)
+        {
+            // The forest's partial dependence on column j at each point of its grid, weighted by how often the
+            // trials take (or fall near) that value; the variance of those means is the main effect's.
+            var grid = Grid(x[j]);
+            var pd = new double[grid.Count];
+            for (var g = 0; g < grid.Count; g++)
+            {
+                var sum = 0.0;
+                foreach (var b in background)
+                {
+                    for (var k = 0; k < d; k++)
+                    {
+                        row[k] = k == j ? grid[g].Value : x[k][b];
+                    }
+
+                    foreach (var tree in trees)
+                    {
+                        sum += tree.Predict(row);
+                    }
+                }
+
+                pd[g] = sum / (background.Length * trees.Count);
+            }
+
+            var mean = 0.0;
+            for (var g = 0; g < grid.Count; g++)
+            {
+                mean += grid[g].Weight * pd[g];
+            }
+
+            for (var g = 0; g < grid.Count; g++)
+            {
+                effect[j] += grid[g].Weight * (pd[g] - mean) * (pd[g] - mean);
+            }
         }
 
         var total = 0.0;
         for (var j = 0; j < d; j++)
         {
-            shares[j] = Math.Max(0, increase[j] / counted);
+            shares[j] = effect[j] > 1e-15 * (1 + Variance(y)) ? effect[j] : 0; // numerical dust is no effect
             total += shares[j];
         }
 
@@ -177,6 +185,44 @@ public static class Importance
         }
 
         return shares;
+    }
+
+    /// <summary>Rows a partial dependence averages over at most (a fixed sample beyond).</summary>
+    private const int Background = 256;
+
+    /// <summary>Points at which a column's partial dependence is taken at most: its distinct values when fewer, else quantiles.</summary>
+    private const int GridPoints = 24;
+
+    /// <summary>A column's grid: each distinct value weighted by its share of the rows, or, past <see cref="GridPoints"/> values, equally weighted mid-quantiles.</summary>
+    private static List<(double Value, double Weight)> Grid(double[] column)
+    {
+        var sorted = (double[])column.Clone();
+        Array.Sort(sorted);
+        var distinct = new List<(double Value, double Weight)>();
+        for (var i = 0; i < sorted.Length; i++)
+        {
+            if (distinct.Count > 0 && distinct[^1].Value == sorted[i])
+            {
+                distinct[^1] = (sorted[i], distinct[^1].Weight + (1.0 / sorted.Length));
+            }
+            else
+            {
+                distinct.Add((sorted[i], 1.0 / sorted.Length));
+            }
+        }
+
+        if (distinct.Count <= GridPoints)
+        {
+            return distinct;
+        }
+
+        return [.. Enumerable.Range(0, GridPoints).Select(k => (sorted[(int)((k + 0.5) * sorted.Length / GridPoints)], 1.0 / GridPoints))];
+    }
+
+    private static double Variance(double[] y)
+    {
+        var mean = y.Average();
+        return y.Sum(v => (v - mean) * (v - mean)) / y.Length;
     }
 
     /// <summary>

@@ -93,31 +93,37 @@ function parallel(canvas, trials, names) {
   canvas.dataset.drawn = trials.length;
 }
 
-// Axis labels that never overlap: each label owns a slot around its axis that no other label of its row can use (one
-// row when every label fits between its neighbours, else alternating above and below the chart, so a slot spans two
-// axis gaps); a label too long for its slot is shortened with an ellipsis (the full names are in the tooltip).
-// Returns each label's box in CSS pixels, which the browser test checks.
+// Axis labels that never overlap. Tried in turn: every label whole on one row; whole, alternating above and below the
+// chart; and, when neither fits, alternating with each label held to a slot around its axis that no other label of its
+// row can use (two axis gaps wide), shortened with an ellipsis where it is longer (the full names are in the tooltip).
+// Labels are centred on their axes and kept inside the canvas. Returns each label's box in CSS pixels (the browser
+// test checks them).
 function axisLabels(g, axes, x, w, h) {
   const gap = axes.length > 1 ? x(1) - x(0) : w;
-  const oneRow = axes.every(a => g.measureText(a).width <= gap - 8);
-  const half = oneRow ? gap / 2 : gap;
-  const boxes = [];
-  axes.forEach((a, i) => {
-    const lo = Math.max(0, x(i) - half + 3), hi = Math.min(w, x(i) + half - 3), room = hi - lo;
-    let text = a;
-    if (g.measureText(text).width > room) {
-      while (text.length > 1 && g.measureText(text + '\u2026').width > room) { text = text.slice(0, -1); }
-      text += '\u2026';
-    }
-    if (g.measureText(text).width > room) { text = ''; }
-    const width = g.measureText(text).width;
-    const left = Math.min(Math.max(lo, x(i) - width / 2), hi - width);
-    const top = oneRow || i % 2 === 0;
-    const baseline = top ? 12 : h - 6;
-    g.fillText(text, left, baseline);
-    boxes.push({ text, x: left, y: baseline - 10, w: width, h: 12 });
+  const place = (text, i, lo, hi) => { const width = g.measureText(text).width; return { text, x: Math.min(Math.max(lo, x(i) - width / 2), hi - width), w: width }; };
+  const clear = boxes => boxes.every((b, k) => k === 0 || boxes[k - 1].x + boxes[k - 1].w + 4 <= b.x);
+  const rowsOf = (boxes, rows) => [...Array(rows).keys()].map(r => boxes.filter((b, i) => i % rows === r));
+  let layout = null;
+  for (const rows of [1, 2]) {
+    const boxes = axes.map((a, i) => place(a, i, 0, w));
+    if (rowsOf(boxes, rows).every(clear)) { layout = { rows, boxes }; break; }
+  }
+  if (!layout) {
+    layout = { rows: 2, boxes: axes.map((a, i) => {
+      const lo = Math.max(0, x(i) - gap + 3), hi = Math.min(w, x(i) + gap - 3), room = hi - lo;
+      let text = a;
+      if (g.measureText(text).width > room) {
+        while (text.length > 1 && g.measureText(text + '\u2026').width > room) { text = text.slice(0, -1); }
+        text = g.measureText(text + '\u2026').width <= room ? text + '\u2026' : '';
+      }
+      return place(text, i, lo, hi);
+    }) };
+  }
+  return layout.boxes.map((b, i) => {
+    const baseline = layout.rows === 1 || i % 2 === 0 ? 12 : h - 6;
+    g.fillText(b.text, b.x, baseline);
+    return { text: b.text, x: b.x, y: baseline - 10, w: b.w, h: 12 };
   });
-  return boxes;
 }
 
 // Optimization history: each completed trial's value (dots) and the best so far (a step line), by trial number or
@@ -134,13 +140,13 @@ function history(canvas, d) {
   g.fillText(xText(x0), pad, h - 16); g.textAlign = 'right'; g.fillText(xText(x1), w - 10, h - 16);
   g.textAlign = 'center'; g.fillText(d.x === 'time' ? 'finish time' : 'trial number', pad + (w - pad) / 2, h - 4); g.textAlign = 'start';
   g.fillText(y1.toPrecision(3), 2, 18); g.fillText(y0.toPrecision(3), 2, h - 30);
-  g.fillStyle = 'rgba(31,119,180,0.55)';
-  for (let i = 0; i < d.xs.length; i++) { g.fillRect(px(d.xs[i]) - 1.5, py(d.ys[i]) - 1.5, 3, 3); }
+  g.fillStyle = 'rgba(31,119,180,0.6)';
+  const dot = d.xs.length < 200 ? 5 : 3;
+  for (let i = 0; i < d.xs.length; i++) { g.fillRect(px(d.xs[i]) - dot / 2, py(d.ys[i]) - dot / 2, dot, dot); }
   g.strokeStyle = '#d62728'; g.lineWidth = 2; g.beginPath();
   d.best_xs.forEach((v, i) => { if (i === 0) { g.moveTo(px(v), py(d.best_ys[0])); } else { g.lineTo(px(v), py(d.best_ys[i - 1])); g.lineTo(px(v), py(d.best_ys[i])); } });
   g.stroke(); g.lineWidth = 1;
   g.fillStyle = '#1d2330';
-  g.fillText(`${d.metric} (${d.goal}): dots = trials, red = best so far`, pad + 6, 24);
   canvas.dataset.drawn = d.xs.length;
 }
 
@@ -158,6 +164,7 @@ function importances(canvas, d) {
   });
   g.textAlign = 'start';
   canvas.dataset.drawn = rows.length;
+  canvas.dataset.top = rows[0].importance;
 }
 
 // One 32x32 weight image (RGB bytes, base64) drawn 3x larger, with its label.

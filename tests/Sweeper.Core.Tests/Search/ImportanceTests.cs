@@ -61,6 +61,15 @@ public class ImportanceTests
     }
 
     [Fact]
+    public void A_dozen_trials_are_enough_to_see_a_strong_effect()
+    {
+        // A small study: leaves may hold a single trial, so the trees still split.
+        var (x, y) = Synthetic(12, 3, r => r[1] > 0.5 ? 0.9 : 0.1, seed: 9);
+        var shares = Importance.Of(x, y);
+        Assert.True(shares[1] > 0.6, string.Join(", ", shares));
+    }
+
+    [Fact]
     public void Categories_logs_and_missing_parameters_are_encoded_as_ordered_numbers()
     {
         IReadOnlyList<IReadOnlyDictionary<string, object>> trials =
