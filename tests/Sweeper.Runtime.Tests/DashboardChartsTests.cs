@@ -8,19 +8,30 @@ using Sweeper.Storage;
 namespace Sweeper.Runtime.Tests;
 
 /// <summary>
-/// The study page's summary endpoints (optimization history, parameter importances, rungs) against a real SQLite store
-/// whose trials are claimed, reported, paused and finished through the store as workers do.
+/// The study page's summary endpoints (optimization history, parameter importances, rungs) against a real store whose
+/// trials are claimed, reported, paused and finished through the store as workers do; once per store (below).
 /// </summary>
-public sealed class DashboardChartsTests : IAsyncLifetime
+public abstract class DashboardChartsTests : IAsyncLifetime
 {
     private readonly Harness _h = new();
     private ITrialStore _store = null!;
     private Microsoft.AspNetCore.Builder.WebApplication _app = null!;
     private HttpClient _client = null!;
 
+    /// <summary>The store's address for this run (made in <see cref="InitializeAsync"/>).</summary>
+    protected abstract string Address(Harness h);
+
+    /// <summary>Removes what <see cref="Address"/> made, if anything.</summary>
+    protected virtual void Drop(string address)
+    {
+    }
+
+    private string _address = "";
+
     public async Task InitializeAsync()
     {
-        _store = await TrialStores.OpenAsync(_h.Store());
+        _address = Address(_h);
+        _store = await TrialStores.OpenAsync(_address);
         _app = DashboardApp.Build(_store, new DashboardOptions { Url = "http://127.0.0.1:0" });
         await _app.StartAsync();
         _client = new HttpClient { BaseAddress = new Uri(_app.Urls.First()) };
@@ -31,6 +42,7 @@ public sealed class DashboardChartsTests : IAsyncLifetime
         _client.Dispose();
         await _app.DisposeAsync();
         await _store.DisposeAsync();
+        Drop(_address);
         _h.Dispose();
     }
 
@@ -239,4 +251,18 @@ public sealed class DashboardChartsTests : IAsyncLifetime
         Assert.False(flat.GetProperty("hyperband").GetBoolean());
         Assert.Empty(flat.GetProperty("rungs").EnumerateArray());
     }
+}
+
+/// <summary>The chart endpoints on SQLite.</summary>
+public sealed class DashboardChartsSqliteTests : DashboardChartsTests
+{
+    protected override string Address(Harness h) => h.Store();
+}
+
+/// <summary>The chart endpoints on PostgreSQL (a database of the tests' shared server).</summary>
+public sealed class DashboardChartsPostgresTests : DashboardChartsTests
+{
+    protected override string Address(Harness h) => Storage.Tests.PostgresServer.Shared.CreateDatabase();
+
+    protected override void Drop(string address) => Storage.Tests.PostgresServer.Shared.DropDatabase(address);
 }
