@@ -21,6 +21,9 @@ public sealed class Charts
     /// <summary>Trials the importances are computed from at most (a fixed sample of the completed ones beyond that).</summary>
     public const int ImportanceRows = 2_000;
 
+    /// <summary>Completed trials from which a running study's history is re-read at most every 10 s rather than at every change.</summary>
+    public const int LargeStudy = 5_000;
+
     /// <summary>Fewest completed trials with a value before importances are computed.</summary>
     public const int ImportanceMinTrials = 8;
 
@@ -74,7 +77,9 @@ public sealed class Charts
 
         var sweep = SweepJson.Of(record);
         var counts = await _store.CountStatesAsync(study, ct);
-        var data = await _history.GetOrAdd(study, _ => new Cached<HistoryData>()).GetAsync(counts, null, () => ReadHistoryAsync(study, sweep.Metric, CancellationToken.None));
+        // A large study that is still running is re-read at most every 10 s (the page polls every 2 s).
+        var data = await _history.GetOrAdd(study, _ => new Cached<HistoryData>()).GetAsync(counts,
+            (old, age) => old.Completed >= LargeStudy && age < TimeSpan.FromSeconds(10), () => ReadHistoryAsync(study, sweep.Metric, CancellationToken.None));
         var byTime = xMode == "time";
         var order = byTime ? data.ByTime : null;
         var n = byTime ? order!.Length : data.Values.Length;
@@ -111,7 +116,9 @@ public sealed class Charts
             without_finish_time = data.Values.Length - data.ByTime.Length,
             shown = shown.Count,
             downsampled = shown.Count < n,
-            note = data.Note,
+            note = data.Note ?? (byTime && data.ByTime.Length < data.Values.Length
+                ? $"{data.Values.Length - data.ByTime.Length} completed trials have no finish time and are left out by time"
+                : null),
             xs = shown.Select(X),
             ys = shown.Select(Y),
             best_xs = bestIdx.Select(X),
@@ -204,11 +211,12 @@ public sealed class Charts
 
         // By finish time: the trials that have one (a store filled in bulk may lack it), oldest first.
         var byTime = Enumerable.Range(0, values.Count).Where(i => !double.IsNaN(finished[i])).OrderBy(i => finished[i]).ThenBy(i => numbers[i]).ToArray();
-        var note = completed.Count > 0 && values.Count == 0
-            ? $"the study's metric {metric} is not kept in the trials' records (only val_accuracy and train_accuracy are), so there is no history to draw"
-            : null;
+        var note = completed.Count > 0 && values.Count == 0 ? NotRecorded(metric) : null;
         return new HistoryData([.. numbers], [.. finished], [.. values], byTime, note);
     }
+
+    private static string NotRecorded(string metric) =>
+        $"the study's metric {metric} is not kept in the trials' records (only val_accuracy and train_accuracy are), so there is nothing to draw";
 
     /// <summary>
     /// The share of importance of each parameter that varies among the completed trials (see
@@ -225,9 +233,9 @@ public sealed class Charts
         }
 
         var counts = await _store.CountStatesAsync(study, ct);
-        var fresh = (StateCounts? old) => old is null || old.Completed == counts.Completed ||
-            (old.Completed >= 200 && Math.Abs(counts.Completed - old.Completed) < old.Completed / 50);
-        var answer = await _importance.GetOrAdd(study, _ => new Cached<object>()).GetAsync(counts, fresh, () => ComputeImportanceAsync(record, counts, CancellationToken.None));
+        var answer = await _importance.GetOrAdd(study, _ => new Cached<object>()).GetAsync(counts,
+            (old, age) => age < TimeSpan.FromMinutes(1) && (old.Completed == counts.Completed || (old.Completed >= 200 && Math.Abs(counts.Completed - old.Completed) < old.Completed / 50)),
+            () => ComputeImportanceAsync(record, counts, CancellationToken.None));
         return Json(answer);
     }
 
@@ -236,7 +244,8 @@ public sealed class Charts
         var sweep = SweepJson.Of(record);
         var query = new TrialQuery(new Comparison("state", "=", "completed", 0), [new SortKey("number", false)], 0, ImportanceRows,
             counts.Completed > ImportanceRows ? Math.Min(1, 1.1 * ImportanceRows / counts.Completed) : null, CountMatches: false);
-        var trials = (await _store.QueryTrialsAsync(record.Name, query, ct)).Trials
+        var read = (await _store.QueryTrialsAsync(record.Name, query, ct)).Trials;
+        var trials = read
             .Select(t => (Parameters: ParamJson.Deserialize(t.ParametersJson), Value: StudySelection.RecordedValue(t, sweep.Metric)))
             .Where(t => t.Value is { } v && double.IsFinite(v)).ToList();
         var names = sweep.ParameterNames;
@@ -251,8 +260,8 @@ public sealed class Charts
                 trials = trials.Count,
                 parameters = Array.Empty<object>(),
                 constant,
-                note = varying.Count == 0 && trials.Count >= ImportanceMinTrials
-                    ? "no parameter varies among the completed trials"
+                note = read.Count > 0 && trials.Count == 0 ? NotRecorded(sweep.Metric)
+                    : varying.Count == 0 && trials.Count >= ImportanceMinTrials ? "no parameter varies among the completed trials"
                     : $"importances need at least {ImportanceMinTrials} completed trials with a value of {sweep.Metric} ({trials.Count} so far)",
             };
         }
@@ -340,8 +349,8 @@ public sealed class Charts
 
     /// <summary>
     /// One study's computed answer and the state counts it was computed at. A request with other counts recomputes it
-    /// unless <c>fresh</c> says the old answer still serves; concurrent requests share one computation (which is
-    /// therefore not cancelled with the request that started it).
+    /// unless <c>fresh</c> (given the old counts and the answer's age) says the old answer still serves; concurrent
+    /// requests share one computation (which is therefore not cancelled with the request that started it).
     /// </summary>
     private sealed class Cached<T>
         where T : class
@@ -349,14 +358,14 @@ public sealed class Charts
         private readonly Lock _lock = new();
         private (StateCounts Counts, DateTime At, Task<T> Value)? _entry;
 
-        public async Task<T> GetAsync(StateCounts counts, Func<StateCounts?, bool>? fresh, Func<Task<T>> compute)
+        public async Task<T> GetAsync(StateCounts counts, Func<StateCounts, TimeSpan, bool> fresh, Func<Task<T>> compute)
         {
             Task<T> task;
             lock (_lock)
             {
                 var entry = _entry;
                 var usable = entry is { } e && !e.Value.IsFaulted && !e.Value.IsCanceled &&
-                    (e.Counts == counts || (fresh is not null && fresh(e.Counts) && DateTime.UtcNow - e.At < TimeSpan.FromMinutes(1)));
+                    (e.Counts == counts || !e.Value.IsCompleted || fresh(e.Counts, DateTime.UtcNow - e.At)); // one read in flight at a time
                 if (!usable)
                 {
                     entry = (counts, DateTime.UtcNow, compute());

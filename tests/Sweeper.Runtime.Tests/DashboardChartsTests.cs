@@ -85,10 +85,12 @@ public abstract class DashboardChartsTests : IAsyncLifetime
     {
         const string Sweep = "name: low\nmethod: random\nmodel: softmax\nmetric: {name: val_accuracy, goal: minimize}\nparameters:\n  reg: {distribution: uniform, min: 0, max: 1}\nbudget: {max_trials: 300}\n";
         await CreateAsync(Sweep, Enumerable.Range(0, 300).Select(i => FormattableString.Invariant($$"""{"reg":{{i / 300.0}}}""")));
+        var (_, before) = await GetAsync("/api/studies/low/history");
+        Assert.Equal((0, 0), (before.GetProperty("completed").GetInt32(), before.GetProperty("xs").GetArrayLength()));
         var rng = new Random(3);
         var completed = await FinishAllAsync("low", 300, _ => Math.Round(rng.NextDouble(), 5));
 
-        var (status, all) = await GetAsync("/api/studies/low/history");
+        var (status, all) = await GetAsync("/api/studies/low/history"); // not the answer cached before the trials finished
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(("val_accuracy", "minimize", "number"), (all.GetProperty("metric").GetString(), all.GetProperty("goal").GetString(), all.GetProperty("x").GetString()));
         Assert.Equal(completed.Count, all.GetProperty("completed").GetInt32());
@@ -146,6 +148,21 @@ public abstract class DashboardChartsTests : IAsyncLifetime
             Assert.Equal(completed.Values.Max(), Numbers(json, "best_ys")[^1]);
             Assert.True(Numbers(json, "best_xs").Length <= max);
         }
+    }
+
+    [Fact]
+    public async Task A_metric_the_trial_records_do_not_keep_gives_empty_charts_that_say_why()
+    {
+        const string Sweep = "name: loss\nmethod: random\nmodel: softmax\nmetric: {name: train_loss, goal: minimize}\nparameters:\n  reg: {distribution: uniform, min: 0, max: 1}\nbudget: {max_trials: 10}\n";
+        await CreateAsync(Sweep, Enumerable.Range(0, 10).Select(i => FormattableString.Invariant($$"""{"reg":{{i / 10.0}}}""")));
+        await FinishAllAsync("loss", 10, n => n / 10.0);
+        var (status, history) = await GetAsync("/api/studies/loss/history");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(("train_loss", "minimize", 0), (history.GetProperty("metric").GetString(), history.GetProperty("goal").GetString(), history.GetProperty("xs").GetArrayLength()));
+        Assert.Contains("train_loss is not kept in the trials' records", history.GetProperty("note").GetString());
+        var (_, importance) = await GetAsync("/api/studies/loss/importance");
+        Assert.Empty(importance.GetProperty("parameters").EnumerateArray());
+        Assert.Contains("train_loss is not kept in the trials' records", importance.GetProperty("note").GetString());
     }
 
     [Theory]
