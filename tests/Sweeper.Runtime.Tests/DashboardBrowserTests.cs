@@ -127,6 +127,22 @@ public class DashboardBrowserTests
         await AssertLabelsApartAsync(page);
         await page.SetViewportSizeAsync(1280, 1400);
 
+        // The worst case: many long names on a narrow chart are shortened, and still no two labels meet.
+        var crowded = await page.EvaluateAsync<JsonElement>("""
+            (() => { const c = document.createElement('canvas'); c.style.cssText = 'width:360px;height:200px'; document.body.appendChild(c);
+              const { g, w, h } = prepare(c); const axes = ['learning_rate', 'reg', 'hidden_size', 'dropout', 'weight_scale', 'batch_size', 'lr_decay', 'momentum', 'normalization', 'val_accuracy'];
+              const x = i => 30 + i * (w - 60) / (axes.length - 1); const boxes = axisLabels(g, axes, x, w, h); c.remove(); return boxes; })()
+            """);
+        var crowdedBoxes = crowded.EnumerateArray().Select(b => (Text: b.GetProperty("text").GetString()!, X: b.GetProperty("x").GetDouble(), Y: b.GetProperty("y").GetDouble(), W: b.GetProperty("w").GetDouble())).ToList();
+        Assert.Equal(10, crowdedBoxes.Count);
+        Assert.Contains(crowdedBoxes, b => b.Text.EndsWith('\u2026'));
+        Assert.All(crowdedBoxes, b => Assert.True(b.X >= 0 && b.X + b.W <= 360.5 && b.Text.Length > 1, $"label '{b.Text}' at {b.X}+{b.W}"));
+        foreach (var row in crowdedBoxes.GroupBy(b => b.Y))
+        {
+            var ordered = row.OrderBy(b => b.X).ToList();
+            Assert.All(ordered.Zip(ordered.Skip(1)), p => Assert.True(p.First.X + p.First.W <= p.Second.X, $"'{p.First.Text}' runs into '{p.Second.Text}'"));
+        }
+
         // Successive halving is not used by this study: no rungs card.
         Assert.True(await page.Locator("#rungs-card").IsHiddenAsync());
 
