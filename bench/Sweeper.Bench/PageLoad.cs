@@ -10,7 +10,8 @@ namespace Sweeper.Bench;
 /// How soon the study page of a large study is usable: a study of N trials (default 100,000) with 20 epochs each,
 /// the dashboard in this process, Debian's Chromium headless (Playwright, no download). Each load opens the page in a
 /// fresh browser context (no cache) and waits until the trial table's first page and the scatter and parallel
-/// coordinates charts are drawn; the time is the page's own clock from navigation start (performance.now()).
+/// coordinates charts, the optimization history and the parameter importances are drawn (and the rungs card has
+/// loaded); the time is the page's own clock from navigation start (performance.now()).
 /// </summary>
 public static class PageLoad
 {
@@ -54,7 +55,7 @@ public static class PageLoad
         await using var browser = await Runtime.Tests.HeadlessChromium.LaunchAsync(playwright);
         var times = new List<double>();
         var first = 0.0;
-        int drawn = 0, rows = 0;
+        int drawn = 0, rows = 0, historyPoints = 0, importanceBars = 0;
         for (var i = 0; i <= loads; i++)
         {
             await using var context = await browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
@@ -62,11 +63,14 @@ public static class PageLoad
             var wall = Stopwatch.StartNew();
             await page.GotoAsync(url, new PageGotoOptions { WaitUntil = WaitUntilState.Commit });
             await page.WaitForFunctionAsync(
-                "() => document.querySelector('#trials').dataset.total && document.querySelector('#scatter').dataset.drawn && document.querySelector('#parallel').dataset.drawn",
+                "() => document.querySelector('#trials').dataset.total && document.querySelector('#scatter').dataset.drawn && document.querySelector('#parallel').dataset.drawn" +
+                " && document.querySelector('#history').dataset.drawn && document.querySelector('#importance').dataset.drawn && document.querySelector('#rungs-card').dataset.loaded",
                 null, new PageWaitForFunctionOptions { Timeout = 60_000, PollingInterval = 5 });
             var ms = await page.EvaluateAsync<double>("() => performance.now()");
             wall.Stop();
             drawn = int.Parse(await page.GetAttributeAsync("#scatter", "data-drawn") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+            historyPoints = int.Parse(await page.GetAttributeAsync("#history", "data-drawn") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+            importanceBars = int.Parse(await page.GetAttributeAsync("#importance", "data-drawn") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
             rows = await page.Locator("#trials tbody tr").CountAsync();
             if (i > 0)
             {
@@ -89,6 +93,8 @@ public static class PageLoad
             table_rows = rows,
             first_load_ms = Math.Round(first, 0),
             scatter_points = drawn,
+            history_points = historyPoints,
+            importance_bars = importanceBars,
             p50_ms = Math.Round(Measure.Quantile(times, 0.5), 0),
             p95_ms = Math.Round(Measure.Quantile(times, 0.95), 0),
             max_ms = Math.Round(times[^1], 0),

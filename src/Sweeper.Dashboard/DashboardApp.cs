@@ -262,6 +262,7 @@ public static class DashboardApp
             last_heartbeat = w.LastAlive,
             trials = w.Trials.Select(t => new { t.Study, t.Number, t.Epochs }),
         })));
+        Charts.Map(app, store, _json);
         app.MapGet("/api/{**rest}", (string rest) => NotFound($"no endpoint /api/{rest}"));
 
         app.MapGet("/", () => Page("index.html"));
@@ -312,7 +313,7 @@ public static class DashboardApp
             parameters = ParameterNames(s),
             // What each parameter is called in filters, sorts and columns (params.NAME where a trial field has the name).
             parameter_columns = ParameterNames(s).Select(FilterParser.ParameterColumn),
-            counts = new { pending = counts.Pending, running = counts.Running, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
+            counts = new { pending = counts.Pending, running = counts.Running, paused = counts.Paused, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
             best_trial = best is null ? null : TrialJson(best),
             result,
         };

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Microsoft.Playwright;
 using Sweeper.Dashboard;
 using Sweeper.Storage;
@@ -104,6 +105,54 @@ public class DashboardBrowserTests
         // The best trial's first-layer weights are drawn as 32x32 images, one per hidden unit.
         await page.WaitForFunctionAsync("document.querySelectorAll('#weights canvas.weight').length >= 20", null, new PageWaitForFunctionOptions { Timeout = 20_000 });
 
+        // The optimization history is drawn (dots and the best-so-far line), by trial number and, toggled, by finish time.
+        await page.WaitForFunctionAsync("+(document.getElementById('history').dataset.drawn || 0) >= 2", null, new PageWaitForFunctionOptions { Timeout = 20_000 });
+        await AssertPaintedAsync(page, "history");
+        await page.ClickAsync("#history-x");
+        await page.WaitForFunctionAsync("document.getElementById('history-x').textContent === 'by trial number' && document.getElementById('history-note').textContent.includes('completed trials')");
+        Assert.True(int.Parse(await page.GetAttributeAsync("#history", "data-drawn") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >= 2);
+
+        // No two column headers of the trial table read alike: the parameter epochs is params.epochs beside the trial's "epochs done".
+        var headers = (await page.Locator("#trials thead tr:last-child th").AllTextContentsAsync()).Select(t => t.Replace("\u2193", "").Replace("\u2191", "").Trim()).ToList();
+        Assert.Equal(headers.Count, headers.Distinct().Count());
+        Assert.Contains("epochs done", headers);
+        Assert.Contains("params.epochs", headers);
+        Assert.Equal(["trial", "parameters"], await page.Locator("#trials thead tr.groups th").AllTextContentsAsync());
+
+        // Parallel-coordinates axis labels never overlap, at this width and in a narrow window (where they no longer fit in one row).
+        await AssertLabelsApartAsync(page);
+        await page.SetViewportSizeAsync(440, 1400);
+        await page.WaitForFunctionAsync("document.getElementById('parallel').clientWidth < 420 && JSON.parse(document.getElementById('parallel').dataset.labels || '[]').some(b => b.y > 100)",
+            null, new PageWaitForFunctionOptions { Timeout = 20_000 });
+        await AssertLabelsApartAsync(page);
+        await page.SetViewportSizeAsync(1280, 1400);
+
+        // The worst case: many long names on a narrow chart are shortened, and still no two labels meet.
+        var crowded = await page.EvaluateAsync<JsonElement>("""
+            (() => { const c = document.createElement('canvas'); c.style.cssText = 'width:360px;height:200px'; document.body.appendChild(c);
+              const { g, w, h } = prepare(c); const axes = ['learning_rate', 'reg', 'hidden_size', 'dropout', 'weight_scale', 'batch_size', 'lr_decay', 'momentum', 'normalization', 'val_accuracy'];
+              const x = i => 30 + i * (w - 60) / (axes.length - 1); const boxes = axisLabels(g, axes, x, w, h); c.remove(); return boxes; })()
+            """);
+        var crowdedBoxes = crowded.EnumerateArray().Select(b => (Text: b.GetProperty("text").GetString()!, X: b.GetProperty("x").GetDouble(), Y: b.GetProperty("y").GetDouble(), W: b.GetProperty("w").GetDouble())).ToList();
+        Assert.Equal(10, crowdedBoxes.Count);
+        Assert.Contains(crowdedBoxes, b => b.Text.EndsWith('\u2026'));
+        Assert.All(crowdedBoxes, b => Assert.True(b.X >= 0 && b.X + b.W <= 360.5 && b.Text.Length > 1, $"label '{b.Text}' at {b.X}+{b.W}"));
+        foreach (var row in crowdedBoxes.GroupBy(b => b.Y))
+        {
+            var ordered = row.OrderBy(b => b.X).ToList();
+            Assert.All(ordered.Zip(ordered.Skip(1)), p => Assert.True(p.First.X + p.First.W <= p.Second.X, $"'{p.First.Text}' runs into '{p.Second.Text}'"));
+        }
+
+        // Successive halving is not used by this study: no rungs card.
+        Assert.True(await page.Locator("#rungs-card").IsHiddenAsync());
+
+        // Parameter importances once 8 trials have completed: a bar per varied parameter, the method named.
+        // (learning_rate moves validation accuracy most in this grid, so some parameter has a share above 0.)
+        await page.WaitForFunctionAsync("+(document.getElementById('importance').dataset.drawn || 0) >= 1 && +(document.getElementById('importance').dataset.top || 0) > 0", null,
+            new PageWaitForFunctionOptions { Timeout = 240_000 });
+        await AssertPaintedAsync(page, "importance");
+        Assert.Contains("main-effect variance", await page.TextContentAsync("#importance-note"));
+
         var shot = Path.Combine(shots, "study.png");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
         using (var file = File.OpenRead(shot))
@@ -118,6 +167,51 @@ public class DashboardBrowserTests
             Assert.True(distinct.Count > 50, $"the screenshot looks blank ({distinct.Count} colours)");
         }
 
+        // A hyperband study (written straight into the store): its rungs, with three trials paused at the first.
+        const string Asha = "name: asha\nmethod: random\nmodel: softmax\nparameters:\n  reg: {distribution: uniform, min: 0, max: 1}\n  epochs: {value: 9}\nearly_terminate: {type: hyperband, min_iter: 1, eta: 3}\nbudget: {max_trials: 4}\n";
+        var ashaSweep = Core.Sweeps.SweepParser.Parse(Asha);
+        await store.CreateStudyAsync(new Core.Trials.NewStudy("asha", "h", Asha, Core.Sweeps.SweepJson.Serialize(ashaSweep), "random",
+            [.. Enumerable.Range(0, 4).Select(i => new Core.Trials.NewTrial(i, FormattableString.Invariant($$"""{"reg":{{i / 4.0}},"epochs":9}"""), (ulong)i))]));
+        for (var i = 0; i < 3; i++)
+        {
+            var lease = (await store.ClaimAsync("asha", "w", TimeSpan.FromMinutes(5)))!;
+            await store.ReportEpochAsync(lease, new Core.Trials.EpochRecord(1, 1, 0.5, 0.5, 1e-3, 1), null, TimeSpan.FromMinutes(5));
+            await store.PauseAsync(lease, new Core.Trials.TrialFinish(Core.Trials.TrialState.Paused, 0.5, 0.5, 1, "paused at a rung"));
+        }
+
+        await page.GotoAsync(baseUrl + "/study/asha", new PageGotoOptions { WaitUntil = WaitUntilState.Commit });
+        await page.WaitForFunctionAsync("!document.getElementById('rungs-card').hidden && document.querySelectorAll('#rungs tbody tr').length === 3", null, new PageWaitForFunctionOptions { Timeout = 20_000 });
+        Assert.Equal(["1", "3", "3"], (await page.Locator("#rungs tbody tr[data-epoch='1'] td").AllTextContentsAsync()).Take(3));
+        Assert.Equal(["3", "0", "0"], (await page.Locator("#rungs tbody tr[data-epoch='3'] td").AllTextContentsAsync()).Take(3));
+        Assert.Contains("3 paused", await page.TextContentAsync("#summary"));
+
         await app.StopAsync();
     }
+
+    /// <summary>Waits until the canvas has more than 300 pixels that are neither transparent nor near-white.</summary>
+    private static Task AssertPaintedAsync(IPage page, string canvas) => page.WaitForFunctionAsync($$"""
+        (() => { const c = document.getElementById('{{canvas}}'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let coloured = 0; for (let i = 0; i < d.length; i += 4) { if (d[i + 3] > 0 && !(d[i] > 240 && d[i + 1] > 240 && d[i + 2] > 240)) coloured++; } return coloured > 300; })()
+        """, null, new PageWaitForFunctionOptions { Timeout = 20_000 });
+
+    /// <summary>The parallel-coordinates chart's axis labels (boxes the page records as it draws them) lie inside the canvas and no two intersect.</summary>
+    private static async Task AssertLabelsApartAsync(IPage page)
+    {
+        var json = await page.GetAttributeAsync("#parallel", "data-labels");
+        var width = await page.EvaluateAsync<double>("document.getElementById('parallel').clientWidth");
+        var boxes = JsonDocument.Parse(json!).RootElement.EnumerateArray()
+            .Select(b => (Text: b.GetProperty("text").GetString()!, X: b.GetProperty("x").GetDouble(), Y: b.GetProperty("y").GetDouble(), W: b.GetProperty("w").GetDouble(), H: b.GetProperty("h").GetDouble())).ToList();
+        Assert.True(boxes.Count >= 6, $"{boxes.Count} axis labels"); // model, hidden_size, learning_rate, reg, epochs, batch_size, val_accuracy
+        Assert.All(boxes, b => Assert.True(b.Text.Length > 0 && b.X >= 0 && b.X + b.W <= width + 0.5, $"label '{b.Text}' at {b.X}+{b.W} outside 0..{width}"));
+        for (var i = 0; i < boxes.Count; i++)
+        {
+            for (var j = i + 1; j < boxes.Count; j++)
+            {
+                var (a, b) = (boxes[i], boxes[j]);
+                var apart = a.X + a.W <= b.X || b.X + b.W <= a.X || a.Y + a.H <= b.Y || b.Y + b.H <= a.Y;
+                Assert.True(apart, $"axis labels '{a.Text}' and '{b.Text}' overlap");
+            }
+        }
+    }
 }
+

@@ -86,24 +86,85 @@ function parallel(canvas, trials, names) {
     g.stroke();
   });
   g.strokeStyle = '#1d2330'; g.fillStyle = '#1d2330';
-  // Labels alternate above and below the axes, centred, and are shortened (with the full name as a tooltip row
-  // below the chart) where two neighbours would otherwise run into each other.
-  const room = Math.max(24, 2 * (w - 2 * pad) / Math.max(1, axes.length - 1) - 8);
-  const fit = text => {
-    if (g.measureText(text).width <= room) { return text; }
-    let t = text;
-    while (t.length > 1 && g.measureText(t + '\u2026').width > room) { t = t.slice(0, -1); }
-    return t + '\u2026';
-  };
-  g.textAlign = 'center';
-  axes.forEach((a, i) => {
-    g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke();
-    const label = fit(a), half = g.measureText(label).width / 2;
-    g.fillText(label, Math.min(w - half, Math.max(half, x(i))), i % 2 === 0 ? 12 : h - 6);
+  axes.forEach((a, i) => { g.beginPath(); g.moveTo(x(i), 20); g.lineTo(x(i), h - 20); g.stroke(); });
+  const boxes = axisLabels(g, axes, x, w, h);
+  canvas.title = axes.join(' \u00b7 ');
+  canvas.dataset.labels = JSON.stringify(boxes);
+  canvas.dataset.drawn = trials.length;
+}
+
+// Axis labels that never overlap. Tried in turn: every label whole on one row; whole, alternating above and below the
+// chart; and, when neither fits, alternating with each label held to a slot around its axis that no other label of its
+// row can use (two axis gaps wide), shortened with an ellipsis where it is longer (the full names are in the tooltip).
+// Labels are centred on their axes and kept inside the canvas. Returns each label's box in CSS pixels (the browser
+// test checks them).
+function axisLabels(g, axes, x, w, h) {
+  const gap = axes.length > 1 ? x(1) - x(0) : w;
+  const place = (text, i, lo, hi) => { const width = g.measureText(text).width; return { text, x: Math.min(Math.max(lo, x(i) - width / 2), hi - width), w: width }; };
+  const clear = boxes => boxes.every((b, k) => k === 0 || boxes[k - 1].x + boxes[k - 1].w + 4 <= b.x);
+  const rowsOf = (boxes, rows) => [...Array(rows).keys()].map(r => boxes.filter((b, i) => i % rows === r));
+  let layout = null;
+  for (const rows of [1, 2]) {
+    const boxes = axes.map((a, i) => place(a, i, 0, w));
+    if (rowsOf(boxes, rows).every(clear)) { layout = { rows, boxes }; break; }
+  }
+  if (!layout) {
+    layout = { rows: 2, boxes: axes.map((a, i) => {
+      const lo = Math.max(0, x(i) - gap + 3), hi = Math.min(w, x(i) + gap - 3), room = hi - lo;
+      let text = a;
+      if (g.measureText(text).width > room) {
+        while (text.length > 1 && g.measureText(text + '\u2026').width > room) { text = text.slice(0, -1); }
+        text = g.measureText(text + '\u2026').width <= room ? text + '\u2026' : '';
+      }
+      return place(text, i, lo, hi);
+    }) };
+  }
+  return layout.boxes.map((b, i) => {
+    const baseline = layout.rows === 1 || i % 2 === 0 ? 12 : h - 6;
+    g.fillText(b.text, b.x, baseline);
+    return { text: b.text, x: b.x, y: baseline - 10, w: b.w, h: 12 };
+  });
+}
+
+// Optimization history: each completed trial's value (dots) and the best so far (a step line), by trial number or
+// finish time, as /history sends them (already downsampled by the server).
+function history(canvas, d) {
+  const { g, w, h } = prepare(canvas);
+  const pad = 44;
+  if (d.xs.length === 0) { g.fillText(d.note || 'no completed trials yet', pad, h / 2); canvas.dataset.drawn = 0; return; }
+  let x0 = Math.min(...d.xs), x1 = Math.max(...d.xs), y0 = Math.min(...d.ys, ...d.best_ys), y1 = Math.max(...d.ys, ...d.best_ys);
+  if (x1 === x0) { x1 = x0 + 1; } if (y1 === y0) { y1 = y0 + 1e-9; }
+  const px = v => pad + (v - x0) / (x1 - x0) * (w - pad - 14), py = v => h - 30 - (v - y0) / (y1 - y0) * (h - 46);
+  g.strokeStyle = '#9aa3af'; g.strokeRect(pad, 10, w - pad - 10, h - 36);
+  const xText = v => d.x === 'time' ? new Date(v).toLocaleTimeString() : String(Math.round(v));
+  g.fillText(xText(x0), pad, h - 16); g.textAlign = 'right'; g.fillText(xText(x1), w - 10, h - 16);
+  g.textAlign = 'center'; g.fillText(d.x === 'time' ? 'finish time' : 'trial number', pad + (w - pad) / 2, h - 4); g.textAlign = 'start';
+  g.fillText(y1.toPrecision(3), 2, 18); g.fillText(y0.toPrecision(3), 2, h - 30);
+  g.fillStyle = 'rgba(31,119,180,0.6)';
+  const dot = d.xs.length < 200 ? 5 : 3;
+  for (let i = 0; i < d.xs.length; i++) { g.fillRect(px(d.xs[i]) - dot / 2, py(d.ys[i]) - dot / 2, dot, dot); }
+  g.strokeStyle = '#d62728'; g.lineWidth = 2; g.beginPath();
+  d.best_xs.forEach((v, i) => { if (i === 0) { g.moveTo(px(v), py(d.best_ys[0])); } else { g.lineTo(px(v), py(d.best_ys[i - 1])); g.lineTo(px(v), py(d.best_ys[i])); } });
+  g.stroke(); g.lineWidth = 1;
+  g.fillStyle = '#1d2330';
+  canvas.dataset.drawn = d.xs.length;
+}
+
+// Parameter importances as horizontal bars, largest first.
+function importances(canvas, d) {
+  const { g, w, h } = prepare(canvas);
+  if (d.parameters.length === 0) { g.fillText(d.note || 'no importances yet', 10, h / 2); canvas.dataset.drawn = 0; return; }
+  const rows = d.parameters.slice(0, 12), left = Math.min(160, Math.max(...rows.map(p => g.measureText(p.name).width)) + 12);
+  const rowH = Math.min(28, (h - 10) / rows.length), barW = w - left - 60;
+  rows.forEach((p, i) => {
+    const y = 5 + i * rowH;
+    g.fillStyle = '#1d2330'; g.textAlign = 'right'; g.fillText(p.name, left - 6, y + rowH / 2 + 4);
+    g.fillStyle = '#1f77b4'; g.fillRect(left, y + 3, Math.max(1, p.importance * barW), rowH - 6);
+    g.fillStyle = '#1d2330'; g.textAlign = 'start'; g.fillText(`${(100 * p.importance).toFixed(1)}%`, left + p.importance * barW + 4, y + rowH / 2 + 4);
   });
   g.textAlign = 'start';
-  canvas.title = axes.join(' \u00b7 ');
-  canvas.dataset.drawn = trials.length;
+  canvas.dataset.drawn = rows.length;
+  canvas.dataset.top = rows[0].importance;
 }
 
 // One 32x32 weight image (RGB bytes, base64) drawn 3x larger, with its label.
