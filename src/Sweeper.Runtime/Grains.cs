@@ -54,10 +54,6 @@ public sealed record StudyOpening(StudyRecord? Study, string? Conflict)
     public StudyRecord Get(string name) => Study ?? throw new StudyConflictException(name);
 }
 
-/// <summary>The answer to <see cref="ITrialGrain.FinishAndClaimAsync"/>: whether the outcome was stored, and the slot's next trial (null: none now).</summary>
-[GenerateSerializer]
-public sealed record FinishAnswer(EpochVerdict Verdict, Lease? Next);
-
 /// <summary>What a trial's owner hears back after reporting an epoch.</summary>
 [GenerateSerializer]
 public enum EpochVerdict
@@ -105,13 +101,6 @@ public interface ITrialGrain : IGrainWithStringKey
     /// <see cref="TrialState.Paused"/>. Lost when the lease moved on; Retry when the store is unreachable.
     /// </summary>
     Task<EpochVerdict> FinishAsync(TrialFinish finish);
-
-    /// <summary>
-    /// <see cref="FinishAsync"/>, then (once the outcome is stored) claims the study's next trial for the same slot,
-    /// <paramref name="owner"/>, through the study's grain: one call from the slot where there were two. The slot then
-    /// begins that trial as if it had claimed it itself (its grain is activated by the slot's call, on the slot's silo).
-    /// </summary>
-    Task<FinishAnswer> FinishAndClaimAsync(TrialFinish finish, string owner);
 
     /// <summary>Hands the trial back (pending) without waiting for its lease to expire, e.g. when the silo stops.</summary>
     Task ReleaseAsync(string reason);

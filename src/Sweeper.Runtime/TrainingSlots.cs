@@ -77,15 +77,12 @@ public sealed class TrainingSlots(
     private void Loop(string owner, string device)
     {
         var stopping = _stopping.Token;
-        Lease? next = null;
         while (!stopping.IsCancellationRequested)
         {
             Lease? lease;
             try
             {
-                // The trial the last one's finish claimed for this slot, else a claim of its own.
-                lease = next ?? ClaimAsync(owner, device, stopping).GetAwaiter().GetResult();
-                next = null;
+                lease = ClaimAsync(owner, device, stopping).GetAwaiter().GetResult();
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -107,7 +104,7 @@ public sealed class TrainingSlots(
             Interlocked.Increment(ref _busy);
             try
             {
-                next = Train(lease, owner, stopping);
+                Train(lease, stopping);
             }
             finally
             {
@@ -138,8 +135,7 @@ public sealed class TrainingSlots(
     private SweepDefinition Sweep(string study) =>
         _sweeps.GetOrAdd(study, name => SweepJson.Of(store.GetStudyAsync(name).GetAwaiter().GetResult() ?? throw new InvalidOperationException($"study {name} vanished")));
 
-    /// <summary>Trains the trial of <paramref name="lease"/>; returns the slot's next trial when its finish claimed one.</summary>
-    private Lease? Train(Lease lease, string owner, CancellationToken stopping)
+    private void Train(Lease lease, CancellationToken stopping)
     {
         var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number));
         byte[]? checkpoint;
@@ -149,7 +145,7 @@ public sealed class TrainingSlots(
             if (begun is null)
             {
                 store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
-                return null;
+                return;
             }
 
             checkpoint = begun.Value.Value.Length > 0 ? begun.Value.Value : null;
@@ -157,7 +153,7 @@ public sealed class TrainingSlots(
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             log.LogWarning("Trial {Trial}: could not take it over ({Message}); its lease runs out and it is claimed again", lease.Number, e.Message);
-            return null;
+            return;
         }
 
         using var trial = CancellationTokenSource.CreateLinkedTokenSource(stopping);
@@ -196,13 +192,10 @@ public sealed class TrainingSlots(
                 EpochVerdict.Complete when finish.State == TrialState.Pruned => finish with { State = TrialState.Completed, Reason = null },
                 _ => finish,
             };
-            var answer = UntilStored(() => grain.FinishAndClaimAsync(finish, owner), a => a.Verdict, stopping);
-            if (answer.Verdict != EpochVerdict.Lost)
+            if (UntilStored(() => grain.FinishAsync(finish), stopping) != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
             }
-
-            return stopping.IsCancellationRequested ? Release(answer.Next) : answer.Next;
         }
         catch (OperationCanceledException) when (running.Lost)
         {
@@ -233,50 +226,27 @@ public sealed class TrainingSlots(
         {
             _running.TryRemove(lease.TrialId, out _);
         }
-
-        return null;
-    }
-
-    /// <summary>Hands back a trial claimed for this slot that it will not train (the silo is stopping); null.</summary>
-    private Lease? Release(Lease? lease)
-    {
-        if (lease is not null)
-        {
-            try
-            {
-                store.ReleaseAsync(lease, "its silo is stopping").GetAwaiter().GetResult();
-            }
-            catch (Exception e) when (e is LeaseLostException or StoreUnavailableException)
-            {
-                log.LogWarning("Trial {Trial}: hand-back not recorded ({Message}); its lease runs out and it is claimed again", lease.Number, e.Message);
-            }
-        }
-
-        return null;
     }
 
     /// <summary>Repeats a report while the store is unreachable (the result is kept, never dropped); stops on any other answer.</summary>
-    private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken) => UntilStored(report, v => v, cancellationToken);
-
-    /// <inheritdoc cref="UntilStored(Func{Task{EpochVerdict}}, CancellationToken)"/>
-    private static T UntilStored<T>(Func<Task<T>> report, Func<T, EpochVerdict> verdictOf, CancellationToken cancellationToken)
+    private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken)
     {
         var delay = TimeSpan.FromMilliseconds(250);
         while (true)
         {
-            T answer;
+            EpochVerdict verdict;
             try
             {
-                answer = report().GetAwaiter().GetResult();
+                verdict = report().GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
             {
                 throw new RuntimeCallException(e);
             }
 
-            if (verdictOf(answer) != EpochVerdict.Retry)
+            if (verdict != EpochVerdict.Retry)
             {
-                return answer;
+                return verdict;
             }
 
             if (cancellationToken.WaitHandle.WaitOne(delay))

@@ -125,27 +125,6 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         return EpochVerdict.Continue;
     }
 
-    public async Task<FinishAnswer> FinishAndClaimAsync(TrialFinish finish, string owner)
-    {
-        var study = _lease is { } lease ? Study(lease) : null;
-        var verdict = await FinishAsync(finish);
-        if (verdict != EpochVerdict.Continue || study is null)
-        {
-            return new FinishAnswer(verdict, null);
-        }
-
-        try
-        {
-            return new FinishAnswer(verdict, await study.NextTrialAsync(owner));
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // The outcome is stored; the slot claims its next trial the usual way.
-            log.LogWarning("Trial {Key}: finished, but the next claim failed: {Message}", this.GetPrimaryKeyString(), e.Message);
-            return new FinishAnswer(verdict, null);
-        }
-    }
-
     public async Task ReleaseAsync(string reason)
     {
         if (_lease is not { } lease)
