@@ -44,9 +44,35 @@ public sealed class Charts
     public static void Map(WebApplication app, ITrialStore store, JsonSerializerOptions json)
     {
         var charts = new Charts(store, json);
+        app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(() => charts.WarmAsync(app.Lifetime.ApplicationStopping)));
         app.MapGet("/api/studies/{study}/history", (string study, HttpRequest request, CancellationToken ct) => charts.HistoryAsync(study, request, ct));
         app.MapGet("/api/studies/{study}/importance", (string study, CancellationToken ct) => charts.ImportanceAsync(study, ct));
         app.MapGet("/api/studies/{study}/rungs", (string study, CancellationToken ct) => charts.RungsAsync(study, ct));
+    }
+
+    /// <summary>
+    /// Fills the caches of the closed studies (newest first, at most 20) once the dashboard has started, so that the
+    /// first visit of a finished study's page does not pay for reading its history and fitting its importances. A closed
+    /// study never changes, so what is computed here stays right; open ones are computed on their first request.
+    /// </summary>
+    private async Task WarmAsync(CancellationToken ct)
+    {
+        try
+        {
+            foreach (var record in (await _store.ListStudiesAsync(ct)).Where(s => s.Closed).OrderByDescending(s => s.CreatedAt).Take(20))
+            {
+                var counts = await _store.CountStatesAsync(record.Name, ct);
+                var sweep = SweepJson.Of(record);
+                await _history.GetOrAdd(record.Name, _ => new Cached<HistoryData>()).GetAsync(counts, (_, _) => true,
+                    () => ReadHistoryAsync(record.Name, sweep.Metric, CancellationToken.None));
+                await _importance.GetOrAdd(record.Name, _ => new Cached<object>()).GetAsync(counts, (_, _) => true,
+                    () => ComputeImportanceAsync(record, counts, CancellationToken.None));
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or StoreUnavailableException or InvalidDataException or System.Text.Json.JsonException)
+        {
+            // Only a head start: any study not warmed is computed on its first request.
+        }
     }
 
     /// <summary>
