@@ -90,7 +90,7 @@ public sealed class Charts
             return Error(400, $"x must be number or time (got '{xMode}')");
         }
 
-        if (!TryInt(request, "max", 1_000, 10, 20_000, out var max, out var problem))
+        if (!DashboardApp.TryInt(request, "max", 1_000, 10, 20_000, out var max, out var problem))
         {
             return Error(400, problem!);
         }
@@ -350,25 +350,6 @@ public sealed class Charts
     private IResult Json(object value) => Results.Json(value, _json);
 
     private IResult Error(int status, string message) => Results.Json(new { error = message }, _json, statusCode: status);
-
-    private static bool TryInt(HttpRequest request, string name, int fallback, int min, int max, out int value, out string? problem)
-    {
-        problem = null;
-        var text = request.Query[name].ToString();
-        if (text.Length == 0)
-        {
-            value = fallback;
-            return true;
-        }
-
-        if (!int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out value) || value < min || value > max)
-        {
-            problem = $"{name} must be a whole number in [{min}, {max}] (got '{text}')";
-            return false;
-        }
-
-        return true;
-    }
 
     /// <summary>A study's completed trials as the history draws them: by number, with finish times, and their order by finish time.</summary>
     private sealed record HistoryData(double[] Numbers, double[] FinishedMs, double[] Values, int[] ByTime, string? Note);

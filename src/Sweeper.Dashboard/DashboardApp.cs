@@ -277,7 +277,8 @@ public static class DashboardApp
 
     private static IResult BadRequest(string message, int? position) => Results.Json(new { error = message, position }, _json, statusCode: StatusCodes.Status400BadRequest);
 
-    private static bool TryInt(HttpRequest request, string name, int fallback, int min, int max, out int value, out string? problem)
+    /// <summary>The whole-number query parameter <paramref name="name"/> within [min, max] (absent: <paramref name="fallback"/>); false with the problem in words otherwise.</summary>
+    internal static bool TryInt(HttpRequest request, string name, int fallback, int min, int max, out int value, out string? problem)
     {
         problem = null;
         var text = request.Query[name].ToString();
