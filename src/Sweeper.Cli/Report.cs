@@ -206,12 +206,13 @@ public static class Report
     public static string Acc(double? v) => v is { } x ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
 
     public static string Counts(StateCounts c) =>
-        $"{c.Completed} completed, {c.Running} running, {c.Pending} pending, {c.Pruned} pruned, {c.Diverged} diverged, {c.Failed} failed ({c.Final}/{c.Total} final)";
+        $"{c.Completed} completed, {c.Running} running, {c.Pending} pending, " + (c.Paused > 0 ? $"{c.Paused} paused at a rung, " : "") +
+        $"{c.Pruned} pruned, {c.Diverged} diverged, {c.Failed} failed ({c.Final}/{c.Total} final)";
 
     /// <summary>The counts that are not zero, shortest first in meaning: "12 completed, 3 running, 1 failed (13/16 final)".</summary>
     public static string ShortCounts(StateCounts c)
     {
-        var parts = new (int N, string What)[] { (c.Completed, "completed"), (c.Running, "running"), (c.Pending, "pending"), (c.Pruned, "pruned"), (c.Diverged, "diverged"), (c.Failed, "failed") }
+        var parts = new (int N, string What)[] { (c.Completed, "completed"), (c.Running, "running"), (c.Pending, "pending"), (c.Paused, "paused"), (c.Pruned, "pruned"), (c.Diverged, "diverged"), (c.Failed, "failed") }
             .Where(p => p.N > 0).Select(p => $"{p.N} {p.What}").ToList();
         return (parts.Count == 0 ? "no trials" : string.Join(", ", parts)) + $" ({c.Final}/{c.Total} final)";
     }
@@ -245,7 +246,7 @@ public static class Report
         {
             study = study.Name,
             closed = study.Closed,
-            counts = new { pending = counts.Pending, running = counts.Running, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
+            counts = new { pending = counts.Pending, running = counts.Running, paused = counts.Paused, completed = counts.Completed, pruned = counts.Pruned, diverged = counts.Diverged, failed = counts.Failed, total = counts.Total },
             best_trial = best is null ? null : new
             {
                 number = best.Number,

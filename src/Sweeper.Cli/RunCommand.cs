@@ -199,7 +199,7 @@ public static partial class SweepCommands
                         bar.Value = c.Final;
                         var best = StudySelection.Best(trials);
                         var width = Math.Max(20, AnsiConsole.Profile.Width - 40);
-                        var text = $"{c.Completed} done {c.Running} running {c.Pending} pending {c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Acc(best.ValAccuracy)}")} | {await RunningAsync(store, trials, ct)}";
+                        var text = $"{c.Completed} done {c.Running} running {c.Pending} pending {(c.Paused > 0 ? $"{c.Paused} paused " : "")}{c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Acc(best.ValAccuracy)}")} | {await RunningAsync(store, trials, ct)}";
                         bar.Description = Markup.Escape(text.Length > width ? text[..(width - 1)] + "…" : text);
                         if (closed)
                         {
