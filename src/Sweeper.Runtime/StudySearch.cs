@@ -7,9 +7,9 @@ namespace Sweeper.Runtime;
 /// <summary>
 /// The parts of a study's search that its coordinator grain runs as the study goes, over the store's history:
 /// Bayesian search (<c>method: bayes</c>) proposes each trial when a slot frees up, with TPE over every trial so far
-/// (running and paused ones count as the constant liar's bad observations, pruned ones by how far they got); successive
-/// halving (<c>early_terminate: hyperband</c>, ASHA) pauses a trial at each rung and promotes the top 1/eta of a rung
-/// before any new trial starts. Both are pure functions of the store's history and the study's seed, so a coordinator
+/// (running ones count as the constant liar's bad observations; paused, pruned and diverged ones by how far they got);
+/// successive halving (<c>early_terminate: hyperband</c>, ASHA) pauses a trial at each rung and promotes the top 1/eta
+/// of a rung before any new trial starts. Both are pure functions of the store's history and the study's seed, so a coordinator
 /// that re-activates elsewhere carries on exactly where the last one left off.
 /// </summary>
 public sealed class StudySearch
@@ -135,6 +135,11 @@ public sealed class StudySearch
         {
             TrialState.Completed => new Observation(t.Number, parameters, value is null ? TrialOutcome.Failed : TrialOutcome.Complete, value),
             TrialState.Pruned or TrialState.Paused => new Observation(t.Number, parameters, TrialOutcome.Pruned, value, t.EpochsDone),
+
+            // A diverged trial is a bad result, not a missing one: as pruned at the epoch it reached with no value, it
+            // ranks below every trial that got as far (ignored, as Optuna ignores failed trials, TPE kept proposing the
+            // learning rates that diverge).
+            TrialState.Diverged => new Observation(t.Number, parameters, TrialOutcome.Pruned, null, t.EpochsDone),
             TrialState.Pending or TrialState.Running => new Observation(t.Number, parameters, TrialOutcome.Running),
             _ => new Observation(t.Number, parameters, TrialOutcome.Failed),
         };

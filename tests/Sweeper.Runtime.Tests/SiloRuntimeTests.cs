@@ -228,16 +228,20 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             run_cap: 9
             seed: 5
             """;
-        // The validation accuracy peaks at reg = 0.3.
-        var (a, _) = await StartSiloAsync(slots: 1, TimeSpan.Zero, lease => 1 - Math.Abs(Convert.ToDouble(ParamJson.Deserialize(lease.ParametersJson)["reg"], System.Globalization.CultureInfo.InvariantCulture) - 0.3));
+        // The validation accuracy peaks at reg = 0.3; past reg 0.8 a trial diverges in its first epoch.
+        static double Reg(Lease lease) => RegOf(lease.ParametersJson);
+        static double RegOf(string json) => Convert.ToDouble(ParamJson.Deserialize(json)["reg"], System.Globalization.CultureInfo.InvariantCulture);
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.Zero, lease => 1 - Math.Abs(Reg(lease) - 0.3));
+        runner.DivergesIf = lease => Reg(lease) > 0.8;
         var store = await OpenStoreAsync();
         Assert.Equal(9, (await Study(a).OpenAsync(sweep, "s.yaml")).Get("s").TrialCount);
         var result = await ResultAsync(store);
 
         var trials = await store.GetTrialsAsync("s");
         Assert.Equal(Enumerable.Range(0, 9), trials.Select(t => t.Number));
-        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1), (t.State, t.Attempts)));
-        Assert.Equal(trials.MaxBy(t => t.ValAccuracy)!.Number, result.BestTrialNumber);
+        Assert.All(trials, t => Assert.Equal((RegOf(t.ParametersJson) > 0.8 ? TrialState.Diverged : TrialState.Completed, 1), (t.State, t.Attempts)));
+        Assert.Contains(trials, t => t.State == TrialState.Diverged);
+        Assert.Equal(trials.Where(t => t.State == TrialState.Completed).MaxBy(t => t.ValAccuracy)!.Number, result.BestTrialNumber);
 
         // With one slot every trial was proposed after the one before had finished: each is exactly what TPE proposes
         // from the trials before it and the study's seed (a pure function of the history, so a resumed coordinator goes on alike).
@@ -246,7 +250,10 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         var space = Core.Search.ParameterSpace.Of(definition);
         for (var n = 0; n < trials.Count; n++)
         {
-            var history = trials.Take(n).Select(t => new Core.Search.Observation(t.Number, ParamJson.Deserialize(t.ParametersJson), Core.Search.TrialOutcome.Complete, t.ValAccuracy)).ToList();
+            // A diverged trial is a bad result (pruned where it stopped, without a value), not one TPE ignores.
+            var history = trials.Take(n).Select(t => t.State == TrialState.Diverged
+                ? new Core.Search.Observation(t.Number, ParamJson.Deserialize(t.ParametersJson), Core.Search.TrialOutcome.Pruned, null, t.EpochsDone)
+                : new Core.Search.Observation(t.Number, ParamJson.Deserialize(t.ParametersJson), Core.Search.TrialOutcome.Complete, t.ValAccuracy)).ToList();
             var expected = tpe.Propose(space, history, n, definition.Seed, Core.Search.Goal.Maximize);
             Assert.Equal(ParamJson.Serialize(expected), ParamJson.Serialize(ParamJson.Deserialize(trials[n].ParametersJson)));
             Assert.Equal(SearchSpace.TrialSeed(definition.Seed, n), trials[n].Seed);
@@ -378,6 +385,9 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
 
         public int Abandoned => Volatile.Read(ref _abandoned);
 
+        /// <summary>Trials for which this is true diverge in their first epoch (nothing reported).</summary>
+        public Func<Lease, bool>? DivergesIf { get; set; }
+
         public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var now = Interlocked.Increment(ref _running);
@@ -389,6 +399,11 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             try
             {
                 Trained.Add(lease.Number);
+                if (DivergesIf?.Invoke(lease) == true)
+                {
+                    return new TrialFinish(TrialState.Diverged, null, null, 0, "loss is NaN");
+                }
+
                 var epochs = Convert.ToInt32(ParamJson.Deserialize(lease.ParametersJson)["epochs"], System.Globalization.CultureInfo.InvariantCulture);
                 var from = checkpoint is null ? 0 : BitConverter.ToInt32(checkpoint);
                 Starts.Add((lease.Number, from));
