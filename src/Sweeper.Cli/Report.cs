@@ -200,7 +200,7 @@ public static class Report
             return (IReadOnlyDictionary<string, object?>)row;
         }).ToList();
         var columns = rows.SelectMany(r => r.Keys).Distinct().OrderBy(c => c == "reason" ? 1 : 0).ToList();
-        return new Text(Table(rows, columns, TerminalWidth(), "(sweeper results STUDY --columns shows them)").TrimEnd('\n'));
+        return new Text(Table(rows, columns, TerminalWidth(), "(sweeper results STUDY --columns shows them)").TrimEnd('\n') + "\n");
     }
 
     public static string Acc(double? v) => v is { } x ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
