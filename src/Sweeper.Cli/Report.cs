@@ -170,37 +170,28 @@ public static class Report
         trials.OrderByDescending(t => t.ValAccuracy ?? double.NegativeInfinity).ThenBy(t => t.Number);
 
     /// <summary>
-    /// The trials, best validation accuracy first, as a table for this terminal (or plain lines for a pipe): one column
+    /// The trials, best validation accuracy first, as a table for this terminal (or plain lines for a pipe), to be written
+    /// as it is (a console renderable would wrap a pipe's long lines at 80 columns): one column
     /// per field and per parameter (a parameter named like a field as params.NAME), then the reason of failed trials.
     /// </summary>
-    public static Spectre.Console.Rendering.IRenderable TrialTable(IEnumerable<TrialRecord> trials, int? top = null)
+    public static string TrialTable(IEnumerable<TrialRecord> trials, int? top = null)
     {
         var chosen = ByValAccuracy(trials).Take(top ?? int.MaxValue).ToList();
         var rows = chosen.Select(t =>
         {
-            var row = new Dictionary<string, object?>
+            // The row of `results`, less what a summary table need not show; the reason only of trials that failed.
+            var row = Runtime.TrialJson.Fields(t);
+            row.Remove("seed");
+            row.Remove("owner");
+            if (t.Reason is null || t.State is not (TrialState.Failed or TrialState.Diverged))
             {
-                ["number"] = t.Number,
-                ["state"] = t.State.ToText(),
-                ["val_accuracy"] = t.ValAccuracy,
-                ["train_accuracy"] = t.TrainAccuracy,
-                ["epochs"] = t.EpochsDone,
-                ["attempts"] = t.Attempts,
-            };
-            foreach (var (k, v) in ParamJson.Deserialize(t.ParametersJson))
-            {
-                row[Core.Queries.FilterParser.ParameterColumn(k)] = v;
-            }
-
-            if (t.Reason is { } r && t.State is TrialState.Failed or TrialState.Diverged)
-            {
-                row["reason"] = r;
+                row.Remove("reason");
             }
 
             return (IReadOnlyDictionary<string, object?>)row;
         }).ToList();
         var columns = rows.SelectMany(r => r.Keys).Distinct().OrderBy(c => c == "reason" ? 1 : 0).ToList();
-        return new Text(Table(rows, columns, TerminalWidth(), "(sweeper results STUDY --columns shows them)").TrimEnd('\n') + "\n");
+        return Table(rows, columns, TerminalWidth(), "(sweeper results STUDY --columns shows them)").TrimEnd('\n') + "\n";
     }
 
     public static string Acc(double? v) => v is { } x ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";

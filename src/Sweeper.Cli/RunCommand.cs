@@ -107,7 +107,7 @@ public static partial class SweepCommands
             }
             else
             {
-                AnsiConsole.Write(Report.TrialTable(trials, top: 20));
+                Console.Write(Report.TrialTable(trials, top: 20));
                 if (trials.Count > 20)
                 {
                     Console.WriteLine($"({trials.Count - 20} more: sweeper results {sweep.Name})");
