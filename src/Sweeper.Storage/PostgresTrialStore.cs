@@ -15,7 +15,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 5;
+    public const int SchemaVersion = 6;
 
     private static readonly string[][] _migrations =
     [
@@ -59,9 +59,23 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         [
             "ALTER TABLE studies ADD COLUMN sweep_json TEXT",
         ],
+
+        // 6: a training program reports any metrics: an epoch keeps the extra ones as JSON text and NULL for a built-in
+        // metric it did not report; each trial keeps its value of the sweep's metric, filled for existing trials by
+        // StudySweeps.ValueBackfill
+        [
+            "ALTER TABLE epochs ALTER COLUMN loss DROP NOT NULL, ALTER COLUMN train_accuracy DROP NOT NULL, ALTER COLUMN val_accuracy DROP NOT NULL, "
+                + "ALTER COLUMN learning_rate DROP NOT NULL, ALTER COLUMN seconds DROP NOT NULL, ADD COLUMN metrics TEXT",
+            "ALTER TABLE trials ADD COLUMN value DOUBLE PRECISION",
+        ],
     ];
 
-    private const string TrialColumns = "id, study, number, params::text, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
+    /// <summary>What <see cref="ReadTrial"/> reads (a store at a schema before 6, only opened to test migrations, has no value).</summary>
+    private string TrialColumns => "id, study, number, params::text, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at, "
+        + (_schema >= 6 ? "value" : "NULL::double precision");
+
+    /// <summary>What <see cref="ReadEpoch"/> reads, from epochs as <c>e</c> (a store before schema 6 has no extra metrics).</summary>
+    private string EpochColumns => "e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.learning_rate, e.seconds, " + (_schema >= 6 ? "e.metrics" : "NULL::text");
 
     private readonly NpgsqlDataSource _source;
     private readonly Lazy<NpgsqlDataSource> _queries;
@@ -159,6 +173,17 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                     foreach (var (name, text) in await QueryAsync(conn, tx, "SELECT name, sweep_text FROM studies", r => (r.GetString(0), r.GetString(1))))
                     {
                         await ExecAsync(conn, tx, "UPDATE studies SET sweep_json = @j WHERE name = @n", ("j", StudySweeps.Resolve(name, text)), ("n", name));
+                    }
+                }
+
+                if (v + 1 == 6)
+                {
+                    foreach (var (name, json) in await QueryAsync(conn, tx, "SELECT name, sweep_json FROM studies", r => (r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1))))
+                    {
+                        if (StudySweeps.ValueBackfill(json, "@") is { } backfill)
+                        {
+                            await ExecAsync(conn, tx, backfill, ("s", name));
+                        }
                     }
                 }
 
@@ -263,12 +288,12 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async (conn, tx) =>
         {
             var changed = await ExecAsync(conn, tx,
-                """
+                $"""
                 UPDATE trials SET state = 'paused', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), val_accuracy = @va, train_accuracy = @ta,
-                    epochs_done = GREATEST(epochs_done, @ep), reason = @reason
+                    epochs_done = GREATEST(epochs_done, @ep), reason = @reason{(_schema >= 6 ? ", value = @value" : "")}
                 WHERE id = @id AND lease_epoch = @epoch AND state = 'running'
                 """,
-                ("va", (object?)summary.ValAccuracy ?? DBNull.Value), ("ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("ep", summary.Epochs),
+                ("value", (object?)summary.Value ?? DBNull.Value), ("va", (object?)summary.ValAccuracy ?? DBNull.Value), ("ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("ep", summary.Epochs),
                 ("reason", (object?)summary.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
             if (changed == 0)
             {
@@ -313,8 +338,8 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 
     public Task<IReadOnlyList<(int Number, EpochRecord Metrics)>> GetEpochOfTrialsAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null,
-            "SELECT t.number, e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.learning_rate, e.seconds FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND e.epoch = @e ORDER BY t.number",
-            r => (r.GetInt32(0), new EpochRecord(r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6))), ("s", study), ("e", epoch)),
+            $"SELECT t.number, {EpochColumns} FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND e.epoch = @e ORDER BY t.number",
+            r => (r.GetInt32(0), ReadEpoch(r, 1)), ("s", study), ("e", epoch)),
             cancellationToken);
 
     private static async Task WriteSlotsAsync(NpgsqlBinaryImporter import, string parametersJson, IReadOnlyList<string> names, object?[] values, CancellationToken cancellationToken)
@@ -470,9 +495,15 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             await using var conn = await _source.OpenConnectionAsync(cancellationToken);
             var parameters = new List<(string, object?)>
             {
-                ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("e", metrics.Epoch), ("l", Finite(metrics.Loss)),
-                ("ta", metrics.TrainAccuracy), ("va", metrics.ValAccuracy), ("lr", metrics.LearningRate), ("sec", metrics.Seconds),
+                ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("e", metrics.Epoch), ("l", StudySweeps.Metric(metrics.Loss)),
+                ("ta", StudySweeps.Metric(metrics.TrainAccuracy)), ("va", StudySweeps.Metric(metrics.ValAccuracy)), ("lr", StudySweeps.Metric(metrics.LearningRate)),
+                ("sec", StudySweeps.Metric(metrics.Seconds)),
             };
+            if (_schema >= 6)
+            {
+                parameters.Add(("m", StudySweeps.MetricsJson(metrics.Metrics)));
+            }
+
             if (checkpoint is not null)
             {
                 parameters.Add(("d", checkpoint));
@@ -481,9 +512,10 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             return Convert.ToInt64(await ScalarAsync(conn, null,
                 $"""
                 WITH f AS (UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = @e WHERE id = @id AND lease_epoch = @epoch AND state = 'running' RETURNING id),
-                e AS (INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) SELECT id, @e, @l, @ta, @va, @lr, @sec FROM f
+                e AS (INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds{(_schema >= 6 ? ", metrics" : "")})
+                      SELECT id, @e, @l::double precision, @ta::double precision, @va::double precision, @lr::double precision, @sec::double precision{(_schema >= 6 ? ", @m::text" : "")} FROM f
                       ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
-                          learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds){checkpointSql}
+                          learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds{(_schema >= 6 ? ", metrics = EXCLUDED.metrics" : "")}){checkpointSql}
                 SELECT count(*) FROM f
                 """, [.. parameters]), System.Globalization.CultureInfo.InvariantCulture);
         }, cancellationToken);
@@ -512,12 +544,12 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             var changed = Convert.ToInt64(await ScalarAsync(conn, null,
                 $"""
                 WITH u AS (UPDATE trials SET state = @state, val_accuracy = @va, train_accuracy = @ta, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
-                               finished_at = {Now}, lease_expires_at = NULL
+                               finished_at = {Now}, lease_expires_at = NULL{(_schema >= 6 ? ", value = @value" : "")}
                            WHERE id = @id AND lease_epoch = @epoch AND state = 'running' RETURNING id),
                 ev AS (INSERT INTO events (study, trial_id, at, kind, message) SELECT @s, id, {Now}, @k, @m FROM u)
                 SELECT count(*) FROM u
                 """,
-                ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
+                ("value", (object?)finish.Value ?? DBNull.Value), ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
                 ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token),
                 ("s", lease.Study), ("k", "trial_" + finish.State.ToText()), ("m", TrialEvents.Finished(lease, finish))), System.Globalization.CultureInfo.InvariantCulture);
             if (changed == 0)
@@ -605,7 +637,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             var clause = QuerySql.Build(query, SqlDialect.Postgres, slots, parameters);
             var all = parameters.Concat(QuerySql.Paging(study, query)).Select(p => (p.Name, (object?)p.Value)).ToArray();
             var page = query.Limit == 0 ? [] // only the count is asked for
-                : await QueryAsync(conn, null, QuerySql.Page(clause, TrialColumns, "@"), r => (Trial: ReadTrial(r), Total: (int)r.GetInt64(16)), all);
+                : await QueryAsync(conn, null, QuerySql.Page(clause, TrialColumns, "@"), r => (Trial: ReadTrial(r), Total: (int)r.GetInt64(17)), all);
             IReadOnlyList<TrialRecord> rows = [.. page.Select(x => x.Trial)];
             var total = !query.CountMatches ? -1
                 : page.Count > 0 && page[0].Total >= 0 ? page[0].Total
@@ -635,12 +667,11 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 
     public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null,
-            "SELECT epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = @t ORDER BY epoch",
-            r => new EpochRecord(r.GetInt32(0), r.GetDouble(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5)), ("t", trialId)), cancellationToken);
+            $"SELECT {EpochColumns} FROM epochs e WHERE e.trial_id = @t ORDER BY e.epoch", r => ReadEpoch(r, 0), ("t", trialId)), cancellationToken);
 
     public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null,
-            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND t.state = 'completed' AND e.epoch = @e",
+            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND t.state = 'completed' AND e.epoch = @e AND e.val_accuracy IS NOT NULL",
             r => r.GetDouble(0), ("s", study), ("e", epoch)), cancellationToken);
 
     public async Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default)
@@ -858,11 +889,19 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),
         r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : Time(r.GetInt64(9)), r.GetInt32(10),
         r.IsDBNull(11) ? null : r.GetDouble(11), r.IsDBNull(12) ? null : r.GetDouble(12), r.IsDBNull(13) ? null : r.GetString(13),
-        r.IsDBNull(14) ? null : Time(r.GetInt64(14)), r.IsDBNull(15) ? null : Time(r.GetInt64(15)));
+        r.IsDBNull(14) ? null : Time(r.GetInt64(14)), r.IsDBNull(15) ? null : Time(r.GetInt64(15)))
+    {
+        Value = r.IsDBNull(16) ? null : r.GetDouble(16),
+    };
+
+    /// <summary>An epoch from <see cref="EpochColumns"/> starting at column <paramref name="at"/>: NULL metrics (not reported) read as NaN.</summary>
+    private static EpochRecord ReadEpoch(NpgsqlDataReader r, int at)
+    {
+        double M(int i) => r.IsDBNull(at + i) ? double.NaN : r.GetDouble(at + i);
+        return new EpochRecord(r.GetInt32(at), M(1), M(2), M(3), M(4), M(5), StudySweeps.ReadMetrics(r.IsDBNull(at + 6) ? null : r.GetString(at + 6)));
+    }
 
     private static DateTimeOffset Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
-
-    private static double Finite(double d) => double.IsFinite(d) ? d : double.IsNaN(d) ? double.MaxValue : Math.Sign(d) * double.MaxValue;
 
     /// <summary>True for failures that a new attempt may not meet: connection trouble, a restarting server, serialization failures, deadlocks.</summary>
     public static bool IsTransient(Exception e) => e switch

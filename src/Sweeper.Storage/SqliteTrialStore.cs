@@ -13,7 +13,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 5;
+    public const int SchemaVersion = 6;
 
     private static readonly string[][] _migrations =
     [
@@ -56,9 +56,25 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         [
             "ALTER TABLE studies ADD COLUMN sweep_json TEXT",
         ],
+
+        // 6: a training program reports any metrics: an epoch keeps the extra ones as JSON text and NULL for a built-in
+        // metric it did not report (SQLite cannot drop NOT NULL: the table is rebuilt, every row copied); each trial keeps
+        // its value of the sweep's metric, filled for existing trials by StudySweeps.ValueBackfill
+        [
+            "CREATE TABLE epochs_v6 (trial_id INTEGER NOT NULL, epoch INTEGER NOT NULL, loss REAL, train_accuracy REAL, val_accuracy REAL, learning_rate REAL, seconds REAL, metrics TEXT, PRIMARY KEY (trial_id, epoch)) WITHOUT ROWID",
+            "INSERT INTO epochs_v6 (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) SELECT trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs",
+            "DROP TABLE epochs",
+            "ALTER TABLE epochs_v6 RENAME TO epochs",
+            "ALTER TABLE trials ADD COLUMN value REAL",
+        ],
     ];
 
-    private const string TrialColumns = "id, study, number, params, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at";
+    /// <summary>What <see cref="ReadTrial"/> reads (a store at a schema before 6, only opened to test migrations, has no value).</summary>
+    private string TrialColumns => "id, study, number, params, seed, state, attempts, owner, lease_epoch, lease_expires_at, epochs_done, val_accuracy, train_accuracy, reason, started_at, finished_at, "
+        + (_schema >= 6 ? "value" : "NULL");
+
+    /// <summary>What <see cref="ReadEpoch"/> reads, from epochs as <c>e</c> (a store before schema 6 has no extra metrics).</summary>
+    private string EpochColumns => "e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.learning_rate, e.seconds, " + (_schema >= 6 ? "e.metrics" : "NULL");
 
     private readonly SqliteConnection _connection;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -147,6 +163,17 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
                     foreach (var (name, text) in await QueryAsync("SELECT name, sweep_text FROM studies", tx, r => (r.GetString(0), r.GetString(1))))
                     {
                         await ExecAsync("UPDATE studies SET sweep_json = $j WHERE name = $n", tx, ("$j", StudySweeps.Resolve(name, text)), ("$n", name));
+                    }
+                }
+
+                if (v + 1 == 6)
+                {
+                    foreach (var (name, json) in await QueryAsync("SELECT name, sweep_json FROM studies", tx, r => (r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1))))
+                    {
+                        if (StudySweeps.ValueBackfill(json, "$") is { } backfill)
+                        {
+                            await ExecAsync(backfill, tx, ("$s", name));
+                        }
                     }
                 }
 
@@ -251,12 +278,12 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async tx =>
         {
             var changed = await ExecAsync(
-                """
+                $"""
                 UPDATE trials SET state = 'paused', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0), val_accuracy = $va, train_accuracy = $ta,
-                    epochs_done = max(epochs_done, $ep), reason = $reason
+                    epochs_done = max(epochs_done, $ep), reason = $reason{(_schema >= 6 ? ", value = $value" : "")}
                 WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
                 """,
-                tx, ("$va", (object?)summary.ValAccuracy ?? DBNull.Value), ("$ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("$ep", summary.Epochs),
+                tx, ("$value", (object?)summary.Value ?? DBNull.Value), ("$va", (object?)summary.ValAccuracy ?? DBNull.Value), ("$ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("$ep", summary.Epochs),
                 ("$reason", (object?)summary.Reason ?? DBNull.Value), ("$id", lease.TrialId), ("$epoch", lease.Token));
             if (changed == 0)
             {
@@ -302,8 +329,8 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     public Task<IReadOnlyList<(int Number, EpochRecord Metrics)>> GetEpochOfTrialsAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync(
-            "SELECT t.number, e.epoch, e.loss, e.train_accuracy, e.val_accuracy, e.learning_rate, e.seconds FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND e.epoch = $e ORDER BY t.number",
-            null, r => (r.GetInt32(0), new EpochRecord(r.GetInt32(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5), r.GetDouble(6))), ("$s", study), ("$e", epoch)),
+            $"SELECT t.number, {EpochColumns} FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND e.epoch = $e ORDER BY t.number",
+            null, r => (r.GetInt32(0), ReadEpoch(r, 1)), ("$s", study), ("$e", epoch)),
             cancellationToken);
 
     /// <summary>Fills the slot columns of a study's existing trials (the migration to schema 2).</summary>
@@ -400,10 +427,15 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async tx =>
         {
             await FenceAsync(lease, leaseDuration, tx);
-            await ExecAsync(
-                "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES ($t, $e, $l, $ta, $va, $lr, $s)", tx,
-                ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$l", Finite(metrics.Loss)), ("$ta", metrics.TrainAccuracy), ("$va", metrics.ValAccuracy),
-                ("$lr", metrics.LearningRate), ("$s", metrics.Seconds));
+            (string, object?)[] values =
+            [
+                ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$l", StudySweeps.Metric(metrics.Loss)), ("$ta", StudySweeps.Metric(metrics.TrainAccuracy)),
+                ("$va", StudySweeps.Metric(metrics.ValAccuracy)), ("$lr", StudySweeps.Metric(metrics.LearningRate)), ("$s", StudySweeps.Metric(metrics.Seconds)),
+            ];
+            await ExecAsync(_schema >= 6
+                ? "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds, metrics) VALUES ($t, $e, $l, $ta, $va, $lr, $s, $m)"
+                : "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES ($t, $e, $l, $ta, $va, $lr, $s)", tx,
+                _schema >= 6 ? [.. values, ("$m", StudySweeps.MetricsJson(metrics.Metrics))] : values);
             await ExecAsync("UPDATE trials SET epochs_done = $e WHERE id = $t", tx, ("$e", metrics.Epoch), ("$t", lease.TrialId));
             if (checkpoint is not null)
             {
@@ -424,12 +456,12 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         return WriteAsync(async tx =>
         {
             var changed = await ExecAsync(
-                """
+                $"""
                 UPDATE trials SET state = $state, val_accuracy = $va, train_accuracy = $ta, epochs_done = max(epochs_done, $ep), reason = $reason,
-                    finished_at = $now, lease_expires_at = NULL
+                    finished_at = $now, lease_expires_at = NULL{(_schema >= 6 ? ", value = $value" : "")}
                 WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
                 """,
-                tx, ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
+                tx, ("$value", (object?)finish.Value ?? DBNull.Value), ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
                 ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Token));
             if (changed == 0)
             {
@@ -522,7 +554,7 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             var clause = QuerySql.Build(query, SqlDialect.Sqlite, slots, parameters);
             var all = parameters.Concat(QuerySql.Paging(study, query)).Select(p => ("$" + p.Name, (object?)p.Value)).ToArray();
             var page = query.Limit == 0 ? [] // only the count is asked for
-                : await QueryAsync(QuerySql.Page(clause, TrialColumns, "$"), null, r => (Trial: ReadTrial(r), Total: r.GetInt32(16)), all);
+                : await QueryAsync(QuerySql.Page(clause, TrialColumns, "$"), null, r => (Trial: ReadTrial(r), Total: r.GetInt32(17)), all);
             IReadOnlyList<TrialRecord> rows = [.. page.Select(x => x.Trial)];
             var total = !query.CountMatches ? -1
                 : page.Count > 0 && page[0].Total >= 0 ? page[0].Total
@@ -552,12 +584,11 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     public Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync(
-            "SELECT epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds FROM epochs WHERE trial_id = $t ORDER BY epoch", null,
-            r => new EpochRecord(r.GetInt32(0), r.GetDouble(1), r.GetDouble(2), r.GetDouble(3), r.GetDouble(4), r.GetDouble(5)), ("$t", trialId)), cancellationToken);
+            $"SELECT {EpochColumns} FROM epochs e WHERE e.trial_id = $t ORDER BY e.epoch", null, r => ReadEpoch(r, 0), ("$t", trialId)), cancellationToken);
 
     public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync(
-            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND t.state = 'completed' AND e.epoch = $e", null,
+            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND t.state = 'completed' AND e.epoch = $e AND e.val_accuracy IS NOT NULL", null,
             r => r.GetDouble(0), ("$s", study), ("$e", epoch)), cancellationToken);
 
     public Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default) =>
@@ -708,11 +739,19 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         r.GetInt64(0), r.GetString(1), r.GetInt32(2), r.GetString(3), unchecked((ulong)r.GetInt64(4)), TrialStates.Parse(r.GetString(5)), r.GetInt32(6),
         r.IsDBNull(7) ? null : r.GetString(7), r.GetInt64(8), r.IsDBNull(9) ? null : Time(r.GetInt64(9)), r.GetInt32(10),
         r.IsDBNull(11) ? null : r.GetDouble(11), r.IsDBNull(12) ? null : r.GetDouble(12), r.IsDBNull(13) ? null : r.GetString(13),
-        r.IsDBNull(14) ? null : Time(r.GetInt64(14)), r.IsDBNull(15) ? null : Time(r.GetInt64(15)));
+        r.IsDBNull(14) ? null : Time(r.GetInt64(14)), r.IsDBNull(15) ? null : Time(r.GetInt64(15)))
+    {
+        Value = r.IsDBNull(16) ? null : r.GetDouble(16),
+    };
+
+    /// <summary>An epoch from <see cref="EpochColumns"/> starting at column <paramref name="at"/>: NULL metrics (not reported) read as NaN.</summary>
+    private static EpochRecord ReadEpoch(SqliteDataReader r, int at)
+    {
+        double M(int i) => r.IsDBNull(at + i) ? double.NaN : r.GetDouble(at + i);
+        return new EpochRecord(r.GetInt32(at), M(1), M(2), M(3), M(4), M(5), StudySweeps.ReadMetrics(r.IsDBNull(at + 6) ? null : r.GetString(at + 6)));
+    }
 
     private static DateTimeOffset Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
-
-    private static object Finite(double d) => double.IsFinite(d) ? d : (object)(double.IsNaN(d) ? double.MaxValue : Math.Sign(d) * double.MaxValue);
 
     /// <summary>Runs <paramref name="work"/> in one BEGIN IMMEDIATE transaction (the write lock is taken up front, so no snapshot conflicts).</summary>
     private async Task<T> WriteAsync<T>(Func<SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)

@@ -739,7 +739,7 @@ public abstract class TrialStoreContract
         }
 
         Assert.Equal(4L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
-        await using var store = await db.OpenAsync(clock);
+        await using var store = await db.OpenAsync(clock, schemaVersion: 5);
         Assert.Equal(5L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
 
         var stored = (await store.GetStudyAsync("stored"))!;
@@ -763,6 +763,123 @@ public abstract class TrialStoreContract
         // A study created now stores its definition with it.
         var json = SweepJson.Serialize(SweepParser.Parse(SweepText.Replace("name: stored", "name: later", StringComparison.Ordinal)));
         Assert.Equal(json, (await store.CreateStudyAsync(new NewStudy("later", "h3", "name: later", json, "random", [new NewTrial(0, "{}", 1)]))).SweepJson);
+    }
+
+    [Fact]
+    public async Task An_epochs_extra_metrics_and_its_unreported_built_in_metrics_are_read_back_as_reported()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 2));
+            var program = (await store.ClaimAsync("s", "w1", _lease))!;
+            var builtIn = (await store.ClaimAsync("s", "w2", _lease))!;
+            // A program reported a loss and its own metrics, but no accuracies, rate or time (NaN: not reported).
+            var reported = new EpochRecord(1, 0.75, double.NaN, double.NaN, double.NaN, double.NaN,
+                new Dictionary<string, double> { ["val_loss"] = 0.5, ["accuracy"] = 0.625, ["grad_norm"] = double.NaN, ["weird name: x"] = -1e-300 });
+            await store.ReportEpochAsync(program, reported, null, _lease);
+            await store.ReportEpochAsync(builtIn, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), null, _lease);
+
+            var back = (await store.GetEpochsAsync(program.TrialId)).Single();
+            Assert.Equal(reported, back);
+            Assert.True(double.IsNaN(back.ValAccuracy) && double.IsNaN(back.Seconds));
+            Assert.Equal(0.5, back.Metrics!["val_loss"]);
+            Assert.True(double.IsNaN(back.Metrics["grad_norm"]));
+            Assert.Null((await store.GetEpochsAsync(builtIn.TrialId)).Single().Metrics);
+
+            // The sweep's metric by one rule: a built-in field when reported, else the extra metric of that name.
+            Assert.Equal(0.5, back.ValueOf("val_loss"));
+            Assert.Equal(0.75, back.ValueOf("loss"));
+            Assert.Null(back.ValueOf("val_accuracy"));
+            Assert.Null(back.ValueOf("grad_norm"));
+
+            var rung = await store.GetEpochOfTrialsAsync("s", 1);
+            Assert.Equal([(0, reported), (1, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1))], rung);
+
+            // Reporting the epoch again replaces its metrics, the extra ones included.
+            await store.ReportEpochAsync(program, reported with { Metrics = new Dictionary<string, double> { ["val_loss"] = 0.25 } }, null, _lease);
+            Assert.Equal(new Dictionary<string, double> { ["val_loss"] = 0.25 }, (await store.GetEpochsAsync(program.TrialId)).Single().Metrics);
+
+            // The median rule's values leave out the epochs that reported no validation accuracy.
+            await store.FinishAsync(program, new TrialFinish(TrialState.Completed, null, null, 1, null, 0.25));
+            await store.FinishAsync(builtIn, new TrialFinish(TrialState.Completed, 0.25, 0.3, 1, null, 0.25));
+            Assert.Equal([0.25], await store.GetCompletedValuesAtEpochAsync("s", 1));
+        }
+    }
+
+    [Fact]
+    public async Task A_pause_and_a_finish_record_the_trials_value_and_every_reader_returns_it()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 2));
+            var lease = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.PauseAsync(lease, new TrialFinish(TrialState.Paused, null, null, 3, "paused at the rung of epoch 3", 0.625));
+            Assert.Equal(0.625, (await store.GetTrialAsync(lease.TrialId))!.Value);
+            Assert.True(await store.PromoteAsync(lease.TrialId, "promoted"));
+            var again = (await store.ClaimAsync("s", "w1", _lease))!;
+            Assert.Equal(lease.TrialId, again.TrialId);
+            await store.FinishAsync(again, new TrialFinish(TrialState.Completed, null, null, 9, null, 0.125));
+            var other = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.FinishAsync(other, new TrialFinish(TrialState.Failed, null, null, 0, "exit code 1"));
+
+            Assert.Equal([0.125, null], (await store.GetTrialsAsync("s")).Select(t => t.Value));
+            Assert.Equal(0.125, (await store.GetTrialAsync(again.TrialId))!.Value);
+            var page = await store.QueryTrialsAsync("s", new Core.Queries.TrialQuery(null, [], 0, 10));
+            Assert.Equal([0.125, null], page.Trials.Select(t => t.Value));
+            Assert.Equal(2, page.Total);
+            var sorted = await store.QueryTrialsAsync("s", new Core.Queries.TrialQuery(null, Core.Queries.FilterParser.ParseSort("-val_accuracy", []), 0, 10));
+            Assert.Equal([0.125, null], sorted.Trials.OrderBy(t => t.Number).Select(t => t.Value));
+        }
+    }
+
+    [Fact]
+    public async Task A_store_from_schema_5_is_migrated_to_schema_6_with_every_row_kept_and_each_trials_value_filled_in()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var clock = new ManualClock(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var lossText = SweepText.Replace("name: stored", "name: by-loss\nmetric: {name: train_loss, goal: minimize}", StringComparison.Ordinal);
+        var byAccuracy = SweepJson.Serialize(SweepParser.Parse(SweepText, "stored"));
+        var byLoss = SweepJson.Serialize(SweepParser.Parse(lossText, "by-loss"));
+        Lease running;
+        long finishedByLoss, finishedByAccuracy;
+        await using (var old = await db.OpenAsync(clock, schemaVersion: 5))
+        {
+            await old.CreateStudyAsync(new NewStudy("stored", "h1", SweepText, byAccuracy, "random", [new NewTrial(0, "{}", 1), new NewTrial(1, "{}", 2), new NewTrial(2, "{}", 3)]));
+            await old.CreateStudyAsync(new NewStudy("by-loss", "h2", lossText, byLoss, "random", [new NewTrial(0, "{}", 1)]));
+            var a = (await old.ClaimAsync("stored", "w1", _lease))!;
+            await old.ReportEpochAsync(a, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), [1], _lease);
+            await old.FinishAsync(a, new TrialFinish(TrialState.Completed, 0.25, 0.3, 1, null));
+            finishedByAccuracy = a.TrialId;
+            running = (await old.ClaimAsync("stored", "w1", _lease))!;
+            await old.ReportEpochAsync(running, new EpochRecord(1, 1.5, 0.4, 0.35, 1e-3, 1), [2], _lease);
+            var b = (await old.ClaimAsync("by-loss", "w1", _lease))!;
+            await old.ReportEpochAsync(b, new EpochRecord(1, 2.5, 0.1, 0.1, 1e-3, 1), null, _lease);
+            await old.ReportEpochAsync(b, new EpochRecord(2, 1.25, 0.2, 0.2, 1e-3, 1), null, _lease);
+            await old.FinishAsync(b, new TrialFinish(TrialState.Completed, 0.2, 0.2, 2, null));
+            finishedByLoss = b.TrialId;
+        }
+
+        await using var store = await db.OpenAsync(clock);
+        Assert.Equal(6L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
+
+        // Every epoch and checkpoint is there as it was; values are filled in for the finished trials only.
+        Assert.Equal(new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), (await store.GetEpochsAsync(finishedByAccuracy)).Single());
+        Assert.Equal([new EpochRecord(1, 2.5, 0.1, 0.1, 1e-3, 1), new EpochRecord(2, 1.25, 0.2, 0.2, 1e-3, 1)], await store.GetEpochsAsync(finishedByLoss));
+        Assert.Equal([2], (await store.GetCheckpointAsync(running.TrialId))!.Value.Data);
+        Assert.Equal((4L, 4L), (Convert.ToInt64(await db.SqlAsync("SELECT count(*) FROM trials")), Convert.ToInt64(await db.SqlAsync("SELECT count(*) FROM epochs"))));
+        Assert.Equal(0.25, (await store.GetTrialAsync(finishedByAccuracy))!.Value);
+        Assert.Equal(1.25, (await store.GetTrialAsync(finishedByLoss))!.Value);
+        Assert.Equal([0.25, null, null], (await store.GetTrialsAsync("stored")).Select(t => t.Value));
+
+        // The running trial's lease still holds, and it goes on with the new columns.
+        await store.ReportEpochAsync(running, new EpochRecord(2, 1.0, 0.5, double.NaN, 1e-3, 1, new Dictionary<string, double> { ["val_loss"] = 0.9 }), null, _lease);
+        await store.FinishAsync(running, new TrialFinish(TrialState.Completed, 0.35, 0.5, 2, null, 0.35));
+        Assert.Equal(0.9, (await store.GetEpochsAsync(running.TrialId))[1].Metrics!["val_loss"]);
+        Assert.Equal(0.35, (await store.GetTrialAsync(running.TrialId))!.Value);
     }
 
     [Fact]

@@ -90,7 +90,11 @@ public sealed record TrialRecord(
     double? TrainAccuracy,
     string? Reason,
     DateTimeOffset? StartedAt,
-    DateTimeOffset? FinishedAt);
+    DateTimeOffset? FinishedAt)
+{
+    /// <summary>The trial's final value of the sweep's metric, as its finish (or pause) recorded it; null when it has none yet (or was stored before schema 6).</summary>
+    public double? Value { get; init; }
+}
 
 /// <summary>
 /// Proof that a training slot holds a trial. <see cref="Token"/> is the fencing token: it grows with every claim, and the
@@ -110,12 +114,54 @@ public sealed record Lease(long TrialId, string Study, int Number, string Parame
 /// <param name="ValAccuracy">Accuracy on the validation split after the epoch.</param>
 /// <param name="LearningRate">The rate used during the epoch (before its decay).</param>
 /// <param name="Seconds">Wall time of the epoch, its evaluation included.</param>
+/// <param name="Metrics">
+/// Other named metrics of the epoch (a training program reports any names: val_loss, accuracy, ...); null when there are
+/// none. A program's epoch holds NaN in the built-in fields it did not report.
+/// </param>
 [GenerateSerializer]
-public sealed record EpochRecord(int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds);
+public sealed record EpochRecord(int Epoch, double Loss, double TrainAccuracy, double ValAccuracy, double LearningRate, double Seconds,
+    IReadOnlyDictionary<string, double>? Metrics = null)
+{
+    /// <summary>
+    /// The value of <paramref name="metric"/> in this epoch: a built-in field (val_accuracy, train_accuracy, train_loss or
+    /// loss, learning_rate) when it holds a number, else the named extra metric; null when the epoch has neither.
+    /// </summary>
+    public double? ValueOf(string metric)
+    {
+        double? builtIn = metric switch
+        {
+            "val_accuracy" => ValAccuracy,
+            "train_accuracy" => TrainAccuracy,
+            "train_loss" or "loss" => Loss,
+            "learning_rate" => LearningRate,
+            _ => null,
+        };
+        if (builtIn is { } b && !double.IsNaN(b))
+        {
+            return b;
+        }
 
-/// <summary>How a lease holder finishes a trial.</summary>
+        return Metrics is not null && Metrics.TryGetValue(metric, out var v) && !double.IsNaN(v) ? v : null;
+    }
+
+    /// <summary>Equal fields and equal extra metrics (compared by name and value, not by reference).</summary>
+    public bool Equals(EpochRecord? other) =>
+        other is not null && Epoch == other.Epoch && Loss.Equals(other.Loss) && TrainAccuracy.Equals(other.TrainAccuracy) && ValAccuracy.Equals(other.ValAccuracy)
+        && LearningRate.Equals(other.LearningRate) && Seconds.Equals(other.Seconds) && SameMetrics(Metrics, other.Metrics);
+
+    public override int GetHashCode() => HashCode.Combine(Epoch, Loss, TrainAccuracy, ValAccuracy, LearningRate, Seconds, Metrics?.Count ?? 0);
+
+    private static bool SameMetrics(IReadOnlyDictionary<string, double>? a, IReadOnlyDictionary<string, double>? b) =>
+        (a is null || a.Count == 0) ? b is null || b.Count == 0
+        : b is not null && a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v.Equals(kv.Value));
+}
+
+/// <summary>
+/// How a lease holder finishes a trial. <paramref name="Value"/> is the trial's value of the sweep's metric (what the
+/// study selects and TPE learns by), stored as the trial's <c>value</c>; null when it has none.
+/// </summary>
 [GenerateSerializer]
-public sealed record TrialFinish(TrialState State, double? ValAccuracy, double? TrainAccuracy, int Epochs, string? Reason);
+public sealed record TrialFinish(TrialState State, double? ValAccuracy, double? TrainAccuracy, int Epochs, string? Reason, double? Value = null);
 
 /// <summary>The outcome of a study: the selection rule, the chosen trial, and the one test-set evaluation.</summary>
 [GenerateSerializer]
