@@ -55,9 +55,22 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         _search = new StudySearch(store, Name, _sweep);
     }
 
+    /// <summary>The note a program study closes with, in place of a test accuracy.</summary>
+    public static string ProgramNote(int number, string metric, double? value) =>
+        $"best trial {number} by {metric} ({(value is { } v ? v.ToString("G6", System.Globalization.CultureInfo.InvariantCulture) : "-")}): "
+        + "a training program's trial cannot be evaluated on the test split (its model lives in the program), so the study has no test accuracy";
+
     public async Task<StudyOpening> OpenAsync(string sweepText, string source)
     {
         var sweep = SweepParser.Parse(sweepText, source);
+        if (sweep.Program is { } program && File.Exists(source))
+        {
+            // A program runs in the sweep file's folder (or its workdir, taken from there), wherever the trial's slot
+            // is; stored so with the study. A source that is not a file here leaves workdir to the silo's directory.
+            var folder = Path.GetDirectoryName(Path.GetFullPath(source))!;
+            sweep = sweep with { Program = program with { WorkDir = Path.GetFullPath(Path.Combine(folder, program.WorkDir ?? ".")) } };
+        }
+
         if (sweep.Name != Name)
         {
             throw new ArgumentException($"the sweep file names study '{sweep.Name}', not '{Name}'.");
@@ -265,11 +278,19 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         }
 
         var trials = await store.GetTrialsAsync(Name);
-        var best = StudySelection.Best(trials, _sweep, _search is { } search ? await search.ValuesAsync(trials) : null);
+        var best = StudySelection.Best(trials, _sweep);
         StudyResult result;
         if (best is null)
         {
             result = new StudyResult(Name, StudySelection.RuleFor(_sweep.Metric, _sweep.Goal), _sweep.Metric, null, null, null, null, 0, null, "no trial completed: nothing to evaluate on the test split");
+        }
+        else if (_sweep.Program is not null)
+        {
+            // A program's model lives in the program: there is nothing of it here to evaluate on our test split.
+            var value = StudySelection.RecordedValue(best, _sweep.Metric);
+            result = new StudyResult(Name, StudySelection.RuleFor(_sweep.Metric, _sweep.Goal), _sweep.Metric, best.Id, best.Number, best.ValAccuracy, null, 0, null,
+                ProgramNote(best.Number, _sweep.Metric, value));
+            log.LogInformation("Study {Study}: best trial {Trial} ({Metric} {Value}); a program's trial is not evaluated on the test split", Name, best.Number, _sweep.Metric, value);
         }
         else
         {

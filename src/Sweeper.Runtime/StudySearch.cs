@@ -62,14 +62,18 @@ public sealed class StudySearch
         }
         : 10;
 
-    /// <summary>The value of the sweep's metric in an epoch's record (val_accuracy, train_accuracy, train_loss), else null.</summary>
-    public double? Value(EpochRecord epoch) => _sweep.Metric switch
-    {
-        "val_accuracy" => epoch.ValAccuracy,
-        "train_accuracy" => epoch.TrainAccuracy,
-        "train_loss" or "loss" => epoch.Loss,
-        _ => null,
-    };
+    /// <summary>
+    /// The value of the sweep's metric in an epoch's record: a built-in field (val_accuracy, train_accuracy, train_loss
+    /// or loss) when it holds a number, else the extra metric of that name a program reported; null when neither
+    /// (<see cref="EpochRecord.ValueOf"/>). The median rule and successive halving judge epochs by it.
+    /// </summary>
+    public double? Value(EpochRecord epoch) => epoch.ValueOf(_sweep.Metric);
+
+    /// <summary>
+    /// A trial's value of the sweep's metric: its record's val_accuracy or train_accuracy for those, else the value its
+    /// finish (or pause) stored (<see cref="StudySelection.RecordedValue"/>); no epoch is read.
+    /// </summary>
+    public double? Value(TrialRecord trial) => StudySelection.RecordedValue(trial, _sweep.Metric);
 
     /// <summary>
     /// Proposes the study's next trial and adds it as pending, unless the study already has <paramref name="planned"/>
@@ -97,34 +101,13 @@ public sealed class StudySearch
             }
 
             var number = trials.Count == 0 ? 0 : trials.Max(t => t.Number) + 1;
-            var valueOf = await ValuesAsync(trials);
-            var point = _tpe.Propose(_space, [.. trials.Select(t => Observe(t, valueOf(t)))], number, _sweep.Seed, _goal);
+            var point = _tpe.Propose(_space, [.. trials.Select(t => Observe(t, Value(t)))], number, _sweep.Seed, _goal);
             return await _store.AddTrialAsync(_study, new NewTrial(number, ParamJson.Serialize(point), SearchSpace.TrialSeed(_sweep.Seed, number)));
         }
         finally
         {
             _proposing.Release();
         }
-    }
-
-    /// <summary>
-    /// Each trial's value of the sweep's metric: the trial record's (val_accuracy, train_accuracy), or for train_loss
-    /// its last epoch's loss (read from the store for the trials that trained).
-    /// </summary>
-    public async Task<Func<TrialRecord, double?>> ValuesAsync(IReadOnlyList<TrialRecord> trials)
-    {
-        if (_sweep.Metric is not ("train_loss" or "loss"))
-        {
-            return t => StudySelection.RecordedValue(t, _sweep.Metric);
-        }
-
-        var losses = new Dictionary<long, double?>();
-        foreach (var t in trials.Where(t => t.EpochsDone > 0))
-        {
-            losses[t.Id] = (await _store.GetEpochsAsync(t.Id)).LastOrDefault()?.Loss;
-        }
-
-        return t => losses.GetValueOrDefault(t.Id);
     }
 
     /// <summary>A stored trial as TPE sees it, with its value of the sweep's metric.</summary>

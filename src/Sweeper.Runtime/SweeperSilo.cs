@@ -38,7 +38,8 @@ public static class SweeperSilo
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(store);
-        builder.Services.AddSingleton(runner);
+        // Trials of a sweep with program: run the user's program; the others, the runner given (our models).
+        builder.Services.AddSingleton<ITrialRunner>(runner as DispatchingTrialRunner ?? new DispatchingTrialRunner(runner, new ProgramTrialRunner()));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(clock ?? TimeProvider.System);
         builder.Services.AddSingleton<StudyDirectory>();

@@ -160,8 +160,10 @@ public sealed class TrainingSlots(
         var running = _running[lease.TrialId] = new RunningTrial(trial);
         try
         {
-            var finish = runner.Run(Sweep(lease.Study), lease, checkpoint, (metrics, takeCheckpoint) =>
+            var sweep = Sweep(lease.Study);
+            var finish = runner.Run(sweep, lease, checkpoint, (metrics, takeCheckpoint) =>
             {
+                running.LastValue = metrics.ValueOf(sweep.Metric) ?? running.LastValue;
                 var bytes = new Immutable<byte[]>(takeCheckpoint());
                 var verdict = UntilStored(() => grain.ReportEpochAsync(metrics, bytes), trial.Token);
                 if (verdict == EpochVerdict.Lost)
@@ -184,6 +186,9 @@ public sealed class TrainingSlots(
                     log.LogWarning("Trial {Trial}: its resume note was not recorded ({Message})", lease.Number, e.Message);
                 }
             });
+            // The trial's value of the sweep's metric, stored with it: the runner's, or its record's field (val_accuracy,
+            // train_accuracy), or the last epoch's.
+            finish = finish with { Value = finish.Value ?? FinalValue(sweep.Metric, finish) ?? running.LastValue };
             finish = running.Verdict switch
             {
                 // Stopped by successive halving rather than pruned: paused at a rung (to be promoted, perhaps), or
@@ -228,6 +233,13 @@ public sealed class TrainingSlots(
         }
     }
 
+    private static double? FinalValue(string metric, TrialFinish finish) => metric switch
+    {
+        "val_accuracy" => finish.ValAccuracy,
+        "train_accuracy" => finish.TrainAccuracy,
+        _ => null,
+    };
+
     /// <summary>Repeats a report while the store is unreachable (the result is kept, never dropped); stops on any other answer.</summary>
     private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken)
     {
@@ -267,6 +279,9 @@ public sealed class TrainingSlots(
 
         /// <summary>The study's answer to the last epoch reported.</summary>
         public EpochVerdict Verdict { get; set; } = EpochVerdict.Continue;
+
+        /// <summary>The sweep's metric in the last epoch that reported it.</summary>
+        public double? LastValue { get; set; }
     }
 
     /// <summary>A grain call failed (timeout, silo gone): not the trial's fault.</summary>

@@ -62,3 +62,20 @@ public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
     public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>
         trainer.EvaluateOnTest(sweep, ParamJson.Deserialize(trial.ParametersJson), trial.Seed, checkpoint, sweep.Engine, sweep.Device);
 }
+
+/// <summary>
+/// The runner a silo's slots use: a sweep with <c>program:</c> runs its trials through <see cref="Program"/> (the user's
+/// training program), any other through <see cref="BuiltIn"/> (our models).
+/// </summary>
+public sealed class DispatchingTrialRunner(ITrialRunner builtIn, ITrialRunner program) : ITrialRunner
+{
+    public ITrialRunner BuiltIn { get; } = builtIn;
+
+    public ITrialRunner Program { get; } = program;
+
+    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
+        (sweep.Program is null ? BuiltIn : Program).Run(sweep, lease, checkpoint, onEpoch, cancellationToken, onNote);
+
+    public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>
+        (sweep.Program is null ? BuiltIn : Program).EvaluateOnTest(sweep, trial, checkpoint);
+}

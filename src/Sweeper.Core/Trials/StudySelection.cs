@@ -12,12 +12,16 @@ public static class StudySelection
     public static string RuleFor(string metric, string goal) =>
         metric == "val_accuracy" && goal == "maximize" ? Rule : $"{(goal == "minimize" ? "lowest" : "highest")} {metric} among completed trials; ties go to the lowest trial number";
 
-    /// <summary>The value of <paramref name="metric"/> a trial's record holds (val_accuracy, train_accuracy), else null.</summary>
+    /// <summary>
+    /// The value of <paramref name="metric"/> (the trial's sweep's metric) a trial's record holds: its val_accuracy or
+    /// train_accuracy field for those two, else its <see cref="TrialRecord.Value"/> (the final value of the sweep's
+    /// metric that its finish recorded: train_loss, or whatever a program reports); null when it has none.
+    /// </summary>
     public static double? RecordedValue(TrialRecord trial, string metric) => metric switch
     {
         "val_accuracy" => trial.ValAccuracy,
         "train_accuracy" => trial.TrainAccuracy,
-        _ => null,
+        _ => trial.Value,
     };
 
     /// <summary>The completed trial with the highest validation accuracy; ties go to the lowest trial number. Null when none completed.</summary>
@@ -26,8 +30,8 @@ public static class StudySelection
     /// <summary>
     /// The completed trial with the best value of <paramref name="metric"/> (lowest for goal minimize, highest for
     /// maximize); ties go to the lowest trial number. A trial's value is its record's (<see cref="RecordedValue"/>) or,
-    /// for a metric the record does not hold (train_loss, a program's own), <paramref name="valueOf"/>'s (e.g. its last
-    /// epoch's); trials without a finite value are not candidates. Null when none is.
+    /// when the record has none (a trial stored before its value was), <paramref name="valueOf"/>'s; trials without a
+    /// finite value are not candidates. Null when none is.
     /// </summary>
     public static TrialRecord? Best(IEnumerable<TrialRecord> trials, string metric, string goal, Func<TrialRecord, double?>? valueOf = null)
     {

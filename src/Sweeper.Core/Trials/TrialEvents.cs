@@ -24,5 +24,5 @@ public static class TrialEvents
     public static string Released(Lease lease, string reason) => $"trial {lease.Number} released by {lease.Owner}: {reason}";
 
     public static string Closed(StudyResult result) =>
-        result.BestTrialNumber is { } n ? $"best trial {n}: val acc {result.ValAccuracy:F4}, test acc {result.TestAccuracy:F4}" : result.Note ?? "no completed trial";
+        result.BestTrialNumber is { } n && result.TestAccuracy is not null ? $"best trial {n}: val acc {result.ValAccuracy:F4}, test acc {result.TestAccuracy:F4}" : result.Note ?? "no completed trial";
 }
