@@ -308,8 +308,9 @@ public sealed class ProgramTrialRunner : ITrialRunner
 
 /// <summary>
 /// Turns a program's metric lines into steps. A line with a step key (<c>step</c>, <c>epoch</c> or <c>_step</c>)
-/// belongs to that step: a step ends when a line names another one (or the program ends). Without step keys, each line
-/// that reports the sweep's metric ends a step, with whatever the lines before it reported since the last one.
+/// belongs to that step: the step ends when a line names another one, or when the program ends. Without step keys, a
+/// line that reports the sweep's metric ends a step, with whatever the lines before it reported since the last one;
+/// and on any line without a step key, a metric that the open step already has begins a new step.
 /// </summary>
 public sealed class StepReader(string metric)
 {
@@ -322,15 +323,19 @@ public sealed class StepReader(string metric)
     /// <summary>Whether any line reported the sweep's metric.</summary>
     public bool SawMetric { get; private set; }
 
-    /// <summary>The steps one line of metrics ends (none, or one).</summary>
+    /// <summary>The steps one line of metrics ends (none, one or two).</summary>
     public IReadOnlyList<Dictionary<string, double>> Add(IReadOnlyDictionary<string, double> line)
     {
         SawMetric |= line.ContainsKey(metric);
         double? step = StepKeys.Where(line.ContainsKey).Select(k => (double?)line[k]).FirstOrDefault();
         var ended = new List<Dictionary<string, double>>();
-        if (step is { } s && _step is { } current && s != current && _pending.Count > 0)
+
+        // A new step begins with another step number, or, on a line without one, with a metric the open step has already.
+        var begins = _pending.Count > 0 && (step is { } s ? _step is { } current && s != current : line.Keys.Any(k => !StepKeys.Contains(k) && _pending.ContainsKey(k)));
+        if (begins)
         {
             ended.Add(Take());
+            _step = null;
         }
 
         _step = step ?? _step;
@@ -342,6 +347,7 @@ public sealed class StepReader(string metric)
             }
         }
 
+        // Without step numbers, the report of the sweep's metric ends the step.
         if (_step is null && line.ContainsKey(metric))
         {
             ended.Add(Take());

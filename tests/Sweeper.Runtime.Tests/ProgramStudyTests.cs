@@ -1,0 +1,135 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Serilog.Core;
+using Sweeper.Core.Sweeps;
+using Sweeper.Core.Trials;
+using Sweeper.Storage;
+
+namespace Sweeper.Runtime.Tests;
+
+/// <summary>
+/// A whole study of a training program through a real silo (built as <c>sweeper run</c> builds it, on SQLite): every
+/// trial runs a python3 script, successive halving pauses, promotes and prunes them, and the study closes with the best
+/// trial by the program's own metric and a note instead of a test accuracy.
+/// </summary>
+public sealed class ProgramStudyTests : IAsyncLifetime
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sweeper-program-study-" + Guid.NewGuid().ToString("N")[..10]);
+    private IHost? _silo;
+    private ITrialStore? _store;
+
+    public Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_dir);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_silo is not null)
+        {
+            await _silo.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
+            _silo.Dispose();
+        }
+
+        if (_store is not null)
+        {
+            await _store.DisposeAsync();
+        }
+
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task A_program_study_with_hyperband_runs_to_the_end_and_closes_with_the_best_trial_by_the_programs_metric()
+    {
+        // Trial q's val_loss at epoch e is (9 - q) / 10 + 1 / e: trial 8 is the best at every epoch.
+        File.WriteAllText(Path.Combine(_dir, "train.py"), """
+            import json, os, sys
+            args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+            q, epochs = int(args["quality"]), int(args["epochs"])
+            with open(os.path.join(os.environ["SWEEPER_TRIAL_DIR"], "runs"), "a") as f:
+                f.write("run\n")
+            for e in range(1, epochs + 1):
+                print(json.dumps({"epoch": e, "val_loss": (9 - q) / 10 + 1 / e, "accuracy": q / 10}))
+            """.ReplaceLineEndings("\n"));
+        var file = Path.Combine(_dir, "hb.yaml");
+        File.WriteAllText(file, """
+            name: hb
+            program: train.py
+            method: grid
+            metric: {name: val_loss, goal: minimize}
+            parameters:
+              quality: {values: [8, 7, 6, 5, 4, 3, 2, 1, 0]}
+              epochs: {value: 9}
+            early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+            """);
+        var programs = new ProgramTrialRunner(Path.Combine(_dir, "trials"));
+        _store = await TrialStores.OpenAsync("sqlite:" + Path.Combine(_dir, "store.db"));
+        var settings = new SiloSettings
+        {
+            Slots = 2,
+            SiloPort = 0,
+            Poll = TimeSpan.FromMilliseconds(20),
+            IdleRecheck = TimeSpan.FromMilliseconds(100),
+            Tick = TimeSpan.FromMilliseconds(200),
+        };
+        _silo = SweeperSilo.Build(_store, new DispatchingTrialRunner(new NoBuiltInModels(), programs), settings, Logger.None);
+        await _silo.StartAsync();
+        var opening = await _silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("hb").OpenAsync(File.ReadAllText(file), file);
+        Assert.Null(opening.Conflict);
+
+        // The program runs in the sweep file's folder, stored with the study.
+        Assert.Equal(_dir, SweepJson.Of((await _store.GetStudyAsync("hb"))!).Program!.WorkDir);
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        StudyResult? result;
+        while ((result = await _store.GetResultAsync("hb")) is null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the study did not close");
+            await Task.Delay(50);
+        }
+
+        var trials = await _store.GetTrialsAsync("hb");
+        var best = trials.Single(t => ParamJson.Deserialize(t.ParametersJson)["quality"] is 8L);
+        Assert.Equal(best.Number, result.BestTrialNumber);
+        Assert.Null(result.TestAccuracy);
+        Assert.Contains("cannot be evaluated on the test split", result.Note, StringComparison.Ordinal);
+        Assert.Equal("lowest val_loss among completed trials; ties go to the lowest trial number", result.SelectionRule);
+
+        // Rungs at epochs 1 and 3, complete at 9; the rest end pruned at their rung.
+        Assert.Equal(9, trials.Count);
+        Assert.Equal(9, best.EpochsDone);
+        Assert.Equal(TrialState.Completed, best.State);
+        Assert.All(trials, t => Assert.Contains(t.EpochsDone, new[] { 1, 3, 9 }));
+        Assert.All(trials, t => Assert.Equal(t.EpochsDone == 9 ? TrialState.Completed : TrialState.Pruned, t.State));
+        Assert.Contains(trials, t => t.EpochsDone == 1);
+        Assert.Equal(0.1 + (1 / 9.0), best.Value!.Value, 12);
+
+        foreach (var t in trials)
+        {
+            // Each epoch once, 1..n, with the program's own metrics, though a promoted trial ran its program again.
+            var epochs = await _store.GetEpochsAsync(t.Id);
+            var q = (long)ParamJson.Deserialize(t.ParametersJson)["quality"];
+            Assert.Equal(Enumerable.Range(1, t.EpochsDone), epochs.Select(e => e.Epoch));
+            Assert.All(epochs, e => Assert.Equal(((9 - q) / 10.0) + (1.0 / e.Epoch), e.Metrics!["val_loss"], 12));
+            Assert.All(epochs, e => Assert.Equal(q / 10.0, e.Metrics!["accuracy"], 12));
+        }
+
+        // Every promotion restarted the program from scratch.
+        var events = await _store.GetEventsAsync("hb");
+        var runs = trials.Sum(t => File.ReadAllLines(Path.Combine(programs.TrialDirectory("hb", t.Number), "runs")).Length);
+        Assert.Equal(9 + events.Count(e => e.Kind == "trial_promoted"), runs);
+        Assert.Contains(events, e => e.Kind == "trial_promoted");
+    }
+
+    /// <summary>A program study never asks for a built-in model.</summary>
+    private sealed class NoBuiltInModels : ITrialRunner
+    {
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
+            throw new InvalidOperationException("a built-in model was asked for");
+
+        public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>
+            throw new InvalidOperationException("a test evaluation was asked for");
+    }
+}
