@@ -209,18 +209,16 @@ public static class Report
     }
 
     /// <summary>
-    /// The best trial so far by the sweep's metric and goal when the trials' records hold that metric (val_accuracy,
-    /// train_accuracy), else by validation accuracy; with the metric it went by.
+    /// The best trial so far by the sweep's metric and goal (or by validation accuracy when the study's definition cannot
+    /// be read); with the metric it went by.
     /// </summary>
     public static (TrialRecord? Best, string Metric) Best(StudyRecord study, IReadOnlyList<TrialRecord> trials)
     {
         try
         {
+            // Every trial's record holds its value of the sweep's metric (val_accuracy, train_accuracy, else its value).
             var sweep = SweepJson.Of(study);
-            if (sweep.Metric is "val_accuracy" or "train_accuracy")
-            {
-                return (StudySelection.Best(trials, sweep), sweep.Metric);
-            }
+            return (StudySelection.Best(trials, sweep), sweep.Metric);
         }
         catch (Exception e) when (e is SweepFileException or InvalidDataException)
         {

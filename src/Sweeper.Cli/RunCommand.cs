@@ -47,7 +47,9 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            if (!EngineReady())
+            // A program's trials need neither our engine nor CIFAR-10.
+            var program = sweep.Program is not null;
+            if (!program && !EngineReady())
             {
                 return 1;
             }
@@ -57,7 +59,7 @@ public static partial class SweepCommands
             string dataDir;
             try
             {
-                dataDir = await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName ?? sweep.Data.Path, ct);
+                dataDir = program ? "(none: trials run " + sweep.Program!.Program + ")" : await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName ?? sweep.Data.Path, ct);
             }
             catch (Exception e) when (e is IOException or InvalidOperationException)
             {

@@ -602,8 +602,18 @@ public static partial class SweepCommands
         if (result?.BestTrialNumber is { } n)
         {
             var best = trials.First(t => t.Number == n);
-            output.WriteLine($"Best trial {n}: val accuracy {Report.Acc(result.ValAccuracy)}, test accuracy {Report.Acc(result.TestAccuracy)}");
-            output.WriteLine($"  tested once on {result.TestExamples} test images at {result.TestEvaluatedAt:u}");
+            if (result.TestAccuracy is null && result.Note is not null)
+            {
+                // A program's trial: chosen by the program's metric, never tested here.
+                output.WriteLine($"Best trial {n}: {result.Metric} {Report.Short(StudySelection.RecordedValue(best, result.Metric))}");
+                output.WriteLine(Report.Wrap(["  note:", .. result.Note.Split(' ')], width, "    "));
+            }
+            else
+            {
+                output.WriteLine($"Best trial {n}: val accuracy {Report.Acc(result.ValAccuracy)}, test accuracy {Report.Acc(result.TestAccuracy)}");
+                output.WriteLine($"  tested once on {result.TestExamples} test images at {result.TestEvaluatedAt:u}");
+            }
+
             output.WriteLine(Report.Wrap(["  parameters:", .. Report.ParamWords(best)], width, "    "));
             output.WriteLine(Report.Wrap(["  selection:", .. result.SelectionRule.Split(' ')], width, "    "));
         }
