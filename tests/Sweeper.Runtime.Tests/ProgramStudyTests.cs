@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Orleans.Serialization;
 using Serilog.Core;
 using Sweeper.Core.Sweeps;
 using Sweeper.Core.Trials;
@@ -121,6 +122,19 @@ public sealed class ProgramStudyTests : IAsyncLifetime
         var runs = trials.Sum(t => File.ReadAllLines(Path.Combine(programs.TrialDirectory("hb", t.Number), "runs")).Length);
         Assert.Equal(9 + events.Count(e => e.Kind == "trial_promoted"), runs);
         Assert.Contains(events, e => e.Kind == "trial_promoted");
+    }
+
+    [Fact]
+    public void An_epoch_with_extra_metrics_and_a_finish_with_a_value_cross_between_silos_intact()
+    {
+        // What a trial's grain sends to a study grain on another silo goes through Orleans' serializer, not a copy.
+        using var services = new ServiceCollection().AddSerializer().BuildServiceProvider();
+        var serializer = services.GetRequiredService<Serializer>();
+        var epoch = new EpochRecord(3, 0.5, double.NaN, 0.25, double.NaN, 1.5, new Dictionary<string, double> { ["val_loss"] = 0.75, ["grad"] = double.NaN });
+        Assert.Equal(epoch, serializer.Deserialize<EpochRecord>(serializer.SerializeToArray(epoch)));
+        var finish = new TrialFinish(TrialState.Completed, null, null, 9, null, 0.125);
+        Assert.Equal(finish, serializer.Deserialize<TrialFinish>(serializer.SerializeToArray(finish)));
+        Assert.Null(serializer.Deserialize<EpochRecord>(serializer.SerializeToArray(epoch with { Metrics = null }))!.Metrics);
     }
 
     /// <summary>A program study never asks for a built-in model.</summary>
