@@ -137,6 +137,63 @@ public sealed class ProgramStudyTests : IAsyncLifetime
         Assert.Null(serializer.Deserialize<EpochRecord>(serializer.SerializeToArray(epoch with { Metrics = null }))!.Metrics);
     }
 
+    [Fact]
+    public void Sweeper_run_runs_the_examples_toy_program_under_hyperband_to_the_end_and_validates_the_official_file()
+    {
+        var example = Example();
+        using var h = new Harness();
+        foreach (var file in new[] { "train.py", "train_keyvalue.py", "toy.py" })
+        {
+            File.Copy(Path.Combine(example, file), Path.Combine(h.Dir, file));
+        }
+
+        // W&B's file as published: 540 trials, hyperband's bands at epochs 3 and 9 of 27.
+        var validate = h.Run(TimeSpan.FromMinutes(1), "validate", Path.Combine(example, "sweep-grid-hyperband.yaml"), "--json");
+        Assert.True(validate.Code == 0, validate.Stdout + validate.Stderr);
+        Assert.Contains("\"trials\":540", validate.Stdout.Replace(" ", "", StringComparison.Ordinal), StringComparison.Ordinal);
+
+        // The same shape on a grid small enough for a test, with each of the two programs.
+        foreach (var program in new[] { "train.py", "train_keyvalue.py" })
+        {
+            var name = program.Replace(".py", "", StringComparison.Ordinal).Replace("_", "-", StringComparison.Ordinal);
+            var sweep = h.Write(name + ".yaml", $$"""
+                name: {{name}}
+                program: {{program}}
+                method: grid
+                metric: {goal: minimize, name: loss}
+                parameters:
+                  dropout: {values: [0.1, 0.4]}
+                  channels_one: {values: [10, 20]}
+                  channels_two: {value: 44}
+                  learning_rate: {values: [0.001, 0.005]}
+                  epochs: {value: 9}
+                early_terminate: {type: hyperband, s: 2, eta: 3, max_iter: 9}
+                """);
+            var run = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store(), "--slots", "2");
+            Assert.True(run.Code == 0, run.Stdout + run.Stderr);
+            Assert.Contains("8/8 final", run.Stdout, StringComparison.Ordinal);
+            Assert.Contains("0 failed", run.Stdout, StringComparison.Ordinal);
+            Assert.Matches(@"Best trial \d+: loss 0\.\d+", run.Stdout);
+            Assert.Contains("cannot be evaluated on the test split", run.Stdout, StringComparison.Ordinal);
+            Assert.Contains("paused at a rung", run.Stderr, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>examples/fashion-hyperband of the checkout the tests were built from.</summary>
+    private static string Example()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "examples", "fashion-hyperband");
+            if (File.Exists(Path.Combine(candidate, "train.py")))
+            {
+                return candidate;
+            }
+        }
+
+        throw new DirectoryNotFoundException("examples/fashion-hyperband was not found above " + AppContext.BaseDirectory);
+    }
+
     /// <summary>A program study never asks for a built-in model.</summary>
     private sealed class NoBuiltInModels : ITrialRunner
     {
