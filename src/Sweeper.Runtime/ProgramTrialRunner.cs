@@ -308,9 +308,10 @@ public sealed class ProgramTrialRunner : ITrialRunner
 
 /// <summary>
 /// Turns a program's metric lines into steps. A line with a step key (<c>step</c>, <c>epoch</c> or <c>_step</c>)
-/// belongs to that step: the step ends when a line names another one, or when the program ends. Without step keys, a
-/// line that reports the sweep's metric ends a step, with whatever the lines before it reported since the last one;
-/// and on any line without a step key, a metric that the open step already has begins a new step.
+/// belongs to that step: the step ends as soon as it has the sweep's metric (so that the stopping rule judges it at once),
+/// or when a line names another step, or when the program ends; lines naming a step that has ended are not read. Without
+/// step keys, a line that reports the sweep's metric ends a step, with whatever the lines before it reported since the
+/// last one; and on any line without a step key, a metric that the open step already has begins a new step.
 /// </summary>
 public sealed class StepReader(string metric)
 {
@@ -319,6 +320,7 @@ public sealed class StepReader(string metric)
 
     private Dictionary<string, double> _pending = new(StringComparer.Ordinal);
     private double? _step;
+    private double? _ended;
 
     /// <summary>Whether any line reported the sweep's metric.</summary>
     public bool SawMetric { get; private set; }
@@ -329,16 +331,19 @@ public sealed class StepReader(string metric)
         SawMetric |= line.ContainsKey(metric);
         double? step = StepKeys.Where(line.ContainsKey).Select(k => (double?)line[k]).FirstOrDefault();
         var ended = new List<Dictionary<string, double>>();
+        if (step is { } numbered && numbered == _ended)
+        {
+            return ended; // more of a step already reported: it is not reported twice
+        }
 
         // A new step begins with another step number, or, on a line without one, with a metric the open step has already.
         var begins = _pending.Count > 0 && (step is { } s ? _step is { } current && s != current : line.Keys.Any(k => !StepKeys.Contains(k) && _pending.ContainsKey(k)));
         if (begins)
         {
             ended.Add(Take());
-            _step = null;
         }
 
-        _step = step ?? _step;
+        _step = step ?? (begins ? null : _step);
         foreach (var (name, value) in line)
         {
             if (!StepKeys.Contains(name))
@@ -347,8 +352,8 @@ public sealed class StepReader(string metric)
             }
         }
 
-        // Without step numbers, the report of the sweep's metric ends the step.
-        if (_step is null && line.ContainsKey(metric))
+        // The report of the sweep's metric ends the step.
+        if (_pending.ContainsKey(metric) && (step is not null || _step is null))
         {
             ended.Add(Take());
         }
@@ -363,6 +368,8 @@ public sealed class StepReader(string metric)
     {
         var step = _pending;
         _pending = new Dictionary<string, double>(StringComparer.Ordinal);
+        _ended = _step;
+        _step = null;
         return step;
     }
 

@@ -125,6 +125,23 @@ public sealed class ProgramTrialRunnerTests : IDisposable
     }
 
     [Fact]
+    public void A_numbered_step_is_an_epoch_as_soon_as_it_has_the_sweeps_metric_and_is_never_reported_twice()
+    {
+        static Dictionary<string, double> Line(params (string Name, double Value)[] metrics) => metrics.ToDictionary(m => m.Name, m => m.Value);
+        var reader = new StepReader("val_loss");
+        Assert.Empty(reader.Add(Line(("_step", 0), ("loss", 2))));
+        Assert.Equal(Line(("loss", 2), ("val_loss", 1.5)), Assert.Single(reader.Add(Line(("_step", 0), ("val_loss", 1.5)))));
+        Assert.Empty(reader.Add(Line(("_step", 0), ("lr", 0.1)))); // more of step 0, reported already
+        Assert.Empty(reader.Add(Line(("_step", 1), ("loss", 1))));
+
+        // Step 1 never had the metric: it ends when step 2 begins; step 2 ends with the program.
+        Assert.Equal(Line(("loss", 1)), Assert.Single(reader.Add(Line(("_step", 2), ("loss", 0.5)))));
+        Assert.Equal(Line(("loss", 0.5)), reader.Flush());
+        Assert.Null(reader.Flush());
+        Assert.True(reader.SawMetric);
+    }
+
+    [Fact]
     public void Metric_lines_parse_json_numbers_and_name_value_pairs_and_nothing_else()
     {
         Assert.Equal(new Dictionary<string, double> { ["loss"] = 0.5, ["_step"] = 2 }, MetricLines.Parse("""  {"loss": 0.5, "_step": 2, "tag": "a", "nested": {"x": 1}}  """));
