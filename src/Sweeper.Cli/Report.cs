@@ -194,7 +194,7 @@ public static class Report
         return Table(rows, columns, TerminalWidth(), "(sweeper results STUDY --columns shows them)").TrimEnd('\n') + "\n";
     }
 
-    public static string Acc(double? v) => v is { } x ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
+    public static string Acc(double? v) => v is { } x && !double.IsNaN(x) ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
 
     public static string Counts(StateCounts c) =>
         $"{c.Completed} completed, {c.Running} running, {c.Pending} pending, " + (c.Paused > 0 ? $"{c.Paused} paused at a rung, " : "") +

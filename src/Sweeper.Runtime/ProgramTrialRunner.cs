@@ -112,9 +112,9 @@ public sealed class ProgramTrialRunner : ITrialRunner
             {
                 process.Kill(entireProcessTree: true);
             }
-            catch (Exception e) when (e is InvalidOperationException or Win32Exception or NotSupportedException)
+            catch (Exception e) when (e is InvalidOperationException or Win32Exception or NotSupportedException or ObjectDisposedException)
             {
-                // Exited already (or is exiting).
+                // Exited already (or is exiting, or the trial is over).
             }
         }
 
