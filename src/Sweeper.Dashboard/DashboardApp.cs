@@ -37,6 +37,8 @@ public static class DashboardApp
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // readable errors; served as JSON, never inlined in HTML
     };
 
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
     /// <summary>Throws when a non-loopback address is asked for without a token.</summary>
     public static void Validate(DashboardOptions options)
     {
@@ -224,7 +226,13 @@ public static class DashboardApp
             return Json(new
             {
                 trial = TrialJson(trial),
-                epochs = epochs.Select(e => new { e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy, e.LearningRate, e.Seconds }),
+                // A built-in metric a training program did not report is NaN in the record and null here; its own
+                // metrics come as they are.
+                epochs = epochs.Select(e => new
+                {
+                    e.Epoch, Loss = Finite(e.Loss), TrainAccuracy = Finite(e.TrainAccuracy), ValAccuracy = Finite(e.ValAccuracy), LearningRate = Finite(e.LearningRate),
+                    Seconds = Finite(e.Seconds), Metrics = e.Metrics?.ToDictionary(m => m.Key, m => Finite(m.Value)),
+                }),
             });
         });
         app.MapGet("/api/studies/{study}/trials/{number:int}/weights", async (string study, int number, HttpRequest request, CancellationToken ct) =>

@@ -50,6 +50,29 @@ public sealed class DashboardApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_program_trials_epochs_show_its_own_metrics_and_null_for_the_built_in_ones_it_did_not_report()
+    {
+        // A training program reports only what it prints: the built-in fields it did not report are NaN in the record.
+        const string Sweep = "name: prog\nmethod: grid\nprogram: train.py\nmetric: {name: loss, goal: minimize}\nparameters:\n  lr: {values: [0.1]}\n";
+        await _store.CreateStudyAsync(new Core.Trials.NewStudy("prog", "h", Sweep, Core.Sweeps.SweepJson.Serialize(Core.Sweeps.SweepParser.Parse(Sweep)), "grid",
+            [new Core.Trials.NewTrial(0, """{"lr":0.1}""", 1)]));
+        var lease = (await _store.ClaimAsync("prog", "w", TimeSpan.FromMinutes(5)))!;
+        await _store.ReportEpochAsync(lease, new Core.Trials.EpochRecord(1, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN,
+            new Dictionary<string, double> { ["loss"] = 0.75, ["f1"] = double.PositiveInfinity }), null, TimeSpan.FromMinutes(5));
+        var (client, app) = await StartAsync();
+        await using (app)
+        {
+            var response = await client.GetAsync("/api/studies/prog/trials/0");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var epoch = (await Json(response)).GetProperty("epochs")[0];
+            Assert.Equal(JsonValueKind.Null, epoch.GetProperty("val_accuracy").ValueKind);
+            Assert.Equal(JsonValueKind.Null, epoch.GetProperty("loss").ValueKind);
+            Assert.Equal(0.75, epoch.GetProperty("metrics").GetProperty("loss").GetDouble());
+            Assert.Equal(JsonValueKind.Null, epoch.GetProperty("metrics").GetProperty("f1").ValueKind);
+        }
+    }
+
+    [Fact]
     public async Task Points_of_a_large_study_are_its_best_quarter_and_a_fixed_sample_of_the_rest()
     {
         // 400 finished trials, claimed and finished through the store as workers do.

@@ -49,16 +49,20 @@ function scatter(canvas, points, xLabel, yLabel) {
 function curves(canvas, series, yLabel) {
   const { g, w, h } = prepare(canvas);
   const pad = 36;
-  const all = series.flatMap(s => s.values);
+  // A value a trial did not report (a training program's own metrics) is null: skipped, and the line resumes after it.
+  const all = series.flatMap(s => s.values).filter(v => v !== null && v !== undefined);
   if (all.length === 0) { g.fillText('select trials in the table to see their curves', pad, h / 2); return; }
   const maxX = Math.max(...series.map(s => s.values.length)), y0 = Math.min(...all), y1 = Math.max(...all) + 1e-9;
   g.strokeStyle = '#9aa3af'; g.strokeRect(pad, 10, w - pad - 10, h - pad - 10);
   g.fillText(yLabel, pad + 4, 22); g.fillText('epoch', w / 2, h - 8); g.fillText(y1.toPrecision(3), 2, 20); g.fillText(y0.toPrecision(3), 2, h - pad);
   series.forEach(s => {
     g.strokeStyle = s.colour; g.setLineDash(s.dashed ? [4, 3] : []); g.beginPath();
+    let drawing = false;
     s.values.forEach((v, i) => {
+      if (v === null || v === undefined) { drawing = false; return; }
       const x = pad + (maxX > 1 ? i / (maxX - 1) : 0.5) * (w - pad - 20) + 5, y = h - pad - (v - y0) / (y1 - y0) * (h - pad - 20);
-      i === 0 ? g.moveTo(x, y) : g.lineTo(x, y);
+      drawing ? g.lineTo(x, y) : g.moveTo(x, y);
+      drawing = true;
     });
     g.stroke();
   });
