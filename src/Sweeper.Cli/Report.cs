@@ -196,16 +196,20 @@ public static class Report
 
     public static string Acc(double? v) => v is { } x && !double.IsNaN(x) ? x.ToString("F4", CultureInfo.InvariantCulture) : "-";
 
-    public static string Counts(StateCounts c) =>
+    /// <summary>
+    /// Every count, and how many of the study's trials are final: of <paramref name="planned"/> when it is more than
+    /// the trials stored (Bayesian search adds its trials one by one, so the rows are not the whole study).
+    /// </summary>
+    public static string Counts(StateCounts c, int planned = 0) =>
         $"{c.Completed} completed, {c.Running} running, {c.Pending} pending, " + (c.Paused > 0 ? $"{c.Paused} paused at a rung, " : "") +
-        $"{c.Pruned} pruned, {c.Diverged} diverged, {c.Failed} failed ({c.Final}/{c.Total} final)";
+        $"{c.Pruned} pruned, {c.Diverged} diverged, {c.Failed} failed ({c.Final}/{Math.Max(c.Total, planned)} final)";
 
-    /// <summary>The counts that are not zero, shortest first in meaning: "12 completed, 3 running, 1 failed (13/16 final)".</summary>
-    public static string ShortCounts(StateCounts c)
+    /// <summary>The counts that are not zero, shortest first in meaning: "12 completed, 3 running, 1 failed (13/16 final)" (see <see cref="Counts"/>).</summary>
+    public static string ShortCounts(StateCounts c, int planned = 0)
     {
         var parts = new (int N, string What)[] { (c.Completed, "completed"), (c.Running, "running"), (c.Pending, "pending"), (c.Paused, "paused"), (c.Pruned, "pruned"), (c.Diverged, "diverged"), (c.Failed, "failed") }
             .Where(p => p.N > 0).Select(p => $"{p.N} {p.What}").ToList();
-        return (parts.Count == 0 ? "no trials" : string.Join(", ", parts)) + $" ({c.Final}/{c.Total} final)";
+        return (parts.Count == 0 ? "no trials" : string.Join(", ", parts)) + $" ({c.Final}/{Math.Max(c.Total, planned)} final)";
     }
 
     /// <summary>

@@ -115,7 +115,7 @@ public static partial class SweepCommands
                     Console.WriteLine($"({trials.Count - 20} more: sweeper results {sweep.Name})");
                 }
 
-                Console.WriteLine($"Study {sweep.Name}: {Report.Counts(counts)} in {clock.Elapsed.TotalSeconds:F0} s");
+                Console.WriteLine($"Study {sweep.Name}: {Report.Counts(counts, record.TrialCount)} in {clock.Elapsed.TotalSeconds:F0} s");
                 PrintBest(result, trials);
             }
 
@@ -163,14 +163,14 @@ public static partial class SweepCommands
     private static Option<int> SlotsOption(int defaultValue, string description) =>
         new("--slots", "--workers") { Description = description, DefaultValueFactory = _ => defaultValue };
 
-    /// <summary>"#3 ep 4 val 0.412; #5 ep 2 val 0.300": the running trials with their latest epoch and validation accuracy.</summary>
-    private static async Task<string> RunningAsync(ITrialStore store, IReadOnlyList<TrialRecord> trials, CancellationToken ct)
+    /// <summary>"#3 ep 4 val_accuracy 0.412; #5 ep 2 val_accuracy 0.3": the running trials with their latest epoch and its value of the sweep's metric.</summary>
+    private static async Task<string> RunningAsync(ITrialStore store, IReadOnlyList<TrialRecord> trials, string metric, CancellationToken ct)
     {
         var parts = new List<string>();
         foreach (var t in trials.Where(t => t.State == TrialState.Running).Take(4))
         {
             var last = (await store.GetEpochsAsync(t.Id, ct)).LastOrDefault();
-            parts.Add(last is null ? $"#{t.Number} starting" : $"#{t.Number} ep {last.Epoch} val {Report.Acc(last.ValAccuracy)}");
+            parts.Add(last is null ? $"#{t.Number} starting" : $"#{t.Number} ep {last.Epoch} {metric} {Report.Short(last.ValueOf(metric))}");
         }
 
         return parts.Count == 0 ? "-" : string.Join("; ", parts);
@@ -185,6 +185,12 @@ public static partial class SweepCommands
         async Task<(StateCounts Counts, IReadOnlyList<TrialRecord> Trials, bool Closed)> Poll() =>
             (await store.CountStatesAsync(study, ct), await store.GetTrialsAsync(study, ct), await store.GetResultAsync(study, ct) is not null);
 
+        // The study's planned trials (Bayesian search stores them one by one) and its metric, for the best so far.
+        var record = await store.GetStudyAsync(study, ct);
+        var planned = record?.TrialCount ?? 0;
+        (TrialRecord? Best, string Metric) BestOf(IReadOnlyList<TrialRecord> trials) => record is null ? (StudySelection.Best(trials), "val_accuracy") : Report.Best(record, trials);
+        string Shown(TrialRecord? best, string metric) => best is null ? "-" : $"trial {best.Number} {metric} {Report.Short(StudySelection.RecordedValue(best, metric))}";
+
         var interactive = !asJson && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
         if (interactive)
         {
@@ -197,11 +203,11 @@ public static partial class SweepCommands
                     while (true)
                     {
                         var (c, trials, closed) = await Poll();
-                        bar.MaxValue = Math.Max(c.Total, 1);
+                        bar.MaxValue = Math.Max(Math.Max(c.Total, planned), 1);
                         bar.Value = c.Final;
-                        var best = StudySelection.Best(trials);
+                        var (best, metric) = BestOf(trials);
                         var width = Math.Max(20, AnsiConsole.Profile.Width - 40);
-                        var text = $"{c.Completed} done {c.Running} running {c.Pending} pending {(c.Paused > 0 ? $"{c.Paused} paused " : "")}{c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Acc(best.ValAccuracy)}")} | {await RunningAsync(store, trials, ct)}";
+                        var text = $"{c.Completed} done {c.Running} running {c.Pending} pending {(c.Paused > 0 ? $"{c.Paused} paused " : "")}{c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Short(StudySelection.RecordedValue(best, metric))}")} | {await RunningAsync(store, trials, metric, ct)}";
                         bar.Description = Markup.Escape(text.Length > width ? text[..(width - 1)] + "…" : text);
                         if (closed)
                         {
@@ -225,12 +231,12 @@ public static partial class SweepCommands
                 return;
             }
 
-            var best = StudySelection.Best(trials);
+            var (best, metric) = BestOf(trials);
             // A line when the counts or the best change, and every 30 s otherwise (with the running trials' epochs).
-            var line = $"{Report.Counts(c)}; best so far: {(best is null ? "-" : $"trial {best.Number} val acc {Report.Acc(best.ValAccuracy)}")}";
+            var line = $"{Report.Counts(c, planned)}; best so far: {Shown(best, metric)}";
             if (line != lastLine || DateTime.UtcNow - lastPrint > TimeSpan.FromSeconds(30))
             {
-                Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss} progress] {line}; running: {await RunningAsync(store, trials, ct)}");
+                Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss} progress] {line}; running: {await RunningAsync(store, trials, metric, ct)}");
                 lastLine = line;
                 lastPrint = DateTime.UtcNow;
             }

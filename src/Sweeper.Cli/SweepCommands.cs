@@ -443,7 +443,7 @@ public static partial class SweepCommands
                     // One short line per fact, so that nothing wraps in a terminal and each line greps on its own.
                     var (best, metric) = BestOf(record, trials);
                     Console.WriteLine($"{name}: {(record.Closed ? "closed" : "open")}, {record.Method} search");
-                    Console.WriteLine($"  trials: {Report.ShortCounts(counts)}");
+                    Console.WriteLine($"  trials: {Report.ShortCounts(counts, record.TrialCount)}");
                     Console.WriteLine("  best so far: " + (best is null ? "-" : $"trial {best.Number}, {metric} {Report.Short(StudySelection.RecordedValue(best, metric))}")
                         + (result?.TestAccuracy is { } t ? $", test accuracy {Report.Acc(t)}" : ""));
                     foreach (var r in trials.Where(t => t.State == TrialState.Running))

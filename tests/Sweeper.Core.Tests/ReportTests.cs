@@ -108,5 +108,10 @@ public class ReportTests
     {
         Assert.Equal("12 completed, 3 running, 1 failed (13/16 final)", Report.ShortCounts(new StateCounts(0, 3, 12, 0, 0, 1)));
         Assert.Equal("no trials (0/0 final)", Report.ShortCounts(new StateCounts(0, 0, 0, 0, 0, 0)));
+
+        // Bayesian search stores its trials one by one: the final count is of the trials planned.
+        Assert.Equal("2 completed, 2 running (2/60 final)", Report.ShortCounts(new StateCounts(0, 2, 2, 0, 0, 0), planned: 60));
+        Assert.EndsWith("(2/60 final)", Report.Counts(new StateCounts(0, 2, 2, 0, 0, 0), planned: 60));
+        Assert.EndsWith("(13/16 final)", Report.Counts(new StateCounts(0, 3, 12, 0, 0, 1), planned: 10));
     }
 }
