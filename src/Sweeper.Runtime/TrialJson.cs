@@ -12,6 +12,7 @@ public static class TrialJson
         state = t.State.ToText(),
         val_accuracy = t.ValAccuracy,
         train_accuracy = t.TrainAccuracy,
+        value = t.Value,
         epochs = t.EpochsDone,
         attempts = t.Attempts,
         seed = t.Seed,
@@ -39,6 +40,14 @@ public static class TrialJson
             ["seed"] = t.Seed,
             ["owner"] = t.Owner,
         };
+
+        // The trial's value of the sweep's metric, as a column of its own where it is not one of the two above (a
+        // program's loss, train_loss): the table shows no copy of val_accuracy.
+        if (t.Value is { } value && value != t.ValAccuracy && value != t.TrainAccuracy)
+        {
+            row["value"] = value;
+        }
+
         foreach (var (k, v) in ParamJson.Deserialize(t.ParametersJson))
         {
             row[Core.Queries.FilterParser.ParameterColumn(k)] = v;

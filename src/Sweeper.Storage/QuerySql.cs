@@ -34,6 +34,7 @@ public static class QuerySql
         ["attempts"] = ("attempts", false),
         ["seed"] = ("seed", false),
         ["owner"] = ("owner", true),
+        ["value"] = ("value", false),
     };
 
     /// <summary>Builds the filter and the order of a query and fills <paramref name="parameters"/> (names like p0, p1, ...).</summary>

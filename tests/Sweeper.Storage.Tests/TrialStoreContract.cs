@@ -537,6 +537,34 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task Trials_are_queried_and_sorted_by_their_value_of_the_sweeps_metric()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            // A program's metric (a loss: lower is better) recorded by each trial's finish; trial 3 failed without one.
+            var losses = new double?[] { 0.9, 0.3, 0.6, null };
+            await store.CreateStudyAsync(new NewStudy("v", "h", "t", AnySweepJson, "grid", [.. Enumerable.Range(0, 4).Select(i => new NewTrial(i, "{}", 1))]));
+            for (var i = 0; i < 4; i++)
+            {
+                var lease = (await store.ClaimAsync("v", "w", _lease))!;
+                await store.FinishAsync(lease, new TrialFinish(losses[lease.Number] is null ? TrialState.Failed : TrialState.Completed, null, null, 1, null) { Value = losses[lease.Number] });
+            }
+
+            async Task<int[]> Numbers(string? where, string sort)
+            {
+                var query = new Core.Queries.TrialQuery(where is null ? null : Core.Queries.FilterParser.Parse(where, []), Core.Queries.FilterParser.ParseSort(sort, []));
+                return (await store.QueryTrialsAsync("v", query)).Trials.Select(t => t.Number).ToArray();
+            }
+
+            Assert.Equal(new[] { 1, 2 }, await Numbers("value < 0.7", "value"));
+            Assert.Equal(new[] { 0, 2, 1 }, await Numbers("value > 0", "-value"));
+            Assert.Equal(0.3, (await store.GetTrialsAsync("v")).Single(t => t.Number == 1).Value);
+        }
+    }
+
+    [Fact]
     public async Task Queries_filter_sort_and_page_trials_by_columns_and_parameters_without_injection()
     {
         var (db, store, _) = await OpenAsync();

@@ -51,7 +51,7 @@ public sealed class QueryException(string message, int position, string text)
 public sealed class FilterParser
 {
     /// <summary>The trial columns a query may name (parameters come on top).</summary>
-    public static readonly IReadOnlySet<string> TrialFields = new HashSet<string> { "number", "state", "val_accuracy", "train_accuracy", "epochs", "attempts", "seed", "owner" };
+    public static readonly IReadOnlySet<string> TrialFields = new HashSet<string> { "number", "state", "val_accuracy", "train_accuracy", "epochs", "attempts", "seed", "owner", "value" };
 
     /// <summary>Names a parameter explicitly: <c>params.epochs</c> is the parameter, <c>epochs</c> the trial field.</summary>
     public const string ParameterPrefix = "params.";
