@@ -164,26 +164,15 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
                 return await halving.AfterEpochAsync(number, metrics);
             }
 
-            if (_rule is NoStopping)
-            {
-                return EpochVerdict.Continue;
-            }
-
-            if (_sweep is { Metric: "val_accuracy", Goal: "maximize" })
-            {
-                return _rule.ShouldStop(metrics.Epoch, metrics.ValAccuracy, await store.GetCompletedValuesAtEpochAsync(Name, metrics.Epoch)) ? EpochVerdict.Stop : EpochVerdict.Continue;
-            }
-
-            // Another metric, or a goal to minimize: the rule compares the sweep's metric, turned so that higher is better.
-            if (_search is not { } search || search.Value(metrics) is not { } value)
+            // The rule compares the sweep's metric (a built-in field or a program's own), turned so that higher is
+            // better, with the completed trials' values at the same epoch: one query.
+            if (_rule is NoStopping || _search is not { } search || search.Value(metrics) is not { } value)
             {
                 return EpochVerdict.Continue;
             }
 
             var sign = _sweep?.Goal == "minimize" ? -1 : 1;
-            var completed = (await store.GetTrialsAsync(Name)).Where(t => t.State == TrialState.Completed).Select(t => t.Number).ToHashSet();
-            var others = (await store.GetEpochOfTrialsAsync(Name, metrics.Epoch)).Where(x => completed.Contains(x.Number))
-                .Select(x => search.Value(x.Metrics)).OfType<double>().Select(v => sign * v).ToList();
+            var others = (await store.GetCompletedEpochsAtAsync(Name, metrics.Epoch)).Select(search.Value).OfType<double>().Select(v => sign * v).ToList();
             return _rule.ShouldStop(metrics.Epoch, sign * value, others) ? EpochVerdict.Stop : EpochVerdict.Continue;
         }
         catch (StoreUnavailableException)

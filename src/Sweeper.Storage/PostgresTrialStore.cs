@@ -669,10 +669,10 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         ReadAsync(async conn => await QueryAsync(conn, null,
             $"SELECT {EpochColumns} FROM epochs e WHERE e.trial_id = @t ORDER BY e.epoch", r => ReadEpoch(r, 0), ("t", trialId)), cancellationToken);
 
-    public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
+    public Task<IReadOnlyList<EpochRecord>> GetCompletedEpochsAtAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async conn => await QueryAsync(conn, null,
-            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND t.state = 'completed' AND e.epoch = @e AND e.val_accuracy IS NOT NULL",
-            r => r.GetDouble(0), ("s", study), ("e", epoch)), cancellationToken);
+            $"SELECT {EpochColumns} FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = @s AND t.state = 'completed' AND e.epoch = @e",
+            r => ReadEpoch(r, 0), ("s", study), ("e", epoch)), cancellationToken);
 
     public async Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default)
     {

@@ -586,10 +586,10 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         ReadAsync(async () => await QueryAsync(
             $"SELECT {EpochColumns} FROM epochs e WHERE e.trial_id = $t ORDER BY e.epoch", null, r => ReadEpoch(r, 0), ("$t", trialId)), cancellationToken);
 
-    public Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
+    public Task<IReadOnlyList<EpochRecord>> GetCompletedEpochsAtAsync(string study, int epoch, CancellationToken cancellationToken = default) =>
         ReadAsync(async () => await QueryAsync(
-            "SELECT e.val_accuracy FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND t.state = 'completed' AND e.epoch = $e AND e.val_accuracy IS NOT NULL", null,
-            r => r.GetDouble(0), ("$s", study), ("$e", epoch)), cancellationToken);
+            $"SELECT {EpochColumns} FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.study = $s AND t.state = 'completed' AND e.epoch = $e", null,
+            r => ReadEpoch(r, 0), ("$s", study), ("$e", epoch)), cancellationToken);
 
     public Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>

@@ -359,8 +359,9 @@ public abstract class TrialStoreContract
 
             var epochs = await store.GetEpochsAsync(leases[0].TrialId);
             Assert.Equal((1, 0.15), (epochs.Single().Epoch, epochs.Single().ValAccuracy));
-            Assert.Equal([0.15, 0.2], (await store.GetCompletedValuesAtEpochAsync("s", 1)).Order());
-            Assert.Empty(await store.GetCompletedValuesAtEpochAsync("s", 2));
+            Assert.Equal([0.15, 0.2], (await store.GetCompletedEpochsAtAsync("s", 1)).Select(e => e.ValAccuracy).Order());
+            Assert.Equal([1.5, 2.0], (await store.GetCompletedEpochsAtAsync("s", 1)).Select(e => e.Loss).Order());
+            Assert.Empty(await store.GetCompletedEpochsAtAsync("s", 2));
             Assert.Equal(new StateCounts(0, 0, 2, 1, 0, 0), await store.CountStatesAsync("s"));
         }
     }
@@ -829,10 +830,13 @@ public abstract class TrialStoreContract
             await store.ReportEpochAsync(program, reported with { Metrics = new Dictionary<string, double> { ["val_loss"] = 0.25 } }, null, _lease);
             Assert.Equal(new Dictionary<string, double> { ["val_loss"] = 0.25 }, (await store.GetEpochsAsync(program.TrialId)).Single().Metrics);
 
-            // The median rule's values leave out the epochs that reported no validation accuracy.
+            // The median rule reads the completed trials' epochs with their own metrics: the sweep's metric is a built-in
+            // field of one (val_loss unreported: not in its metrics) and a program's own metric of the other.
             await store.FinishAsync(program, new TrialFinish(TrialState.Completed, null, null, 1, null, 0.25));
             await store.FinishAsync(builtIn, new TrialFinish(TrialState.Completed, 0.25, 0.3, 1, null, 0.25));
-            Assert.Equal([0.25], await store.GetCompletedValuesAtEpochAsync("s", 1));
+            var completed = await store.GetCompletedEpochsAtAsync("s", 1);
+            Assert.Equal([0.25], completed.Select(e => e.ValueOf("val_accuracy")).OfType<double>());
+            Assert.Equal([0.25], completed.Select(e => e.ValueOf("val_loss")).OfType<double>());
         }
     }
 

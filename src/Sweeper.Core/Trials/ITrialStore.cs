@@ -113,8 +113,11 @@ public interface ITrialStore : IAsyncDisposable
 
     Task<IReadOnlyList<EpochRecord>> GetEpochsAsync(long trialId, CancellationToken cancellationToken = default);
 
-    /// <summary>Validation accuracies at <paramref name="epoch"/> of the study's completed trials (for the median stopping rule).</summary>
-    Task<IReadOnlyList<double>> GetCompletedValuesAtEpochAsync(string study, int epoch, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// The metrics at <paramref name="epoch"/> of the study's completed trials (for the median stopping rule, which
+    /// reads the sweep's metric from them: a built-in field or a program's own metric).
+    /// </summary>
+    Task<IReadOnlyList<EpochRecord>> GetCompletedEpochsAtAsync(string study, int epoch, CancellationToken cancellationToken = default);
 
     /// <summary>Stores the study's result and closes it. Only once: a second call returns false and changes nothing.</summary>
     Task<bool> CloseStudyAsync(StudyResult result, CancellationToken cancellationToken = default);
