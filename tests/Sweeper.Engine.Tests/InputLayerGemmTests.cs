@@ -1,6 +1,8 @@
 using Sweeper.Core;
 using Sweeper.Engine.Data;
 using Sweeper.Engine.Kernels;
+using Sweeper.Engine.Models;
+using Sweeper.Engine.Training;
 
 namespace Sweeper.Engine.Tests;
 
@@ -39,18 +41,16 @@ public class InputLayerGemmTests
     [InlineData(37, 100)]
     [InlineData(16, 16)]
     [InlineData(5, 45)]
-    public void A_batch_lays_out_every_row_as_panels_and_strips_with_zero_padding(int n, int d)
+    public void The_forward_product_lays_out_every_row_into_the_strips_with_zero_padding(int n, int d)
     {
+        RequireKernels();
         var (batch, x) = RandomBatch(n, d, 3);
-        for (var i = 0; i < batch.PanelCount * InputBatch.PanelRows; i++)
-        {
-            for (var k = 0; k < d; k++)
-            {
-                var expected = i < n ? x[i, k] : 0f;
-                Assert.Equal(expected, batch.Panels[((((i / 16) * d) + k) * 16) + (i % 16)]);
-            }
-        }
-
+        var w = Gaussian(10 * d, 4);
+        var z = new float[n * 10];
+        Assert.False(batch.StripsReady);
+        Assert.Throws<InvalidOperationException>(() => InputLayerGemm.WeightStep(batch, new float[n * 10], w, 1, 1, new float[10 * d]));
+        InputLayerGemm.Forward(batch, w, new float[10], z);
+        Assert.True(batch.StripsReady);
         for (var i = 0; i < n; i++)
         {
             for (var k = 0; k < batch.StripCount * InputBatch.StripColumns; k++)
@@ -60,36 +60,56 @@ public class InputLayerGemmTests
             }
         }
 
-        // Laying out the same rows from a matrix gives the same batch.
-        var again = new InputBatch(n, d);
-        again.SetRows(x);
-        Assert.Equal(batch.Panels, again.Panels);
-        Assert.Equal(batch.Strips, again.Strips);
-    }
-
-    [Fact]
-    public unsafe void Transpose16_transposes()
-    {
-        RequireKernels();
-        var rows = stackalloc System.Runtime.Intrinsics.Vector512<float>[16];
+        // The last panel laid out holds the batch's last rows, feature by feature, with zeros past the last row.
+        var lastPanel = batch.PanelCount - 1;
+        var slot = lastPanel % 2;
         for (var l = 0; l < 16; l++)
         {
-            var values = new float[16];
-            for (var m = 0; m < 16; m++)
+            var row = (lastPanel * 16) + l;
+            for (var k = 0; k < d; k++)
             {
-                values[m] = (l * 100) + m;
+                Assert.Equal(row < n ? x[row, k] : 0f, batch.Panels[((slot * d) + k) * 16 + l]);
             }
-
-            rows[l] = System.Runtime.Intrinsics.Vector512.Create(values);
         }
 
-        InputBatch.Transpose16(rows);
+        // The same rows given as a matrix give the same strips and products.
+        var again = new InputBatch(n, d);
+        again.SetRows(x);
+        var z2 = new float[n * 10];
+        InputLayerGemm.Forward(again, w, new float[10], z2);
+        Assert.Equal(batch.Strips.ToArray(), again.Strips.ToArray());
+        Assert.Equal(z, z2);
+    }
+
+    [Theory]
+    [InlineData(16)]
+    [InlineData(5)]
+    public unsafe void LayOut16_writes_rows_to_the_strip_and_columns_to_the_panel(int count)
+    {
+        RequireKernels();
+        const int Stride = 48;
+        var block = new AlignedFloats(16 * Stride);
+        var strip = new AlignedFloats(16 * 32);
+        var panel = new AlignedFloats(16 * 16);
         for (var l = 0; l < 16; l++)
         {
             for (var m = 0; m < 16; m++)
             {
-                Assert.Equal((m * 100) + l, rows[l][m]);
+                block.Span[(l * Stride) + m] = (l * 100) + m;
             }
+        }
+
+        strip.Span.Fill(-1);
+        InputBatch.LayOut16(block.Pointer, Stride, strip.Pointer, count, panel.Pointer);
+        for (var l = 0; l < 16; l++)
+        {
+            for (var m = 0; m < 16; m++)
+            {
+                Assert.Equal((l * 100) + m, panel.Span[(m * 16) + l]);
+                Assert.Equal(l < count ? (l * 100) + m : -1, strip.Span[(l * 32) + m]);
+            }
+
+            Assert.Equal(-1, strip.Span[(l * 32) + 16]); // the other half of the strip's row is left alone
         }
     }
 
@@ -136,6 +156,7 @@ public class InputLayerGemmTests
         var src = Gaussian(h * d, 10);
         var dst = inPlace ? src : Gaussian(h * d, 11);
         var before = (float[])src.Clone();
+        InputLayerGemm.Forward(batch, new float[h * d], new float[h], new float[n * h]); // lays out the strips
         const float Alpha = 0.75f, Beta = -0.01f;
         InputLayerGemm.WeightStep(batch, dz, src, Alpha, Beta, dst);
         for (var j = 0; j < h; j++)
@@ -162,9 +183,75 @@ public class InputLayerGemmTests
         RequireKernels();
         Assert.False(InputLayerGemm.Supported(15));
         var (batch, _) = RandomBatch(4, 8, 1);
+        InputLayerGemm.Forward(batch, new float[10 * 8], new float[10], new float[4 * 10]);
         Assert.Throws<NotSupportedException>(() => InputLayerGemm.Forward(batch, new float[15 * 8], new float[15], new float[4 * 15]));
         Assert.Throws<ArgumentException>(() => InputLayerGemm.Forward(batch, new float[(10 * 8) - 1], new float[10], new float[4 * 10]));
         Assert.Throws<ArgumentException>(() => InputLayerGemm.WeightStep(batch, new float[4 * 10], new float[10 * 8], 1, 1, new float[(10 * 8) + 1]));
         Assert.Throws<ArgumentException>(() => batch.SetRows(new Matrix<float>(5, 8)));
+    }
+
+    [Theory]
+    [InlineData("sgd", 0)]
+    [InlineData("sgd", 1)]
+    [InlineData("adam", 2)]
+    public void Training_steps_on_the_kernels_follow_the_same_steps_on_OpenBLAS(string rule, int normalization)
+    {
+        RequireKernels();
+        const int N = 90, D = 70;
+        var rng = new Rng(12);
+        var x = new Matrix<float>(Gaussian(N * D, 13), N, D);
+        var split = new InMemorySplit<float>(x, TestData.Labels(rng, N, 10));
+        var spec = new ModelSpec { InputDim = D, HiddenSizes = [20, 10], Normalization = (Normalization)normalization, Reg = 0.05, WeightScale = 0.05 };
+        var options = new SolverOptions { UpdateRule = rule, LearningRate = 1e-2, BatchSize = 30, Seed = 4 };
+        var kernels = new Solver<float>(new FullyConnectedNet<float>(spec, 4), split, split, options);
+        var blas = new Solver<float>(new FullyConnectedNet<float>(spec, 4), split, split, options);
+        blas.Model.InputKernels = false;
+        Assert.True(kernels.Model.UsesInputKernels);
+        Assert.False(blas.Model.UsesInputKernels);
+        var order = Enumerable.Range(0, N).ToArray();
+        for (var step = 0; step < 12; step++)
+        {
+            rng.Shuffle(order);
+            var batch = order.AsSpan(0, 30);
+            var (a, b) = (kernels.Step(batch), blas.Step(batch));
+            Assert.True(Math.Abs(a - b) <= 1e-5 * Math.Abs(b), $"step {step}: loss {a} on the kernels, {b} on OpenBLAS");
+        }
+
+        for (var p = 0; p < kernels.Model.Parameters.Count; p++)
+        {
+            var (a, b) = (kernels.Model.Parameters[p].Value, blas.Model.Parameters[p].Value);
+            var scale = b.Max(Math.Abs);
+            for (var i = 0; i < a.Length; i++)
+            {
+                // Biases before batch norm get only rounding noise as gradient: hence the absolute floor.
+                Assert.True(Math.Abs(a[i] - b[i]) <= (1e-4 * scale) + 1e-7, $"{kernels.Model.Parameters[p].Name}[{i}]: {a[i]} on the kernels, {b[i]} on OpenBLAS");
+            }
+        }
+    }
+
+    [Fact]
+    public void The_loss_on_the_kernels_gives_the_gradients_of_the_loss_on_OpenBLAS()
+    {
+        RequireKernels();
+        const int N = 45, D = 50;
+        var x = new Matrix<float>(Gaussian(N * D, 20), N, D);
+        var split = new InMemorySplit<float>(x, TestData.Labels(new Rng(21), N, 10));
+        var model = new FullyConnectedNet<float>(new ModelSpec { InputDim = D, HiddenSizes = [30], Reg = 0.1, WeightScale = 0.05 }, 22);
+        var indices = Enumerable.Range(0, N).Reverse().ToArray();
+        var gathered = new Matrix<float>(N, D);
+        split.Gather(indices, gathered);
+        var lossBlas = model.Loss(gathered, split.Labels.AsSpan().ToArray().Reverse().ToArray());
+        var gradients = model.Parameters.Select(p => (float[])p.Grad.Clone()).ToArray();
+        var lossKernels = model.Loss(split, indices, split.Labels.AsSpan().ToArray().Reverse().ToArray());
+        Assert.Equal(lossBlas, lossKernels, 1e-5);
+        for (var p = 0; p < gradients.Length; p++)
+        {
+            var scale = gradients[p].Max(Math.Abs);
+            Assert.True(scale > 0);
+            for (var i = 0; i < gradients[p].Length; i++)
+            {
+                Assert.True(Math.Abs(model.Parameters[p].Grad[i] - gradients[p][i]) <= 1e-5 * scale, $"{model.Parameters[p].Name}[{i}]");
+            }
+        }
     }
 }

@@ -44,6 +44,12 @@ public sealed class ImageSplit<T> : IDataSplit<T>
             throw new ArgumentException($"destination must be at least {indices.Length} x {Dim}.");
         }
 
+        Gather(indices, destination.Span, Dim);
+    }
+
+    public void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride)
+    {
+        DataSplits.CheckDestination(indices.Length, Dim, destination.Length, stride);
         var images = _images.Span;
         for (var i = 0; i < indices.Length; i++)
         {
@@ -52,7 +58,7 @@ public sealed class ImageSplit<T> : IDataSplit<T>
                 Prefetch(images.Slice(indices[i + PrefetchDistance] * Cifar10.ImageBytes, Cifar10.ImageBytes));
             }
 
-            var row = destination.Row(i);
+            var row = destination.Slice(i * stride, Dim);
             Preprocess(images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes), _mean, row[..Cifar10.ImageBytes]);
             if (_bias)
             {

@@ -18,6 +18,12 @@ public interface IDataSplit<T>
     /// <summary>Copies examples <paramref name="indices"/>[i] into row i of <paramref name="destination"/> (indices.Length x Dim).</summary>
     void Gather(ReadOnlySpan<int> indices, Matrix<T> destination);
 
+    /// <summary>
+    /// Copies examples <paramref name="indices"/>[i] into destination[(i * stride)..][..Dim]: rows
+    /// <paramref name="stride"/> (at least <see cref="Dim"/>) elements apart, the elements between rows untouched.
+    /// </summary>
+    void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride);
+
     /// <summary>A hint that these examples will be gathered soon (the next minibatch): their memory may be fetched meanwhile.</summary>
     void Prefetch(ReadOnlySpan<int> indices)
     {
@@ -47,11 +53,26 @@ public sealed class InMemorySplit<T> : IDataSplit<T>
 
     public int[] Labels { get; }
 
-    public void Gather(ReadOnlySpan<int> indices, Matrix<T> destination)
+    public void Gather(ReadOnlySpan<int> indices, Matrix<T> destination) => Gather(indices, destination.Span, destination.Cols);
+
+    public void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride)
     {
+        DataSplits.CheckDestination(indices.Length, Dim, destination.Length, stride);
         for (var i = 0; i < indices.Length; i++)
         {
-            _x.Row(indices[i]).CopyTo(destination.Row(i));
+            _x.Row(indices[i]).CopyTo(destination.Slice(i * stride, Dim));
+        }
+    }
+}
+
+internal static class DataSplits
+{
+    /// <summary>Throws unless <paramref name="rows"/> rows of <paramref name="dim"/> elements, <paramref name="stride"/> apart, fit in <paramref name="length"/>.</summary>
+    public static void CheckDestination(int rows, int dim, int length, int stride)
+    {
+        if (stride < dim || (rows > 0 && ((long)(rows - 1) * stride) + dim > length))
+        {
+            throw new ArgumentException($"destination must hold {rows} rows of {dim} elements {stride} apart, and holds {length} elements.");
         }
     }
 }

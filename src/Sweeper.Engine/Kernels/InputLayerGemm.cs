@@ -6,18 +6,21 @@ using Sweeper.Engine.Data;
 namespace Sweeper.Engine.Kernels;
 
 /// <summary>
-/// A minibatch of float32 input rows (n x d) laid out twice for <see cref="InputLayerGemm"/>, so that neither of the
-/// input layer's two matrix products has to copy it again (a general sgemm packs its operands on every call: for the
+/// A minibatch of float32 input rows (n x d) for <see cref="InputLayerGemm"/>, laid out so that neither of the input
+/// layer's two matrix products has to copy it again (a general sgemm packs its operands on every call: for the
 /// two-layer net on CIFAR-10 that is the 200 x 3072 batch twice per step, 14% of the step's cycles with OpenBLAS).
 /// <list type="bullet">
-/// <item><b>panels</b>: panel p holds rows 16p..16p+15 feature by feature (d x 16; rows past n are zeros), so that
-/// the forward product's vectors run along 16 examples;</item>
-/// <item><b>strips</b>: strip s holds columns 32s..32s+31 of every row, row after row (n x 32; columns past d are
-/// zeros), so that the weight product's vectors run along features, and one strip (25 KiB for 200 rows) is read
-/// from the L1 cache for every hidden unit.</item>
+/// <item><b>panels</b>, for the forward product: panel p holds rows 16p..16p+15 feature by feature (d x 16; rows past
+/// n are zeros), so that vectors run along 16 examples. Only two panels exist at a time: the forward product gathers
+/// two panels' rows, lays them out and uses them while they are in the L2 cache;</item>
+/// <item><b>strips</b>, for the weight product: strip s holds columns 32s..32s+31 of every row, row after row (n x 32;
+/// columns past d are zeros), so that vectors run along features and one strip (25 KiB for 200 rows) is read from the
+/// L1 cache for every hidden unit. Written while the panels are laid out.</item>
 /// </list>
+/// <see cref="Gather"/> or <see cref="SetRows"/> names the rows; <see cref="InputLayerGemm.Forward"/> reads them.
 /// Made once per batch size and reused. Not thread-safe.
 /// </summary>
+[SkipLocalsInit]
 public sealed class InputBatch
 {
     /// <summary>Examples per panel: the lanes of a 512-bit vector of floats.</summary>
@@ -26,8 +29,18 @@ public sealed class InputBatch
     /// <summary>Features per strip: two 512-bit vectors.</summary>
     public const int StripColumns = 32;
 
-    /// <summary>One panel of gathered rows, row-major; rows past the batch's end stay zero.</summary>
-    private readonly Matrix<float> _block;
+    /// <summary>Two panels, the strips and one panel of gathered rows, 64-byte aligned so that no vector access splits a cache line.</summary>
+    private readonly AlignedFloats _panels, _strips, _block;
+
+    /// <summary>
+    /// Floats from one gathered row to the next in the block: d rounded up to whole vectors, plus one cache line, so
+    /// that the 16 rows read together do not all fall in the same L1 cache set (as rows 4 KiB apart would).
+    /// </summary>
+    private readonly int _blockStride;
+
+    private readonly int[] _indices;
+    private IDataSplit<float>? _split;
+    private Matrix<float>? _x;
 
     public InputBatch(int rows, int dim)
     {
@@ -37,9 +50,11 @@ public sealed class InputBatch
         Dim = dim;
         PanelCount = (rows + PanelRows - 1) / PanelRows;
         StripCount = (dim + StripColumns - 1) / StripColumns;
-        Panels = new float[checked(PanelCount * dim * PanelRows)];
-        Strips = new float[checked(StripCount * rows * StripColumns)];
-        _block = new Matrix<float>(PanelRows, dim);
+        _panels = new AlignedFloats(checked(2 * dim * PanelRows));
+        _strips = new AlignedFloats(checked(StripCount * rows * StripColumns));
+        _blockStride = ((dim + 15) / 16 * 16) + 16;
+        _block = new AlignedFloats(checked(PanelRows * _blockStride));
+        _indices = new int[rows];
     }
 
     /// <summary>Examples (n).</summary>
@@ -52,13 +67,18 @@ public sealed class InputBatch
 
     public int StripCount { get; }
 
-    /// <summary>panel p, feature k, lane l at ((p d) + k) 16 + l: row 16p + l, column k.</summary>
-    internal float[] Panels { get; }
+    /// <summary>True once <see cref="InputLayerGemm.Forward"/> has laid out the strips of the current rows.</summary>
+    public bool StripsReady { get; private set; }
+
+    /// <summary>The two panels of the pair laid out last: slot q, feature k, lane l at ((q d) + k) 16 + l.</summary>
+    internal Span<float> Panels => _panels.Span;
 
     /// <summary>strip s, row i, column c at ((s n) + i) 32 + c: row i, column 32s + c.</summary>
-    internal float[] Strips { get; }
+    internal Span<float> Strips => _strips.Span;
 
-    /// <summary>Copies examples <paramref name="indices"/> (exactly <see cref="Rows"/> of them) of <paramref name="split"/> in, 16 at a time.</summary>
+    internal unsafe float* StripPointer => _strips.Pointer;
+
+    /// <summary>The batch is examples <paramref name="indices"/> (exactly <see cref="Rows"/> of them) of <paramref name="split"/>, read 16 at a time by the forward product.</summary>
     public void Gather(IDataSplit<float> split, ReadOnlySpan<int> indices)
     {
         if (indices.Length != Rows || split.Dim != Dim)
@@ -66,16 +86,11 @@ public sealed class InputBatch
             throw new ArgumentException($"InputBatch.Gather: {indices.Length} indices of {split.Dim} features for a batch of {Rows} x {Dim}.");
         }
 
-        for (var p = 0; p < PanelCount; p++)
-        {
-            var first = p * PanelRows;
-            var count = Math.Min(PanelRows, Rows - first);
-            split.Gather(indices.Slice(first, count), _block);
-            LayOut(p, count);
-        }
+        indices.CopyTo(_indices);
+        (_split, _x, StripsReady) = (split, null, false);
     }
 
-    /// <summary>Copies the rows of <paramref name="x"/> (<see cref="Rows"/> x <see cref="Dim"/>) in.</summary>
+    /// <summary>The batch is the rows of <paramref name="x"/> (<see cref="Rows"/> x <see cref="Dim"/>), read by the forward product.</summary>
     public void SetRows(Matrix<float> x)
     {
         if (x.Rows != Rows || x.Cols != Dim)
@@ -83,98 +98,207 @@ public sealed class InputBatch
             throw new ArgumentException($"InputBatch.SetRows: {x.Rows} x {x.Cols} rows for a batch of {Rows} x {Dim}.");
         }
 
-        for (var p = 0; p < PanelCount; p++)
+        (_split, _x, StripsReady) = (null, x, false);
+    }
+
+    /// <summary>Asks the source for the rows of <paramref name="panels"/> panels from panel <paramref name="p"/> on (a hint: they are read soon).</summary>
+    internal void PrefetchPanels(int p, int panels)
+    {
+        var first = Math.Min(p * PanelRows, Rows);
+        var end = Math.Min((p + panels) * PanelRows, Rows);
+        if (_split is not null && end > first)
         {
-            var first = p * PanelRows;
-            var count = Math.Min(PanelRows, Rows - first);
-            x.Data.AsSpan(first * Dim, count * Dim).CopyTo(_block.Span);
-            LayOut(p, count);
+            _split.Prefetch(_indices.AsSpan(first, end - first));
         }
     }
 
-    /// <summary>Writes the first <paramref name="count"/> rows of the block as panel p and into the strips; the block's other rows are cleared first.</summary>
-    private unsafe void LayOut(int p, int count)
+    /// <summary>
+    /// Reads panel p's rows from the source and writes them as panel slot <paramref name="slot"/> and into the strips;
+    /// returns the slot's address. The forward product calls it for every panel in order.
+    /// </summary>
+    internal unsafe float* LayOutPanel(int p, int slot)
     {
-        int d = Dim, n = Rows, first = p * PanelRows;
-        _block.Span[(count * d)..].Clear();
-        fixed (float* block = _block.Data, panels = Panels, strips = Strips)
+        var first = p * PanelRows;
+        var count = Math.Min(PanelRows, Rows - first);
+        var block = _block.Span;
+        if (_split is not null)
         {
-            var panel = panels + ((long)p * d * PanelRows);
-            var k0 = 0;
-            if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+            _split.Gather(_indices.AsSpan(first, count), block, _blockStride);
+        }
+        else if (_x is not null)
+        {
+            for (var l = 0; l < count; l++)
             {
-                var rows = stackalloc Vector512<float>[PanelRows];
-                for (; k0 + PanelRows <= d; k0 += PanelRows)
-                {
-                    var strip = strips + (((((long)(k0 / StripColumns) * n) + first) * StripColumns) + (k0 % StripColumns));
-                    for (var l = 0; l < PanelRows; l++)
-                    {
-                        rows[l] = Avx512F.LoadVector512(block + ((long)l * d) + k0);
-                        if (l < count)
-                        {
-                            Avx512F.Store(strip + (l * StripColumns), rows[l]);
-                        }
-                    }
-
-                    Transpose16(rows);
-                    for (var m = 0; m < PanelRows; m++)
-                    {
-                        Avx512F.Store(panel + ((long)(k0 + m) * PanelRows), rows[m]);
-                    }
-                }
+                _x.Row(first + l).CopyTo(block.Slice(l * _blockStride, Dim));
             }
+        }
+        else
+        {
+            throw new InvalidOperationException("InputBatch: no rows yet; call Gather or SetRows first.");
+        }
 
-            for (var k = k0; k < d; k++)
+        block[(count * _blockStride)..].Clear();
+        var panel = _panels.Pointer + ((long)slot * Dim * PanelRows);
+        LayOut(first, count, panel);
+        if (p == PanelCount - 1)
+        {
+            StripsReady = true;
+        }
+
+        return panel;
+    }
+
+    /// <summary>Writes the block's 16 rows as a panel, and its first <paramref name="count"/> rows (rows first.. of the batch) into the strips.</summary>
+    private unsafe void LayOut(int first, int count, float* panel)
+    {
+        int d = Dim, n = Rows, stride = _blockStride;
+        float* block = _block.Pointer, strips = _strips.Pointer;
+        var k0 = 0;
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+        {
+            for (; k0 + PanelRows <= d; k0 += PanelRows)
             {
-                var strip = strips + (((((long)(k / StripColumns) * n) + first) * StripColumns) + (k % StripColumns));
-                for (var l = 0; l < PanelRows; l++)
+                var strip = strips + (((((long)(k0 / StripColumns) * n) + first) * StripColumns) + (k0 % StripColumns));
+                LayOut16(block + k0, stride, strip, count, panel + ((long)k0 * PanelRows));
+            }
+        }
+
+        for (var k = k0; k < d; k++)
+        {
+            var strip = strips + (((((long)(k / StripColumns) * n) + first) * StripColumns) + (k % StripColumns));
+            for (var l = 0; l < PanelRows; l++)
+            {
+                var value = block[((long)l * stride) + k];
+                panel[((long)k * PanelRows) + l] = value;
+                if (l < count)
                 {
-                    var value = block[((long)l * d) + k];
-                    panel[((long)k * PanelRows) + l] = value;
-                    if (l < count)
-                    {
-                        strip[l * StripColumns] = value;
-                    }
+                    strip[l * StripColumns] = value;
                 }
             }
         }
     }
 
     /// <summary>
-    /// Transposes 16 vectors of 16 floats in place (rows[l][m] becomes rows[m][l]): pairs of rows interleaved by
-    /// floats, then by pairs of floats, then the 128-bit lanes of four vectors transposed in two steps.
+    /// A 16 x 16 block: rows l of <paramref name="block"/> (<paramref name="stride"/> floats apart) go to
+    /// strip + 32 l for l below <paramref name="count"/>, and its columns m to panel + 16 m. The transpose interleaves
+    /// pairs of rows by floats, then by pairs of floats, then transposes the 128-bit lanes of four vectors in two steps;
+    /// all in registers.
     /// </summary>
-    internal static unsafe void Transpose16(Vector512<float>* rows)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void LayOut16(float* block, int stride, float* strip, int count, float* panel)
     {
-        var s = stackalloc Vector512<float>[PanelRows];
-        for (var j = 0; j < PanelRows; j += 2)
+        var r0 = Avx512F.LoadAlignedVector512(block + (0 * (nint)stride));
+        var r1 = Avx512F.LoadAlignedVector512(block + (1 * (nint)stride));
+        var r2 = Avx512F.LoadAlignedVector512(block + (2 * (nint)stride));
+        var r3 = Avx512F.LoadAlignedVector512(block + (3 * (nint)stride));
+        var r4 = Avx512F.LoadAlignedVector512(block + (4 * (nint)stride));
+        var r5 = Avx512F.LoadAlignedVector512(block + (5 * (nint)stride));
+        var r6 = Avx512F.LoadAlignedVector512(block + (6 * (nint)stride));
+        var r7 = Avx512F.LoadAlignedVector512(block + (7 * (nint)stride));
+        var r8 = Avx512F.LoadAlignedVector512(block + (8 * (nint)stride));
+        var r9 = Avx512F.LoadAlignedVector512(block + (9 * (nint)stride));
+        var r10 = Avx512F.LoadAlignedVector512(block + (10 * (nint)stride));
+        var r11 = Avx512F.LoadAlignedVector512(block + (11 * (nint)stride));
+        var r12 = Avx512F.LoadAlignedVector512(block + (12 * (nint)stride));
+        var r13 = Avx512F.LoadAlignedVector512(block + (13 * (nint)stride));
+        var r14 = Avx512F.LoadAlignedVector512(block + (14 * (nint)stride));
+        var r15 = Avx512F.LoadAlignedVector512(block + (15 * (nint)stride));
+        if (count == PanelRows)
         {
-            s[j] = Avx512F.UnpackLow(rows[j], rows[j + 1]);
-            s[j + 1] = Avx512F.UnpackHigh(rows[j], rows[j + 1]);
+            Avx512F.StoreAligned(strip + 0, r0);
+            Avx512F.StoreAligned(strip + 32, r1);
+            Avx512F.StoreAligned(strip + 64, r2);
+            Avx512F.StoreAligned(strip + 96, r3);
+            Avx512F.StoreAligned(strip + 128, r4);
+            Avx512F.StoreAligned(strip + 160, r5);
+            Avx512F.StoreAligned(strip + 192, r6);
+            Avx512F.StoreAligned(strip + 224, r7);
+            Avx512F.StoreAligned(strip + 256, r8);
+            Avx512F.StoreAligned(strip + 288, r9);
+            Avx512F.StoreAligned(strip + 320, r10);
+            Avx512F.StoreAligned(strip + 352, r11);
+            Avx512F.StoreAligned(strip + 384, r12);
+            Avx512F.StoreAligned(strip + 416, r13);
+            Avx512F.StoreAligned(strip + 448, r14);
+            Avx512F.StoreAligned(strip + 480, r15);
         }
+        else
+        {
+            var rows = stackalloc Vector512<float>[] { r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15 };
+            for (var l = 0; l < count; l++)
+            {
+                Avx512F.StoreAligned(strip + (l * StripColumns), rows[l]);
+            }
+        }
+
+        var s0 = Avx512F.UnpackLow(r0, r1).AsDouble();
+        var s1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
+        var s2 = Avx512F.UnpackLow(r2, r3).AsDouble();
+        var s3 = Avx512F.UnpackHigh(r2, r3).AsDouble();
+        var s4 = Avx512F.UnpackLow(r4, r5).AsDouble();
+        var s5 = Avx512F.UnpackHigh(r4, r5).AsDouble();
+        var s6 = Avx512F.UnpackLow(r6, r7).AsDouble();
+        var s7 = Avx512F.UnpackHigh(r6, r7).AsDouble();
+        var s8 = Avx512F.UnpackLow(r8, r9).AsDouble();
+        var s9 = Avx512F.UnpackHigh(r8, r9).AsDouble();
+        var s10 = Avx512F.UnpackLow(r10, r11).AsDouble();
+        var s11 = Avx512F.UnpackHigh(r10, r11).AsDouble();
+        var s12 = Avx512F.UnpackLow(r12, r13).AsDouble();
+        var s13 = Avx512F.UnpackHigh(r12, r13).AsDouble();
+        var s14 = Avx512F.UnpackLow(r14, r15).AsDouble();
+        var s15 = Avx512F.UnpackHigh(r14, r15).AsDouble();
 
         // t[4q + c], 128-bit lane L: column 4L + c of rows 4q..4q+3.
-        var t = stackalloc Vector512<float>[PanelRows];
-        for (var q = 0; q < PanelRows; q += 4)
-        {
-            t[q] = Avx512F.UnpackLow(s[q].AsDouble(), s[q + 2].AsDouble()).AsSingle();
-            t[q + 1] = Avx512F.UnpackHigh(s[q].AsDouble(), s[q + 2].AsDouble()).AsSingle();
-            t[q + 2] = Avx512F.UnpackLow(s[q + 1].AsDouble(), s[q + 3].AsDouble()).AsSingle();
-            t[q + 3] = Avx512F.UnpackHigh(s[q + 1].AsDouble(), s[q + 3].AsDouble()).AsSingle();
-        }
+        var t0 = Avx512F.UnpackLow(s0, s2).AsSingle();
+        var t1 = Avx512F.UnpackHigh(s0, s2).AsSingle();
+        var t2 = Avx512F.UnpackLow(s1, s3).AsSingle();
+        var t3 = Avx512F.UnpackHigh(s1, s3).AsSingle();
+        var t4 = Avx512F.UnpackLow(s4, s6).AsSingle();
+        var t5 = Avx512F.UnpackHigh(s4, s6).AsSingle();
+        var t6 = Avx512F.UnpackLow(s5, s7).AsSingle();
+        var t7 = Avx512F.UnpackHigh(s5, s7).AsSingle();
+        var t8 = Avx512F.UnpackLow(s8, s10).AsSingle();
+        var t9 = Avx512F.UnpackHigh(s8, s10).AsSingle();
+        var t10 = Avx512F.UnpackLow(s9, s11).AsSingle();
+        var t11 = Avx512F.UnpackHigh(s9, s11).AsSingle();
+        var t12 = Avx512F.UnpackLow(s12, s14).AsSingle();
+        var t13 = Avx512F.UnpackHigh(s12, s14).AsSingle();
+        var t14 = Avx512F.UnpackLow(s13, s15).AsSingle();
+        var t15 = Avx512F.UnpackHigh(s13, s15).AsSingle();
 
         // Column 4L + c gathers lane L of t[c], t[4 + c], t[8 + c], t[12 + c].
-        for (var c = 0; c < 4; c++)
-        {
-            var u0 = Avx512F.Shuffle4x128(t[c], t[4 + c], 0x44);
-            var u1 = Avx512F.Shuffle4x128(t[c], t[4 + c], 0xEE);
-            var u2 = Avx512F.Shuffle4x128(t[8 + c], t[12 + c], 0x44);
-            var u3 = Avx512F.Shuffle4x128(t[8 + c], t[12 + c], 0xEE);
-            rows[c] = Avx512F.Shuffle4x128(u0, u2, 0x88);
-            rows[4 + c] = Avx512F.Shuffle4x128(u0, u2, 0xDD);
-            rows[8 + c] = Avx512F.Shuffle4x128(u1, u3, 0x88);
-            rows[12 + c] = Avx512F.Shuffle4x128(u1, u3, 0xDD);
-        }
+        var u00 = Avx512F.Shuffle4x128(t0, t4, 0x44);
+        var u01 = Avx512F.Shuffle4x128(t0, t4, 0xEE);
+        var u02 = Avx512F.Shuffle4x128(t8, t12, 0x44);
+        var u03 = Avx512F.Shuffle4x128(t8, t12, 0xEE);
+        Avx512F.StoreAligned(panel + 0, Avx512F.Shuffle4x128(u00, u02, 0x88));
+        Avx512F.StoreAligned(panel + 64, Avx512F.Shuffle4x128(u00, u02, 0xDD));
+        Avx512F.StoreAligned(panel + 128, Avx512F.Shuffle4x128(u01, u03, 0x88));
+        Avx512F.StoreAligned(panel + 192, Avx512F.Shuffle4x128(u01, u03, 0xDD));
+        var u10 = Avx512F.Shuffle4x128(t1, t5, 0x44);
+        var u11 = Avx512F.Shuffle4x128(t1, t5, 0xEE);
+        var u12 = Avx512F.Shuffle4x128(t9, t13, 0x44);
+        var u13 = Avx512F.Shuffle4x128(t9, t13, 0xEE);
+        Avx512F.StoreAligned(panel + 16, Avx512F.Shuffle4x128(u10, u12, 0x88));
+        Avx512F.StoreAligned(panel + 80, Avx512F.Shuffle4x128(u10, u12, 0xDD));
+        Avx512F.StoreAligned(panel + 144, Avx512F.Shuffle4x128(u11, u13, 0x88));
+        Avx512F.StoreAligned(panel + 208, Avx512F.Shuffle4x128(u11, u13, 0xDD));
+        var u20 = Avx512F.Shuffle4x128(t2, t6, 0x44);
+        var u21 = Avx512F.Shuffle4x128(t2, t6, 0xEE);
+        var u22 = Avx512F.Shuffle4x128(t10, t14, 0x44);
+        var u23 = Avx512F.Shuffle4x128(t10, t14, 0xEE);
+        Avx512F.StoreAligned(panel + 32, Avx512F.Shuffle4x128(u20, u22, 0x88));
+        Avx512F.StoreAligned(panel + 96, Avx512F.Shuffle4x128(u20, u22, 0xDD));
+        Avx512F.StoreAligned(panel + 160, Avx512F.Shuffle4x128(u21, u23, 0x88));
+        Avx512F.StoreAligned(panel + 224, Avx512F.Shuffle4x128(u21, u23, 0xDD));
+        var u30 = Avx512F.Shuffle4x128(t3, t7, 0x44);
+        var u31 = Avx512F.Shuffle4x128(t3, t7, 0xEE);
+        var u32 = Avx512F.Shuffle4x128(t11, t15, 0x44);
+        var u33 = Avx512F.Shuffle4x128(t11, t15, 0xEE);
+        Avx512F.StoreAligned(panel + 48, Avx512F.Shuffle4x128(u30, u32, 0x88));
+        Avx512F.StoreAligned(panel + 112, Avx512F.Shuffle4x128(u30, u32, 0xDD));
+        Avx512F.StoreAligned(panel + 176, Avx512F.Shuffle4x128(u31, u33, 0x88));
+        Avx512F.StoreAligned(panel + 240, Avx512F.Shuffle4x128(u31, u33, 0xDD));
     }
 }
 
@@ -189,6 +313,7 @@ public sealed class InputBatch
 /// the same sums in every run (deterministic), and within float rounding of any other order.
 /// Used where <see cref="Supported"/>; the model uses <see cref="Blas"/> elsewhere. Tested against double-precision loops.
 /// </summary>
+[SkipLocalsInit]
 public static class InputLayerGemm
 {
     /// <summary>Hidden units per tile.</summary>
@@ -197,7 +322,10 @@ public static class InputLayerGemm
     /// <summary>True when this machine runs the kernels (fast 512-bit vectors) and <paramref name="units"/> is a multiple of <see cref="TileUnits"/>.</summary>
     public static bool Supported(int units) => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && units > 0 && units % TileUnits == 0;
 
-    /// <summary>z (n x h) = x w^T + b, with w h x d and b h, x laid out in <paramref name="x"/>.</summary>
+    /// <summary>
+    /// z (n x h) = x w^T + b, with w h x d and b h, x the rows named in <paramref name="x"/>: read from their source two
+    /// panels at a time, laid out (the strips too, for <see cref="WeightStep"/>) and multiplied while in cache.
+    /// </summary>
     public static unsafe void Forward(InputBatch x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> z)
     {
         var (n, d, h) = (x.Rows, x.Dim, b.Length);
@@ -207,23 +335,26 @@ public static class InputLayerGemm
             throw new ArgumentException($"InputLayerGemm.Forward shapes disagree: x {n} x {d}, w {w.Length} (expected {h} x {d}), b {h}, z {z.Length}.");
         }
 
-        fixed (float* panels = x.Panels, pw = w, pb = b, pz = z)
+        fixed (float* pw = w, pb = b, pz = z)
         {
-            var panelFloats = (long)d * InputBatch.PanelRows;
             var p = 0;
             for (; p + 2 <= x.PanelCount; p += 2)
             {
+                var first = x.LayOutPanel(p, 0);
+                var second = x.LayOutPanel(p + 1, 1);
+                x.PrefetchPanels(p + 2, 2); // the next pair's rows come in while this pair is multiplied
                 for (var j0 = 0; j0 < h; j0 += TileUnits)
                 {
-                    ForwardTile2(panels + (p * panelFloats), panels + ((p + 1) * panelFloats), p * InputBatch.PanelRows, n, pw, d, pb, j0, pz, h);
+                    ForwardTile2(first, second, p * InputBatch.PanelRows, n, pw, d, pb, j0, pz, h);
                 }
             }
 
             if (p < x.PanelCount)
             {
+                var last = x.LayOutPanel(p, 0);
                 for (var j0 = 0; j0 < h; j0 += TileUnits)
                 {
-                    ForwardTile1(panels + (p * panelFloats), p * InputBatch.PanelRows, n, pw, d, pb, j0, pz, h);
+                    ForwardTile1(last, p * InputBatch.PanelRows, n, pw, d, pb, j0, pz, h);
                 }
             }
         }
@@ -238,19 +369,39 @@ public static class InputLayerGemm
         var (n, d) = (x.Rows, x.Dim);
         var h = dz.Length / n;
         CheckSupported(h);
+        if (!x.StripsReady)
+        {
+            throw new InvalidOperationException("InputLayerGemm.WeightStep: the batch's strips are laid out by Forward; run it first.");
+        }
+
         if (dz.Length != n * h || src.Length != h * d || dst.Length != h * d)
         {
             throw new ArgumentException($"InputLayerGemm.WeightStep shapes disagree: x {n} x {d}, dz {dz.Length}, src {src.Length}, dst {dst.Length}.");
         }
 
-        fixed (float* strips = x.Strips, pdz = dz, ps = src, pd = dst)
+        var strips = x.StripPointer;
+        fixed (float* pdz = dz, ps = src, pd = dst)
         {
+            var stripFloats = (long)n * InputBatch.StripColumns;
             for (var s = 0; s < x.StripCount; s++)
             {
-                var strip = strips + ((long)s * n * InputBatch.StripColumns);
+                var strip = strips + (s * stripFloats);
+                var c0 = s * InputBatch.StripColumns;
                 for (var j0 = 0; j0 < h; j0 += TileUnits)
                 {
-                    WeightTile(strip, n, pdz, h, j0, ps, pd, d, s * InputBatch.StripColumns, alpha, beta);
+                    if (s + 1 < x.StripCount)
+                    {
+                        // The lines of src the same tile of the next strip reads (its rows are d floats apart: no
+                        // hardware prefetcher follows them).
+                        for (var t = 0; t < TileUnits; t++)
+                        {
+                            var row = ((long)(j0 + t) * d) + c0 + InputBatch.StripColumns;
+                            Sse.Prefetch0(ps + row);
+                            Sse.Prefetch0(ps + row + 16);
+                        }
+                    }
+
+                    WeightTile(strip, n, pdz, h, j0, ps, pd, d, c0, alpha, beta);
                 }
             }
         }
@@ -563,4 +714,25 @@ public static class InputLayerGemm
 
         StoreWeightTile(sums, j0, src, dst, d, c0, alpha, beta);
     }
+}
+
+/// <summary>A float buffer whose first element is 64-byte aligned (a cache line), on the pinned object heap so that its address never changes.</summary>
+internal sealed unsafe class AlignedFloats
+{
+    private readonly float[] _array;
+    private readonly int _offset;
+
+    public AlignedFloats(int length)
+    {
+        _array = GC.AllocateArray<float>(length + 16, pinned: true);
+        var address = (nint)Unsafe.AsPointer(ref _array[0]);
+        _offset = (int)((64 - (address & 63)) & 63) / sizeof(float);
+        Length = length;
+    }
+
+    public int Length { get; }
+
+    public float* Pointer => (float*)Unsafe.AsPointer(ref _array[_offset]);
+
+    public Span<float> Span => _array.AsSpan(_offset, Length);
 }

@@ -285,29 +285,39 @@ public sealed class Solver<T>
             _batchY[i] = _train.Labels[indices[i]];
         }
 
-        if (_fusedSgd && _model.IsLinear)
+        double loss;
+        if (_model.GathersOwnBatch(_fusedSgd))
         {
-            // The linear classifier gathers its batch block by block (see FullyConnectedNet.SgdStep(split, ...)).
+            // The model gathers the batch itself, in the layout its kernels read: block by block for the linear
+            // classifier, panels and strips for the input-layer kernels (see FullyConnectedNet.UsesInputKernels).
             if (!nextIndices.IsEmpty)
             {
                 _train.Prefetch(nextIndices);
             }
 
-            return _model.SgdStep(_train, indices, _batchY, LearningRate);
-        }
+            if (_fusedSgd)
+            {
+                return _model.SgdStep(_train, indices, _batchY, LearningRate);
+            }
 
-        _train.Gather(indices, _batchX);
-        if (!nextIndices.IsEmpty)
+            loss = _model.Loss(_train, indices, _batchY);
+        }
+        else
         {
-            _train.Prefetch(nextIndices);
+            _train.Gather(indices, _batchX);
+            if (!nextIndices.IsEmpty)
+            {
+                _train.Prefetch(nextIndices);
+            }
+
+            if (_fusedSgd)
+            {
+                return _model.SgdStep(_batchX, _batchY, LearningRate);
+            }
+
+            loss = _model.Loss(_batchX, _batchY);
         }
 
-        if (_fusedSgd)
-        {
-            return _model.SgdStep(_batchX, _batchY, LearningRate);
-        }
-
-        var loss = _model.Loss(_batchX, _batchY);
         if (double.IsFinite(loss))
         {
             for (var p = 0; p < _states.Length; p++)
