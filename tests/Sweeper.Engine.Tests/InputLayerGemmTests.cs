@@ -20,7 +20,7 @@ public class InputLayerGemmTests
     /// layer; xunit 2 cannot mark a test skipped at run time, so the test fails with this reason rather than pass unseen.
     /// </summary>
     private static void RequireKernels() =>
-        Assert.True(InputLayerGemm.Supported(InputLayerGemm.TileUnits), "this machine lacks fast AVX-512 (Vector512.IsHardwareAccelerated): the input-layer kernels cannot run here, and the model uses OpenBLAS instead");
+        Assert.True(InputLayerGemm.Supported(InputLayerGemm.TileUnits, 3072), "this machine lacks fast AVX-512 (Vector512.IsHardwareAccelerated): the input-layer kernels cannot run here, and the model uses OpenBLAS instead");
 
     /// <summary>A batch of rows 3, 0, 5, ... of a random split (every row at most once), gathered into an InputBatch.</summary>
     private static (InputBatch Batch, Matrix<float> X) RandomBatch(int n, int d, ulong seed)
@@ -181,7 +181,9 @@ public class InputLayerGemmTests
     public void The_kernels_refuse_shapes_they_are_not_written_for()
     {
         RequireKernels();
-        Assert.False(InputLayerGemm.Supported(15));
+        Assert.False(InputLayerGemm.Supported(15, 8));
+        Assert.True(InputLayerGemm.Supported(120, 3072));
+        Assert.False(InputLayerGemm.Supported(130, 3072)); // 1.6 MB of weights: OpenBLAS's blocked product is faster
         var (batch, _) = RandomBatch(4, 8, 1);
         InputLayerGemm.Forward(batch, new float[10 * 8], new float[10], new float[4 * 10]);
         Assert.Throws<NotSupportedException>(() => InputLayerGemm.Forward(batch, new float[15 * 8], new float[15], new float[4 * 15]));

@@ -121,12 +121,12 @@ public sealed class FullyConnectedNet<T>
 
     /// <summary>
     /// True when the input layer runs on <see cref="InputLayerGemm"/> (float32 on fast AVX-512, first hidden layer a
-    /// multiple of <see cref="InputLayerGemm.TileUnits"/> wide) for batches taken from a split
+    /// multiple of <see cref="InputLayerGemm.TileUnits"/> wide, its weights within <see cref="InputLayerGemm.MaxWeightBytes"/>) for batches taken from a split
     /// (<see cref="SgdStep(Data.IDataSplit{T}, ReadOnlySpan{int}, ReadOnlySpan{int}, double)"/>,
     /// <see cref="Loss(Data.IDataSplit{T}, ReadOnlySpan{int}, ReadOnlySpan{int})"/>): the batch is gathered straight
     /// into the kernels' layouts. Elsewhere, and for batches given as a matrix, the input layer runs on OpenBLAS.
     /// </summary>
-    public bool UsesInputKernels => InputKernels && typeof(T) == typeof(float) && _hidden > 0 && InputLayerGemm.Supported(_dims[1]);
+    public bool UsesInputKernels => InputKernels && typeof(T) == typeof(float) && _hidden > 0 && InputLayerGemm.Supported(_dims[1], _dims[0]);
 
     /// <summary>Whether to use the input-layer kernels where they run (<see cref="UsesInputKernels"/>). Default: true; tests and benchmarks turn it off to compare with OpenBLAS.</summary>
     public bool InputKernels { get; set; } = true;
