@@ -44,12 +44,12 @@ public sealed class ImageSplit<T> : IDataSplit<T>
             throw new ArgumentException($"destination must be at least {indices.Length} x {Dim}.");
         }
 
-        Gather(indices, destination.Span, Dim);
+        Gather(indices, destination.Span, Dim, Dim, 0);
     }
 
-    public void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride)
+    public void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride, int chunk, int chunkStride)
     {
-        DataSplits.CheckDestination(indices.Length, Dim, destination.Length, stride);
+        DataSplits.CheckDestination(indices.Length, Dim, destination.Length, stride, chunk, chunkStride);
         var images = _images.Span;
         for (var i = 0; i < indices.Length; i++)
         {
@@ -58,11 +58,25 @@ public sealed class ImageSplit<T> : IDataSplit<T>
                 Prefetch(images.Slice(indices[i + PrefetchDistance] * Cifar10.ImageBytes, Cifar10.ImageBytes));
             }
 
-            var row = destination.Slice(i * stride, Dim);
-            Preprocess(images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes), _mean, row[..Cifar10.ImageBytes]);
+            var image = images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes);
+            var row = destination[(i * stride)..];
+            if (chunk >= Dim)
+            {
+                Preprocess(image, _mean, row[..Cifar10.ImageBytes]);
+            }
+            else
+            {
+                for (var k = 0; k < Cifar10.ImageBytes; k += chunk)
+                {
+                    var length = Math.Min(chunk, Cifar10.ImageBytes - k);
+                    Preprocess(image.Slice(k, length), _mean.AsSpan(k, length), row.Slice(k / chunk * chunkStride, length));
+                }
+            }
+
             if (_bias)
             {
-                row[^1] = T.One;
+                var k = Dim - 1;
+                row[chunk >= Dim ? k : ((k / chunk * chunkStride) + (k % chunk))] = T.One;
             }
         }
     }

@@ -29,14 +29,8 @@ public sealed class InputBatch
     /// <summary>Features per strip: two 512-bit vectors.</summary>
     public const int StripColumns = 32;
 
-    /// <summary>Two panels, the strips and one panel of gathered rows, 64-byte aligned so that no vector access splits a cache line.</summary>
-    private readonly AlignedFloats _panels, _strips, _block;
-
-    /// <summary>
-    /// Floats from one gathered row to the next in the block: d rounded up to whole vectors, plus one cache line, so
-    /// that the 16 rows read together do not all fall in the same L1 cache set (as rows 4 KiB apart would).
-    /// </summary>
-    private readonly int _blockStride;
+    /// <summary>Two panels and the strips, 64-byte aligned so that no vector access splits a cache line.</summary>
+    private readonly AlignedFloats _panels, _strips;
 
     private readonly int[] _indices;
     private IDataSplit<float>? _split;
@@ -51,9 +45,8 @@ public sealed class InputBatch
         PanelCount = (rows + PanelRows - 1) / PanelRows;
         StripCount = (dim + StripColumns - 1) / StripColumns;
         _panels = new AlignedFloats(checked(2 * dim * PanelRows));
-        _strips = new AlignedFloats(checked(StripCount * rows * StripColumns));
-        _blockStride = ((dim + 15) / 16 * 16) + 16;
-        _block = new AlignedFloats(checked(PanelRows * _blockStride));
+        StripRows = PanelCount * PanelRows;
+        _strips = new AlignedFloats(checked(StripCount * StripRows * StripColumns));
         _indices = new int[rows];
     }
 
@@ -67,13 +60,16 @@ public sealed class InputBatch
 
     public int StripCount { get; }
 
+    /// <summary>Rows per strip: <see cref="Rows"/> rounded up to whole panels (the rows past n stay zero).</summary>
+    public int StripRows { get; }
+
     /// <summary>True once <see cref="InputLayerGemm.Forward"/> has laid out the strips of the current rows.</summary>
     public bool StripsReady { get; private set; }
 
     /// <summary>The two panels of the pair laid out last: slot q, feature k, lane l at ((q d) + k) 16 + l.</summary>
     internal Span<float> Panels => _panels.Span;
 
-    /// <summary>strip s, row i, column c at ((s n) + i) 32 + c: row i, column 32s + c.</summary>
+    /// <summary>strip s, row i, column c at ((s <see cref="StripRows"/>) + i) 32 + c: row i, column 32s + c.</summary>
     internal Span<float> Strips => _strips.Span;
 
     internal unsafe float* StripPointer => _strips.Pointer;
@@ -113,23 +109,26 @@ public sealed class InputBatch
     }
 
     /// <summary>
-    /// Reads panel p's rows from the source and writes them as panel slot <paramref name="slot"/> and into the strips;
-    /// returns the slot's address. The forward product calls it for every panel in order.
+    /// Reads panel p's rows from the source into the strips, then transposes them into panel slot
+    /// <paramref name="slot"/>; returns the slot's address. The forward product calls it for every panel in order.
     /// </summary>
     internal unsafe float* LayOutPanel(int p, int slot)
     {
-        var first = p * PanelRows;
-        var count = Math.Min(PanelRows, Rows - first);
-        var block = _block.Span;
+        int first = p * PanelRows, count = Math.Min(PanelRows, Rows - first), d = Dim, stripFloats = StripRows * StripColumns;
+        var rows = _strips.Span[(first * StripColumns)..];
         if (_split is not null)
         {
-            _split.Gather(_indices.AsSpan(first, count), block, _blockStride);
+            _split.Gather(_indices.AsSpan(first, count), rows, StripColumns, StripColumns, stripFloats);
         }
         else if (_x is not null)
         {
             for (var l = 0; l < count; l++)
             {
-                _x.Row(first + l).CopyTo(block.Slice(l * _blockStride, Dim));
+                var row = _x.Row(first + l);
+                for (var k = 0; k < d; k += StripColumns)
+                {
+                    row.Slice(k, Math.Min(StripColumns, d - k)).CopyTo(rows[((l * StripColumns) + (k / StripColumns * stripFloats))..]);
+                }
             }
         }
         else
@@ -137,9 +136,26 @@ public sealed class InputBatch
             throw new InvalidOperationException("InputBatch: no rows yet; call Gather or SetRows first.");
         }
 
-        block[(count * _blockStride)..].Clear();
-        var panel = _panels.Pointer + ((long)slot * Dim * PanelRows);
-        LayOut(first, count, panel);
+        var panel = _panels.Pointer + ((long)slot * d * PanelRows);
+        var strips = _strips.Pointer + ((long)first * StripColumns);
+        var k0 = 0;
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+        {
+            for (; k0 + PanelRows <= d; k0 += PanelRows)
+            {
+                LayOut16(strips + ((long)(k0 / StripColumns) * stripFloats) + (k0 % StripColumns), StripColumns, panel + ((long)k0 * PanelRows));
+            }
+        }
+
+        for (var k = k0; k < d; k++)
+        {
+            var column = strips + ((long)(k / StripColumns) * stripFloats) + (k % StripColumns);
+            for (var l = 0; l < PanelRows; l++)
+            {
+                panel[((long)k * PanelRows) + l] = column[l * StripColumns];
+            }
+        }
+
         if (p == PanelCount - 1)
         {
             StripsReady = true;
@@ -148,44 +164,13 @@ public sealed class InputBatch
         return panel;
     }
 
-    /// <summary>Writes the block's 16 rows as a panel, and its first <paramref name="count"/> rows (rows first.. of the batch) into the strips.</summary>
-    private unsafe void LayOut(int first, int count, float* panel)
-    {
-        int d = Dim, n = Rows, stride = _blockStride;
-        float* block = _block.Pointer, strips = _strips.Pointer;
-        var k0 = 0;
-        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
-        {
-            for (; k0 + PanelRows <= d; k0 += PanelRows)
-            {
-                var strip = strips + (((((long)(k0 / StripColumns) * n) + first) * StripColumns) + (k0 % StripColumns));
-                LayOut16(block + k0, stride, strip, count, panel + ((long)k0 * PanelRows));
-            }
-        }
-
-        for (var k = k0; k < d; k++)
-        {
-            var strip = strips + (((((long)(k / StripColumns) * n) + first) * StripColumns) + (k % StripColumns));
-            for (var l = 0; l < PanelRows; l++)
-            {
-                var value = block[((long)l * stride) + k];
-                panel[((long)k * PanelRows) + l] = value;
-                if (l < count)
-                {
-                    strip[l * StripColumns] = value;
-                }
-            }
-        }
-    }
-
     /// <summary>
-    /// A 16 x 16 block: rows l of <paramref name="block"/> (<paramref name="stride"/> floats apart) go to
-    /// strip + 32 l for l below <paramref name="count"/>, and its columns m to panel + 16 m. The transpose interleaves
-    /// pairs of rows by floats, then by pairs of floats, then transposes the 128-bit lanes of four vectors in two steps;
-    /// all in registers.
+    /// A 16 x 16 block transposed: rows l of <paramref name="block"/> (<paramref name="stride"/> floats apart) become
+    /// the columns of panel + 16 m. The transpose interleaves pairs of rows by floats, then by pairs of floats, then
+    /// transposes the 128-bit lanes of four vectors in two steps; all in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void LayOut16(float* block, int stride, float* strip, int count, float* panel)
+    internal static unsafe void LayOut16(float* block, int stride, float* panel)
     {
         var r0 = Avx512F.LoadAlignedVector512(block + (0 * (nint)stride));
         var r1 = Avx512F.LoadAlignedVector512(block + (1 * (nint)stride));
@@ -203,33 +188,6 @@ public sealed class InputBatch
         var r13 = Avx512F.LoadAlignedVector512(block + (13 * (nint)stride));
         var r14 = Avx512F.LoadAlignedVector512(block + (14 * (nint)stride));
         var r15 = Avx512F.LoadAlignedVector512(block + (15 * (nint)stride));
-        if (count == PanelRows)
-        {
-            Avx512F.StoreAligned(strip + 0, r0);
-            Avx512F.StoreAligned(strip + 32, r1);
-            Avx512F.StoreAligned(strip + 64, r2);
-            Avx512F.StoreAligned(strip + 96, r3);
-            Avx512F.StoreAligned(strip + 128, r4);
-            Avx512F.StoreAligned(strip + 160, r5);
-            Avx512F.StoreAligned(strip + 192, r6);
-            Avx512F.StoreAligned(strip + 224, r7);
-            Avx512F.StoreAligned(strip + 256, r8);
-            Avx512F.StoreAligned(strip + 288, r9);
-            Avx512F.StoreAligned(strip + 320, r10);
-            Avx512F.StoreAligned(strip + 352, r11);
-            Avx512F.StoreAligned(strip + 384, r12);
-            Avx512F.StoreAligned(strip + 416, r13);
-            Avx512F.StoreAligned(strip + 448, r14);
-            Avx512F.StoreAligned(strip + 480, r15);
-        }
-        else
-        {
-            var rows = stackalloc Vector512<float>[] { r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15 };
-            for (var l = 0; l < count; l++)
-            {
-                Avx512F.StoreAligned(strip + (l * StripColumns), rows[l]);
-            }
-        }
 
         var s0 = Avx512F.UnpackLow(r0, r1).AsDouble();
         var s1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
@@ -394,7 +352,7 @@ public static class InputLayerGemm
         var strips = x.StripPointer;
         fixed (float* pdz = dz, ps = src, pd = dst)
         {
-            var stripFloats = (long)n * InputBatch.StripColumns;
+            var stripFloats = (long)x.StripRows * InputBatch.StripColumns;
             for (var s = 0; s < x.StripCount; s++)
             {
                 var strip = strips + (s * stripFloats);
