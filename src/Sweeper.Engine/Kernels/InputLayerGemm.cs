@@ -10,12 +10,14 @@ namespace Sweeper.Engine.Kernels;
 /// layer's two matrix products has to copy it again (a general sgemm packs its operands on every call: for the
 /// two-layer net on CIFAR-10 that is the 200 x 3072 batch twice per step, 14% of the step's cycles with OpenBLAS).
 /// <list type="bullet">
+/// <item><b>strips</b>, for the weight product: strip s holds columns 32s..32s+31 of every row, row after row (n x 32,
+/// n rounded up to whole panels; columns past d and rows past n are zeros), so that vectors run along features and one
+/// strip (25 KiB for 200 rows) is read from the L1 cache for every hidden unit. The rows are gathered straight into
+/// them, 16 at a time, by the forward product;</item>
 /// <item><b>panels</b>, for the forward product: panel p holds rows 16p..16p+15 feature by feature (d x 16; rows past
-/// n are zeros), so that vectors run along 16 examples. Only two panels exist at a time: the forward product gathers
-/// two panels' rows, lays them out and uses them while they are in the L2 cache;</item>
-/// <item><b>strips</b>, for the weight product: strip s holds columns 32s..32s+31 of every row, row after row (n x 32;
-/// columns past d are zeros), so that vectors run along features and one strip (25 KiB for 200 rows) is read from the
-/// L1 cache for every hidden unit. Written while the panels are laid out.</item>
+/// n are zeros), so that vectors run along 16 examples, transposed from the strips 16 x 16 floats at a time in
+/// registers. Only two panels exist at a time: the forward product lays out a pair and uses it while it is in the L2
+/// cache.</item>
 /// </list>
 /// <see cref="Gather"/> or <see cref="SetRows"/> names the rows; <see cref="InputLayerGemm.Forward"/> reads them.
 /// Made once per batch size and reused. Not thread-safe.
@@ -265,7 +267,7 @@ public sealed class InputBatch
 /// z = x w^T + b (<see cref="Forward"/>) and dst = alpha src + beta dz^T x (<see cref="WeightStep"/>: the fused SGD
 /// step w = (1 - lr reg) w - lr dz^T x, or the gradient reg w + dz^T x), with w (h x d) row-major as the model keeps
 /// it. A general sgemm copies ("packs") both operands of every call into its own layout; here the batch is laid out
-/// once when it is gathered and the weights are read where they are (each weight broadcast to 16 lanes straight from
+/// as it is gathered (by <see cref="Forward"/>) and the weights are read where they are (each weight broadcast to 16 lanes straight from
 /// its row), so only the products remain. Each kernel keeps a tile of 20 sums in registers (10 hidden units by 32
 /// examples, or by 32 features) and adds along k (or along the examples) in order, one fused multiply-add per term:
 /// the same sums in every run (deterministic), and within float rounding of any other order.
