@@ -151,7 +151,7 @@ foreach (var c in cases)
         threads = 1,
         batch = 200,
         kernels,
-        native_input_layer = inputKernels ? "InputLayerGemm (AVX-512)" : "OpenBLAS",
+        native_input_layer = setup.Model.HiddenSizes.Count == 0 ? null : inputKernels ? "InputLayerGemm (AVX-512)" : "OpenBLAS", // a linear model has no hidden input layer
         native_steps_per_sec = native is { } a ? Math.Round(a, 1) : (double?)null,
         torch_steps_per_sec = torch is { } b ? Math.Round(b, 1) : (double?)null,
         native_gflops = native is { } g ? Math.Round(flops * g / 1e9, 2) : (double?)null,
