@@ -55,7 +55,23 @@ internal static class Measure
     }
 
     /// <summary>Training steps per second of either engine on random minibatches (with replacement across steps), after a warm-up.</summary>
-    public static double Steps(ITrainingBackend solver, int trainCount, double seconds)
+    public static double Steps(ITrainingBackend solver, int trainCount, double seconds) => Steps(solver, trainCount, seconds, alongside: null);
+
+    /// <summary>
+    /// As <see cref="Steps(ITrainingBackend, int, double)"/>, and after every one-second window of steps one run of
+    /// <paramref name="alongside"/> (a reference measure such as an sgemm rate), best of its runs in
+    /// <paramref name="alongsideBest"/>: both see the same share of a machine that others use, so their ratio means
+    /// more than either number.
+    /// </summary>
+    public static double Steps(ITrainingBackend solver, int trainCount, double seconds, Func<double>? alongside, out double alongsideBest)
+    {
+        var best = 0.0;
+        var steps = Steps(solver, trainCount, seconds, alongside is null ? null : () => best = Math.Max(best, alongside()));
+        alongsideBest = best;
+        return steps;
+    }
+
+    private static double Steps(ITrainingBackend solver, int trainCount, double seconds, Action? alongside)
     {
         var rng = new Rng(7);
         var batch = new int[solver.Setup.Options.BatchSize];
@@ -95,10 +111,29 @@ internal static class Measure
             }
 
             best = Math.Max(best, steps / sw.Elapsed.TotalSeconds);
+            alongside?.Invoke();
         }
 
         return best;
     }
+
+    /// <summary>One n x n sgemm on one thread, in GFLOPS (the operands are made once per size and kept).</summary>
+    public static double OneSgemm(int n)
+    {
+        if (_square?.Length != n * n)
+        {
+            _square = new float[n * n];
+            new Rng(1).FillGaussian<float>(_square, 1);
+            _product = new float[n * n];
+        }
+
+        var sw = Stopwatch.StartNew();
+        Blas.Gemm<float>(false, false, n, n, n, 1f, _square, n, _square, n, 0f, _product, n);
+        return 2.0 * n * n * n / sw.Elapsed.TotalSeconds / 1e9;
+    }
+
+    private static float[]? _square;
+    private static float[]? _product;
 
     /// <summary>Peak resident memory (VmHWM) of this process in MiB.</summary>
     public static double PeakResidentMegabytes()

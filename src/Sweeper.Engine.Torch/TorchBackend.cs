@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Sweeper.Core;
 using Sweeper.Core.Trials;
 using Sweeper.Engine.Data;
@@ -24,7 +23,7 @@ namespace Sweeper.Engine.Torch;
 /// collector (which knows nothing of their native memory). Not thread-safe: one backend per training slot.
 /// </para>
 /// </summary>
-public sealed class TorchBackend : ITrainingBackend
+public sealed class TorchBackend : ITrainingBackend, ITrainingSteps<float>
 {
     private readonly Device _device;
     private readonly int _hidden;
@@ -36,30 +35,21 @@ public sealed class TorchBackend : ITrainingBackend
     private readonly long[] _steps;
     private readonly Tensor[] _bestParams;
     private readonly Tensor[] _bestBuffers;
+    private readonly TrainingLoop<float> _loop;
     private readonly int _batch;
-    private readonly int _itersPerEpoch;
-    private readonly long _totalIterations;
     private readonly Matrix<float> _batchX;
     private readonly long[] _batchY;
-    private readonly int[] _order;
     private readonly float[]?[] _masks;
     private readonly List<Scalar> _constants = [];
     private readonly Scalar _one, _minusOne, _zero, _normEpsilon, _bnMomentum, _bnOneMinusMomentum, _halfReg;
     private readonly Scalar _momentum, _decay, _oneMinusDecay, _beta1, _oneMinusBeta1, _beta2, _oneMinusBeta2, _epsilon;
-    private Matrix<float>? _evalX;
-    private Rng _rng;
     private bool _disposed;
 
     public TorchBackend(TrainingSetup setup)
     {
         var (spec, options) = (setup.Model, setup.Options);
         spec.Validate();
-        options.Validate();
-        if (setup.Train.Count == 0)
-        {
-            throw new ArgumentException("the training split is empty.");
-        }
-
+        _loop = new TrainingLoop<float>(setup.Train, setup.Validation, options, this);
         if (setup.Train.Dim != spec.InputDim || setup.Validation.Dim != spec.InputDim)
         {
             throw new ArgumentException($"the model takes {spec.InputDim} features but the data has {setup.Train.Dim}.");
@@ -112,15 +102,10 @@ public sealed class TorchBackend : ITrainingBackend
         _steps = new long[_params.Count];
         _bestParams = _params.Select(p => zeros_like(p.Value).copy_(p.Value)).ToArray();
         _bestBuffers = _buffers.Select(b => b.Value.clone()).ToArray();
-        _batch = Math.Min(options.BatchSize, setup.Train.Count);
-        _itersPerEpoch = Math.Max(setup.Train.Count / _batch, 1);
-        _totalIterations = options.Iterations ?? ((long)options.Epochs * _itersPerEpoch);
+        _batch = _loop.BatchSize;
         _batchX = new Matrix<float>(_batch, spec.InputDim);
         _batchY = new long[_batch];
-        _order = new int[setup.Train.Count];
         _masks = new float[]?[_hidden];
-        _rng = Rng.Derive(options.Seed, 2);
-        LearningRate = options.LearningRate;
 
         // Every constant a step passes to libtorch, made once and kept alive with the backend. A Scalar that C#
         // converts implicitly from a number is garbage as soon as its handle is read, and its finalizer may free the
@@ -151,25 +136,19 @@ public sealed class TorchBackend : ITrainingBackend
 
     public UpdateRule Rule { get; }
 
-    public int Epoch { get; private set; }
+    public int Epoch => _loop.Epoch;
 
-    public long Iteration { get; private set; }
+    public long Iteration => _loop.Iteration;
 
-    public long TotalIterations => _totalIterations;
+    public long TotalIterations => _loop.TotalIterations;
 
-    public int IterationsPerEpoch => _itersPerEpoch;
+    public int IterationsPerEpoch => _loop.IterationsPerEpoch;
 
-    /// <summary>The learning rate the next step will use.</summary>
-    public double LearningRate { get; private set; }
-
-    public double BestValAccuracy { get; private set; } = -1;
-
-    public int BestEpoch { get; private set; }
+    /// <summary>The run's bookkeeping: learning rate, best epoch, histories (the loop both engines share).</summary>
+    public TrainingLoop<float> Loop => _loop;
 
     /// <summary>The loss of every minibatch step.</summary>
-    public List<double> LossHistory { get; } = [];
-
-    public List<EpochRecord> History { get; } = [];
+    public List<double> LossHistory => _loop.LossHistory;
 
     /// <summary>Draws the dropout masks (as the native model's does). Tests reset it to get the same masks twice.</summary>
     public Rng DropoutRng { get; set; }
@@ -178,64 +157,9 @@ public sealed class TorchBackend : ITrainingBackend
 
     private SolverOptions Options => Setup.Options;
 
-    /// <summary>Same loop as <see cref="Solver{T}.Train"/>: same shuffles, epochs, samples, best-by-validation and divergence rule.</summary>
-    public TrainingResult Train(Func<EpochRecord, bool>? onEpoch = null, Action<long, double>? onIteration = null, CancellationToken cancellationToken = default)
-    {
-        var outcome = TrainingOutcome.Completed;
-        string? reason = null;
-        var epochLoss = 0.0;
-        var epochSteps = 0;
-        var clock = Stopwatch.StartNew();
-        while (Iteration < _totalIterations)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var inEpoch = (int)(Iteration - ((long)Epoch * _itersPerEpoch));
-            if (inEpoch == 0)
-            {
-                for (var i = 0; i < _order.Length; i++)
-                {
-                    _order[i] = i;
-                }
-
-                _rng.Shuffle(_order);
-            }
-
-            var next = inEpoch + 1 < _itersPerEpoch ? _order.AsSpan((inEpoch + 1) * _batch, _batch) : default;
-            var loss = Step(_order.AsSpan(inEpoch * _batch, _batch), next);
-            if (!double.IsFinite(loss))
-            {
-                outcome = TrainingOutcome.Diverged;
-                reason = $"loss became {loss} at iteration {Iteration + 1} (epoch {Epoch + 1}, learning rate {LearningRate:g4})";
-                onIteration?.Invoke(Iteration + 1, loss);
-                break;
-            }
-
-            Iteration++;
-            LossHistory.Add(loss);
-            epochLoss += loss;
-            epochSteps++;
-            onIteration?.Invoke(Iteration, loss);
-
-            if (inEpoch + 1 == _itersPerEpoch || Iteration == _totalIterations)
-            {
-                var metrics = EndEpoch(epochLoss / epochSteps, clock.Elapsed.TotalSeconds);
-                epochLoss = 0;
-                epochSteps = 0;
-                clock.Restart();
-                if (onEpoch is not null && !onEpoch(metrics))
-                {
-                    outcome = TrainingOutcome.Stopped;
-                    reason = $"stopped after epoch {metrics.Epoch}";
-                    break;
-                }
-            }
-        }
-
-        RestoreBestParameters();
-        var best = History.FirstOrDefault(h => h.Epoch == BestEpoch);
-        return new TrainingResult(outcome, Epoch, Iteration, BestEpoch, Math.Max(BestValAccuracy, 0), best?.TrainAccuracy ?? 0,
-            LossHistory.Count > 0 ? LossHistory[^1] : double.NaN, History, reason);
-    }
+    /// <summary>The loop both engines share (<see cref="TrainingLoop{T}"/>): same shuffles, epochs, samples, best-by-validation and divergence rule.</summary>
+    public TrainingResult Train(Func<EpochRecord, bool>? onEpoch = null, Action<long, double>? onIteration = null, CancellationToken cancellationToken = default) =>
+        _loop.Train(onEpoch, onIteration, cancellationToken);
 
     /// <summary>One training step: gather, forward, loss, autograd backward, update at the current learning rate. On a non-finite loss nothing is updated.</summary>
     public double Step(ReadOnlySpan<int> indices, ReadOnlySpan<int> nextIndices = default)
@@ -298,58 +222,25 @@ public sealed class TorchBackend : ITrainingBackend
         return (value, _params.Select((p, i) => (p.Name, Host(grads[i]))).ToDictionary(g => g.Name, g => g.Item2));
     }
 
-    public double Accuracy(IDataSplit<float> split, int[]? indices = null)
+    public double Accuracy(IDataSplit<float> split, int[]? indices = null) => _loop.Accuracy(split, indices);
+
+    void ITrainingSteps<float>.Predict(Matrix<float> x, Span<int> classes)
     {
-        indices ??= Enumerable.Range(0, split.Count).ToArray();
-        if (indices.Length == 0)
+        using (NewDisposeScope())
+        using (no_grad())
         {
-            return 0;
-        }
-
-        var chunk = Math.Min(Options.EvaluationBatch, indices.Length);
-        if (_evalX is null || _evalX.Rows != chunk || _evalX.Cols != split.Dim)
-        {
-            _evalX = new Matrix<float>(chunk, split.Dim);
-        }
-
-        var x = _evalX;
-        var correct = 0;
-        for (var start = 0; start < indices.Length; start += chunk)
-        {
-            var count = Math.Min(chunk, indices.Length - start);
-            var part = indices.AsSpan(start, count);
-            if (count != x.Rows)
+            var predicted = Forward(Input(x), train: false).argmax(1).cpu().data<long>();
+            for (var i = 0; i < classes.Length; i++)
             {
-                x = new Matrix<float>(count, split.Dim);
-            }
-
-            split.Gather(part, x);
-            long[] predicted;
-            using (NewDisposeScope())
-            using (no_grad())
-            {
-                predicted = Forward(Input(x), train: false).argmax(1).cpu().data<long>().ToArray();
-            }
-
-            for (var i = 0; i < count; i++)
-            {
-                if (predicted[i] == split.Labels[part[i]])
-                {
-                    correct++;
-                }
+                classes[i] = (int)predicted[i];
             }
         }
-
-        return (double)correct / indices.Length;
     }
 
-    public void RestoreBestParameters()
-    {
-        if (BestEpoch == 0)
-        {
-            return;
-        }
+    public void RestoreBestParameters() => _loop.RestoreBest();
 
+    void ITrainingSteps<float>.RestoreBest()
+    {
         using (no_grad())
         {
             for (var p = 0; p < _params.Count; p++)
@@ -364,22 +255,10 @@ public sealed class TorchBackend : ITrainingBackend
         }
     }
 
-    public void SaveCheckpoint(Stream stream) => CheckpointFormat.Write(stream, Origin, new CheckpointState<float>
-    {
-        Epoch = Epoch,
-        Iteration = Iteration,
-        LearningRate = LearningRate,
-        BestValAccuracy = BestValAccuracy,
-        BestEpoch = BestEpoch,
-        ShuffleRng = _rng.GetState(),
-        DropoutRng = DropoutRng.GetState(),
-        LossHistory = LossHistory,
-        History = History,
-        IterationsPerEpoch = _itersPerEpoch,
-        TotalIterations = _totalIterations,
-        Parameters = _params.Select((p, i) => new CheckpointParameter<float>(p.Name, Host(p.Value), Host(_bestParams[i]), _steps[i], _slots[i].Select(Host).ToArray())).ToArray(),
-        Buffers = _buffers.Select((b, i) => new CheckpointBuffer<float>(b.Name, Host(b.Value), Host(_bestBuffers[i]))).ToArray(),
-    });
+    public void SaveCheckpoint(Stream stream) => CheckpointFormat.Write(stream, Origin, _loop.Checkpoint(
+        DropoutRng.GetState(),
+        _params.Select((p, i) => new CheckpointParameter<float>(p.Name, Host(p.Value), Host(_bestParams[i]), _steps[i], _slots[i].Select(Host).ToArray())).ToArray(),
+        _buffers.Select((b, i) => new CheckpointBuffer<float>(b.Name, Host(b.Value), Host(_bestBuffers[i]))).ToArray()));
 
     public CheckpointOrigin LoadCheckpoint(Stream stream)
     {
@@ -416,17 +295,8 @@ public sealed class TorchBackend : ITrainingBackend
             }
         }
 
-        Epoch = state.Epoch;
-        Iteration = state.Iteration;
-        LearningRate = state.LearningRate;
-        BestValAccuracy = state.BestValAccuracy;
-        BestEpoch = state.BestEpoch;
-        _rng = Rng.FromState(state.ShuffleRng);
+        _loop.Resume(state);
         DropoutRng = Rng.FromState(state.DropoutRng);
-        LossHistory.Clear();
-        LossHistory.AddRange(state.LossHistory);
-        History.Clear();
-        History.AddRange(state.History);
         using (no_grad())
         {
             for (var p = 0; p < _params.Count; p++)
@@ -484,40 +354,20 @@ public sealed class TorchBackend : ITrainingBackend
         }
     }
 
-    private EpochRecord EndEpoch(double meanLoss, double seconds)
+    void ITrainingSteps<float>.KeepBest()
     {
-        Epoch++;
-        var sample = new int[Math.Min(Options.TrainAccuracySamples, Setup.Train.Count)];
-        for (var i = 0; i < sample.Length; i++)
+        using (no_grad())
         {
-            sample[i] = _rng.NextInt(Setup.Train.Count);
-        }
-
-        var trainAcc = Accuracy(Setup.Train, sample);
-        var valIndices = Options.ValidationSamples is { } v && v < Setup.Validation.Count ? Enumerable.Range(0, v).ToArray() : null;
-        var valAcc = Accuracy(Setup.Validation, valIndices);
-        if (valAcc > BestValAccuracy)
-        {
-            BestValAccuracy = valAcc;
-            BestEpoch = Epoch;
-            using (no_grad())
+            for (var p = 0; p < _params.Count; p++)
             {
-                for (var p = 0; p < _params.Count; p++)
-                {
-                    _bestParams[p].copy_(_params[p].Value);
-                }
+                _bestParams[p].copy_(_params[p].Value);
+            }
 
-                for (var b = 0; b < _buffers.Count; b++)
-                {
-                    _bestBuffers[b].copy_(_buffers[b].Value);
-                }
+            for (var b = 0; b < _buffers.Count; b++)
+            {
+                _bestBuffers[b].copy_(_buffers[b].Value);
             }
         }
-
-        var metrics = new EpochRecord(Epoch, meanLoss, trainAcc, valAcc, LearningRate, seconds);
-        History.Add(metrics);
-        LearningRate *= Options.LrDecay;
-        return metrics;
     }
 
     /// <summary>The train-mode loss tensor (data loss + 0.5 reg sum W^2) and its value. Call inside a dispose scope.</summary>
@@ -606,7 +456,7 @@ public sealed class TorchBackend : ITrainingBackend
     /// <summary>The update rules of <see cref="UpdateRule"/>, formula for formula, in place on the device.</summary>
     private void Update(Tensor w, Tensor g, Tensor[] slots, long t)
     {
-        using var negativeLr = (-LearningRate).ToScalar();
+        using var negativeLr = (-_loop.LearningRate).ToScalar();
         switch (Rule.Name)
         {
             case "sgd":
@@ -624,7 +474,7 @@ public sealed class TorchBackend : ITrainingBackend
                 {
                     var u = Options.Update;
                     using var invC2 = (1.0 / (1.0 - Math.Pow(u.Beta2, t))).ToScalar();
-                    using var step = (-LearningRate / (1.0 - Math.Pow(u.Beta1, t))).ToScalar();
+                    using var step = (-_loop.LearningRate / (1.0 - Math.Pow(u.Beta1, t))).ToScalar();
                     slots[0].mul_(_beta1).add_(g, _oneMinusBeta1);
                     slots[1].mul_(_beta2).addcmul_(g, g, _oneMinusBeta2);
                     w.addcdiv_(slots[0], slots[1].mul(invC2).sqrt_().add_(_epsilon, _one), step);

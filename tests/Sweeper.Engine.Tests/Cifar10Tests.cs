@@ -58,6 +58,40 @@ public class Cifar10Tests
     }
 
     [Fact]
+    public void A_gather_in_chunks_puts_every_feature_where_the_layout_says_and_nothing_elsewhere()
+    {
+        // Column strips of 32 features for 5 rows (the input-layer kernels' layout), with the bias column: 3073
+        // features, so the last strip holds one. Both kinds of split.
+        var data = Cifar10.Load<float>(TestData.CifarDir, new DataSettings { TrainSize = 300, ValSize = 0, TestSize = 0, BiasColumn = true });
+        int[] indices = [299, 0, 17, 17, 150];
+        var rows = new Kernels.Matrix<float>(indices.Length, data.Train.Dim);
+        data.Train.Gather(indices, rows);
+        var inMemory = new InMemorySplit<float>(data.Train.ToMatrix(), data.Train.Labels);
+        foreach (var split in new IDataSplit<float>[] { data.Train, inMemory })
+        {
+            const int Rows = 8, Chunk = 32;
+            var strips = (data.Train.Dim + Chunk - 1) / Chunk;
+            var destination = new float[(strips * Rows * Chunk) + 1];
+            destination.AsSpan().Fill(float.NaN);
+            split.Gather(indices, destination, Chunk, Chunk, Rows * Chunk);
+            var written = new bool[destination.Length];
+            for (var i = 0; i < indices.Length; i++)
+            {
+                for (var k = 0; k < data.Train.Dim; k++)
+                {
+                    var at = (i * Chunk) + (k / Chunk * Rows * Chunk) + (k % Chunk);
+                    Assert.Equal(rows[i, k], destination[at]);
+                    written[at] = true;
+                }
+            }
+
+            Assert.All(destination.Where((_, j) => !written[j]), v => Assert.True(float.IsNaN(v)));
+            Assert.Throws<ArgumentException>(() => split.Gather(indices, destination.AsSpan(0, destination.Length - 200), Chunk, Chunk, Rows * Chunk));
+            Assert.Throws<ArgumentException>(() => split.Gather(indices, destination, Chunk, 20, Rows * Chunk));
+        }
+    }
+
+    [Fact]
     public void Float_rows_are_each_byte_minus_the_mean_exactly()
     {
         // Gathered rows of real images (with the bias column), against the scalar conversion element by element.

@@ -44,6 +44,12 @@ public sealed class ImageSplit<T> : IDataSplit<T>
             throw new ArgumentException($"destination must be at least {indices.Length} x {Dim}.");
         }
 
+        Gather(indices, destination.Span, Dim, Dim, 0);
+    }
+
+    public void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride, int chunk, int chunkStride)
+    {
+        DataSplits.CheckDestination(indices.Length, Dim, destination.Length, stride, chunk, chunkStride);
         var images = _images.Span;
         for (var i = 0; i < indices.Length; i++)
         {
@@ -52,12 +58,61 @@ public sealed class ImageSplit<T> : IDataSplit<T>
                 Prefetch(images.Slice(indices[i + PrefetchDistance] * Cifar10.ImageBytes, Cifar10.ImageBytes));
             }
 
-            var row = destination.Row(i);
-            Preprocess(images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes), _mean, row[..Cifar10.ImageBytes]);
+            var image = images.Slice(indices[i] * Cifar10.ImageBytes, Cifar10.ImageBytes);
+            var row = destination[(i * stride)..];
+            if (chunk >= Dim)
+            {
+                Preprocess(image, _mean, row[..Cifar10.ImageBytes]);
+            }
+            else
+            {
+                PreprocessChunked(image, _mean, row, chunk, chunkStride);
+            }
+
             if (_bias)
             {
-                row[^1] = T.One;
+                var k = Dim - 1;
+                row[chunk >= Dim ? k : ((k / chunk * chunkStride) + (k % chunk))] = T.One;
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Preprocess"/> into chunks: pixel j goes to destination[(j / chunk * chunkStride) + (j % chunk)], chunk
+    /// a multiple of 16 (the checks are the caller's: <see cref="DataSplits.CheckDestination"/>). One pass of 16-pixel
+    /// steps where 512-bit vectors are fast, else chunk by chunk.
+    /// </summary>
+    private static unsafe void PreprocessChunked(ReadOnlySpan<byte> pixels, ReadOnlySpan<T> mean, Span<T> destination, int chunk, int chunkStride)
+    {
+        if (typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && pixels.Length % 16 == 0)
+        {
+            var last = ((pixels.Length - 1) / chunk * chunkStride) + ((pixels.Length - 1) % chunk);
+            if (mean.Length < pixels.Length || destination.Length <= last)
+            {
+                throw new ArgumentException($"PreprocessChunked: {pixels.Length} pixels, {mean.Length} means, room for {destination.Length}.");
+            }
+
+            fixed (byte* p = pixels)
+            fixed (T* pm = mean, pd = destination)
+            {
+                float* m = (float*)pm, d = (float*)pd;
+                for (var j = 0; j < pixels.Length; j += chunk)
+                {
+                    var o = d + ((long)j / chunk * chunkStride);
+                    for (var c = 0; c < chunk && j + c < pixels.Length; c += 16)
+                    {
+                        (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p + j + c))) - Vector512.Load(m + j + c)).Store(o + c);
+                    }
+                }
+            }
+
+            return;
+        }
+
+        for (var k = 0; k < pixels.Length; k += chunk)
+        {
+            var length = Math.Min(chunk, pixels.Length - k);
+            Preprocess(pixels.Slice(k, length), mean.Slice(k, length), destination.Slice(k / chunk * chunkStride, length));
         }
     }
 

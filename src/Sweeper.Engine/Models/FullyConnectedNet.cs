@@ -98,26 +98,69 @@ public sealed class FullyConnectedNet<T>
     public Rng DropoutRng { get; set; }
 
     /// <summary>Class scores in test mode (running batchnorm statistics, no dropout). The result is owned by the model and valid until its next call.</summary>
-    public Matrix<T> Scores(Matrix<T> x) => Forward(x, train: false).Scores;
+    public Matrix<T> Scores(Matrix<T> x) => Forward(x, null, train: false).Scores;
 
     /// <summary>
     /// Train-mode loss = data loss + 0.5 * reg * sum of squared weights, and the gradient of every parameter
     /// written into <see cref="Parameter{T}.Grad"/>.
     /// </summary>
-    public double Loss(Matrix<T> x, ReadOnlySpan<int> y) => LossAndBackward(x, y, sgdLearningRate: null);
+    public double Loss(Matrix<T> x, ReadOnlySpan<int> y) => LossAndBackward(x, null, y, sgdLearningRate: null);
 
     /// <summary>
     /// One plain SGD step fused into the backward pass: every weight matrix is updated inside the matrix product
     /// that computes its gradient (w = (1 - lr reg) w - lr x^T dout), biases, gamma and beta right after theirs.
     /// Weight gradients are not stored. Returns the loss before the step; a non-finite loss changes nothing.
     /// </summary>
-    public double SgdStep(Matrix<T> x, ReadOnlySpan<int> y, double learningRate) => LossAndBackward(x, y, learningRate);
+    public double SgdStep(Matrix<T> x, ReadOnlySpan<int> y, double learningRate) => LossAndBackward(x, null, y, learningRate);
 
     /// <summary>Rows per block of the linear classifier's blocked step: 40 x 3072 floats (480 KiB) stay in a 1 MiB L2 cache with w and the step.</summary>
     public const int GatherBlockRows = 40;
 
     /// <summary>True for the linear classifiers (no hidden block), which can train block by block from the split.</summary>
     public bool IsLinear => _hidden == 0;
+
+    /// <summary>
+    /// True when the input layer runs on <see cref="InputLayerGemm"/> (float32 on fast AVX-512, first hidden layer a
+    /// multiple of <see cref="InputLayerGemm.TileUnits"/> wide, its weights within <see cref="InputLayerGemm.MaxWeightBytes"/>) for batches taken from a split
+    /// (<see cref="SgdStep(Data.IDataSplit{T}, ReadOnlySpan{int}, ReadOnlySpan{int}, double)"/>,
+    /// <see cref="Loss(Data.IDataSplit{T}, ReadOnlySpan{int}, ReadOnlySpan{int})"/>): the batch is gathered straight
+    /// into the kernels' layouts. Elsewhere, and for batches given as a matrix, the input layer runs on OpenBLAS.
+    /// </summary>
+    public bool UsesInputKernels => InputKernels && typeof(T) == typeof(float) && _hidden > 0 && InputLayerGemm.Supported(_dims[1], _dims[0]);
+
+    /// <summary>Whether to use the input-layer kernels where they run (<see cref="UsesInputKernels"/>). Default: true; tests and benchmarks turn it off to compare with OpenBLAS.</summary>
+    public bool InputKernels { get; set; } = true;
+
+    /// <summary>
+    /// True when <see cref="SgdStep(Data.IDataSplit{T}, ReadOnlySpan{int}, ReadOnlySpan{int}, double)"/> (for plain SGD,
+    /// <paramref name="sgd"/>) or <see cref="Loss(Data.IDataSplit{T}, ReadOnlySpan{int}, ReadOnlySpan{int})"/> take
+    /// the batch from the split themselves, in the layout their kernels want, instead of a gathered matrix.
+    /// </summary>
+    public bool GathersOwnBatch(bool sgd) => (IsLinear && sgd) || UsesInputKernels;
+
+    /// <summary>
+    /// <see cref="Loss(Matrix{T}, ReadOnlySpan{int})"/> on examples <paramref name="indices"/> of
+    /// <paramref name="split"/>, gathered for the input-layer kernels (needs <see cref="UsesInputKernels"/>).
+    /// </summary>
+    public double Loss(Data.IDataSplit<T> split, ReadOnlySpan<int> indices, ReadOnlySpan<int> y)
+    {
+        var input = GatherInput(split, indices);
+        return LossAndBackward(null, input, y, sgdLearningRate: null);
+    }
+
+    /// <summary>The batch laid out for the input-layer kernels, from the split.</summary>
+    private InputBatch GatherInput(Data.IDataSplit<T> split, ReadOnlySpan<int> indices)
+    {
+        if (!UsesInputKernels)
+        {
+            throw new InvalidOperationException("the input-layer kernels do not run for this model here; gather the batch and pass it as a matrix.");
+        }
+
+        var ws = GetWorkspace(indices.Length);
+        var input = ws.Input ??= new InputBatch(indices.Length, InputDim);
+        input.Gather((Data.IDataSplit<float>)split, indices);
+        return input;
+    }
 
     /// <summary>
     /// One plain SGD step of a linear classifier on examples <paramref name="indices"/> of <paramref name="split"/>
@@ -131,7 +174,8 @@ public sealed class FullyConnectedNet<T>
     {
         if (!IsLinear)
         {
-            throw new InvalidOperationException("only a linear classifier trains block by block; gather the batch and call SgdStep(x, y, lr).");
+            // A net with hidden layers: the batch gathered for the input-layer kernels (throws where they do not run).
+            return LossAndBackward(null, GatherInput(split, indices), y, learningRate);
         }
 
         int n = indices.Length, d = InputDim, m = NumClasses;
@@ -192,9 +236,10 @@ public sealed class FullyConnectedNet<T>
         return loss;
     }
 
-    private double LossAndBackward(Matrix<T> x, ReadOnlySpan<int> y, double? sgdLearningRate)
+    /// <summary>The step on a batch given either as a matrix (<paramref name="x"/>) or laid out for the input-layer kernels (<paramref name="input"/>).</summary>
+    private double LossAndBackward(Matrix<T>? x, InputBatch? input, ReadOnlySpan<int> y, double? sgdLearningRate)
     {
-        var ws = Forward(x, train: true);
+        var ws = Forward(x, input, train: true);
         var loss = Layers.Loss.Compute(LossKind, ws.Scores, y, ws.Dscores);
         var reg = Spec.Reg;
         if (reg != 0)
@@ -213,24 +258,34 @@ public sealed class FullyConnectedNet<T>
             return loss;
         }
 
-        Backward(x, ws, sgdLearningRate);
+        Backward(x, input, ws, sgdLearningRate);
         return loss;
     }
 
-    private Workspace Forward(Matrix<T> x, bool train)
+    /// <summary>The forward pass of a batch given as a matrix <paramref name="x"/> or, when that is null, as <paramref name="packed"/>.</summary>
+    private Workspace Forward(Matrix<T>? x, InputBatch? packed, bool train)
     {
-        if (x.Cols != InputDim)
+        var dim = x?.Cols ?? packed!.Dim;
+        if (dim != InputDim)
         {
-            throw new ArgumentException($"The model takes {InputDim} features per example, not {x.Cols}.", nameof(x));
+            throw new ArgumentException($"The model takes {InputDim} features per example, not {dim}.", nameof(x));
         }
 
-        var ws = GetWorkspace(x.Rows);
+        var ws = GetWorkspace(x?.Rows ?? packed!.Rows);
         var input = x;
         var dropout = train && Spec.Dropout > 0;
         for (var l = 0; l < _hidden; l++)
         {
             var block = ws.Blocks[l];
-            Affine.ForwardInto(input, _w[l].Value, _b[l].Value, block.Z);
+            if (input is null)
+            {
+                InputLayerGemm.Forward(packed!, Floats(_w[0].Value), Floats(_b[0].Value), Floats(block.Z.Span));
+            }
+            else
+            {
+                Affine.ForwardInto(input, _w[l].Value, _b[l].Value, block.Z);
+            }
+
             var normalized = block.Z;
             switch (Spec.Normalization)
             {
@@ -266,14 +321,14 @@ public sealed class FullyConnectedNet<T>
             input = block.Output;
         }
 
-        Affine.ForwardInto(input, _w[_hidden].Value, _b[_hidden].Value, ws.Scores);
+        Affine.ForwardInto(input!, _w[_hidden].Value, _b[_hidden].Value, ws.Scores);
         return ws;
     }
 
-    private void Backward(Matrix<T> x, Workspace ws, double? sgdLearningRate)
+    private void Backward(Matrix<T>? x, InputBatch? packed, Workspace ws, double? sgdLearningRate)
     {
         var last = _hidden;
-        AffineBackward(last, ws.Dscores, last == 0 ? x : ws.Blocks[last - 1].Output!, last == 0 ? null : ws.Blocks[last - 1].Grad, ws, sgdLearningRate);
+        AffineBackward(last, ws.Dscores, last == 0 ? x! : ws.Blocks[last - 1].Output!, last == 0 ? null : ws.Blocks[last - 1].Grad, ws, sgdLearningRate);
         for (var l = _hidden - 1; l >= 0; l--)
         {
             var block = ws.Blocks[l];
@@ -301,7 +356,36 @@ public sealed class FullyConnectedNet<T>
                 TensorPrimitives.FusedMultiplyAdd(_beta[l]!.Grad, step, _beta[l]!.Value, _beta[l]!.Value);
             }
 
-            AffineBackward(l, grad, l == 0 ? x : ws.Blocks[l - 1].Output!, l == 0 ? null : ws.Blocks[l - 1].Grad, ws, sgdLearningRate);
+            if (l == 0 && x is null)
+            {
+                InputLayerBackward(grad, packed!, sgdLearningRate);
+            }
+            else
+            {
+                AffineBackward(l, grad, l == 0 ? x! : ws.Blocks[l - 1].Output!, l == 0 ? null : ws.Blocks[l - 1].Grad, ws, sgdLearningRate);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The input layer's backward pass on the kernels, as <see cref="Affine.BackwardSgdInto{T}"/> (w = (1 - lr reg) w -
+    /// lr dz^T x in the product; b -= lr * column sums of dz) or <see cref="Affine.BackwardInto{T}"/> (dw = reg w + dz^T x;
+    /// db = column sums of dz) without the input's gradient.
+    /// </summary>
+    private void InputLayerBackward(Matrix<T> dz, InputBatch packed, double? sgdLearningRate)
+    {
+        var (w, b) = (_w[0], _b[0]);
+        var reg = Spec.Reg;
+        Ops.ColumnSums(dz, b.Grad);
+        if (sgdLearningRate is { } lr)
+        {
+            float step = float.CreateTruncating(lr), decay = 1f - (step * float.CreateTruncating(reg)); // as Affine.BackwardSgdInto rounds them
+            InputLayerGemm.WeightStep(packed, Floats(dz.Span), Floats(w.Value), decay, -step, Floats(w.Value));
+            TensorPrimitives.FusedMultiplyAdd(b.Grad, T.CreateTruncating(-lr), b.Value, b.Value);
+        }
+        else
+        {
+            InputLayerGemm.WeightStep(packed, Floats(dz.Span), Floats(w.Value), float.CreateTruncating(reg), 1f, Floats(w.Grad));
         }
     }
 
@@ -380,6 +464,9 @@ public sealed class FullyConnectedNet<T>
         public Matrix<T> Scores { get; }
 
         public Matrix<T> Dscores { get; }
+
+        /// <summary>The batch laid out for the input-layer kernels, made on first use.</summary>
+        public InputBatch? Input { get; set; }
     }
 
     private sealed class Block

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Numerics;
 using Sweeper.Core;
 using Sweeper.Core.Sweeps;
@@ -120,41 +119,32 @@ public sealed record TrainingResult(
     string? Reason);
 
 /// <summary>
-/// Trains a model with minibatch gradient descent: each epoch shuffles the training split, runs
-/// max(N / batch, 1) minibatch steps, measures train accuracy on a subsample and validation accuracy, keeps the best
-/// parameters by validation accuracy, and decays the learning rate. Deterministic for a given seed; a run resumed
-/// from a checkpoint ends bit-identical to one that never stopped. Not thread-safe.
+/// Trains a model with minibatch gradient descent: the native engine's steps (gather, forward, loss, backward,
+/// update) under the <see cref="TrainingLoop{T}"/> that both engines share (each epoch shuffles the training split,
+/// runs max(N / batch, 1) minibatch steps, measures train accuracy on a subsample and validation accuracy, keeps the
+/// best parameters by validation accuracy, and decays the learning rate). Deterministic for a given seed; a run
+/// resumed from a checkpoint ends bit-identical to one that never stopped. Not thread-safe.
 /// </summary>
-public sealed class Solver<T>
+public sealed class Solver<T> : ITrainingSteps<T>
     where T : unmanaged, IFloatingPointIeee754<T>
 {
     private readonly FullyConnectedNet<T> _model;
     private readonly IDataSplit<T> _train;
-    private readonly IDataSplit<T> _val;
     private readonly UpdateRule _rule;
 
     /// <summary>Plain SGD is applied inside the backward pass (see <see cref="FullyConnectedNet{T}.SgdStep"/>).</summary>
     private readonly bool _fusedSgd;
     private readonly ParameterState<T>[] _states;
+    private readonly TrainingLoop<T> _loop;
     private readonly int _batch;
-    private readonly int _itersPerEpoch;
-    private readonly long _totalIterations;
     private readonly Matrix<T> _batchX;
     private readonly int[] _batchY;
-    private readonly int[] _order;
-    private Matrix<T>? _evalX;
-    private Rng _rng;
-    private T[][] _bestParams;
-    private T[][] _bestBuffers;
+    private readonly T[][] _bestParams;
+    private readonly T[][] _bestBuffers;
 
     public Solver(FullyConnectedNet<T> model, IDataSplit<T> train, IDataSplit<T> validation, SolverOptions options)
     {
-        options.Validate();
-        if (train.Count == 0)
-        {
-            throw new ArgumentException("the training split is empty.");
-        }
-
+        _loop = new TrainingLoop<T>(train, validation, options, this);
         if (train.Dim != model.InputDim || validation.Dim != model.InputDim)
         {
             throw new ArgumentException($"the model takes {model.InputDim} features but the data has {train.Dim}.");
@@ -162,19 +152,13 @@ public sealed class Solver<T>
 
         _model = model;
         _train = train;
-        _val = validation;
         Options = options;
         _rule = UpdateRule.Create(options.UpdateRule, options.Update);
         _fusedSgd = _rule.Name == "sgd";
         _states = model.Parameters.Select(p => _rule.CreateState<T>(p.Value.Length)).ToArray();
-        _batch = Math.Min(options.BatchSize, train.Count);
-        _itersPerEpoch = Math.Max(train.Count / _batch, 1);
-        _totalIterations = options.Iterations ?? ((long)options.Epochs * _itersPerEpoch);
+        _batch = _loop.BatchSize;
         _batchX = new Matrix<T>(_batch, train.Dim);
         _batchY = new int[_batch];
-        _order = new int[train.Count];
-        _rng = Rng.Derive(options.Seed, 2);
-        LearningRate = options.LearningRate;
         _bestParams = model.Parameters.Select(p => (T[])p.Value.Clone()).ToArray();
         _bestBuffers = model.Buffers.Select(b => (T[])b.Value.Clone()).ToArray();
     }
@@ -184,89 +168,30 @@ public sealed class Solver<T>
     public FullyConnectedNet<T> Model => _model;
 
     /// <summary>Epochs finished so far.</summary>
-    public int Epoch { get; private set; }
+    public int Epoch => _loop.Epoch;
 
     /// <summary>Minibatch steps taken so far.</summary>
-    public long Iteration { get; private set; }
+    public long Iteration => _loop.Iteration;
 
-    public long TotalIterations => _totalIterations;
+    public long TotalIterations => _loop.TotalIterations;
 
-    public int IterationsPerEpoch => _itersPerEpoch;
+    public int IterationsPerEpoch => _loop.IterationsPerEpoch;
 
     /// <summary>The learning rate the next step will use.</summary>
-    public double LearningRate { get; private set; }
+    public double LearningRate => _loop.LearningRate;
 
-    public double BestValAccuracy { get; private set; } = -1;
+    public double BestValAccuracy => _loop.BestValAccuracy;
 
-    public int BestEpoch { get; private set; }
+    public int BestEpoch => _loop.BestEpoch;
 
     /// <summary>The loss of every minibatch step.</summary>
-    public List<double> LossHistory { get; } = [];
+    public List<double> LossHistory => _loop.LossHistory;
 
-    public List<EpochRecord> History { get; } = [];
+    public List<EpochRecord> History => _loop.History;
 
-    /// <summary>
-    /// Runs until the last iteration, a diverging loss, or <paramref name="onEpoch"/> returning false.
-    /// <paramref name="onIteration"/> sees every step's (iteration, loss). The best parameters are restored at the end.
-    /// A checkpoint taken inside <paramref name="onEpoch"/> resumes exactly there.
-    /// </summary>
-    public TrainingResult Train(Func<EpochRecord, bool>? onEpoch = null, Action<long, double>? onIteration = null, CancellationToken cancellationToken = default)
-    {
-        var outcome = TrainingOutcome.Completed;
-        string? reason = null;
-        var epochLoss = 0.0;
-        var epochSteps = 0;
-        var clock = Stopwatch.StartNew();
-        while (Iteration < _totalIterations)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var inEpoch = (int)(Iteration - ((long)Epoch * _itersPerEpoch));
-            if (inEpoch == 0)
-            {
-                for (var i = 0; i < _order.Length; i++)
-                {
-                    _order[i] = i;
-                }
-
-                _rng.Shuffle(_order);
-            }
-
-            var next = inEpoch + 1 < _itersPerEpoch ? _order.AsSpan((inEpoch + 1) * _batch, _batch) : default;
-            var loss = Step(_order.AsSpan(inEpoch * _batch, _batch), next);
-            if (!double.IsFinite(loss))
-            {
-                outcome = TrainingOutcome.Diverged;
-                reason = $"loss became {loss} at iteration {Iteration + 1} (epoch {Epoch + 1}, learning rate {LearningRate:g4})";
-                onIteration?.Invoke(Iteration + 1, loss);
-                break;
-            }
-
-            Iteration++;
-            LossHistory.Add(loss);
-            epochLoss += loss;
-            epochSteps++;
-            onIteration?.Invoke(Iteration, loss);
-
-            if (inEpoch + 1 == _itersPerEpoch || Iteration == _totalIterations)
-            {
-                var metrics = EndEpoch(epochLoss / epochSteps, clock.Elapsed.TotalSeconds);
-                epochLoss = 0;
-                epochSteps = 0;
-                clock.Restart();
-                if (onEpoch is not null && !onEpoch(metrics))
-                {
-                    outcome = TrainingOutcome.Stopped;
-                    reason = $"stopped after epoch {metrics.Epoch}";
-                    break;
-                }
-            }
-        }
-
-        RestoreBest();
-        var best = History.FirstOrDefault(h => h.Epoch == BestEpoch);
-        return new TrainingResult(outcome, Epoch, Iteration, BestEpoch, Math.Max(BestValAccuracy, 0), best?.TrainAccuracy ?? 0,
-            LossHistory.Count > 0 ? LossHistory[^1] : double.NaN, History, reason);
-    }
+    /// <inheritdoc cref="TrainingLoop{T}.Train"/>
+    public TrainingResult Train(Func<EpochRecord, bool>? onEpoch = null, Action<long, double>? onIteration = null, CancellationToken cancellationToken = default) =>
+        _loop.Train(onEpoch, onIteration, cancellationToken);
 
     /// <summary>
     /// One training step on the given training examples (exactly one batch of them): gather, forward, loss, backward
@@ -285,29 +210,39 @@ public sealed class Solver<T>
             _batchY[i] = _train.Labels[indices[i]];
         }
 
-        if (_fusedSgd && _model.IsLinear)
+        double loss;
+        if (_model.GathersOwnBatch(_fusedSgd))
         {
-            // The linear classifier gathers its batch block by block (see FullyConnectedNet.SgdStep(split, ...)).
+            // The model gathers the batch itself, in the layout its kernels read: block by block for the linear
+            // classifier, panels and strips for the input-layer kernels (see FullyConnectedNet.UsesInputKernels).
             if (!nextIndices.IsEmpty)
             {
                 _train.Prefetch(nextIndices);
             }
 
-            return _model.SgdStep(_train, indices, _batchY, LearningRate);
-        }
+            if (_fusedSgd)
+            {
+                return _model.SgdStep(_train, indices, _batchY, LearningRate);
+            }
 
-        _train.Gather(indices, _batchX);
-        if (!nextIndices.IsEmpty)
+            loss = _model.Loss(_train, indices, _batchY);
+        }
+        else
         {
-            _train.Prefetch(nextIndices);
+            _train.Gather(indices, _batchX);
+            if (!nextIndices.IsEmpty)
+            {
+                _train.Prefetch(nextIndices);
+            }
+
+            if (_fusedSgd)
+            {
+                return _model.SgdStep(_batchX, _batchY, LearningRate);
+            }
+
+            loss = _model.Loss(_batchX, _batchY);
         }
 
-        if (_fusedSgd)
-        {
-            return _model.SgdStep(_batchX, _batchY, LearningRate);
-        }
-
-        var loss = _model.Loss(_batchX, _batchY);
         if (double.IsFinite(loss))
         {
             for (var p = 0; p < _states.Length; p++)
@@ -321,84 +256,28 @@ public sealed class Solver<T>
     }
 
     /// <summary>Fraction of <paramref name="split"/>'s examples (all, or the given indices) the model classifies right, in test mode.</summary>
-    public double Accuracy(IDataSplit<T> split, int[]? indices = null)
-    {
-        indices ??= Enumerable.Range(0, split.Count).ToArray();
-        if (indices.Length == 0)
-        {
-            return 0;
-        }
+    public double Accuracy(IDataSplit<T> split, int[]? indices = null) => _loop.Accuracy(split, indices);
 
-        var chunk = Math.Min(Options.EvaluationBatch, indices.Length);
-        if (_evalX is null || _evalX.Rows != chunk || _evalX.Cols != split.Dim)
-        {
-            _evalX = new Matrix<T>(chunk, split.Dim);
-        }
-
-        var predicted = new int[chunk];
-        var correct = 0;
-        for (var start = 0; start < indices.Length; start += chunk)
-        {
-            var count = Math.Min(chunk, indices.Length - start);
-            var x = count == chunk ? _evalX : new Matrix<T>(count, split.Dim);
-            var part = indices.AsSpan(start, count);
-            split.Gather(part, x);
-            Ops.ArgMaxRows(_model.Scores(x), predicted);
-            for (var i = 0; i < count; i++)
-            {
-                if (predicted[i] == split.Labels[part[i]])
-                {
-                    correct++;
-                }
-            }
-        }
-
-        return (double)correct / indices.Length;
-    }
-
-    private EpochRecord EndEpoch(double meanLoss, double seconds)
-    {
-        Epoch++;
-        var sample = new int[Math.Min(Options.TrainAccuracySamples, _train.Count)];
-        for (var i = 0; i < sample.Length; i++)
-        {
-            sample[i] = _rng.NextInt(_train.Count);
-        }
-
-        var trainAcc = Accuracy(_train, sample);
-        var valIndices = Options.ValidationSamples is { } v && v < _val.Count ? Enumerable.Range(0, v).ToArray() : null;
-        var valAcc = Accuracy(_val, valIndices);
-        if (valAcc > BestValAccuracy)
-        {
-            BestValAccuracy = valAcc;
-            BestEpoch = Epoch;
-            for (var p = 0; p < _bestParams.Length; p++)
-            {
-                _model.Parameters[p].Value.CopyTo(_bestParams[p], 0);
-            }
-
-            for (var b = 0; b < _bestBuffers.Length; b++)
-            {
-                _model.Buffers[b].Value.CopyTo(_bestBuffers[b], 0);
-            }
-        }
-
-        var metrics = new EpochRecord(Epoch, meanLoss, trainAcc, valAcc, LearningRate, seconds);
-        History.Add(metrics);
-        LearningRate *= Options.LrDecay;
-        return metrics;
-    }
+    void ITrainingSteps<T>.Predict(Matrix<T> x, Span<int> classes) => Ops.ArgMaxRows(_model.Scores(x), classes);
 
     /// <summary>Puts the best-so-far parameters (by validation accuracy) into the model, e.g. after loading a final checkpoint.</summary>
-    public void RestoreBestParameters() => RestoreBest();
+    public void RestoreBestParameters() => _loop.RestoreBest();
 
-    private void RestoreBest()
+    void ITrainingSteps<T>.KeepBest()
     {
-        if (BestEpoch == 0)
+        for (var p = 0; p < _bestParams.Length; p++)
         {
-            return;
+            _model.Parameters[p].Value.CopyTo(_bestParams[p], 0);
         }
 
+        for (var b = 0; b < _bestBuffers.Length; b++)
+        {
+            _model.Buffers[b].Value.CopyTo(_bestBuffers[b], 0);
+        }
+    }
+
+    void ITrainingSteps<T>.RestoreBest()
+    {
         for (var p = 0; p < _bestParams.Length; p++)
         {
             _bestParams[p].CopyTo(_model.Parameters[p].Value, 0);
@@ -421,22 +300,10 @@ public sealed class Solver<T>
     /// statistics, optimizer state, epoch, iteration, learning rate, both random generators, best-so-far parameters
     /// and the histories (see <see cref="CheckpointFormat"/>). Take it between epochs (inside the epoch callback).
     /// </summary>
-    public void SaveCheckpoint(Stream stream) => CheckpointFormat.Write(stream, NativeOrigin, new CheckpointState<T>
-    {
-        Epoch = Epoch,
-        Iteration = Iteration,
-        LearningRate = LearningRate,
-        BestValAccuracy = BestValAccuracy,
-        BestEpoch = BestEpoch,
-        ShuffleRng = _rng.GetState(),
-        DropoutRng = _model.DropoutRng.GetState(),
-        LossHistory = LossHistory,
-        History = History,
-        IterationsPerEpoch = _itersPerEpoch,
-        TotalIterations = _totalIterations,
-        Parameters = _model.Parameters.Select((p, i) => new CheckpointParameter<T>(p.Name, p.Value, _bestParams[i], _states[i].Step, _states[i].Slots)).ToArray(),
-        Buffers = _model.Buffers.Select((b, i) => new CheckpointBuffer<T>(b.Name, b.Value, _bestBuffers[i])).ToArray(),
-    });
+    public void SaveCheckpoint(Stream stream) => CheckpointFormat.Write(stream, NativeOrigin, _loop.Checkpoint(
+        _model.DropoutRng.GetState(),
+        _model.Parameters.Select((p, i) => new CheckpointParameter<T>(p.Name, p.Value, _bestParams[i], _states[i].Step, _states[i].Slots)).ToArray(),
+        _model.Buffers.Select((b, i) => new CheckpointBuffer<T>(b.Name, b.Value, _bestBuffers[i])).ToArray()));
 
     /// <summary>
     /// Restores a checkpoint written by <see cref="SaveCheckpoint"/> (or by another engine: they share the format) for
@@ -483,17 +350,8 @@ public sealed class Solver<T>
             CheckLength(state.Buffers[b].Name, state.Buffers[b].Best, _model.Buffers[b].Value);
         }
 
-        Epoch = state.Epoch;
-        Iteration = state.Iteration;
-        LearningRate = state.LearningRate;
-        BestValAccuracy = state.BestValAccuracy;
-        BestEpoch = state.BestEpoch;
-        _rng = Rng.FromState(state.ShuffleRng);
+        _loop.Resume(state);
         _model.DropoutRng = Rng.FromState(state.DropoutRng);
-        LossHistory.Clear();
-        LossHistory.AddRange(state.LossHistory);
-        History.Clear();
-        History.AddRange(state.History);
         for (var p = 0; p < _model.Parameters.Count; p++)
         {
             var saved = state.Parameters[p];
