@@ -29,12 +29,13 @@ public static class Orchestration
         Directory.CreateDirectory(dir);
         try
         {
-            foreach (var slots in slotCounts)
+            var sqlite = !args.Contains("--no-sqlite");
+            foreach (var slots in sqlite ? slotCounts : [])
             {
                 await MeasureAsync("sqlite", "sqlite:" + Path.Combine(dir, $"s{slots}.db"), trials, slots);
             }
 
-            if (failover)
+            if (failover && sqlite)
             {
                 await FailoverAsync("sqlite", "sqlite:" + Path.Combine(dir, "failover.db"));
             }
@@ -52,7 +53,7 @@ public static class Orchestration
                 : "temporary PostgreSQL 15 on 127.0.0.1 (fsync=off, synchronous_commit=off)";
             foreach (var slots in slotCounts)
             {
-                await MeasureAsync("postgres", database(), trials, slots);
+                await MeasureAsync("postgres", database(), trials, slots, Arg("--postgres") is null ? server.CpuTime : null);
             }
 
             if (failover)
@@ -78,7 +79,7 @@ public static class Orchestration
         budget: {max_trials: {{trials}}}
         """;
 
-    private static async Task MeasureAsync(string backend, string address, int trials, int slots)
+    private static async Task MeasureAsync(string backend, string address, int trials, int slots, Func<TimeSpan>? serverCpu = null)
     {
         await using var store = await TrialStores.OpenAsync(address);
         var settings = new SiloSettings { Slots = slots, SiloPort = 0, Poll = TimeSpan.FromMilliseconds(2), IdleRecheck = TimeSpan.FromMilliseconds(50) };
@@ -98,13 +99,21 @@ public static class Orchestration
         var create = Stopwatch.StartNew();
         await grains.GetGrain<IStudyGrain>("bench").OpenAsync(SweepText(trials, 1), "bench.yaml");
         create.Stop();
+        // CPU time per trial, of this process (the silo) and of the database server's processes: unlike the rate, it
+        // stays meaningful when other work shares the machine's cores.
+        var process = Process.GetCurrentProcess();
+        var siloCpu = process.TotalProcessorTime;
+        var dbCpu = serverCpu?.Invoke() ?? TimeSpan.Zero;
         var run = Stopwatch.StartNew();
         while (await store.GetResultAsync("bench") is null)
         {
-            await Task.Delay(5);
+            await Task.Delay(50); // a 50 ms granularity is under 1% of a run; polling the store more often costs its CPU
         }
 
         run.Stop();
+        process.Refresh();
+        siloCpu = process.TotalProcessorTime - siloCpu;
+        dbCpu = (serverCpu?.Invoke() ?? TimeSpan.Zero) - dbCpu;
         await silo.StopAsync();
         var read = Stopwatch.StartNew();
         var all = await store.GetTrialsAsync("bench");
@@ -121,6 +130,9 @@ public static class Orchestration
             create_study_seconds = Math.Round(create.Elapsed.TotalSeconds, 3),
             trials_per_second = Math.Round(completed / run.Elapsed.TotalSeconds, 1),
             warmup_trials = warmup,
+            silo_cpu_us_per_trial = Math.Round(siloCpu.TotalMicroseconds / Math.Max(1, completed)),
+            server_cpu_us_per_trial = serverCpu is null ? (double?)null : Math.Round(dbCpu.TotalMicroseconds / Math.Max(1, completed)),
+            cores = Environment.ProcessorCount,
             target_trials_per_second = backend == "sqlite" ? 2000 : 1000,
             read_all_trials_ms = Math.Round(read.Elapsed.TotalMilliseconds, 1),
             path = "silo in process: StudyGrain.NextTrial -> TrialGrain.Begin/ReportEpoch/Finish -> store (fenced writes)",
