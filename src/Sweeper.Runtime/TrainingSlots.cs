@@ -82,7 +82,7 @@ public sealed class TrainingSlots(
             Lease? lease;
             try
             {
-                lease = ClaimAsync(owner, device, stopping).GetAwaiter().GetResult();
+                lease = Block(ClaimAsync(owner, device, stopping));
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
@@ -141,7 +141,7 @@ public sealed class TrainingSlots(
         byte[]? checkpoint;
         try
         {
-            var begun = grain.BeginAsync(lease, settings.Lease, StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate)).GetAwaiter().GetResult();
+            var begun = Block(grain.BeginAsync(lease, settings.Lease, StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate)));
             if (begun is null)
             {
                 store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
@@ -249,7 +249,7 @@ public sealed class TrainingSlots(
             EpochVerdict verdict;
             try
             {
-                verdict = report().GetAwaiter().GetResult();
+                verdict = Block(report());
             }
             catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
             {
@@ -268,6 +268,23 @@ public sealed class TrainingSlots(
 
             delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 2));
         }
+    }
+
+    /// <summary>
+    /// Waits on a slot's thread for <paramref name="task"/> without spinning first: <c>Task.Wait</c> spins before it
+    /// blocks, and a slot's wait for a grain call or the store is long enough that the spin only takes a core from the
+    /// grains and the store doing the work.
+    /// </summary>
+    private static T Block<T>(Task<T> task)
+    {
+        if (!task.IsCompleted)
+        {
+            using var done = new ManualResetEventSlim(false, spinCount: 0);
+            task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(done.Set);
+            done.Wait();
+        }
+
+        return task.GetAwaiter().GetResult();
     }
 
     /// <summary>A trial a slot trains: its cancellation, and whether its lease was lost (fenced) rather than the silo stopping.</summary>
