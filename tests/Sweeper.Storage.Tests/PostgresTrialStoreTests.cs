@@ -48,6 +48,41 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
     }
 
     [Fact]
+    public async Task A_statement_that_fails_in_a_shared_batch_fails_alone_and_the_others_are_stored()
+    {
+        // Concurrent epoch reports go to the server together, in one transaction. One of them fails here (a trigger
+        // refuses epoch 99): the batch is rolled back as a whole, every report is run again alone, and only the one
+        // that fails says so; the others are stored once each.
+        await using var db = new PostgresDatabase();
+        await using var store = await db.OpenAsync(TimeProvider.System);
+        await db.SqlAsync("""
+            CREATE FUNCTION refuse_99() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'epoch 99 refused'; END $$;
+            CREATE TRIGGER refuse_99 BEFORE INSERT ON epochs FOR EACH ROW WHEN (NEW.epoch = 99) EXECUTE FUNCTION refuse_99();
+            """);
+        var lease = TimeSpan.FromSeconds(30);
+        await store.CreateStudyAsync(new NewStudy("s", "h", "name: s", "{}", "grid", [.. Enumerable.Range(0, 40).Select(i => new NewTrial(i, "{}", (ulong)i))]));
+        var leases = new List<Lease>();
+        while (await store.ClaimAsync("s", "w", lease) is { } l)
+        {
+            leases.Add(l);
+        }
+
+        for (var round = 0; round < 5; round++)
+        {
+            var reports = leases.Select(l => store.ReportEpochAsync(l, new EpochRecord(l.Number == round ? 99 : round + 1, 1, 0.5, 0.5, 1e-3, 1), [1], lease)).ToList();
+            var failed = await Assert.ThrowsAsync<PostgresException>(() => reports[round]);
+            Assert.Contains("epoch 99 refused", failed.MessageText);
+            await Task.WhenAll(reports.Where((_, i) => i != round));
+        }
+
+        foreach (var l in leases)
+        {
+            var epochs = (await store.GetEpochsAsync(l.TrialId)).Select(e => e.Epoch).ToList();
+            Assert.Equal(Enumerable.Range(1, 5).Where(e => e != l.Number + 1), epochs);
+        }
+    }
+
+    [Fact]
     public async Task A_store_with_a_newer_schema_is_refused_with_a_clear_message()
     {
         await using var db = new PostgresDatabase();

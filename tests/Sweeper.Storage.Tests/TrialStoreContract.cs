@@ -950,4 +950,61 @@ public abstract class TrialStoreContract
             await s.DisposeAsync();
         }
     }
+    [Fact]
+    public async Task Concurrent_writes_through_one_store_each_keep_their_own_fence()
+    {
+        // Many slots of one silo write at once through one store (which may send them together, as one batch): the
+        // current owners' epochs and finishes are stored, each exactly once, and the stale owners' writes, mixed in
+        // between, are each rejected on their own without taking the others down with them.
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            const int trials = 60;
+            await store.CreateStudyAsync(Study(trials: trials));
+            var stale = new List<Lease>();
+            for (var i = 0; i < trials; i += 3)
+            {
+                // Every third trial: claimed, handed back, and claimed again below; the first lease is stale then.
+                var first = (await store.ClaimAsync("s", "old", _lease))!;
+                await store.ReleaseAsync(first, "test");
+                stale.Add(first);
+            }
+
+            var leases = new System.Collections.Concurrent.ConcurrentBag<Lease>();
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+            {
+                while (await store.ClaimAsync("s", $"w{w}", _lease) is { } lease)
+                {
+                    leases.Add(lease);
+                    for (var e = 1; e <= 2; e++)
+                    {
+                        await store.ReportEpochAsync(lease, new EpochRecord(e, 2.0 / e, 0.1 * e, 0.05 * e + lease.Number * 1e-4, 1e-3, 0.01), [(byte)lease.Number, (byte)e], _lease);
+                    }
+
+                    await store.FinishAsync(lease, new TrialFinish(TrialState.Completed, 0.1 + lease.Number * 1e-4, 0.2, 2, null));
+                }
+            })).Concat(stale.Select(old => Task.Run(async () =>
+            {
+                await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(old, new EpochRecord(1, 9, 0.9, 0.9, 1, 1), [9], _lease));
+                await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAsync(old, new TrialFinish(TrialState.Completed, 0.99, 0.99, 1, null)));
+            }))));
+
+            Assert.Equal(trials, leases.Select(l => l.TrialId).Distinct().Count());
+            var stored = await store.GetTrialsAsync("s");
+            Assert.All(stored, t =>
+            {
+                Assert.Equal(TrialState.Completed, t.State);
+                Assert.Equal(0.1 + t.Number * 1e-4, t.ValAccuracy!.Value, 12);
+                Assert.Equal(2, t.EpochsDone);
+            });
+            foreach (var t in stored)
+            {
+                var epochs = await store.GetEpochsAsync(t.Id);
+                Assert.Equal([1, 2], epochs.Select(e => e.Epoch));
+                Assert.Equal(0.1 + t.Number * 1e-4, epochs[1].ValAccuracy, 12);
+                Assert.Equal([(byte)t.Number, 2], (await store.GetCheckpointAsync(t.Id))!.Value.Data);
+            }
+        }
+    }
 }
