@@ -85,13 +85,16 @@ public sealed class ProgramTrialRunner : ITrialRunner
             start.Environment[name] = text;
         }
 
+        // The last lines of each stream, kept apart: stderr is read on another thread, so one shared tail would keep
+        // whichever stream happened to be read last, and a traceback could be pushed out by the output before it.
         var tail = new Tail(TailLines);
+        var errors = new Tail(TailLines);
         using var process = new Process { StartInfo = start };
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is not null)
             {
-                tail.Add(e.Data);
+                errors.Add(e.Data);
             }
         };
         try
@@ -192,7 +195,7 @@ public sealed class ProgramTrialRunner : ITrialRunner
 
         if (timedOut)
         {
-            return Failed(epochs, $"ran past its time limit of {program.TimeoutSeconds} s (trial.timeout_seconds) and was killed after epoch {epochs}", tail.Lines(), value);
+            return Failed(epochs, $"ran past its time limit of {program.TimeoutSeconds} s (trial.timeout_seconds) and was killed after epoch {epochs}", Tail.Last(tail, errors, TailLines), value);
         }
 
         if (steps.Flush() is { } last && !Deliver(last))
@@ -202,13 +205,13 @@ public sealed class ProgramTrialRunner : ITrialRunner
 
         if (process.ExitCode != 0)
         {
-            return Failed(epochs, $"the program exited with code {process.ExitCode} after epoch {epochs}", tail.Lines(), value);
+            return Failed(epochs, $"the program exited with code {process.ExitCode} after epoch {epochs}", Tail.Last(tail, errors, TailLines), value);
         }
 
         if (!steps.SawMetric)
         {
             return Failed(epochs, $"the program exited with code 0 but never reported the sweep's metric '{sweep.Metric}' (print a JSON object per line, e.g. {{\"{sweep.Metric}\": 0.5}}, or {sweep.Metric}=0.5 on its standard output)",
-                tail.Lines(), value);
+                Tail.Last(tail, errors, TailLines), value);
         }
 
         return new TrialFinish(TrialState.Completed, valAccuracy, trainAccuracy, epochs, null, value);
@@ -302,6 +305,18 @@ public sealed class ProgramTrialRunner : ITrialRunner
             {
                 return [.. _lines];
             }
+        }
+
+        /// <summary>
+        /// At most <paramref name="count"/> last lines: the standard output's, then the standard error's (where a
+        /// traceback goes), which get every line they have as long as the output keeps at least half.
+        /// </summary>
+        public static IReadOnlyList<string> Last(Tail output, Tail errors, int count)
+        {
+            var (o, e) = (output.Lines(), errors.Lines());
+            var fromErrors = Math.Min(e.Count, count - Math.Min(o.Count, count / 2));
+            var fromOutput = Math.Min(o.Count, count - fromErrors);
+            return [.. o.Skip(o.Count - fromOutput), .. e.Skip(e.Count - fromErrors)];
         }
     }
 }
