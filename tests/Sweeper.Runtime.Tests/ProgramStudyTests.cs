@@ -13,39 +13,13 @@ namespace Sweeper.Runtime.Tests;
 /// trial runs a python3 script, successive halving pauses, promotes and prunes them, and the study closes with the best
 /// trial by the program's own metric and a note instead of a test accuracy.
 /// </summary>
-public sealed class ProgramStudyTests : IAsyncLifetime
+public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sweeper-program-study-" + Guid.NewGuid().ToString("N")[..10]);
-    private IHost? _silo;
-    private ITrialStore? _store;
-
-    public Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_dir);
-        return Task.CompletedTask;
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_silo is not null)
-        {
-            await _silo.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
-            _silo.Dispose();
-        }
-
-        if (_store is not null)
-        {
-            await _store.DisposeAsync();
-        }
-
-        Directory.Delete(_dir, recursive: true);
-    }
-
     [Fact]
     public async Task A_program_study_with_hyperband_runs_to_the_end_and_closes_with_the_best_trial_by_the_programs_metric()
     {
         // Trial q's val_loss at epoch e is (9 - q) / 10 + 1 / e: trial 8 is the best at every epoch.
-        File.WriteAllText(Path.Combine(_dir, "train.py"), """
+        File.WriteAllText(Path.Combine(Dir, "train.py"), """
             import json, os, sys
             args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
             q, epochs = int(args["quality"]), int(args["epochs"])
@@ -54,7 +28,7 @@ public sealed class ProgramStudyTests : IAsyncLifetime
             for e in range(1, epochs + 1):
                 print(json.dumps({"epoch": e, "val_loss": (9 - q) / 10 + 1 / e, "accuracy": q / 10}))
             """.ReplaceLineEndings("\n"));
-        var file = Path.Combine(_dir, "hb.yaml");
+        var file = Path.Combine(Dir, "hb.yaml");
         File.WriteAllText(file, """
             name: hb
             program: train.py
@@ -65,8 +39,8 @@ public sealed class ProgramStudyTests : IAsyncLifetime
               epochs: {value: 9}
             early_terminate: {type: hyperband, min_iter: 1, eta: 3}
             """);
-        var programs = new ProgramTrialRunner(Path.Combine(_dir, "trials"));
-        _store = await TrialStores.OpenAsync("sqlite:" + Path.Combine(_dir, "store.db"));
+        var programs = new ProgramTrialRunner(Path.Combine(Dir, "trials"));
+        Store = await TrialStores.OpenAsync("sqlite:" + Path.Combine(Dir, "store.db"));
         var settings = new SiloSettings
         {
             Slots = 2,
@@ -75,23 +49,23 @@ public sealed class ProgramStudyTests : IAsyncLifetime
             IdleRecheck = TimeSpan.FromMilliseconds(100),
             Tick = TimeSpan.FromMilliseconds(200),
         };
-        _silo = SweeperSilo.Build(_store, new DispatchingTrialRunner(new NoBuiltInModels(), programs), settings, Logger.None);
-        await _silo.StartAsync();
-        var opening = await _silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("hb").OpenAsync(File.ReadAllText(file), file);
+        Silo = SweeperSilo.Build(Store, new DispatchingTrialRunner(new NoBuiltInModels(), programs), settings, Logger.None);
+        await Silo.StartAsync();
+        var opening = await Silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("hb").OpenAsync(File.ReadAllText(file), file);
         Assert.Null(opening.Conflict);
 
         // The program runs in the sweep file's folder, stored with the study.
-        Assert.Equal(_dir, SweepJson.Of((await _store.GetStudyAsync("hb"))!).Program!.WorkDir);
+        Assert.Equal(Dir, SweepJson.Of((await Store.GetStudyAsync("hb"))!).Program!.WorkDir);
 
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
         StudyResult? result;
-        while ((result = await _store.GetResultAsync("hb")) is null)
+        while ((result = await Store.GetResultAsync("hb")) is null)
         {
             Assert.True(DateTime.UtcNow < deadline, "the study did not close");
             await Task.Delay(50);
         }
 
-        var trials = await _store.GetTrialsAsync("hb");
+        var trials = await Store.GetTrialsAsync("hb");
         var best = trials.Single(t => ParamJson.Deserialize(t.ParametersJson)["quality"] is 8L);
         Assert.Equal(best.Number, result.BestTrialNumber);
         Assert.Null(result.TestAccuracy);
@@ -110,7 +84,7 @@ public sealed class ProgramStudyTests : IAsyncLifetime
         foreach (var t in trials)
         {
             // Each epoch once, 1..n, with the program's own metrics, though a promoted trial ran its program again.
-            var epochs = await _store.GetEpochsAsync(t.Id);
+            var epochs = await Store.GetEpochsAsync(t.Id);
             var q = (long)ParamJson.Deserialize(t.ParametersJson)["quality"];
             Assert.Equal(Enumerable.Range(1, t.EpochsDone), epochs.Select(e => e.Epoch));
             Assert.All(epochs, e => Assert.Equal(((9 - q) / 10.0) + (1.0 / e.Epoch), e.Metrics!["val_loss"], 12));
@@ -118,7 +92,7 @@ public sealed class ProgramStudyTests : IAsyncLifetime
         }
 
         // Every promotion restarted the program from scratch.
-        var events = await _store.GetEventsAsync("hb");
+        var events = await Store.GetEventsAsync("hb");
         var runs = trials.Sum(t => File.ReadAllLines(Path.Combine(programs.TrialDirectory("hb", t.Number), "runs")).Length);
         Assert.Equal(9 + events.Count(e => e.Kind == "trial_promoted"), runs);
         Assert.Contains(events, e => e.Kind == "trial_promoted");

@@ -11,43 +11,17 @@ namespace Sweeper.Runtime.Tests;
 /// Built-in trials store their value of the sweep's metric too (the slot writes it with the finish), and the study picks
 /// its best trial by it: a train_loss study by each trial's last loss, with no epoch read back.
 /// </summary>
-public sealed class TrialValueTests : IAsyncLifetime
+public sealed class TrialValueTests() : SiloTest("sweeper-values-")
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sweeper-values-" + Guid.NewGuid().ToString("N")[..10]);
-    private IHost? _silo;
-    private ITrialStore? _store;
-
-    public Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_dir);
-        return Task.CompletedTask;
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_silo is not null)
-        {
-            await _silo.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
-            _silo.Dispose();
-        }
-
-        if (_store is not null)
-        {
-            await _store.DisposeAsync();
-        }
-
-        Directory.Delete(_dir, recursive: true);
-    }
-
     [Theory]
     [InlineData("train_loss", "minimize")]
     [InlineData("val_accuracy", "maximize")]
     public async Task A_built_in_trial_stores_its_value_of_the_sweeps_metric_and_the_study_picks_by_it(string metric, string goal)
     {
-        _store = await TrialStores.OpenAsync("sqlite:" + Path.Combine(_dir, "store.db"));
+        Store = await TrialStores.OpenAsync("sqlite:" + Path.Combine(Dir, "store.db"));
         var settings = new SiloSettings { Slots = 2, SiloPort = 0, Poll = TimeSpan.FromMilliseconds(20), IdleRecheck = TimeSpan.FromMilliseconds(100), Tick = TimeSpan.FromMilliseconds(200) };
-        _silo = SweeperSilo.Build(_store, new Curves(), settings, Logger.None);
-        await _silo.StartAsync();
+        Silo = SweeperSilo.Build(Store, new Curves(), settings, Logger.None);
+        await Silo.StartAsync();
         var sweep = $$"""
             name: b
             method: grid
@@ -57,16 +31,16 @@ public sealed class TrialValueTests : IAsyncLifetime
               learning_rate: {values: [0.3, 0.1, 0.2]}
               epochs: {value: 3}
             """;
-        await _silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("b").OpenAsync(sweep, "b.yaml");
+        await Silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>("b").OpenAsync(sweep, "b.yaml");
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
         StudyResult? result;
-        while ((result = await _store.GetResultAsync("b")) is null)
+        while ((result = await Store.GetResultAsync("b")) is null)
         {
             Assert.True(DateTime.UtcNow < deadline, "the study did not close");
             await Task.Delay(20);
         }
 
-        var trials = await _store.GetTrialsAsync("b");
+        var trials = await Store.GetTrialsAsync("b");
         foreach (var t in trials)
         {
             var lr = (double)ParamJson.Deserialize(t.ParametersJson)["learning_rate"];
