@@ -27,7 +27,7 @@ public sealed class ProgramTrialRunner : ITrialRunner
     /// <summary>How many of the last lines of output (stdout and stderr) a failed trial's reason carries.</summary>
     public const int TailLines = 20;
 
-    private static readonly Lazy<string?> _python = new(() => OnPath("python") ? "python" : OnPath("python3") ? "python3" : null);
+    private static readonly Lazy<string?> _python = new(() => PythonOn(Environment.GetEnvironmentVariable("PATH")));
 
     /// <param name="trialRoot">
     /// Where the trials' folders are made (<c>SWEEPER_TRIAL_DIR</c>: root/study/trial-N, also holding
@@ -277,12 +277,16 @@ public sealed class ProgramTrialRunner : ITrialRunner
     /// <summary>W&amp;B's <c>${interpreter}</c> is python; where only python3 is installed, that one.</summary>
     private static string Python() => _python.Value ?? "python";
 
-    private static bool OnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Any(d => File.Exists(Path.Combine(d, name)));
+    /// <summary>The Python that W&amp;B's <c>python</c> means on <paramref name="path"/> (a PATH value): python, else python3, else null.</summary>
+    public static string? PythonOn(string? path)
+    {
+        var folders = (path ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
+        return new[] { "python", "python3" }.FirstOrDefault(name => folders.Any(d => File.Exists(Path.Combine(d, name))));
+    }
 
     private static string Quote(string s) => s.Contains(' ', StringComparison.Ordinal) ? $"\"{s}\"" : s;
 
-    /// <summary>The last lines of a process's output (stdout and stderr interleaved as they arrived).</summary>
+    /// <summary>The last lines of one of a process's output streams.</summary>
     private sealed class Tail(int capacity)
     {
         private readonly Queue<string> _lines = new();

@@ -211,6 +211,27 @@ public sealed class ProgramTrialRunnerTests : IDisposable
     }
 
     [Fact]
+    public void Python_is_python_where_it_is_installed_and_else_python3()
+    {
+        var onlyPython3 = Path.Combine(_dir, "bin3");
+        var both = Path.Combine(_dir, "bin");
+        var neither = Path.Combine(_dir, "empty");
+        foreach (var (dir, names) in new[] { (onlyPython3, new[] { "python3" }), (both, new[] { "python", "python3" }), (neither, Array.Empty<string>()) })
+        {
+            Directory.CreateDirectory(dir);
+            foreach (var name in names)
+            {
+                File.WriteAllText(Path.Combine(dir, name), "");
+            }
+        }
+
+        Assert.Equal("python3", ProgramTrialRunner.PythonOn(neither + Path.PathSeparator + onlyPython3));
+        Assert.Equal("python", ProgramTrialRunner.PythonOn(onlyPython3 + Path.PathSeparator + both));
+        Assert.Null(ProgramTrialRunner.PythonOn(neither));
+        Assert.Null(ProgramTrialRunner.PythonOn(null));
+    }
+
+    [Fact]
     public void A_non_zero_exit_fails_the_trial_with_its_exit_code_and_the_last_lines_of_its_output()
     {
         var sweep = Sweep("train.py", """
