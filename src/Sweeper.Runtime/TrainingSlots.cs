@@ -188,7 +188,7 @@ public sealed class TrainingSlots(
             });
             // The trial's value of the sweep's metric, stored with it: the runner's, or its record's field (val_accuracy,
             // train_accuracy), or the last epoch's.
-            finish = finish with { Value = finish.Value ?? FinalValue(sweep.Metric, finish) ?? running.LastValue };
+            finish = finish with { Value = finish.Value ?? StudySelection.RecordField(sweep.Metric, finish.ValAccuracy, finish.TrainAccuracy, null) ?? running.LastValue };
             finish = running.Verdict switch
             {
                 // Stopped by successive halving rather than pruned: paused at a rung (to be promoted, perhaps), or
@@ -232,13 +232,6 @@ public sealed class TrainingSlots(
             _running.TryRemove(lease.TrialId, out _);
         }
     }
-
-    private static double? FinalValue(string metric, TrialFinish finish) => metric switch
-    {
-        "val_accuracy" => finish.ValAccuracy,
-        "train_accuracy" => finish.TrainAccuracy,
-        _ => null,
-    };
 
     /// <summary>Repeats a report while the store is unreachable (the result is kept, never dropped); stops on any other answer.</summary>
     private static EpochVerdict UntilStored(Func<Task<EpochVerdict>> report, CancellationToken cancellationToken)

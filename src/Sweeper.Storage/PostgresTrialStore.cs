@@ -1062,12 +1062,6 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     {
         await using var command = Command(conn, tx, sql, parameters);
         await using var reader = await command.ExecuteReaderAsync();
-        var list = new List<T>();
-        while (await reader.ReadAsync())
-        {
-            list.Add(read(reader));
-        }
-
-        return list;
+        return await ReadAll(read)(reader);
     }
 }

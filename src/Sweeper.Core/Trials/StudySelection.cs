@@ -17,11 +17,17 @@ public static class StudySelection
     /// train_accuracy field for those two, else its <see cref="TrialRecord.Value"/> (the final value of the sweep's
     /// metric that its finish recorded: train_loss, or whatever a program reports); null when it has none.
     /// </summary>
-    public static double? RecordedValue(TrialRecord trial, string metric) => metric switch
+    public static double? RecordedValue(TrialRecord trial, string metric) => RecordField(metric, trial.ValAccuracy, trial.TrainAccuracy, trial.Value);
+
+    /// <summary>
+    /// A trial's value of <paramref name="metric"/> from the fields its record keeps: <paramref name="valAccuracy"/> or
+    /// <paramref name="trainAccuracy"/> for those two metrics, else <paramref name="otherwise"/> (its stored value).
+    /// </summary>
+    public static double? RecordField(string metric, double? valAccuracy, double? trainAccuracy, double? otherwise) => metric switch
     {
-        "val_accuracy" => trial.ValAccuracy,
-        "train_accuracy" => trial.TrainAccuracy,
-        _ => trial.Value,
+        "val_accuracy" => valAccuracy,
+        "train_accuracy" => trainAccuracy,
+        _ => otherwise,
     };
 
     /// <summary>The completed trial with the highest validation accuracy; ties go to the lowest trial number. Null when none completed.</summary>
