@@ -13,7 +13,7 @@ namespace Sweeper.Bench;
 /// Orchestration overhead through the real runtime (an Orleans silo, the study and trial grains, the training slots)
 /// with trials that do no training: each is claimed, reports one epoch with a 1 KiB checkpoint and completes. Trials per
 /// second with 1, 2 and 4 slots on SQLite and PostgreSQL, from opening a 10,000-trial grid study until it closes, on a
-/// warm silo (a first study of up to 3,000 trials runs before); then
+/// warm silo (a first study of 12,000 trials, <c>--warmup N</c>, runs before); then
 /// the failover time: two silo processes train slow trials, one is killed with SIGKILL, and the time until each of its
 /// trials trains again on the other silo is measured.
 /// </summary>
@@ -25,6 +25,9 @@ public static class Orchestration
         var trials = int.Parse(Arg("--trials") ?? "10000", System.Globalization.CultureInfo.InvariantCulture);
         int[] slotCounts = Arg("--slots") is { } only ? [int.Parse(only, System.Globalization.CultureInfo.InvariantCulture)] : [1, 2, 4];
         var failover = !args.Contains("--no-failover");
+        // A silo runs for hours: it is measured warm. After 3,000 trials the JIT's tiering had not settled here (1,500
+        // trials/s against 1,960 with tiering off and 1,850-2,050 after 12,000).
+        var warmup = int.Parse(Arg("--warmup") ?? "12000", System.Globalization.CultureInfo.InvariantCulture);
         var dir = Path.Combine(Path.GetTempPath(), "sweeper-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         try
@@ -32,7 +35,7 @@ public static class Orchestration
             var sqlite = !args.Contains("--no-sqlite");
             foreach (var slots in sqlite ? slotCounts : [])
             {
-                await MeasureAsync("sqlite", "sqlite:" + Path.Combine(dir, $"s{slots}.db"), trials, slots);
+                await MeasureAsync("sqlite", "sqlite:" + Path.Combine(dir, $"s{slots}.db"), trials, slots, warmup);
             }
 
             if (failover && sqlite)
@@ -53,7 +56,7 @@ public static class Orchestration
                 : "temporary PostgreSQL 15 on 127.0.0.1 (fsync=off, synchronous_commit=off)";
             foreach (var slots in slotCounts)
             {
-                await MeasureAsync("postgres", database(), trials, slots, Arg("--postgres") is null ? server.CpuTime : null);
+                await MeasureAsync("postgres", database(), trials, slots, warmup, Arg("--postgres") is null ? server.CpuTime : null);
             }
 
             if (failover)
@@ -79,7 +82,7 @@ public static class Orchestration
         budget: {max_trials: {{trials}}}
         """;
 
-    private static async Task MeasureAsync(string backend, string address, int trials, int slots, Func<TimeSpan>? serverCpu = null)
+    private static async Task MeasureAsync(string backend, string address, int trials, int slots, int warmup, Func<TimeSpan>? serverCpu = null)
     {
         await using var store = await TrialStores.OpenAsync(address);
         var settings = new SiloSettings { Slots = slots, SiloPort = 0, Poll = TimeSpan.FromMilliseconds(2), IdleRecheck = TimeSpan.FromMilliseconds(50) };
@@ -87,9 +90,8 @@ public static class Orchestration
         await silo.StartAsync();
         var grains = silo.Services.GetRequiredService<IGrainFactory>();
 
-        // A silo runs for hours: measure it warm. A first study of its own lets the JIT's tiering settle (on a cold
-        // process, background recompilation takes a third of the CPU for the first seconds).
-        var warmup = Math.Min(trials, 3000);
+        // A first study of its own lets the JIT's tiering settle (on a cold process, background recompilation takes a
+        // third of the CPU for the first seconds, and methods run unoptimized code for longer).
         await grains.GetGrain<IStudyGrain>("warmup").OpenAsync(SweepText(warmup, 1, "warmup"), "warmup.yaml");
         while (await store.GetResultAsync("warmup") is null)
         {

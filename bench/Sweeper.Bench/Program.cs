@@ -11,7 +11,7 @@ using Sweeper.Engine.Training;
 //                                                               training-step throughput of both engines side by side (single thread, float32, batch 200)
 //   bench queries [--trials 100000] [--postgres URL|--no-postgres] [--keep DIR]   filtered, sorted, paged query latency
 //   bench dashboard [--trials 100000] [--loads 10] [--no-postgres]   study page load in headless Chromium until table and charts are drawn
-//   bench orchestration [--trials N] [--slots N] [--no-failover] [--no-sqlite] [--postgres URL|--no-postgres] [--durable]
+//   bench orchestration [--trials N] [--warmup N] [--slots N] [--no-failover] [--no-sqlite] [--postgres URL|--no-postgres] [--durable]
 //                                                               runtime throughput (silo, grains, slots) with trials that do no training, and failover after kill -9 of a silo
 //   bench samplers [--seeds 30] [--trials 100]                  best value found by random search and TPE on Branin and Hartmann-6 (quality, not speed)
 //   bench compare-search [--spaces two_layer,fc] [--seeds 1,2,3] [--trials 20] [--epochs 10] [--train-size 49000] [--slots 2]

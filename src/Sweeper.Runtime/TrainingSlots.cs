@@ -76,6 +76,7 @@ public sealed class TrainingSlots(
 
     private void Loop(string owner, string device)
     {
+        BatchScheduling.ApplyToCurrentThread();
         var stopping = _stopping.Token;
         while (!stopping.IsCancellationRequested)
         {

@@ -140,6 +140,44 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_silos_training_slots_run_under_the_batch_scheduling_policy_so_their_wake_ups_never_preempt_the_silo()
+    {
+        await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(15), gpuSlots: 1);
+
+        // Linux names a thread by its first 15 characters ("training-slot-0"); its policy is field 41 of its stat line,
+        // counted after the name's closing parenthesis (field 2). SCHED_BATCH is 3, the default SCHED_OTHER 0.
+        var policies = new Dictionary<string, int>();
+        foreach (var task in Directory.GetDirectories("/proc/self/task"))
+        {
+            var name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
+            if (name.StartsWith("training-slot-", StringComparison.Ordinal))
+            {
+                var stat = File.ReadAllText(Path.Combine(task, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                policies[name] = int.Parse(fields[41 - 3], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        Assert.Equal(["training-slot-0", "training-slot-1", "training-slot-2"], policies.Keys.Order());
+        Assert.All(policies.Values, policy => Assert.Equal(3, policy));
+        Assert.Equal(0, SchedulingPolicyOfANewThread());
+    }
+
+    /// <summary>The policy of a thread that did not ask for one (the silo's own threads keep it).</summary>
+    private static int SchedulingPolicyOfANewThread()
+    {
+        var policy = -1;
+        var thread = new Thread(() =>
+        {
+            var stat = File.ReadAllText("/proc/thread-self/stat");
+            policy = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[41 - 3], System.Globalization.CultureInfo.InvariantCulture);
+        });
+        thread.Start();
+        thread.Join();
+        return policy;
+    }
+
+    [Fact]
     public async Task Opening_one_study_from_two_silos_at_once_creates_it_once_and_a_second_file_of_that_name_is_refused()
     {
         var (a, _) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(5));
