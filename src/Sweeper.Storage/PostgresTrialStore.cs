@@ -307,10 +307,10 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
                 $"""
                 UPDATE trials SET state = 'paused', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), val_accuracy = @va, train_accuracy = @ta,
                     epochs_done = GREATEST(epochs_done, @ep), reason = @reason{(_schema >= 6 ? ", value = @value" : "")}
-                WHERE id = @id AND lease_epoch = @epoch AND state = 'running'
+                WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running'
                 """,
                 ("value", (object?)summary.Value ?? DBNull.Value), ("va", (object?)summary.ValAccuracy ?? DBNull.Value), ("ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("ep", summary.Epochs),
-                ("reason", (object?)summary.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
+                ("reason", (object?)summary.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner));
             if (changed == 0)
             {
                 throw await LostAsync(conn, tx, lease);
@@ -417,7 +417,8 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             // concurrent claims (one round trip, one transaction). It finds nothing when the study is closed, capped or has no pending trial; only a capped
             // study needs the slower path below. Its commit need not wait for the WAL flush (set_config local to the
             // statement's transaction): if the server lost it in a crash, the trial would be pending again at the old
-            // fencing token, and fencing would reject every write of the slot that thought it won.
+            // fencing token, and the next claim would hand out the same token again; the fence is the token with its
+            // owner (a slot of one silo incarnation), so every write of the slot that thought it won is still rejected.
             var leases = await BatchedAsync(_claims,
                     $"""
                     UPDATE trials SET state = 'running', owner = @owner, lease_epoch = lease_epoch + 1, attempts = attempts + 1,
@@ -446,7 +447,8 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async (conn, tx) =>
         {
             // A claim need not wait for its WAL flush: if the server lost it in a crash, the trial would be pending
-            // again at the old fencing token, and fencing would reject every write of the worker that thought it won.
+            // again at the old fencing token, and fencing (the token with its owner) would reject every write of the
+            // slot that thought it won, even once another claim got that token again.
             // (Sent in one round trip with the first query.)
             const string Async = "SET LOCAL synchronous_commit = off; ";
             var candidates = study is null
@@ -505,7 +507,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             """;
         var parameters = new List<(string, object?)>
         {
-            ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("e", metrics.Epoch), ("l", StudySweeps.Metric(metrics.Loss)),
+            ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner), ("e", metrics.Epoch), ("l", StudySweeps.Metric(metrics.Loss)),
             ("ta", StudySweeps.Metric(metrics.TrainAccuracy)), ("va", StudySweeps.Metric(metrics.ValAccuracy)), ("lr", StudySweeps.Metric(metrics.LearningRate)),
             ("sec", StudySweeps.Metric(metrics.Seconds)),
         };
@@ -521,7 +523,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 
         var fenced = await BatchedAsync(_durable,
             $"""
-            WITH f AS (UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = @e WHERE id = @id AND lease_epoch = @epoch AND state = 'running' RETURNING id),
+            WITH f AS (UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = @e WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running' RETURNING id),
             e AS (INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds{(_schema >= 6 ? ", metrics" : "")})
                   SELECT id, @e, @l::double precision, @ta::double precision, @va::double precision, @lr::double precision, @sec::double precision{(_schema >= 6 ? ", @m::text" : "")} FROM f
                   ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
@@ -555,12 +557,12 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             $"""
             WITH u AS (UPDATE trials SET state = @state, val_accuracy = @va, train_accuracy = @ta, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
                            finished_at = {Now}, lease_expires_at = NULL{(_schema >= 6 ? ", value = @value" : "")}
-                       WHERE id = @id AND lease_epoch = @epoch AND state = 'running' RETURNING id),
+                       WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running' RETURNING id),
             ev AS (INSERT INTO events (study, trial_id, at, kind, message) SELECT @s, id, {Now}, @k, @m FROM u)
             SELECT count(*) FROM u
             """,
             [("value", (object?)finish.Value ?? DBNull.Value), ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
-                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token),
+                ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner),
                 ("s", lease.Study), ("k", "trial_" + finish.State.ToText()), ("m", TrialEvents.Finished(lease, finish))], ReadCountAsync, cancellationToken);
         if (changed == 0)
         {
@@ -578,8 +580,8 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async (conn, tx) =>
         {
             var changed = await ExecAsync(conn, tx,
-                "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0) WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
-                ("id", lease.TrialId), ("epoch", lease.Token));
+                "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0) WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running'",
+                ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner));
             if (changed == 0)
             {
                 throw await LostAsync(conn, tx, lease);
@@ -859,8 +861,8 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     /// <summary>Renews the lease if it is still held (and records the epochs done when given); else throws <see cref="LeaseLostException"/>.</summary>
     private async Task FenceAsync(NpgsqlConnection conn, NpgsqlTransaction tx, Lease lease, TimeSpan leaseDuration, int? epochsDone = null)
     {
-        var changed = await ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = coalesce(@done, epochs_done) WHERE id = @id AND lease_epoch = @epoch AND state = 'running'",
-            ("dur", (long)leaseDuration.TotalMilliseconds), ("done", (object?)epochsDone ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token));
+        var changed = await ExecAsync(conn, tx, $"UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = coalesce(@done, epochs_done) WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running'",
+            ("dur", (long)leaseDuration.TotalMilliseconds), ("done", (object?)epochsDone ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner));
         if (changed == 0)
         {
             throw await LostAsync(conn, tx, lease);

@@ -281,10 +281,10 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
                 $"""
                 UPDATE trials SET state = 'paused', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0), val_accuracy = $va, train_accuracy = $ta,
                     epochs_done = max(epochs_done, $ep), reason = $reason{(_schema >= 6 ? ", value = $value" : "")}
-                WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
+                WHERE id = $id AND lease_epoch = $epoch AND owner = $o AND state = 'running'
                 """,
                 tx, ("$value", (object?)summary.Value ?? DBNull.Value), ("$va", (object?)summary.ValAccuracy ?? DBNull.Value), ("$ta", (object?)summary.TrainAccuracy ?? DBNull.Value), ("$ep", summary.Epochs),
-                ("$reason", (object?)summary.Reason ?? DBNull.Value), ("$id", lease.TrialId), ("$epoch", lease.Token));
+                ("$reason", (object?)summary.Reason ?? DBNull.Value), ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
             if (changed == 0)
             {
                 throw await LostAsync(lease, tx);
@@ -459,10 +459,10 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
                 $"""
                 UPDATE trials SET state = $state, val_accuracy = $va, train_accuracy = $ta, epochs_done = max(epochs_done, $ep), reason = $reason,
                     finished_at = $now, lease_expires_at = NULL{(_schema >= 6 ? ", value = $value" : "")}
-                WHERE id = $id AND lease_epoch = $epoch AND state = 'running'
+                WHERE id = $id AND lease_epoch = $epoch AND owner = $o AND state = 'running'
                 """,
                 tx, ("$value", (object?)finish.Value ?? DBNull.Value), ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
-                ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Token));
+                ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
             if (changed == 0)
             {
                 var already = await QueryAsync("SELECT state FROM trials WHERE id = $id AND lease_epoch = $epoch AND owner = $o", tx, r => r.GetString(0),
@@ -485,8 +485,8 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async tx =>
         {
             var changed = await ExecAsync(
-                "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0) WHERE id = $id AND lease_epoch = $epoch AND state = 'running'",
-                tx, ("$id", lease.TrialId), ("$epoch", lease.Token));
+                "UPDATE trials SET state = 'pending', owner = NULL, lease_expires_at = NULL, attempts = max(attempts - 1, 0) WHERE id = $id AND lease_epoch = $epoch AND owner = $o AND state = 'running'",
+                tx, ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
             if (changed == 0)
             {
                 throw await LostAsync(lease, tx);
@@ -706,8 +706,8 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     private async Task FenceAsync(Lease lease, TimeSpan leaseDuration, SqliteTransaction tx)
     {
-        var changed = await ExecAsync("UPDATE trials SET lease_expires_at = $exp WHERE id = $id AND lease_epoch = $epoch AND state = 'running'", tx,
-            ("$exp", Now + (long)leaseDuration.TotalMilliseconds), ("$id", lease.TrialId), ("$epoch", lease.Token));
+        var changed = await ExecAsync("UPDATE trials SET lease_expires_at = $exp WHERE id = $id AND lease_epoch = $epoch AND owner = $o AND state = 'running'", tx,
+            ("$exp", Now + (long)leaseDuration.TotalMilliseconds), ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
         if (changed == 0)
         {
             throw await LostAsync(lease, tx);

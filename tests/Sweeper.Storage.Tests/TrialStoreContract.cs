@@ -172,6 +172,37 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task A_holder_whose_claim_the_store_lost_is_fenced_out_even_when_another_holds_its_token()
+    {
+        // A claim's commit need not wait for its flush to disk: a server or machine crash can lose it, and the trial is
+        // then pending at the token before it, so the next claim hands out the same token again. The first claimant
+        // must still be fenced out: the fence is the token together with its owner. Here the lost claimant is the lease
+        // the second one got, under the first one's name.
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var holder = (await store.ClaimAsync("s", "w2", _lease))!;
+            var lost = holder with { Owner = "w1" };
+
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(lost, _lease));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(lost, new EpochRecord(1, 9, 0.9, 0.9, 1, 1), [9], _lease));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.PauseAsync(lost, new TrialFinish(TrialState.Paused, 0.9, 0.9, 1, null)));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAsync(lost, new TrialFinish(TrialState.Completed, 0.99, 0.99, 1, null)));
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.ReleaseAsync(lost, "bye"));
+            Assert.Empty(await store.GetEpochsAsync(holder.TrialId));
+            Assert.Null(await store.GetCheckpointAsync(holder.TrialId));
+            var trial = (await store.GetTrialAsync(holder.TrialId))!;
+            Assert.Equal(("w2", TrialState.Running, 1L), (trial.Owner, trial.State, trial.LeaseToken));
+
+            await store.ReportEpochAsync(holder, new EpochRecord(1, 2, 0.3, 0.3, 1, 1), [1], _lease);
+            await store.FinishAsync(holder, new TrialFinish(TrialState.Completed, 0.3, 0.3, 1, null));
+            Assert.Equal(TrialState.Completed, (await store.GetTrialAsync(holder.TrialId))!.State);
+        }
+    }
+
+    [Fact]
     public async Task An_expired_lease_is_requeued_and_the_old_holder_is_fenced_out()
     {
         var (db, store, clock) = await OpenAsync();
