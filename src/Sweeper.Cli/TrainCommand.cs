@@ -33,6 +33,8 @@ public static class TrainCommand
         var dropout = new Option<double>("--dropout") { Description = "Probability of dropping a hidden unit (0 = off).", DefaultValueFactory = _ => 0.0 };
         var norm = new Option<string>("--normalization") { Description = "none | batch | layer", DefaultValueFactory = _ => "none" };
         norm.AcceptOnlyFromAmong("none", "batch", "layer");
+        var augment = new Option<string>("--augment") { Description = "none | flip (each training image mirrored left to right at random, afresh each epoch)", DefaultValueFactory = _ => "none" };
+        augment.AcceptOnlyFromAmong("none", "flip");
         var rule = new Option<string>("--update-rule") { Description = string.Join(" | ", UpdateRule.Names), DefaultValueFactory = _ => "sgd" };
         rule.AcceptOnlyFromAmong([.. UpdateRule.Names]);
         var decay = new Option<double>("--lr-decay") { Description = "Learning rate multiplier after each epoch.", DefaultValueFactory = _ => 1.0 };
@@ -57,7 +59,7 @@ public static class TrainCommand
 
         var command = new Command("train", "Train one model on CIFAR-10 and report train and validation accuracy.")
         {
-            model, lr, reg, hidden, hiddenSizes, dropout, norm, rule, decay, batch, epochs, iterations, weightScale, init, seed, data,
+            model, lr, reg, hidden, hiddenSizes, dropout, norm, augment, rule, decay, batch, epochs, iterations, weightScale, init, seed, data,
             trainSize, valSize, test, printEvery, checkpoint, json, engine, device,
         };
 
@@ -101,6 +103,7 @@ public static class TrainCommand
                     Epochs = parse.GetValue(epochs) ?? 10,
                     Iterations = parse.GetValue(iterations),
                     Seed = parse.GetValue(seed),
+                    Augment = parse.GetValue(augment)!,
                 };
                 if (options.Iterations is not null && parse.GetValue(epochs) is not null)
                 {

@@ -45,11 +45,15 @@ public sealed class TorchBackend : ITrainingBackend, ITrainingSteps<float>
     private readonly Scalar _momentum, _decay, _oneMinusDecay, _beta1, _oneMinusBeta1, _beta2, _oneMinusBeta2, _epsilon;
     private bool _disposed;
 
+    /// <summary>The training examples as the steps see them (<see cref="TrainingSetup.TrainingExamples"/>).</summary>
+    private readonly IDataSplit<float> _train;
+
     public TorchBackend(TrainingSetup setup)
     {
         var (spec, options) = (setup.Model, setup.Options);
         spec.Validate();
-        _loop = new TrainingLoop<float>(setup.Train, setup.Validation, options, this);
+        _train = setup.TrainingExamples();
+        _loop = new TrainingLoop<float>(_train, setup.Validation, options, this);
         if (setup.Train.Dim != spec.InputDim || setup.Validation.Dim != spec.InputDim)
         {
             throw new ArgumentException($"the model takes {spec.InputDim} features but the data has {setup.Train.Dim}.");
@@ -171,13 +175,13 @@ public sealed class TorchBackend : ITrainingBackend, ITrainingSteps<float>
 
         for (var i = 0; i < indices.Length; i++)
         {
-            _batchY[i] = Setup.Train.Labels[indices[i]];
+            _batchY[i] = _train.Labels[indices[i]];
         }
 
-        Setup.Train.Gather(indices, _batchX);
+        _train.Gather(indices, _batchX);
         if (!nextIndices.IsEmpty)
         {
-            Setup.Train.Prefetch(nextIndices);
+            _train.Prefetch(nextIndices);
         }
 
         using var scope = NewDisposeScope();

@@ -70,21 +70,23 @@ public class SolverTests
     }
 
     [Theory]
-    [InlineData("adam", 2)]
-    [InlineData("sgd_momentum", 1)]
-    [InlineData("rmsprop", 0)]
-    public void A_run_resumed_from_a_checkpoint_ends_bit_identical_to_one_that_never_stopped(string rule, int normalization)
+    [InlineData("adam", 2, "none")]
+    [InlineData("sgd_momentum", 1, "none")]
+    [InlineData("rmsprop", 0, "none")]
+    [InlineData("adam", 0, "flip")]
+    public void A_run_resumed_from_a_checkpoint_ends_bit_identical_to_one_that_never_stopped(string rule, int normalization, string augment)
     {
         var spec = new ModelSpec { HiddenSizes = [30, 20], Dropout = 0.3, Normalization = (Normalization)normalization };
-        var options = new SolverOptions { UpdateRule = rule, LearningRate = 5e-4, LrDecay = 0.9, BatchSize = 100, Epochs = 4, Seed = 9, TrainAccuracySamples = 300 };
+        var options = new SolverOptions { UpdateRule = rule, LearningRate = 5e-4, LrDecay = 0.9, BatchSize = 100, Epochs = 4, Seed = 9, TrainAccuracySamples = 300, Augment = augment };
         var data = _small.Value;
+        var setup = new TrainingSetup(spec, options, data.Train, data.Validation);
 
         var straightModel = new FullyConnectedNet<float>(spec, seed: 9);
-        var straight = new Solver<float>(straightModel, data.Train, data.Validation, options);
+        var straight = new Solver<float>(straightModel, setup.TrainingExamples(), data.Validation, options);
         var straightResult = straight.Train();
 
         var checkpoint = new MemoryStream();
-        var first = new Solver<float>(new FullyConnectedNet<float>(spec, seed: 9), data.Train, data.Validation, options);
+        var first = new Solver<float>(new FullyConnectedNet<float>(spec, seed: 9), setup.TrainingExamples(), data.Validation, options);
         first.Train(onEpoch: m =>
         {
             if (m.Epoch < 2)
@@ -97,7 +99,7 @@ public class SolverTests
         });
 
         var resumedModel = new FullyConnectedNet<float>(spec, seed: 12345); // different init: everything must come from the checkpoint
-        var resumed = new Solver<float>(resumedModel, data.Train, data.Validation, options);
+        var resumed = new Solver<float>(resumedModel, setup.TrainingExamples(), data.Validation, options);
         checkpoint.Position = 0;
         resumed.LoadCheckpoint(checkpoint);
         Assert.Equal(2, resumed.Epoch);
@@ -117,6 +119,25 @@ public class SolverTests
         {
             Assert.Equal(straightModel.Buffers[b].Value, resumedModel.Buffers[b].Value);
         }
+    }
+
+    [Fact]
+    public void Flip_augmentation_trains_on_mirrored_images_and_the_same_shuffles()
+    {
+        var spec = new ModelSpec { HiddenSizes = [30] };
+        var options = new SolverOptions { UpdateRule = "adam", LearningRate = 5e-4, BatchSize = 100, Epochs = 2, Seed = 3, TrainAccuracySamples = 300 };
+        var data = _small.Value;
+        var plain = new Solver<float>(new FullyConnectedNet<float>(spec, seed: 3), data.Train, data.Validation, options);
+        plain.Train();
+        var flipSetup = new TrainingSetup(spec, options with { Augment = "flip" }, data.Train, data.Validation);
+        var examples = Assert.IsType<MirroredSplit<float>>(flipSetup.TrainingExamples());
+        var flipped = new Solver<float>(new FullyConnectedNet<float>(spec, seed: 3), examples, data.Validation, flipSetup.Options);
+        flipped.Train();
+
+        // The first step sees the same examples (the shuffle comes first), about half of them mirrored: another loss.
+        Assert.NotEqual(plain.LossHistory[0], flipped.LossHistory[0]);
+        Assert.Equal(plain.LossHistory.Count, flipped.LossHistory.Count);
+        Assert.Same(data.Train, examples.Original);
     }
 
     [Fact]

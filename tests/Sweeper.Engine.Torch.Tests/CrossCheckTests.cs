@@ -75,16 +75,18 @@ public class CrossCheckTests
     [InlineData("softmax", "sgd_momentum")]
     [InlineData("fc_bn", "rmsprop")]
     [InlineData("fc_ln_dropout", "adam")]
+    [InlineData("two_layer_flip", "adam")]
     public void A_few_epochs_follow_the_native_training_curve(string model, string rule)
     {
         var spec = model switch
         {
-            "two_layer" => new ModelSpec { Kind = ModelKind.TwoLayer, HiddenSizes = [50], WeightScale = 1e-3 },
+            "two_layer" or "two_layer_flip" => new ModelSpec { Kind = ModelKind.TwoLayer, HiddenSizes = [50], WeightScale = 1e-3 },
             "softmax" => new ModelSpec { Kind = ModelKind.Softmax, HiddenSizes = [], Reg = 1e-3 },
             "fc_bn" => new ModelSpec { HiddenSizes = [40, 30], Normalization = Normalization.Batch, Reg = 1e-3 },
             _ => new ModelSpec { HiddenSizes = [40, 30], Normalization = Normalization.Layer, Dropout = 0.2 },
         };
-        var options = new SolverOptions { UpdateRule = rule, LearningRate = model == "softmax" ? 1e-7 : 1e-4, LrDecay = 0.9, BatchSize = 100, Epochs = 3, Seed = 4, TrainAccuracySamples = 200 };
+        var options = new SolverOptions { UpdateRule = rule, LearningRate = model == "softmax" ? 1e-7 : 1e-4, LrDecay = 0.9, BatchSize = 100, Epochs = 3, Seed = 4, TrainAccuracySamples = 200,
+            Augment = model.EndsWith("_flip", StringComparison.Ordinal) ? "flip" : "none" }; // both engines mirror the same images
         var setup = new TrainingSetup(spec, options, _small.Value.Train, _small.Value.Validation);
         using var native = new NativeBackend(setup);
         using var torch = new TorchBackend(setup);

@@ -22,6 +22,9 @@ public sealed record TrialConfiguration
     /// <summary>none, batch or layer.</summary>
     public string? Normalization { get; init; }
 
+    /// <summary>Data augmentation of the training images: none or flip.</summary>
+    public string? Augment { get; init; }
+
     /// <summary>L2 strength, >= 0.</summary>
     public double? Reg { get; init; }
 

@@ -34,6 +34,9 @@ public sealed class ImageSplit<T> : IDataSplit<T>
 
     public int[] Labels { get; }
 
+    /// <summary>The mean image subtracted from every example (all zeros when mean subtraction is off).</summary>
+    public ReadOnlySpan<T> MeanImage => _mean;
+
     /// <summary>The raw bytes of example <paramref name="index"/> (channel-planar: 1024 red, 1024 green, 1024 blue).</summary>
     public ReadOnlySpan<byte> Image(int index) => _images.Span.Slice(index * Cifar10.ImageBytes, Cifar10.ImageBytes);
 
@@ -240,6 +243,9 @@ public sealed class Cifar10Dataset<T> : IDisposable
 public static class Cifar10
 {
     public const int ImageBytes = 3072;
+
+    /// <summary>Pixels in each row of an image (32 x 32 in each of 3 channel planes).</summary>
+    public const int Width = 32;
     public const int RecordBytes = ImageBytes + 1;
     public const int RecordsPerFile = 10_000;
     public const int FileBytes = RecordBytes * RecordsPerFile;

@@ -72,6 +72,13 @@ public sealed record TrainingSetup(ModelSpec Model, SolverOptions Options, IData
     public static TrainingSetup From(TrialConfiguration trial, IDataSplit<float> train, IDataSplit<float> validation, string device = "cpu") =>
         new(ModelSpec.From(trial), SolverOptions.From(trial), train, validation, device);
 
+    /// <summary>
+    /// The training examples as the steps see them: <see cref="Train"/>, or with <c>augment: flip</c> its images
+    /// mirrored at random each epoch (<see cref="MirroredSplit{T}"/>, told the epoch by the training loop). A backend
+    /// calls it once and trains on what it returns.
+    /// </summary>
+    public IDataSplit<float> TrainingExamples() => Options.Augment == "flip" ? MirroredSplit<float>.Of(Train) : Train;
+
     /// <summary>The first-layer weights' name in <see cref="ITrainingBackend.ExportParameters"/> and in checkpoints.</summary>
     public const string FirstLayer = "W1";
 }

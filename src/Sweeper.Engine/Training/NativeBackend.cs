@@ -15,7 +15,7 @@ public sealed class NativeBackend : ITrainingBackend
         }
 
         Setup = setup;
-        Solver = new Solver<float>(new FullyConnectedNet<float>(setup.Model, setup.Options.Seed), setup.Train, setup.Validation, setup.Options);
+        Solver = new Solver<float>(new FullyConnectedNet<float>(setup.Model, setup.Options.Seed), setup.TrainingExamples(), setup.Validation, setup.Options);
     }
 
     /// <summary>The Solver underneath (tests and benchmarks look inside).</summary>

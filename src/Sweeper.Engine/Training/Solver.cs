@@ -31,6 +31,9 @@ public sealed record SolverOptions
 
     public UpdateSettings Update { get; init; } = new();
 
+    /// <summary>Data augmentation of the training examples: none, or flip (each image mirrored left to right with probability 1/2, drawn afresh each epoch; <see cref="Data.MirroredSplit{T}"/>). Default: none.</summary>
+    public string Augment { get; init; } = "none";
+
     /// <summary>Training examples drawn (with replacement) for each epoch's train accuracy. Default: 1,000.</summary>
     public int TrainAccuracySamples { get; init; } = 1_000;
 
@@ -61,6 +64,7 @@ public sealed record SolverOptions
             Epochs = trial.Epochs ?? defaults.Epochs,
             Iterations = trial.Iterations ?? defaults.Iterations,
             Seed = trial.Seed,
+            Augment = trial.Augment ?? defaults.Augment,
             Update = update with
             {
                 Momentum = trial.Momentum ?? update.Momentum,
@@ -84,6 +88,11 @@ public sealed record SolverOptions
         if (!(LrDecay > 0 && LrDecay <= 1))
         {
             throw new ArgumentException($"lr decay must lie in (0, 1] (got {LrDecay}).");
+        }
+
+        if (Augment is not ("none" or "flip"))
+        {
+            throw new ArgumentException($"augment must be none or flip (got {Augment}).");
         }
 
         if (BatchSize <= 0 || Epochs <= 0 || Iterations is <= 0 || TrainAccuracySamples <= 0 || EvaluationBatch <= 0)

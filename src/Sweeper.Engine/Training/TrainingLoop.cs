@@ -124,6 +124,12 @@ public sealed class TrainingLoop<T>
                 }
 
                 ShuffleRng.Shuffle(_order);
+                if (_train is MirroredSplit<T> mirrored)
+                {
+                    // Which examples this epoch mirrors: drawn from the generator a checkpoint keeps (and only when
+                    // augmenting, so that runs without it draw the same shuffles as ever).
+                    mirrored.Key = ShuffleRng.NextULong();
+                }
             }
 
             var next = inEpoch + 1 < IterationsPerEpoch ? _order.AsSpan((inEpoch + 1) * BatchSize, BatchSize) : default;
@@ -257,7 +263,7 @@ public sealed class TrainingLoop<T>
             sample[i] = ShuffleRng.NextInt(_train.Count);
         }
 
-        var trainAcc = Accuracy(_train, sample);
+        var trainAcc = Accuracy(_train is MirroredSplit<T> m ? m.Original : _train, sample);
         var valIndices = Options.ValidationSamples is { } v && v < _validation.Count ? Enumerable.Range(0, v).ToArray() : null;
         var valAcc = Accuracy(_validation, valIndices);
         if (valAcc > BestValAccuracy)
