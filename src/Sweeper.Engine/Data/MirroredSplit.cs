@@ -84,18 +84,18 @@ public sealed class MirroredSplit<T> : IDataSplit<T>
     public void Gather(ReadOnlySpan<int> indices, Matrix<T> destination)
     {
         Original.Gather(indices, destination);
-        for (var i = 0; i < indices.Length; i++)
-        {
-            if (IsMirrored(indices[i]))
-            {
-                MirrorRow(destination.Span.Slice(i * destination.Cols, destination.Cols), Dim, 0);
-            }
-        }
+        MirrorChosen(indices, destination.Span, destination.Cols, Dim, 0);
     }
 
     public void Gather(ReadOnlySpan<int> indices, Span<T> destination, int stride, int chunk, int chunkStride)
     {
         Original.Gather(indices, destination, stride, chunk, chunkStride);
+        MirrorChosen(indices, destination, stride, chunk, chunkStride);
+    }
+
+    /// <summary>Mirrors, in place, the gathered examples that the current <see cref="Key"/> chooses (layout as <see cref="IDataSplit{T}.Gather(ReadOnlySpan{int}, Span{T}, int, int, int)"/> says).</summary>
+    private void MirrorChosen(ReadOnlySpan<int> indices, Span<T> destination, int stride, int chunk, int chunkStride)
+    {
         for (var i = 0; i < indices.Length; i++)
         {
             if (IsMirrored(indices[i]))
