@@ -137,7 +137,7 @@ public static class Orchestration
             cores = Environment.ProcessorCount,
             target_trials_per_second = backend == "sqlite" ? 2000 : 1000,
             read_all_trials_ms = Math.Round(read.Elapsed.TotalMilliseconds, 1),
-            path = "silo in process: StudyGrain.NextTrial -> TrialGrain.Begin/ReportEpoch/Finish -> store (fenced writes)",
+            path = "silo in process: StudyGrain.NextTrial -> TrialGrain.Begin/Finish -> store (fenced writes; each 1-epoch trial's epoch and checkpoint are stored with its outcome in one commit)",
             store_settings = backend == "sqlite" ? "WAL, synchronous=NORMAL (commits survive a process crash)" : Server,
         }));
     }
@@ -247,12 +247,15 @@ public static class Orchestration
         await silo.StopAsync();
     }
 
-    /// <summary>Reports each of the trial's epochs (sleeping <paramref name="epoch"/> for each) with a 1 KiB checkpoint, and completes.</summary>
+    /// <summary>
+    /// Reports each of the trial's epochs (sleeping <paramref name="epoch"/> for each) with a 1 KiB checkpoint, and completes;
+    /// the last epoch is announced as such, so it is stored with the outcome (a trial of N epochs takes N commits, not N + 1).
+    /// </summary>
     private sealed class NoTraining(TimeSpan epoch) : ITrialRunner
     {
         private static readonly byte[] _checkpoint = new byte[1024];
 
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var epochs = Convert.ToInt32(ParamJson.Deserialize(lease.ParametersJson)["epochs"], System.Globalization.CultureInfo.InvariantCulture);
             var start = checkpoint is null ? 0 : BitConverter.ToInt32(checkpoint);
@@ -261,7 +264,7 @@ public static class Orchestration
                 cancellationToken.WaitHandle.WaitOne(epoch);
                 cancellationToken.ThrowIfCancellationRequested();
                 var done = e;
-                if (!onEpoch(new EpochRecord(e, 2.3, 0.1, 0.1, 1e-3, epoch.TotalSeconds), () => [.. BitConverter.GetBytes(done), .. _checkpoint]))
+                if (!onEpoch(new EpochRecord(e, 2.3, 0.1, 0.1, 1e-3, epoch.TotalSeconds), () => [.. BitConverter.GetBytes(done), .. _checkpoint], last: e == epochs))
                 {
                     return new TrialFinish(TrialState.Pruned, 0.1, 0.1, e, "stopped");
                 }

@@ -397,7 +397,7 @@ public static partial class SweepCommands
     {
         private TrialTrainer? _trainer;
 
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
             throw new InvalidOperationException("a coordinator silo has no training slots.");
 
         public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint)

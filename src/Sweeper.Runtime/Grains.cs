@@ -54,6 +54,11 @@ public sealed record StudyOpening(StudyRecord? Study, string? Conflict)
     public StudyRecord Get(string name) => Study ?? throw new StudyConflictException(name);
 }
 
+/// <summary>A trial's last epoch, its metrics and the checkpoint taken after it, stored together with the trial's outcome.</summary>
+[GenerateSerializer]
+[Immutable]
+public sealed record LastEpoch([property: Id(0)] EpochRecord Metrics, [property: Id(1)] byte[] Checkpoint);
+
 /// <summary>What a trial's owner hears back after reporting an epoch.</summary>
 [GenerateSerializer]
 public enum EpochVerdict
@@ -98,9 +103,10 @@ public interface ITrialGrain : IGrainWithStringKey
 
     /// <summary>
     /// Records the trial's outcome (fenced), or its pause at a rung when <paramref name="finish"/>'s state is
-    /// <see cref="TrialState.Paused"/>. Lost when the lease moved on; Retry when the store is unreachable.
+    /// <see cref="TrialState.Paused"/>, with <paramref name="last"/>, its last epoch, when that was not stored yet (one
+    /// write for both). Lost when the lease moved on; Retry when the store is unreachable.
     /// </summary>
-    Task<EpochVerdict> FinishAsync(TrialFinish finish);
+    Task<EpochVerdict> FinishAsync(TrialFinish finish, LastEpoch? last);
 
     /// <summary>Hands the trial back (pending) without waiting for its lease to expire, e.g. when the silo stops.</summary>
     Task ReleaseAsync(string reason);

@@ -41,7 +41,7 @@ public sealed class ProgramTrialRunner : ITrialRunner
     public string TrialDirectory(string study, int number) =>
         Path.Combine(TrialRoot, Regex.Replace(study, "[^A-Za-z0-9._-]", "_"), "trial-" + number.ToString(CultureInfo.InvariantCulture));
 
-    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
+    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
     {
         var program = sweep.Program ?? throw new InvalidOperationException($"study {lease.Study} runs no program; its trials are built-in models.");
         cancellationToken.ThrowIfCancellationRequested();

@@ -140,9 +140,10 @@ public sealed class TrainingSlots(
     {
         var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number));
         byte[]? checkpoint;
+        var stoppingRule = StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate);
         try
         {
-            var begun = Block(grain.BeginAsync(lease, settings.Lease, StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate)));
+            var begun = Block(grain.BeginAsync(lease, settings.Lease, stoppingRule));
             if (begun is null)
             {
                 store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
@@ -162,9 +163,19 @@ public sealed class TrainingSlots(
         try
         {
             var sweep = Sweep(lease.Study);
-            var finish = runner.Run(sweep, lease, checkpoint, (metrics, takeCheckpoint) =>
+            var finish = runner.Run(sweep, lease, checkpoint, (metrics, takeCheckpoint, last) =>
             {
                 running.LastValue = metrics.ValueOf(sweep.Metric) ?? running.LastValue;
+                if (last)
+                {
+                    // The runner returns right after this epoch: it is stored with the trial's outcome, in one write (one
+                    // commit instead of two). The stopping rule is still asked: it may prune the trial at its last epoch,
+                    // or successive halving call it complete or pause it at a rung. (Neither reads this trial's own row.)
+                    running.Last = new LastEpoch(metrics, takeCheckpoint());
+                    running.Verdict = stoppingRule ? UntilStored(() => grains.GetGrain<IStudyGrain>(lease.Study).AfterEpochAsync(lease.Number, metrics), trial.Token) : EpochVerdict.Continue;
+                    return running.Verdict == EpochVerdict.Continue;
+                }
+
                 var bytes = new Immutable<byte[]>(takeCheckpoint());
                 var verdict = UntilStored(() => grain.ReportEpochAsync(metrics, bytes), trial.Token);
                 if (verdict == EpochVerdict.Lost)
@@ -198,7 +209,7 @@ public sealed class TrainingSlots(
                 EpochVerdict.Complete when finish.State == TrialState.Pruned => finish with { State = TrialState.Completed, Reason = null },
                 _ => finish,
             };
-            if (UntilStored(() => grain.FinishAsync(finish), stopping) != EpochVerdict.Lost)
+            if (UntilStored(() => grain.FinishAsync(finish, running.Last), stopping) != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
             }
@@ -209,6 +220,8 @@ public sealed class TrainingSlots(
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
+            // A last epoch kept for the outcome's write is dropped with the trial: it resumes from its previous
+            // checkpoint and trains that epoch again.
             grain.ReleaseAsync("its silo is stopping").Wait(TimeSpan.FromSeconds(10));
         }
         catch (RuntimeCallException e)
@@ -220,7 +233,7 @@ public sealed class TrainingSlots(
             log.LogError("Trial {Trial} failed: {Type}: {Message}", lease.Number, e.GetType().Name, e.Message);
             try
             {
-                UntilStored(() => grain.FinishAsync(new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}")), stopping);
+                UntilStored(() => grain.FinishAsync(new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}"), running.Last), stopping);
                 Interlocked.Increment(ref _finished);
             }
             catch (Exception again) when (again is OperationCanceledException or RuntimeCallException)
@@ -293,6 +306,9 @@ public sealed class TrainingSlots(
 
         /// <summary>The sweep's metric in the last epoch that reported it.</summary>
         public double? LastValue { get; set; }
+
+        /// <summary>The trial's last epoch, not stored yet: it goes to the store with the outcome.</summary>
+        public LastEpoch? Last { get; set; }
     }
 
     /// <summary>A grain call failed (timeout, silo gone): not the trial's fault.</summary>

@@ -89,7 +89,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         return _stoppingRule ? await Study(lease).AfterEpochAsync(lease.Number, metrics) : EpochVerdict.Continue;
     }
 
-    public async Task<EpochVerdict> FinishAsync(TrialFinish finish)
+    public async Task<EpochVerdict> FinishAsync(TrialFinish finish, LastEpoch? last)
     {
         if (_lease is not { } lease)
         {
@@ -101,7 +101,16 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         {
             if (paused)
             {
+                if (last is not null)
+                {
+                    await store.ReportEpochAsync(lease, last.Metrics, last.Checkpoint, _leaseDuration);
+                }
+
                 await store.PauseAsync(lease, finish);
+            }
+            else if (last is not null)
+            {
+                await store.FinishAfterEpochAsync(lease, last.Metrics, last.Checkpoint, finish);
             }
             else
             {

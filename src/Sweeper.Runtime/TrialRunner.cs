@@ -5,6 +5,14 @@ using Sweeper.Engine.Training;
 namespace Sweeper.Runtime;
 
 /// <summary>
+/// What a runner calls after each epoch of a trial, with the epoch's metrics and a way to take a checkpoint right then.
+/// Returns false to stop the trial (the stopping rule pruned it); throws to abandon it. <paramref name="last"/> says that
+/// the runner returns at once after this call, with no more training (the epoch was the trial's last): the slot may then
+/// store the epoch together with the trial's outcome, in one write instead of two.
+/// </summary>
+public delegate bool EpochCallback(EpochRecord metrics, Func<byte[]> checkpoint, bool last = false);
+
+/// <summary>
 /// Trains trials and evaluates a chosen one on the test split: the seam between the runtime and a training engine.
 /// Called on a training slot's dedicated thread (never on a grain's scheduler); may block for minutes.
 /// </summary>
@@ -12,12 +20,11 @@ public interface ITrialRunner
 {
     /// <summary>
     /// Trains one trial, resumed from <paramref name="checkpoint"/> when given. <paramref name="onEpoch"/> is called after
-    /// every epoch with its metrics and a way to take a checkpoint right then; it returns false to stop the trial (the
-    /// stopping rule pruned it) and throws to abandon it. <paramref name="onNote"/> hears what belongs in the trial's
+    /// every epoch (see <see cref="EpochCallback"/>). <paramref name="onNote"/> hears what belongs in the trial's
     /// events, e.g. that its checkpoint was made on another engine, device or kernel (it goes on correctly, but not
     /// bit-identically).
     /// </summary>
-    TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null);
+    TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null);
 
     /// <summary>Accuracy of the trial's best parameters (kept in its final checkpoint) on the test split, and how many examples.</summary>
     (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint);
@@ -29,7 +36,7 @@ public interface ITrialRunner
 /// </summary>
 public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
 {
-    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
+    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
     {
         var (backend, resumedFrom) = trainer.CreateBackend(sweep, ParamJson.Deserialize(lease.ParametersJson), lease.Seed, checkpoint, sweep.Engine, sweep.Device);
         using (backend)
@@ -47,7 +54,8 @@ public sealed class SolverTrialRunner(TrialTrainer trainer) : ITrialRunner
             }
 
             var result = backend.Train(
-                epoch => onEpoch(epoch, Checkpoint),
+                // After the last epoch's callback the loop only puts the best parameters back, and this returns.
+                epoch => onEpoch(epoch, Checkpoint, backend.Iteration >= backend.TotalIterations),
                 cancellationToken: cancellationToken);
             var state = result.Outcome switch
             {
@@ -73,7 +81,7 @@ public sealed class DispatchingTrialRunner(ITrialRunner builtIn, ITrialRunner pr
 
     public ITrialRunner Program { get; } = program;
 
-    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
+    public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
         (sweep.Program is null ? BuiltIn : Program).Run(sweep, lease, checkpoint, onEpoch, cancellationToken, onNote);
 
     public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>

@@ -501,15 +501,46 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         // One statement, sent with the other slots' concurrent writes in one batch (one round trip, one commit): the fence
         // (renew the lease if still held, record the epochs done), the epoch's metrics and the checkpoint, the last two
         // only when the fence held.
-        var checkpointSql = checkpoint is null ? "" : """
-            , c AS (INSERT INTO checkpoints (trial_id, epoch, data) SELECT id, @e, @d FROM f
-                    ON CONFLICT (trial_id) DO UPDATE SET epoch = EXCLUDED.epoch, data = EXCLUDED.data)
-            """;
+        var fenced = await BatchedAsync(_durable,
+            $"""
+            WITH f AS (UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = @e WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running' RETURNING id),
+            {EpochSql("f", checkpoint is not null)}
+            SELECT count(*) FROM f
+            """, [("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner), .. EpochParameters(metrics, checkpoint)],
+            ReadCountAsync, cancellationToken);
+        if (fenced == 0)
+        {
+            throw await WithRetriesAsync(async () =>
+            {
+                await using var conn = await _source.OpenConnectionAsync(cancellationToken);
+                return await LostAsync(conn, null, lease);
+            }, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// The common table expressions that write an epoch's metrics and, with <paramref name="checkpoint"/>, its checkpoint
+    /// for the trial that <paramref name="fence"/> (an earlier expression's name) returned: nothing when the fence held
+    /// no row. Parameters: <see cref="EpochParameters"/>.
+    /// </summary>
+    private string EpochSql(string fence, bool checkpoint) =>
+        $"""
+        e AS (INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds{(_schema >= 6 ? ", metrics" : "")})
+              SELECT id, @e, @l::double precision, @ta::double precision, @va::double precision, @lr::double precision, @sec::double precision{(_schema >= 6 ? ", @m::text" : "")} FROM {fence}
+              ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
+                  learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds{(_schema >= 6 ? ", metrics = EXCLUDED.metrics" : "")})
+        """ + (checkpoint ? $"""
+        ,
+        c AS (INSERT INTO checkpoints (trial_id, epoch, data) SELECT id, @e, @d FROM {fence}
+              ON CONFLICT (trial_id) DO UPDATE SET epoch = EXCLUDED.epoch, data = EXCLUDED.data)
+        """ : "");
+
+    private List<(string, object?)> EpochParameters(EpochRecord metrics, byte[]? checkpoint)
+    {
         var parameters = new List<(string, object?)>
         {
-            ("dur", (long)leaseDuration.TotalMilliseconds), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner), ("e", metrics.Epoch), ("l", StudySweeps.Metric(metrics.Loss)),
-            ("ta", StudySweeps.Metric(metrics.TrainAccuracy)), ("va", StudySweeps.Metric(metrics.ValAccuracy)), ("lr", StudySweeps.Metric(metrics.LearningRate)),
-            ("sec", StudySweeps.Metric(metrics.Seconds)),
+            ("e", metrics.Epoch), ("l", StudySweeps.Metric(metrics.Loss)), ("ta", StudySweeps.Metric(metrics.TrainAccuracy)), ("va", StudySweeps.Metric(metrics.ValAccuracy)),
+            ("lr", StudySweeps.Metric(metrics.LearningRate)), ("sec", StudySweeps.Metric(metrics.Seconds)),
         };
         if (_schema >= 6)
         {
@@ -521,53 +552,41 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             parameters.Add(("d", checkpoint));
         }
 
-        var fenced = await BatchedAsync(_durable,
-            $"""
-            WITH f AS (UPDATE trials SET lease_expires_at = {Now} + @dur, epochs_done = @e WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running' RETURNING id),
-            e AS (INSERT INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds{(_schema >= 6 ? ", metrics" : "")})
-                  SELECT id, @e, @l::double precision, @ta::double precision, @va::double precision, @lr::double precision, @sec::double precision{(_schema >= 6 ? ", @m::text" : "")} FROM f
-                  ON CONFLICT (trial_id, epoch) DO UPDATE SET loss = EXCLUDED.loss, train_accuracy = EXCLUDED.train_accuracy, val_accuracy = EXCLUDED.val_accuracy,
-                      learning_rate = EXCLUDED.learning_rate, seconds = EXCLUDED.seconds{(_schema >= 6 ? ", metrics = EXCLUDED.metrics" : "")}){checkpointSql}
-            SELECT count(*) FROM f
-            """, [.. parameters], ReadCountAsync, cancellationToken);
-        if (fenced == 0)
-        {
-            throw await WithRetriesAsync(async () =>
-            {
-                await using var conn = await _source.OpenConnectionAsync(cancellationToken);
-                return await LostAsync(conn, null, lease);
-            }, cancellationToken);
-        }
+        return parameters;
     }
 
-    public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default)
+    public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default) => FinishFencedAsync(lease, finish, null, null, cancellationToken);
+
+    public Task FinishAfterEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TrialFinish finish, CancellationToken cancellationToken = default) =>
+        FinishFencedAsync(lease, finish with { Epochs = Math.Max(finish.Epochs, metrics.Epoch) }, metrics, checkpoint, cancellationToken);
+
+    /// <summary>
+    /// One statement (the fenced update, its event and, with <paramref name="metrics"/>, the last epoch and its
+    /// checkpoint), sent with the other slots' concurrent writes in one batch.
+    /// </summary>
+    private async Task FinishFencedAsync(Lease lease, TrialFinish finish, EpochRecord? metrics, byte[]? checkpoint, CancellationToken cancellationToken)
     {
         if (!finish.State.IsFinal())
         {
             throw new ArgumentException($"a trial finishes in a final state, not {finish.State}.", nameof(finish));
         }
 
-        // One statement (the fenced update and its event), sent with the other slots' concurrent writes in one batch.
-        return FinishFencedAsync(lease, finish, cancellationToken);
-    }
-
-    private async Task FinishFencedAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken)
-    {
         var changed = await BatchedAsync(_durable,
             $"""
-            WITH u AS (UPDATE trials SET state = @state, val_accuracy = @va, train_accuracy = @ta, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
+            WITH u AS (UPDATE trials SET state = @state, val_accuracy = @va_, train_accuracy = @ta_, epochs_done = GREATEST(epochs_done, @ep), reason = @reason,
                            finished_at = {Now}, lease_expires_at = NULL{(_schema >= 6 ? ", value = @value" : "")}
                        WHERE id = @id AND lease_epoch = @epoch AND owner = @o AND state = 'running' RETURNING id),
-            ev AS (INSERT INTO events (study, trial_id, at, kind, message) SELECT @s, id, {Now}, @k, @m FROM u)
+            ev AS (INSERT INTO events (study, trial_id, at, kind, message) SELECT @s, id, {Now}, @k, @msg FROM u){(metrics is null ? "" : ",\n" + EpochSql("u", checkpoint is not null))}
             SELECT count(*) FROM u
             """,
-            [("value", (object?)finish.Value ?? DBNull.Value), ("state", finish.State.ToText()), ("va", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
+            [("value", (object?)finish.Value ?? DBNull.Value), ("state", finish.State.ToText()), ("va_", (object?)finish.ValAccuracy ?? DBNull.Value), ("ta_", (object?)finish.TrainAccuracy ?? DBNull.Value),
                 ("ep", finish.Epochs), ("reason", (object?)finish.Reason ?? DBNull.Value), ("id", lease.TrialId), ("epoch", lease.Token), ("o", lease.Owner),
-                ("s", lease.Study), ("k", "trial_" + finish.State.ToText()), ("m", TrialEvents.Finished(lease, finish))], ReadCountAsync, cancellationToken);
+                ("s", lease.Study), ("k", "trial_" + finish.State.ToText()), ("msg", TrialEvents.Finished(lease, finish)), .. metrics is null ? [] : EpochParameters(metrics, checkpoint)],
+            ReadCountAsync, cancellationToken);
         if (changed == 0)
         {
             // Only when it changed nothing is the trial looked at again: a batch or a retry whose commit's answer was
-            // lost (the result is already stored), or a lost lease.
+            // lost (the result is already stored, its epoch with it), or a lost lease.
             await WithRetriesAsync(async () =>
             {
                 await using var conn = await _source.OpenConnectionAsync(cancellationToken);

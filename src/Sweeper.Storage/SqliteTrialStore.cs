@@ -427,58 +427,81 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         WriteAsync(async tx =>
         {
             await FenceAsync(lease, leaseDuration, tx);
-            (string, object?)[] values =
-            [
-                ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$l", StudySweeps.Metric(metrics.Loss)), ("$ta", StudySweeps.Metric(metrics.TrainAccuracy)),
-                ("$va", StudySweeps.Metric(metrics.ValAccuracy)), ("$lr", StudySweeps.Metric(metrics.LearningRate)), ("$s", StudySweeps.Metric(metrics.Seconds)),
-            ];
-            await ExecAsync(_schema >= 6
-                ? "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds, metrics) VALUES ($t, $e, $l, $ta, $va, $lr, $s, $m)"
-                : "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES ($t, $e, $l, $ta, $va, $lr, $s)", tx,
-                _schema >= 6 ? [.. values, ("$m", StudySweeps.MetricsJson(metrics.Metrics))] : values);
             await ExecAsync("UPDATE trials SET epochs_done = $e WHERE id = $t", tx, ("$e", metrics.Epoch), ("$t", lease.TrialId));
-            if (checkpoint is not null)
+            await WriteEpochAsync(lease, metrics, checkpoint, tx);
+            return 0;
+        }, cancellationToken);
+
+    /// <summary>An epoch's metrics and, when given, its checkpoint (replacing any of the same epoch); the caller fences.</summary>
+    private async Task WriteEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, SqliteTransaction tx)
+    {
+        (string, object?)[] values =
+        [
+            ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$l", StudySweeps.Metric(metrics.Loss)), ("$ta", StudySweeps.Metric(metrics.TrainAccuracy)),
+            ("$va", StudySweeps.Metric(metrics.ValAccuracy)), ("$lr", StudySweeps.Metric(metrics.LearningRate)), ("$s", StudySweeps.Metric(metrics.Seconds)),
+        ];
+        await ExecAsync(_schema >= 6
+            ? "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds, metrics) VALUES ($t, $e, $l, $ta, $va, $lr, $s, $m)"
+            : "INSERT OR REPLACE INTO epochs (trial_id, epoch, loss, train_accuracy, val_accuracy, learning_rate, seconds) VALUES ($t, $e, $l, $ta, $va, $lr, $s)", tx,
+            _schema >= 6 ? [.. values, ("$m", StudySweeps.MetricsJson(metrics.Metrics))] : values);
+        if (checkpoint is not null)
+        {
+            await ExecAsync("INSERT OR REPLACE INTO checkpoints (trial_id, epoch, data) VALUES ($t, $e, $d)", tx,
+                ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$d", checkpoint));
+        }
+    }
+
+    public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            await FinishInAsync(lease, finish, tx);
+            return 0;
+        }, cancellationToken);
+
+    public Task FinishAfterEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TrialFinish finish, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            if (await FinishInAsync(lease, finish with { Epochs = Math.Max(finish.Epochs, metrics.Epoch) }, tx))
             {
-                await ExecAsync("INSERT OR REPLACE INTO checkpoints (trial_id, epoch, data) VALUES ($t, $e, $d)", tx,
-                    ("$t", lease.TrialId), ("$e", metrics.Epoch), ("$d", checkpoint));
+                await WriteEpochAsync(lease, metrics, checkpoint, tx);
             }
 
             return 0;
         }, cancellationToken);
 
-    public Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The fenced finish inside <paramref name="tx"/>: true when it moved the trial to its final state, false when a
+    /// retry finds it so already (the first commit went through, answer lost); throws <see cref="LeaseLostException"/> otherwise.
+    /// </summary>
+    private async Task<bool> FinishInAsync(Lease lease, TrialFinish finish, SqliteTransaction tx)
     {
         if (!finish.State.IsFinal())
         {
             throw new ArgumentException($"a trial finishes in a final state, not {finish.State}.", nameof(finish));
         }
 
-        return WriteAsync(async tx =>
+        var changed = await ExecAsync(
+            $"""
+            UPDATE trials SET state = $state, val_accuracy = $va, train_accuracy = $ta, epochs_done = max(epochs_done, $ep), reason = $reason,
+                finished_at = $now, lease_expires_at = NULL{(_schema >= 6 ? ", value = $value" : "")}
+            WHERE id = $id AND lease_epoch = $epoch AND owner = $o AND state = 'running'
+            """,
+            tx, ("$value", (object?)finish.Value ?? DBNull.Value), ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
+            ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
+        if (changed == 0)
         {
-            var changed = await ExecAsync(
-                $"""
-                UPDATE trials SET state = $state, val_accuracy = $va, train_accuracy = $ta, epochs_done = max(epochs_done, $ep), reason = $reason,
-                    finished_at = $now, lease_expires_at = NULL{(_schema >= 6 ? ", value = $value" : "")}
-                WHERE id = $id AND lease_epoch = $epoch AND owner = $o AND state = 'running'
-                """,
-                tx, ("$value", (object?)finish.Value ?? DBNull.Value), ("$state", finish.State.ToText()), ("$va", (object?)finish.ValAccuracy ?? DBNull.Value), ("$ta", (object?)finish.TrainAccuracy ?? DBNull.Value),
-                ("$ep", finish.Epochs), ("$reason", (object?)finish.Reason ?? DBNull.Value), ("$now", Now), ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
-            if (changed == 0)
+            var already = await QueryAsync("SELECT state FROM trials WHERE id = $id AND lease_epoch = $epoch AND owner = $o", tx, r => r.GetString(0),
+                ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
+            if (already.Count == 1 && already[0] == finish.State.ToText())
             {
-                var already = await QueryAsync("SELECT state FROM trials WHERE id = $id AND lease_epoch = $epoch AND owner = $o", tx, r => r.GetString(0),
-                    ("$id", lease.TrialId), ("$epoch", lease.Token), ("$o", lease.Owner));
-                if (already.Count == 1 && already[0] == finish.State.ToText())
-                {
-                    return 0; // a retried finish whose first commit went through: the result is already stored
-                }
-
-                throw await LostAsync(lease, tx);
+                return false; // a retried finish whose first commit went through: the result is already stored
             }
 
-            await AddEventAsync(lease.Study, lease.TrialId, "trial_" + finish.State.ToText(),
-                TrialEvents.Finished(lease, finish), tx);
-            return 0;
-        }, cancellationToken);
+            throw await LostAsync(lease, tx);
+        }
+
+        await AddEventAsync(lease.Study, lease.TrialId, "trial_" + finish.State.ToText(), TrialEvents.Finished(lease, finish), tx);
+        return true;
     }
 
     public Task ReleaseAsync(Lease lease, string reason, CancellationToken cancellationToken = default) =>

@@ -64,8 +64,10 @@ public class TrialTrainerTests
         var lease = new Sweeper.Core.Trials.Lease(1, "engines", 0, ParamJson.Serialize(_trial), 7, "silo/slot0", 1, 1, false);
         byte[]? checkpoint = null;
         var notes = new List<string>();
-        var first = runner.Run(_sweep, lease, null, (epoch, take) =>
+        var lasts = new List<bool>();
+        var first = runner.Run(_sweep, lease, null, (epoch, take, last) =>
         {
+            lasts.Add(last);
             checkpoint = take();
             return epoch.Epoch < 1; // stop after the first epoch, as if the silo had died there
         }, CancellationToken.None, notes.Add);
@@ -75,13 +77,15 @@ public class TrialTrainerTests
 
         // The same sweep on the torch engine resumes the native checkpoint, and says so.
         var epochs = new List<int>();
-        var finish = runner.Run(_sweep with { Engine = "torch" }, lease, checkpoint, (epoch, take) =>
+        var finish = runner.Run(_sweep with { Engine = "torch" }, lease, checkpoint, (epoch, take, last) =>
         {
+            lasts.Add(last);
             epochs.Add(epoch.Epoch);
             Assert.Equal("torch", Sweeper.Engine.Training.CheckpointOrigin.Read(take()).Engine);
             return true;
         }, CancellationToken.None, notes.Add);
         Assert.Equal([2], epochs);
+        Assert.Equal([false, true], lasts); // only the trial's final epoch is announced as its last, on both engines
         Assert.Equal(Sweeper.Core.Trials.TrialState.Completed, finish.State);
         Assert.Contains("engine native -> torch", Assert.Single(notes));
     }

@@ -171,7 +171,7 @@ public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
     /// <summary>A program study never asks for a built-in model.</summary>
     private sealed class NoBuiltInModels : ITrialRunner
     {
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null) =>
             throw new InvalidOperationException("a built-in model was asked for");
 
         public (double Accuracy, int Examples) EvaluateOnTest(SweepDefinition sweep, TrialRecord trial, byte[] checkpoint) =>

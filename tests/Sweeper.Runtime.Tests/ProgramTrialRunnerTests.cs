@@ -50,7 +50,7 @@ public sealed class ProgramTrialRunnerTests : IDisposable
     {
         var epochs = new List<EpochRecord>();
         var checkpoints = new List<byte[]>();
-        var finish = _runner.Run(sweep, Lease(), checkpoint, (e, take) =>
+        var finish = _runner.Run(sweep, Lease(), checkpoint, (e, take, _) =>
         {
             epochs.Add(e);
             checkpoints.Add(take());

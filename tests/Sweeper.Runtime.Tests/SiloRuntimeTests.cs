@@ -434,7 +434,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         /// <summary>Trials for which this is true diverge in their first epoch (nothing reported).</summary>
         public Func<Lease, bool>? DivergesIf { get; set; }
 
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var now = Interlocked.Increment(ref _running);
             int seen;
@@ -462,7 +462,8 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
                     }
 
                     var done = e;
-                    if (!onEpoch(new EpochRecord(e, lossOf?.Invoke(lease) ?? 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done)))
+                    // Like the built-in engines, it says which epoch is the last (it returns right after it).
+                    if (!onEpoch(new EpochRecord(e, lossOf?.Invoke(lease) ?? 1.0, value, value, 1e-3, epoch.TotalSeconds), () => BitConverter.GetBytes(done), last: e == epochs))
                     {
                         return new TrialFinish(TrialState.Pruned, value, value, e, "stopped");
                     }

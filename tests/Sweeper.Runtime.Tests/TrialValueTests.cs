@@ -56,7 +56,7 @@ public sealed class TrialValueTests() : SiloTest("sweeper-values-")
     /// <summary>Trains nothing: epoch e of learning rate lr has loss lr * 10 / e and validation accuracy 0.4 + lr.</summary>
     private sealed class Curves : ITrialRunner
     {
-        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, Func<EpochRecord, Func<byte[]>, bool> onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
+        public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var lr = (double)ParamJson.Deserialize(lease.ParametersJson)["learning_rate"];
             for (var e = 1; e <= 3; e++)

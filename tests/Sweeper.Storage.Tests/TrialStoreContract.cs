@@ -365,6 +365,49 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task A_last_epoch_and_the_outcome_are_stored_in_one_write_fenced_as_each_alone()
+    {
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 2));
+            var lease = (await store.ClaimAsync("s", "w1", _lease))!;
+            await store.ReportEpochAsync(lease, new EpochRecord(1, 2.0, 0.3, 0.25, 1e-3, 1), [1], _lease);
+
+            // Not a final state: refused, and nothing of it is written.
+            await Assert.ThrowsAsync<ArgumentException>(() => store.FinishAfterEpochAsync(lease, new EpochRecord(2, 1.0, 0.5, 0.4, 1e-3, 1), [2], new TrialFinish(TrialState.Running, 0.4, 0.5, 2, null)));
+            Assert.Single(await store.GetEpochsAsync(lease.TrialId));
+            Assert.Equal(1, (await store.GetCheckpointAsync(lease.TrialId))!.Value.Epoch);
+
+            await store.FinishAfterEpochAsync(lease, new EpochRecord(2, 1.0, 0.5, 0.4, 1e-3, 1), [2, 2], new TrialFinish(TrialState.Completed, 0.4, 0.5, 2, null));
+            var trial = (await store.GetTrialAsync(lease.TrialId))!;
+            Assert.Equal((TrialState.Completed, 2, 0.4), (trial.State, trial.EpochsDone, trial.ValAccuracy));
+            Assert.Equal([(1, 0.25), (2, 0.4)], (await store.GetEpochsAsync(lease.TrialId)).Select(e => (e.Epoch, e.ValAccuracy)));
+            var checkpoint = (await store.GetCheckpointAsync(lease.TrialId))!.Value;
+            Assert.Equal(2, checkpoint.Epoch);
+            Assert.Equal([2, 2], checkpoint.Data);
+            Assert.Equal([0.4], (await store.GetCompletedEpochsAtAsync("s", 2)).Select(e => e.ValAccuracy));
+
+            // Finished once: another outcome from the same holder is refused and adds no epoch.
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAfterEpochAsync(lease, new EpochRecord(3, 0.5, 0.9, 0.9, 1e-3, 1), [3], new TrialFinish(TrialState.Pruned, 0.9, 0.9, 3, null)));
+            Assert.Equal(2, (await store.GetEpochsAsync(lease.TrialId)).Count);
+            Assert.Equal(2, (await store.GetCheckpointAsync(lease.TrialId))!.Value.Epoch);
+
+            // A holder whose lease expired and moved on is fenced out: its last epoch is not written either.
+            var old = (await store.ClaimAsync("s", "w1", _lease))!;
+            clock.Advance(_lease + TimeSpan.FromSeconds(1));
+            Assert.Equal(1, await store.RequeueExpiredAsync("s"));
+            var fresh = (await store.ClaimAsync("s", "w2", _lease))!;
+            Assert.Equal(old.TrialId, fresh.TrialId);
+            await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAfterEpochAsync(old, new EpochRecord(1, 0.5, 0.9, 0.9, 1e-3, 1), [9], new TrialFinish(TrialState.Completed, 0.9, 0.9, 1, null)));
+            Assert.Empty(await store.GetEpochsAsync(old.TrialId));
+            Assert.Null(await store.GetCheckpointAsync(old.TrialId));
+            Assert.Equal(("w2", TrialState.Running), ((await store.GetTrialAsync(old.TrialId))!.Owner, (await store.GetTrialAsync(old.TrialId))!.State));
+        }
+    }
+
+    [Fact]
     public async Task Epoch_reports_replace_earlier_ones_and_the_median_rule_sees_only_completed_trials()
     {
         var (db, store, _) = await OpenAsync();

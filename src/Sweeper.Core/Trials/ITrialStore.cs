@@ -50,6 +50,13 @@ public interface ITrialStore : IAsyncDisposable
     Task FinishAsync(Lease lease, TrialFinish finish, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Records the trial's last epoch (its metrics and checkpoint, as <see cref="ReportEpochAsync"/> does) and finishes it
+    /// (as <see cref="FinishAsync"/> does), in one transaction: one commit, where a trial that ends right after its last
+    /// epoch would otherwise take two. Fenced as both are; a retry after a commit whose answer was lost finds it done.
+    /// </summary>
+    Task FinishAfterEpochAsync(Lease lease, EpochRecord metrics, byte[]? checkpoint, TrialFinish finish, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Adds one pending trial to an open study, for a sampler that proposes trials as slots free up. Returns false, and
     /// writes nothing, when the study already has a trial of that number (another proposer won) or is closed.
     /// </summary>
