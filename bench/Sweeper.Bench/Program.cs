@@ -80,6 +80,7 @@ Emit(new
     cpu = blas.Cpu.Model,
     core = blas.Core,
     core_origin = blas.Origin.ToString(),
+    openblas_coretype_in_environment = blas.EnvironmentValue,
     openblas_default = blas.OpenBlasDefault,
     best_passing_core = perCore.Count > 0 ? perCore.MaxBy(r => r.Value).Key : null,
     best_passing_gflops = Math.Round(bestSgemm, 2),

@@ -6,7 +6,7 @@ namespace Sweeper.Engine.Tests;
 
 /// <summary>
 /// The choice of OpenBLAS's kernel: the table from instruction sets, the self-check, the fallbacks, and (in fresh
-/// processes, since OpenBLAS reads OPENBLAS_CORETYPE once, when loaded) what the real library ends up running.
+/// processes, since OpenBLAS reads OPENBLAS_CORETYPE when loaded) what the real library ends up running.
 /// </summary>
 public class BlasCoreTests
 {
@@ -79,7 +79,7 @@ public class BlasCoreTests
     public void An_avx512_processor_unknown_to_OpenBLAS_gets_SkylakeX_instead_of_the_generic_kernel()
     {
         var library = new FakeOpenBlas("Prescott", loadedWith: "SkylakeX");
-        var (selection, coreType) = OpenBlasCores.Select(_intelAvx512, null, "SkylakeX", library);
+        var (selection, coreType) = OpenBlasCores.Select(_intelAvx512, null, null, "SkylakeX", library);
         Assert.Equal("SkylakeX", selection.Core);
         Assert.Equal("SkylakeX", library.Current);
         Assert.Equal("SkylakeX", coreType);
@@ -93,7 +93,7 @@ public class BlasCoreTests
     public void A_kernel_failing_the_self_check_is_replaced_by_the_next_candidate()
     {
         var library = new FakeOpenBlas("Prescott", loadedWith: "SkylakeX") { Wrong = { "SkylakeX" } };
-        var (selection, _) = OpenBlasCores.Select(_intelAvx512, null, "SkylakeX", library);
+        var (selection, _) = OpenBlasCores.Select(_intelAvx512, null, null, "SkylakeX", library);
         Assert.Equal("Haswell", selection.Core);
         Assert.Equal("Haswell", library.Current);
         Assert.Equal(BlasCoreOrigin.Sweeper, selection.Origin);
@@ -104,12 +104,12 @@ public class BlasCoreTests
     public void When_every_candidate_fails_OpenBLAS_own_choice_is_used_and_then_the_generic_kernel()
     {
         var library = new FakeOpenBlas("Prescott", loadedWith: "Zen") { Wrong = { "Zen", "Haswell" } };
-        var (own, ownType) = OpenBlasCores.Select(_amdAvx2, null, "Zen", library);
+        var (own, ownType) = OpenBlasCores.Select(_amdAvx2, null, null, "Zen", library);
         Assert.Equal(("Prescott", BlasCoreOrigin.OpenBlasDefault, (string?)null), (own.Core, own.Origin, ownType));
         Assert.Equal(2, own.Rejected.Count);
 
         library = new FakeOpenBlas("Cooperlake", loadedWith: "SkylakeX") { Wrong = { "SkylakeX", "Haswell", "Cooperlake" } };
-        var (generic, genericType) = OpenBlasCores.Select(_intelAvx512, null, "SkylakeX", library);
+        var (generic, genericType) = OpenBlasCores.Select(_intelAvx512, null, null, "SkylakeX", library);
         Assert.Equal(("Prescott", BlasCoreOrigin.SafeFallback, "Prescott"), (generic.Core, generic.Origin, genericType));
         Assert.Equal("Prescott", library.Current);
     }
@@ -118,36 +118,65 @@ public class BlasCoreTests
     public void When_every_kernel_fails_the_self_check_loading_fails_with_the_reasons()
     {
         var library = new FakeOpenBlas("Prescott", loadedWith: "Haswell") { Wrong = { "Haswell", "Prescott" } };
-        var ex = Assert.Throws<BlasUnavailableException>(() => OpenBlasCores.Select(_intelAvx2, null, "Haswell", library));
+        var ex = Assert.Throws<BlasUnavailableException>(() => OpenBlasCores.Select(_intelAvx2, null, null, "Haswell", library));
         Assert.Contains("Haswell: wrong product", ex.Message);
         Assert.Contains("Prescott (OpenBLAS's own choice): wrong product", ex.Message);
     }
 
     [Fact]
-    public void A_users_kernel_is_kept_and_Sweeper_tries_none_of_its_own()
+    public void A_forced_kernel_is_kept_and_Sweeper_tries_none_of_its_own()
     {
         var library = new FakeOpenBlas("Prescott", loadedWith: "Haswell");
-        var (selection, coreType) = OpenBlasCores.Select(_intelAvx512, "Haswell", null, library);
+        var (selection, coreType) = OpenBlasCores.Select(_intelAvx512, "Haswell", null, "Haswell", library);
         Assert.Equal(("Haswell", BlasCoreOrigin.User, "Haswell"), (selection.Core, selection.Origin, coreType));
         Assert.DoesNotContain("SkylakeX", library.Switches);
         Assert.Equal("Haswell", library.Current);
-        Assert.Contains("set by the user with OPENBLAS_CORETYPE=Haswell", selection.ToString());
+        Assert.Contains("forced by the user with SWEEPER_BLAS_CORE=Haswell", selection.ToString());
     }
 
     [Fact]
-    public void A_users_kernel_giving_wrong_products_is_replaced_by_OpenBLAS_own_choice_and_reported()
+    public void A_forced_kernel_giving_wrong_products_is_replaced_by_OpenBLAS_own_choice_and_reported()
     {
         var library = new FakeOpenBlas("Haswell", loadedWith: "SkylakeX") { Wrong = { "SkylakeX" } };
-        var (selection, _) = OpenBlasCores.Select(_intelAvx512, "SkylakeX", null, library);
+        var (selection, _) = OpenBlasCores.Select(_intelAvx512, "SkylakeX", null, "SkylakeX", library);
         Assert.Equal(("Haswell", BlasCoreOrigin.OpenBlasDefault), (selection.Core, selection.Origin));
-        Assert.Contains("OPENBLAS_CORETYPE=SkylakeX", Assert.Single(selection.Rejected));
+        Assert.Contains("SWEEPER_BLAS_CORE=SkylakeX", Assert.Single(selection.Rejected));
+    }
+
+    [Fact]
+    public void OPENBLAS_CORETYPE_from_the_environment_is_overridden_by_a_better_kernel_and_the_override_is_said()
+    {
+        // Seen here: an environment setting Haswell on an AVX-512 EPYC, where SkylakeX runs sgemm about twice as fast.
+        var library = new FakeOpenBlas("Cooperlake", loadedWith: "SkylakeX");
+        var (selection, coreType) = OpenBlasCores.Select(_amdAvx512, null, "Haswell", "SkylakeX", library);
+        Assert.Equal(("SkylakeX", BlasCoreOrigin.Sweeper, "SkylakeX"), (selection.Core, selection.Origin, coreType));
+        Assert.Equal("Haswell", selection.EnvironmentValue);
+        Assert.Contains("overriding OPENBLAS_CORETYPE=Haswell from the environment (SWEEPER_BLAS_CORE forces a kernel)", selection.ToString());
+
+        // The environment naming Sweeper's own choice is not reported as overridden.
+        var same = OpenBlasCores.Select(_amdAvx512, null, "skylakex", "SkylakeX", new FakeOpenBlas("Cooperlake", loadedWith: "SkylakeX")).Selection;
+        Assert.DoesNotContain("overriding", same.ToString());
+    }
+
+    [Fact]
+    public void OPENBLAS_CORETYPE_from_the_environment_stands_on_a_processor_Sweeper_has_no_kernel_for_once_proven()
+    {
+        var library = new FakeOpenBlas("Prescott", loadedWith: "Sandybridge");
+        var (selection, coreType) = OpenBlasCores.Select(_avxOnly, null, "Sandybridge", "Sandybridge", library);
+        Assert.Equal(("Sandybridge", BlasCoreOrigin.Environment, "Sandybridge"), (selection.Core, selection.Origin, coreType));
+        Assert.Contains("OPENBLAS_CORETYPE=Sandybridge from the environment", selection.ToString());
+
+        var wrong = new FakeOpenBlas("Prescott", loadedWith: "Sandybridge") { Wrong = { "Sandybridge" } };
+        var (replaced, _) = OpenBlasCores.Select(_avxOnly, null, "Sandybridge", "Sandybridge", wrong);
+        Assert.Equal(("Prescott", BlasCoreOrigin.OpenBlasDefault), (replaced.Core, replaced.Origin));
+        Assert.Contains("OPENBLAS_CORETYPE=Sandybridge", Assert.Single(replaced.Rejected));
     }
 
     [Fact]
     public void A_library_that_cannot_switch_kernels_keeps_the_one_it_runs()
     {
         var library = new FakeOpenBlas("Haswell", loadedWith: "SkylakeX", known: []) { Switchable = false };
-        var (selection, _) = OpenBlasCores.Select(_intelAvx512, null, "SkylakeX", library);
+        var (selection, _) = OpenBlasCores.Select(_intelAvx512, null, null, "SkylakeX", library);
         Assert.Equal("Haswell", selection.Core);
         Assert.Empty(library.Switches);
         Assert.Contains("SkylakeX: OpenBLAS ran Haswell when asked for it", selection.Rejected);
@@ -230,7 +259,8 @@ public class BlasCoreTests
         Assert.Contains($"core {selection.Core} (", text);
         Assert.Contains(selection.Origin switch
         {
-            BlasCoreOrigin.User => "set by the user",
+            BlasCoreOrigin.User => "forced by the user",
+            BlasCoreOrigin.Environment => "from the environment",
             BlasCoreOrigin.Sweeper => "chosen by Sweeper",
             BlasCoreOrigin.OpenBlasDefault => "OpenBLAS's own choice",
             _ => "safe fallback",
@@ -241,7 +271,7 @@ public class BlasCoreTests
     [Fact]
     public void Without_OPENBLAS_CORETYPE_an_avx2_machine_runs_Sweepers_kernel_and_not_the_generic_Prescott()
     {
-        var child = Child(null);
+        var child = Child([]);
         var cpu = CpuInfo.Current;
         if (cpu.Avx2)
         {
@@ -264,23 +294,36 @@ public class BlasCoreTests
     }
 
     [Fact]
-    public void A_users_OPENBLAS_CORETYPE_wins_over_the_choice_from_cpuid()
+    public void SWEEPER_BLAS_CORE_forces_the_kernel_and_OPENBLAS_CORETYPE_is_put_back_as_it_was()
     {
         var core = CpuInfo.Current.Avx2 ? "Haswell" : "Prescott";
-        var child = Child(core.ToLowerInvariant());
+        var child = Child(new() { ["SWEEPER_BLAS_CORE"] = core.ToLowerInvariant(), ["OPENBLAS_CORETYPE"] = "Prescott" });
         Assert.Equal("User", child.GetProperty("origin").GetString());
         Assert.Equal(core, child.GetProperty("core").GetString());
+        Assert.Equal(core, child.GetProperty("core_now").GetString());
         Assert.Equal(core.ToLowerInvariant(), child.GetProperty("user_value").GetString());
-        Assert.Equal(core.ToLowerInvariant(), child.GetProperty("native_coretype_after").GetString());
-        Assert.Contains($"set by the user with OPENBLAS_CORETYPE={core.ToLowerInvariant()}", child.GetProperty("describe").GetString());
+        Assert.Equal("Prescott", child.GetProperty("native_coretype_after").GetString());
+        Assert.Contains($"forced by the user with SWEEPER_BLAS_CORE={core.ToLowerInvariant()}", child.GetProperty("describe").GetString());
     }
 
     [Fact]
-    public void OPENBLAS_CORETYPE_set_only_in_the_dotnet_environment_still_reaches_OpenBLAS()
+    public void OPENBLAS_CORETYPE_naming_a_lesser_kernel_does_not_hold_the_engine_back()
+    {
+        // The environment may set a kernel below what the processor runs; the engine runs its own best candidate.
+        var cpu = CpuInfo.Current;
+        Assert.True(cpu.Avx2, "this test needs a processor with AVX2");
+        var child = Child(new() { ["OPENBLAS_CORETYPE"] = "Prescott" });
+        Assert.Equal(("Sweeper", OpenBlasCores.Candidates(cpu)[0]), (child.GetProperty("origin").GetString(), child.GetProperty("core_now").GetString()));
+        Assert.Contains("overriding OPENBLAS_CORETYPE=Prescott from the environment", child.GetProperty("describe").GetString());
+        Assert.Equal("Prescott", child.GetProperty("native_coretype_after").GetString()); // left as found, for other libraries and children
+    }
+
+    [Fact]
+    public void SWEEPER_BLAS_CORE_set_only_in_the_dotnet_environment_still_reaches_OpenBLAS()
     {
         var core = CpuInfo.Current.Avx2 ? "Haswell" : "Prescott";
-        var child = Child(null, "--managed-coretype", core);
-        Assert.Equal(("User", core), (child.GetProperty("origin").GetString(), child.GetProperty("core").GetString()));
+        var child = Child([], "--managed-force", core);
+        Assert.Equal(("User", core), (child.GetProperty("origin").GetString(), child.GetProperty("core_now").GetString()));
     }
 
     [Fact]
@@ -288,14 +331,14 @@ public class BlasCoreTests
     {
         var candidates = OpenBlasCores.Candidates(CpuInfo.Current);
         Assert.True(candidates.Count >= 1, "this test needs a processor with AVX2");
-        var child = Child(null, "--corrupt", candidates[0]);
+        var child = Child([], "--corrupt", candidates[0]);
         var rejected = child.GetProperty("rejected").EnumerateArray().Select(r => r.GetString()!).ToList();
         Assert.StartsWith($"{candidates[0]}: sgemm", Assert.Single(rejected));
         var expected = candidates.Count > 1 ? candidates[1] : child.GetProperty("openblas_default").GetString();
         Assert.Equal(expected, child.GetProperty("core").GetString());
         Assert.Equal(expected, child.GetProperty("core_now").GetString());
 
-        var allWrong = Child(null, "--corrupt", string.Join(',', candidates));
+        var allWrong = Child([], "--corrupt", string.Join(',', candidates));
         Assert.Equal("OpenBlasDefault", allWrong.GetProperty("origin").GetString());
         Assert.Equal(allWrong.GetProperty("openblas_default").GetString(), allWrong.GetProperty("core_now").GetString());
     }
@@ -303,7 +346,7 @@ public class BlasCoreTests
     [Fact]
     public void Every_kernel_this_processor_runs_passes_the_self_check_and_the_chosen_one_comes_back_after_trying_them()
     {
-        var child = Child(null, "--switch-all");
+        var child = Child([], "--switch-all");
         var switched = child.GetProperty("switched").EnumerateObject().ToList();
         Assert.True(switched.Count >= 2);
         foreach (var s in switched.Where(s => !s.Name.StartsWith('(')))
@@ -316,10 +359,10 @@ public class BlasCoreTests
     }
 
     /// <summary>
-    /// Runs <see cref="ChildProgram"/> in a fresh process with OPENBLAS_CORETYPE set to <paramref name="coreType"/>,
-    /// or removed from the environment when null, and returns the selection it printed.
+    /// Runs <see cref="ChildProgram"/> in a fresh process with OPENBLAS_CORETYPE and SWEEPER_BLAS_CORE removed from the
+    /// environment, then <paramref name="environment"/> set, and returns the selection it printed.
     /// </summary>
-    private static JsonElement Child(string? coreType, params string[] args)
+    private static JsonElement Child(Dictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet", ["exec", Path.Combine(AppContext.BaseDirectory, "Sweeper.Engine.Tests.dll"), "blas", .. args])
         {
@@ -327,9 +370,10 @@ public class BlasCoreTests
             RedirectStandardError = true,
         };
         start.Environment.Remove("OPENBLAS_CORETYPE");
-        if (coreType is not null)
+        start.Environment.Remove("SWEEPER_BLAS_CORE");
+        foreach (var (name, value) in environment)
         {
-            start.Environment["OPENBLAS_CORETYPE"] = coreType;
+            start.Environment[name] = value;
         }
 
         using var process = Process.Start(start)!;

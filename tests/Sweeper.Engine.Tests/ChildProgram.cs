@@ -6,7 +6,7 @@ namespace Sweeper.Engine.Tests;
 
 /// <summary>
 /// This assembly's entry point, for what needs a fresh process: OpenBLAS chooses its kernel once per process, when it
-/// is loaded. <c>dotnet Sweeper.Engine.Tests.dll blas [--corrupt Core,Core] [--managed-coretype X] [--switch-all]</c>
+/// is loaded. <c>dotnet Sweeper.Engine.Tests.dll blas [--corrupt Core,Core] [--managed-force X] [--switch-all]</c>
 /// loads OpenBLAS and prints its kernel selection as one JSON object. The test runner itself does not use this.
 /// </summary>
 public static class ChildProgram
@@ -15,7 +15,7 @@ public static class ChildProgram
     {
         if (args.FirstOrDefault() != "blas")
         {
-            Console.Error.WriteLine("usage: Sweeper.Engine.Tests blas [--corrupt Core,Core] [--managed-coretype X] [--switch-all]");
+            Console.Error.WriteLine("usage: Sweeper.Engine.Tests blas [--corrupt Core,Core] [--managed-force X] [--switch-all]");
             return 2;
         }
 
@@ -25,9 +25,9 @@ public static class ChildProgram
             Blas.CorruptSelfCheckForTests = core => corrupt.Contains(core, StringComparer.OrdinalIgnoreCase);
         }
 
-        if (Arg("--managed-coretype") is { } managed)
+        if (Arg("--managed-force") is { } managed)
         {
-            Environment.SetEnvironmentVariable("OPENBLAS_CORETYPE", managed); // .NET's copy only, not the C library's
+            Environment.SetEnvironmentVariable(Blas.ForceVariable, managed); // .NET's copy only, not the C library's
         }
 
         var clock = Stopwatch.StartNew();

@@ -8,11 +8,11 @@ namespace Sweeper.Engine.Kernels;
 /// BLAS is pinned to one thread per process: throughput comes from one worker process per core.
 /// <para>
 /// Loading also chooses OpenBLAS's kernel ("core"), because OpenBLAS's own choice comes from a table of processor
-/// models that lags new processors (see <see cref="OpenBlasCores"/>). Unless the user set OPENBLAS_CORETYPE (theirs
-/// wins, and is passed on to OpenBLAS even when set only inside this process), Sweeper picks the best kernel for the
-/// processor's instruction sets and sets OPENBLAS_CORETYPE in the C library's environment just before the library is
-/// first loaded (OpenBLAS reads it in its constructor; .NET's own environment copy is not what it reads), then removes
-/// it again. The kernel is then proven on this very library: <see cref="BlasSelfCheck"/> compares products of awkward
+/// models that lags new processors (see <see cref="OpenBlasCores"/>). Unless the user forced a kernel with
+/// SWEEPER_BLAS_CORE (it wins, even when set only inside this process), Sweeper picks the best kernel for the
+/// processor's instruction sets, whatever OPENBLAS_CORETYPE the environment holds, and sets OPENBLAS_CORETYPE in the C
+/// library's environment just before the library is first loaded (OpenBLAS reads it in its constructor; .NET's own
+/// environment copy is not what it reads), then puts back what was there. The kernel is then proven on this very library: <see cref="BlasSelfCheck"/> compares products of awkward
 /// shapes against a double-precision reference. A library cannot be reliably unloaded, but a DYNAMIC_ARCH OpenBLAS can
 /// redo its kernel selection in place (<c>gotoblas_dynamic_quit</c> then <c>gotoblas_dynamic_init</c>, which re-reads
 /// OPENBLAS_CORETYPE and re-initializes the kernel's blocking parameters; nothing else depends on the kernel between
@@ -26,6 +26,9 @@ public static unsafe class Blas
 {
     /// <summary>The variable OpenBLAS reads to force a kernel.</summary>
     internal const string CoreTypeVariable = "OPENBLAS_CORETYPE";
+
+    /// <summary>The variable with which a user forces Sweeper's kernel (e.g. to reproduce a run made on another one).</summary>
+    public const string ForceVariable = "SWEEPER_BLAS_CORE";
 
     private const int RowMajor = 101;
     private const int NoTrans = 111;
@@ -117,20 +120,20 @@ public static unsafe class Blas
     {
         var cpu = CpuInfo.Current;
         var native = NativeEnvironment.Get(CoreTypeVariable);
-        var user = NonEmpty(native) ?? NonEmpty(Environment.GetEnvironmentVariable(CoreTypeVariable));
+        var environment = NonEmpty(native) ?? NonEmpty(Environment.GetEnvironmentVariable(CoreTypeVariable));
+        var forced = NonEmpty(Environment.GetEnvironmentVariable(ForceVariable));
         string? ours = null;
+        string? loadedWith = environment;
         lock (_switchLock)
         {
             if (NativeEnvironment.Supported)
             {
-                if (user is not null && native is null)
+                // What OpenBLAS loads with: the forced kernel, else Sweeper's first candidate, else the environment's
+                // (passed on even when set only in .NET's copy of the environment, e.g. by a host program).
+                ours = forced ?? (OpenBlasCores.Candidates(cpu) is [var first, ..] ? first : environment);
+                loadedWith = ours;
+                if (ours is not null)
                 {
-                    // Set only in .NET's copy of the environment (e.g. by a host program): pass it on, it is the user's.
-                    NativeEnvironment.Set(CoreTypeVariable, user);
-                }
-                else if (user is null && OpenBlasCores.Candidates(cpu) is [var first, ..])
-                {
-                    ours = first;
                     NativeEnvironment.Set(CoreTypeVariable, ours);
                 }
             }
@@ -144,13 +147,13 @@ public static unsafe class Blas
             {
                 if (ours is not null)
                 {
-                    NativeEnvironment.Set(CoreTypeVariable, native); // as it was: unset, or set but empty
+                    NativeEnvironment.Set(CoreTypeVariable, native); // as it was: unset, set, or set but empty
                 }
             }
 
             library.SetSingleThreaded();
             library.Corrupt = CorruptSelfCheckForTests;
-            var (selection, coreType) = OpenBlasCores.Select(cpu, user, ours, library);
+            var (selection, coreType) = OpenBlasCores.Select(cpu, forced, environment, loadedWith, library);
             return new Api { Native = library, Library = library.Name, Selection = selection, CoreType = coreType };
         }
     }

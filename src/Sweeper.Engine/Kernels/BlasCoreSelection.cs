@@ -3,8 +3,11 @@ namespace Sweeper.Engine.Kernels;
 /// <summary>Who decided which OpenBLAS kernel ("core") the process runs.</summary>
 public enum BlasCoreOrigin
 {
-    /// <summary>The user, through OPENBLAS_CORETYPE; Sweeper did not override it.</summary>
+    /// <summary>The user, who forced it with SWEEPER_BLAS_CORE.</summary>
     User,
+
+    /// <summary>OPENBLAS_CORETYPE from the environment, kept because Sweeper knows no better kernel for the processor.</summary>
+    Environment,
 
     /// <summary>Sweeper, from the processor's instruction sets (CPUID), then verified by the self-check.</summary>
     Sweeper,
@@ -27,8 +30,11 @@ public sealed record BlasCoreSelection
 
     public required BlasCoreOrigin Origin { get; init; }
 
-    /// <summary>The user's OPENBLAS_CORETYPE, if set.</summary>
+    /// <summary>The kernel the user forced with SWEEPER_BLAS_CORE, if set.</summary>
     public string? UserValue { get; init; }
+
+    /// <summary>OPENBLAS_CORETYPE as found in the environment, if set (it decides only what Sweeper has no better choice for).</summary>
+    public string? EnvironmentValue { get; init; }
 
     /// <summary>The kernel OpenBLAS picks by itself on this processor, when known (it is learnt by switching to it).</summary>
     public string? OpenBlasDefault { get; init; }
@@ -47,13 +53,17 @@ public sealed record BlasCoreSelection
     {
         var how = Origin switch
         {
-            BlasCoreOrigin.User => $"set by the user with OPENBLAS_CORETYPE={UserValue}",
+            BlasCoreOrigin.User => $"forced by the user with {Blas.ForceVariable}={UserValue}",
+            BlasCoreOrigin.Environment => $"OPENBLAS_CORETYPE={EnvironmentValue} from the environment",
             BlasCoreOrigin.Sweeper => $"chosen by Sweeper for {Cpu.Level}",
             BlasCoreOrigin.OpenBlasDefault => "OpenBLAS's own choice",
             _ => "safe fallback",
         };
         var alone = Origin != BlasCoreOrigin.OpenBlasDefault && OpenBlasDefault is not null ? $", OpenBLAS alone would run {OpenBlasDefault}" : string.Empty;
+        var overridden = Origin is not (BlasCoreOrigin.User or BlasCoreOrigin.Environment) && EnvironmentValue is not null && !OpenBlasCores.Same(EnvironmentValue, Core)
+            ? $", overriding OPENBLAS_CORETYPE={EnvironmentValue} from the environment ({Blas.ForceVariable} forces a kernel)"
+            : string.Empty;
         var rejected = Rejected.Count > 0 ? $"; rejected: {string.Join("; ", Rejected)}" : string.Empty;
-        return $"core {Core} ({how}{alone}; self-check passed) on {Cpu}{rejected}";
+        return $"core {Core} ({how}{overridden}{alone}; self-check passed) on {Cpu}{rejected}";
     }
 }

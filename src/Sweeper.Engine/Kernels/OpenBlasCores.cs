@@ -31,10 +31,14 @@ internal interface IOpenBlasCores
 /// Processors below AVX2 keep OpenBLAS's choice, which knows them all.
 /// </para>
 /// <para>
-/// The selection: the user's OPENBLAS_CORETYPE wins; otherwise the candidates are tried best first and the first
-/// that OpenBLAS actually runs and that passes <see cref="BlasSelfCheck"/> is kept. Failing every candidate, OpenBLAS's
-/// own choice is used, then Prescott; if even that disagrees with the reference, loading fails. A user's kernel that
-/// fails the self-check is replaced the same way (wrong products are never kept) and reported.
+/// The selection: a kernel forced with SWEEPER_BLAS_CORE wins; otherwise the candidates are tried best first and the
+/// first that OpenBLAS actually runs and that passes <see cref="BlasSelfCheck"/> is kept. OPENBLAS_CORETYPE found in
+/// the environment does not decide: images and clusters set it to work around an OpenBLAS that does not know its
+/// processor, often to a kernel below what the processor runs (Haswell on an AVX-512 machine: half the sgemm rate,
+/// measured on a Zen 5 EPYC); Sweeper overrides it with a better candidate, says so, and keeps it only on a processor
+/// for which it knows no candidate. Failing every candidate, OpenBLAS's own choice is used, then Prescott; if even that
+/// disagrees with the reference, loading fails. A forced kernel that fails the self-check is replaced the same way
+/// (wrong products are never kept) and reported.
 /// </para>
 /// </summary>
 internal static class OpenBlasCores
@@ -68,21 +72,32 @@ internal static class OpenBlasCores
 
     /// <summary>
     /// Chooses and verifies the kernel of <paramref name="library"/>, loaded with OPENBLAS_CORETYPE set to
-    /// <paramref name="userValue"/> (the user's) or else <paramref name="loadedWith"/> (Sweeper's first candidate, or
-    /// null: unset). Leaves the library running the chosen kernel. Throws <see cref="BlasUnavailableException"/> when
-    /// no kernel passes the self-check.
+    /// <paramref name="forced"/> (SWEEPER_BLAS_CORE) or else <paramref name="loadedWith"/> (Sweeper's first candidate,
+    /// or the environment's OPENBLAS_CORETYPE, or null: unset). <paramref name="environment"/> is the OPENBLAS_CORETYPE
+    /// found in the environment, if any. Leaves the library running the chosen kernel. Throws
+    /// <see cref="BlasUnavailableException"/> when no kernel passes the self-check.
     /// </summary>
-    public static (BlasCoreSelection Selection, string? CoreType) Select(CpuInfo cpu, string? userValue, string? loadedWith, IOpenBlasCores library)
+    public static (BlasCoreSelection Selection, string? CoreType) Select(CpuInfo cpu, string? forced, string? environment, string? loadedWith, IOpenBlasCores library)
     {
         var rejected = new List<string>();
-        if (userValue is not null)
+        if (forced is not null)
         {
             if (library.SelfCheck() is not { } failure)
             {
-                return Done(BlasCoreOrigin.User, userValue);
+                return Done(BlasCoreOrigin.User, forced);
             }
 
-            rejected.Add($"{library.Current} from OPENBLAS_CORETYPE={userValue}: {failure}");
+            rejected.Add($"{library.Current} from {Blas.ForceVariable}={forced}: {failure}");
+        }
+        else if (environment is not null && Candidates(cpu).Count == 0 && Same(loadedWith, environment))
+        {
+            // No better kernel known for this processor: the environment's stands, once proven.
+            if (library.SelfCheck() is not { } failure)
+            {
+                return Done(BlasCoreOrigin.Environment, environment);
+            }
+
+            rejected.Add($"{library.Current} from OPENBLAS_CORETYPE={environment}: {failure}");
         }
         else
         {
@@ -117,7 +132,7 @@ internal static class OpenBlasCores
         }
 
         // OpenBLAS's own choice: already running unless something was forced or switched to.
-        if (library.CanSwitch && (userValue is not null || loadedWith is not null || rejected.Count > 0))
+        if (library.CanSwitch && (forced is not null || loadedWith is not null || rejected.Count > 0))
         {
             library.Switch(null);
         }
@@ -172,7 +187,8 @@ internal static class OpenBlasCores
                 Cpu = cpu,
                 Core = chosen,
                 Origin = origin,
-                UserValue = userValue,
+                UserValue = forced,
+                EnvironmentValue = environment,
                 OpenBlasDefault = openBlasDefault,
                 Rejected = rejected,
                 Alternatives = [.. alternatives.Where(a => Same(a, chosen) || Runs(cpu, a) || Same(a, openBlasDefault)).Distinct(StringComparer.OrdinalIgnoreCase)],
