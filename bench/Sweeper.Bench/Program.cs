@@ -88,7 +88,18 @@ Emit(new
     blas = Blas.Describe(),
 });
 
-var dataDir = DataLocator.Resolve(Arg("--data"));
+string dataDir;
+try
+{
+    dataDir = DataLocator.Resolve(Arg("--data"));
+}
+catch (DirectoryNotFoundException e)
+{
+    Console.Error.WriteLine("bench: " + e.Message + " (or give --data DIR, or set SWEEPER_DATA)");
+    Environment.Exit(2);
+    return;
+}
+
 Emit(Measure.MemoryInChildProcess(dataDir));
 var load = Stopwatch.StartNew();
 var data = Cifar10.Load<float>(dataDir);
