@@ -287,12 +287,16 @@ public static partial class SweepCommands
         return command;
     }
 
-    /// <summary>The training engine can run here (OpenBLAS found); otherwise logs what to install. Checked before a silo offers slots.</summary>
+    /// <summary>
+    /// The training engine can run here (OpenBLAS found); logs which kernel it runs and why (it decides speed and
+    /// bit-reproducibility), or else what to install. Checked before a silo offers slots.
+    /// </summary>
     private static bool EngineReady()
     {
         try
         {
             Engine.Kernels.Blas.EnsureLoaded();
+            Log.Information("Native engine: {Blas}", Engine.Kernels.Blas.Describe());
             return true;
         }
         catch (Engine.Kernels.BlasUnavailableException e)
