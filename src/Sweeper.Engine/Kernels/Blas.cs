@@ -12,8 +12,8 @@ namespace Sweeper.Engine.Kernels;
 /// SWEEPER_BLAS_CORE (it wins, even when set only inside this process), Sweeper picks the best kernel for the
 /// processor's instruction sets, whatever OPENBLAS_CORETYPE the environment holds, and sets OPENBLAS_CORETYPE in the C
 /// library's environment just before the library is first loaded (OpenBLAS reads it in its constructor; .NET's own
-/// environment copy is not what it reads), then puts back what was there. The kernel is then proven on this very library: <see cref="BlasSelfCheck"/> compares products of awkward
-/// shapes against a double-precision reference. A library cannot be reliably unloaded, but a DYNAMIC_ARCH OpenBLAS can
+/// environment copy is not what it reads), then puts back what was there. The kernel is then proven on this very
+/// library: <see cref="BlasSelfCheck"/> compares products of awkward shapes against a double-precision reference. A library cannot be reliably unloaded, but a DYNAMIC_ARCH OpenBLAS can
 /// redo its kernel selection in place (<c>gotoblas_dynamic_quit</c> then <c>gotoblas_dynamic_init</c>, which re-reads
 /// OPENBLAS_CORETYPE and re-initializes the kernel's blocking parameters; nothing else depends on the kernel between
 /// calls), so a kernel that fails the check is replaced in the same process by the next candidate, then OpenBLAS's own
@@ -122,20 +122,16 @@ public static unsafe class Blas
         var native = NativeEnvironment.Get(CoreTypeVariable);
         var environment = NonEmpty(native) ?? NonEmpty(Environment.GetEnvironmentVariable(CoreTypeVariable));
         var forced = NonEmpty(Environment.GetEnvironmentVariable(ForceVariable));
-        string? ours = null;
-        string? loadedWith = environment;
+        // What OpenBLAS loads with: the forced kernel, else Sweeper's first candidate, else the environment's (passed on
+        // even when set only in .NET's copy of the environment, e.g. by a host program). Without a way to set the C
+        // library's environment, OpenBLAS reads the environment's as it is.
+        var ours = NativeEnvironment.Supported ? forced ?? (OpenBlasCores.Candidates(cpu) is [var first, ..] ? first : environment) : null;
+        var loadedWith = NativeEnvironment.Supported ? ours : environment;
         lock (_switchLock)
         {
-            if (NativeEnvironment.Supported)
+            if (ours is not null)
             {
-                // What OpenBLAS loads with: the forced kernel, else Sweeper's first candidate, else the environment's
-                // (passed on even when set only in .NET's copy of the environment, e.g. by a host program).
-                ours = forced ?? (OpenBlasCores.Candidates(cpu) is [var first, ..] ? first : environment);
-                loadedWith = ours;
-                if (ours is not null)
-                {
-                    NativeEnvironment.Set(CoreTypeVariable, ours);
-                }
+                NativeEnvironment.Set(CoreTypeVariable, ours);
             }
 
             NativeBlas library;
