@@ -21,6 +21,10 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     // The last claim found nothing pending: only then can a trial's end be the study's last (counting costs a query).
     private bool _drained;
 
+    // Trials ended so far (their grains' word): a claim that finds nothing and saw one end meanwhile (the calls
+    // interleave) may have seen the study's last; it looks then, since that end found the study not drained yet.
+    private long _ends;
+
     // The one closing under way: calls that interleave (a trial's end, a tick) wait for it instead of closing again,
     // so the test split is evaluated once per activation (and the store closes a study once, whatever happens).
     private Task? _closing;
@@ -124,6 +128,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             return null;
         }
 
+        var ends = _ends;
         Lease? lease;
         try
         {
@@ -150,6 +155,12 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         {
             _maybePending = false;
             _lastMiss = now;
+            if (_ends != ends)
+            {
+                // Not awaited: the slot asking need not wait for the test evaluation. A failure is tried again at the next tick.
+                CloseIfDoneAsync().ContinueWith(t => log.LogWarning("Study {Study}: closing deferred to the next tick ({Message})", Name, t.Exception?.GetBaseException().Message),
+                    CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Current).Ignore();
+            }
         }
 
         return lease;
@@ -183,6 +194,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
 
     public Task TrialEndedAsync(int number)
     {
+        _ends++;
         _maybePending = true;
         return _drained ? CloseIfDoneAsync() : Task.CompletedTask;
     }

@@ -68,7 +68,8 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         return store;
     }
 
-    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null)
+    private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null,
+        Func<ITrialStore, ITrialStore>? wrap = null)
     {
         var runner = new CountingRunner(epoch, _evaluations, value, loss);
         var settings = new SiloSettings
@@ -79,8 +80,10 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             Poll = TimeSpan.FromMilliseconds(20),
             IdleRecheck = TimeSpan.FromMilliseconds(100),
             Tick = TimeSpan.FromMilliseconds(200),
+            Address = System.Net.IPAddress.Loopback,
         };
-        var silo = SweeperSilo.Build(await OpenStoreAsync(), runner, settings, Logger.None);
+        var store = await OpenStoreAsync();
+        var silo = SweeperSilo.Build(wrap?.Invoke(store) ?? store, runner, settings, Logger.None);
         _silos.Add(silo);
         await silo.StartAsync();
         return (silo, runner);
@@ -401,6 +404,37 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Contains("lowest train_loss", result.SelectionRule);
     }
 
+    [Fact]
+    public async Task A_slot_trains_on_while_its_last_trials_outcomes_are_stored_up_to_a_window_and_each_is_stored_once()
+    {
+        // The store holds back the outcome (last epoch and final state, one write) of trials 0-5 until released.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.Zero,
+            wrap: inner => HoldingStore.Create(inner, nameof(ITrialStore.FinishAfterEpochAsync), lease => lease.Number <= 5 ? release.Task : null));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 8, epochs: 1), "s.yaml");
+
+        // The one slot went on past trial 0 while its outcome was on its way: four outcomes in flight at the most, so it
+        // trained five trials and waits with the fifth's outcome in hand.
+        await WaitAsync(() => Task.FromResult(runner.Finished.Count == 5), "the slot to train five trials");
+        await Task.Delay(300);
+        Assert.Equal(5, runner.Trained.Count);
+        Assert.Equal(1, runner.MaxConcurrent);
+        var held = await store.GetTrialsAsync("s");
+        Assert.All(held.Take(5), t => Assert.Equal(TrialState.Running, t.State));
+        Assert.Null(await store.GetResultAsync("s"));
+
+        release.SetResult();
+        var result = await ResultAsync(store);
+        var trials = await store.GetTrialsAsync("s");
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 1, 1L, 1), (t.State, t.Attempts, t.LeaseToken, t.EpochsDone)));
+        Assert.Equal(8, runner.Trained.Count);
+        Assert.Equal(7, result.BestTrialNumber);
+        Assert.Equal(1, _evaluations.Count);
+        var events = await store.GetEventsAsync("s");
+        Assert.Equal(8, events.Count(e => e.Kind == "trial_completed"));
+    }
+
     /// <summary>How many test evaluations all silos of a test ran.</summary>
     private sealed class Evaluations
     {
@@ -487,6 +521,48 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         {
             evaluations.Add();
             return (0.5, 100);
+        }
+    }
+
+    /// <summary>A store whose calls of one method wait, for the trials chosen, until a task completes; everything else goes straight through.</summary>
+    public class HoldingStore : System.Reflection.DispatchProxy
+    {
+        private object _inner = null!;
+        private string _method = "";
+        private Func<Lease, Task?> _holdUntil = _ => null;
+
+        public static ITrialStore Create(ITrialStore inner, string method, Func<Lease, Task?> holdUntil)
+        {
+            var store = Create<IStore, HoldingStore>();
+            var holding = (HoldingStore)(object)store;
+            (holding._inner, holding._method, holding._holdUntil) = (inner, method, holdUntil);
+            return store;
+        }
+
+        /// <summary>What a silo needs of its store: trials and Orleans' membership.</summary>
+        public interface IStore : ITrialStore, IMembershipStore;
+
+        protected override object? Invoke(System.Reflection.MethodInfo? method, object?[]? args)
+        {
+            object? Call()
+            {
+                try
+                {
+                    return method!.Invoke(_inner, args);
+                }
+                catch (System.Reflection.TargetInvocationException e) when (e.InnerException is not null)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException);
+                    throw;
+                }
+            }
+
+            if (method!.Name == _method && args?.OfType<Lease>().FirstOrDefault() is { } lease && _holdUntil(lease) is { } hold)
+            {
+                return hold.ContinueWith(_ => (Task)Call()!, TaskScheduler.Default).Unwrap();
+            }
+
+            return Call();
         }
     }
 }
