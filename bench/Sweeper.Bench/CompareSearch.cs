@@ -17,7 +17,8 @@ namespace Sweeper.Bench;
 /// trials x epochs; with hyperband more trials are planned, since most stop at a rung). The best trial is chosen by
 /// validation accuracy only and evaluated once on the test split. Prints one JSON line per sweep and one summary line
 /// per space: mean best test accuracy per method, and the epochs each method needed to reach random search's best
-/// validation accuracy (trials in the order they started, each counted with the epochs it trained).
+/// validation accuracy (trials in the order they last stopped training, each counted then with all the epochs it trained
+/// and its validation accuracy: a trial paused at a rung and promoted later counts when its last stint ended).
 /// <code>bench compare-search [--spaces two_layer,fc] [--seeds 1,2,3] [--trials 20] [--epochs 10] [--train-size 45000] [--slots 2] [--data DIR]</code>
 /// </summary>
 public static class CompareSearch
@@ -199,7 +200,12 @@ public static class CompareSearch
             test = runner.EvaluateOnTest(sweep, best, checkpoint.Data).Accuracy;
         }
 
-        var timeline = all.Where(t => t.EpochsDone > 0).OrderBy(t => t.StartedAt).ThenBy(t => t.Number).Select(t => (t.EpochsDone, t.ValAccuracy ?? 0)).ToList();
+        // When each trial last stopped training: at its last pause if it was never promoted after it (one ended at the
+        // study's end without a promotion is stamped finished then, though it trained no more), else when it finished.
+        var lastPause = (await store.GetEventsAsync("compare")).Where(e => e.TrialId is not null && e.Kind is "trial_paused" or "trial_promoted")
+            .GroupBy(e => e.TrialId!.Value).Select(g => g.MaxBy(e => e.At)).Where(e => e.Kind == "trial_paused").ToDictionary(e => e.TrialId!.Value, e => e.At);
+        var timeline = all.Where(t => t.EpochsDone > 0).OrderBy(t => lastPause.TryGetValue(t.Id, out var at) ? at : t.FinishedAt ?? DateTimeOffset.MaxValue).ThenBy(t => t.Number)
+            .Select(t => (t.EpochsDone, t.ValAccuracy ?? 0)).ToList();
         return new Row("", "", 0, all.Count(t => t.EpochsDone > 0), all.Sum(t => t.EpochsDone), best?.Number, best?.ValAccuracy, test, clock.Elapsed.TotalSeconds, timeline);
     }
 }

@@ -119,6 +119,10 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             await store.ExecAsync("PRAGMA synchronous = NORMAL");
             await store.ExecAsync("PRAGMA foreign_keys = ON");
             await store.MigrateAsync(schemaVersion, cancellationToken);
+            // Checkpoints are the background checkpointer's: a write no longer pays for one now and then (copying
+            // the log into the database and syncing both, a stall of milliseconds). The limit stays as a safety net,
+            // should the checkpointer fall behind: the log then stops growing past it.
+            await store.ExecAsync($"PRAGMA wal_autocheckpoint = {AutoCheckpointPages}");
         }
         catch
         {
@@ -126,7 +130,48 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             throw;
         }
 
+        store._checkpointer = Task.Run(() => store.CheckpointLoopAsync(full));
         return store;
+    }
+
+    /// <summary>Pages of write-ahead log past which a write checkpoints itself (SQLite's default is 1,000).</summary>
+    private const int AutoCheckpointPages = 16_000;
+
+    private readonly CancellationTokenSource _closing = new();
+    private Task _checkpointer = Task.CompletedTask;
+
+    /// <summary>
+    /// Copies the write-ahead log into the database every half second on a connection of its own, without waiting for
+    /// readers or writers (a passive checkpoint): the log stays short and the writes never stall for a checkpoint.
+    /// </summary>
+    private async Task CheckpointLoopAsync(string path)
+    {
+        try
+        {
+            await using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWrite, Pooling = false }.ToString());
+            await connection.OpenAsync(_closing.Token);
+            await using var checkpoint = connection.CreateCommand();
+            checkpoint.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+            using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
+            while (await timer.WaitForNextTickAsync(_closing.Token))
+            {
+                try
+                {
+                    await checkpoint.ExecuteNonQueryAsync(_closing.Token);
+                }
+                catch (SqliteException)
+                {
+                    // Busy or locked this time: the next tick tries again, and the writes' own limit stands meanwhile.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (SqliteException)
+        {
+            // The file cannot be opened a second time (gone, unreadable): the writes checkpoint themselves past the limit.
+        }
     }
 
     private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
@@ -718,6 +763,9 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     public async ValueTask DisposeAsync()
     {
+        await _closing.CancelAsync();
+        await _checkpointer;
+        _closing.Dispose();
         foreach (var statement in _statements.Values)
         {
             statement.Dispose();
