@@ -33,7 +33,19 @@ public static class CompareSearch
         var epochs = Int("--epochs", 10);
         var trainSize = Int("--train-size", 45_000);
         var slots = Int("--slots", Environment.ProcessorCount);
-        var data = Arg("--data") ?? Environment.GetEnvironmentVariable("SWEEPER_DATA") ?? Path.GetFullPath("../shared/data/cifar-10-batches-bin");
+        string data;
+        try
+        {
+            // Found or refused here, before any sweep: trials without data would all fail, and the comparison mean nothing.
+            data = Engine.Data.DataLocator.Resolve(Arg("--data"));
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            Console.Error.WriteLine("bench compare-search: " + e.Message + " (or give --data DIR, or set SWEEPER_DATA)");
+            Environment.Exit(2);
+            return;
+        }
+
         var budget = trials * epochs;
         var dir = Path.Combine(Path.GetTempPath(), "sweeper-compare-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
