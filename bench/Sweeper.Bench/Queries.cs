@@ -106,7 +106,7 @@ public static class Queries
         }
         else
         {
-            await using var conn = new NpgsqlConnection(address);
+            await using var conn = new NpgsqlConnection(TrialStores.PostgresConnectionString(address));
             await conn.OpenAsync();
             await using (var cmd = new NpgsqlCommand("CREATE TEMP TABLE r (number int, state text, v float8)", conn))
             {

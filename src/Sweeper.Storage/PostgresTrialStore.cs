@@ -116,6 +116,24 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     public static Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock = null, CancellationToken cancellationToken = default) =>
         OpenAsync(connectionString, clock, SchemaVersion, cancellationToken);
 
+    /// <summary>
+    /// The pool of the result queries. Their sessions plan no parallel workers: a query of one study (up to some
+    /// 100,000 trials) is done before workers pay for their start, and on a small server they take the cores the
+    /// query itself needs. Measured on a 2-core machine, the page of 100,000 trials sorted by validation accuracy with
+    /// its matching count: p95 84-89 ms with PostgreSQL's default of 2 workers, 28 ms without. Options given in the
+    /// store's address are kept as they are.
+    /// </summary>
+    public static NpgsqlDataSource QuerySource(string connectionString)
+    {
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.Options))
+        {
+            builder.ConnectionStringBuilder.Options = "-c max_parallel_workers_per_gather=0";
+        }
+
+        return builder.Build();
+    }
+
     /// <summary>Opens the store, migrating it to <paramref name="schemaVersion"/> (older versions only to test migrations).</summary>
     public static async Task<PostgresTrialStore> OpenAsync(string connectionString, TimeProvider? clock, int schemaVersion, CancellationToken cancellationToken = default)
     {
@@ -139,7 +157,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
         }
 
         var source = builder.Build();
-        var store = new PostgresTrialStore(source, new Lazy<NpgsqlDataSource>(() => NpgsqlDataSource.Create(connectionString)), clock ?? TimeProvider.System, schemaVersion);
+        var store = new PostgresTrialStore(source, new Lazy<NpgsqlDataSource>(() => QuerySource(connectionString)), clock ?? TimeProvider.System, schemaVersion);
         try
         {
             await store.MigrateAsync(schemaVersion, cancellationToken);

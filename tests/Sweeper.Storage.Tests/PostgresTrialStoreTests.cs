@@ -9,6 +9,21 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
     protected override Task<IStoreDatabase> CreateDatabaseAsync() => Task.FromResult<IStoreDatabase>(new PostgresDatabase());
 
     [Fact]
+    public async Task Result_queries_plan_no_parallel_workers_unless_the_address_gives_its_own_options()
+    {
+        var database = PostgresServer.Shared.CreateDatabase();
+        async Task<string> SettingAsync(string connectionString)
+        {
+            await using var source = PostgresTrialStore.QuerySource(connectionString);
+            await using var command = source.CreateCommand("SHOW max_parallel_workers_per_gather");
+            return (string)(await command.ExecuteScalarAsync())!;
+        }
+
+        Assert.Equal("0", await SettingAsync(database));
+        Assert.Equal("3", await SettingAsync(database + ";Options=-c max_parallel_workers_per_gather=3"));
+    }
+
+    [Fact]
     public async Task A_store_that_cannot_be_opened_is_explained_in_one_line_naming_the_address_and_the_cause()
     {
         var port = PostgresServer.Shared.Port;
