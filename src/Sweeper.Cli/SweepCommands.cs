@@ -264,7 +264,7 @@ public static partial class SweepCommands
                         return 1;
                     }
 
-                    while (await trialStore.GetResultAsync(name!, ct) is null)
+                    while (await ClosedAsync(trialStore, name!, ct) is not true)
                     {
                         await Task.Delay(1000, ct);
                     }
@@ -307,6 +307,23 @@ public static partial class SweepCommands
     }
 
     /// <summary>Waits until <paramref name="study"/> exists in the store; false (with a clear error) once <paramref name="patience"/> has passed.</summary>
+    /// <summary>
+    /// Whether the study is closed, or null while the store cannot be reached: a worker cut off from the store keeps
+    /// its silo up (Orleans' membership decides whether it was declared dead, and then it exits for its supervisor).
+    /// </summary>
+    private static async Task<bool?> ClosedAsync(ITrialStore store, string study, CancellationToken ct)
+    {
+        try
+        {
+            return await store.GetResultAsync(study, ct) is not null;
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.Warning("Cannot tell whether study {Study} is closed: {Message}; asking again", study, e.Message);
+            return null;
+        }
+    }
+
     private static async Task<bool> WaitForStudyAsync(ITrialStore store, string study, TimeSpan patience, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + patience;
