@@ -119,7 +119,7 @@ public static class CompareSearch
                 var reach = mine.Select(r => rows.Single(x => x.Seed == r.Seed && x.Method == "random").BestVal is { } target ? EpochsToReach(r, target) : null).ToList();
                 return new
                 {
-                    mean_test_accuracy = Round(mine.Where(r => r.TestAccuracy is not null).Select(r => r.TestAccuracy!.Value).DefaultIfEmpty(double.NaN).Average()),
+                    mean_test_accuracy = Round(MeanTest(m)),
                     mean_best_val_accuracy = Round(mine.Where(r => r.BestVal is not null).Select(r => r.BestVal!.Value).DefaultIfEmpty(double.NaN).Average()),
                     mean_epochs_spent = Round(mine.Average(r => (double)r.EpochsSpent)),
                     epochs_to_reach_randoms_best = reach,

@@ -306,7 +306,6 @@ public static partial class SweepCommands
         }
     }
 
-    /// <summary>Waits until <paramref name="study"/> exists in the store; false (with a clear error) once <paramref name="patience"/> has passed.</summary>
     /// <summary>
     /// Whether the study is closed, or null while the store cannot be reached: a worker cut off from the store keeps
     /// its silo up (Orleans' membership decides whether it was declared dead, and then it exits for its supervisor).
@@ -324,6 +323,7 @@ public static partial class SweepCommands
         }
     }
 
+    /// <summary>Waits until <paramref name="study"/> exists in the store; false (with a clear error) once <paramref name="patience"/> has passed.</summary>
     private static async Task<bool> WaitForStudyAsync(ITrialStore store, string study, TimeSpan patience, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + patience;

@@ -234,7 +234,11 @@ public sealed class TrainingSlots(
             if (PipelinesOutcome(sweep))
             {
                 outcomes.Wait(CancellationToken.None);
-                _storing[lease.TrialId] = StoreOutcomeAsync(lease, UntilStoredAsync(() => grain.FinishAsync(finish, last), stopping), outcomes);
+                var storing = _storing[lease.TrialId] = StoreOutcomeAsync(lease, UntilStoredAsync(() => grain.FinishAsync(finish, last), stopping), outcomes);
+                if (storing.IsCompleted)
+                {
+                    _storing.TryRemove(lease.TrialId, out _); // done before it was listed: its own removal came first
+                }
             }
             else if (UntilStored(() => grain.FinishAsync(finish, last), stopping) != EpochVerdict.Lost)
             {

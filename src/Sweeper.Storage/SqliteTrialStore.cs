@@ -765,7 +765,6 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
     {
         await _closing.CancelAsync();
         await _checkpointer;
-        _closing.Dispose();
         foreach (var statement in _statements.Values)
         {
             statement.Dispose();
