@@ -82,7 +82,8 @@ public sealed class TrainingSlots(
     {
         BatchScheduling.ApplyToCurrentThread();
         var stopping = _stopping.Token;
-        using var outcomes = new SemaphoreSlim(OutcomesInFlight, OutcomesInFlight);
+        // Not disposed: outcomes still being stored when the slot's thread ends give their places back to it.
+        var outcomes = new SemaphoreSlim(OutcomesInFlight, OutcomesInFlight);
         while (!stopping.IsCancellationRequested)
         {
             Lease? lease;
@@ -167,7 +168,7 @@ public sealed class TrainingSlots(
             var begun = Block(grain.BeginAsync(lease, settings.Lease, stoppingRule));
             if (begun is null)
             {
-                store.ReleaseAsync(lease, "its grain lives on another silo").GetAwaiter().GetResult();
+                HandBack(lease, "its grain lives on another silo");
                 return;
             }
 
@@ -175,7 +176,9 @@ public sealed class TrainingSlots(
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            log.LogWarning("Trial {Trial}: could not take it over ({Message}); its lease runs out and it is claimed again", lease.Number, e.Message);
+            // Its grain did not answer (e.g. its directory entry lived on a silo that was just cut off): the trial goes
+            // back to pending now rather than when its lease runs out, which may be minutes away.
+            HandBack(lease, $"its grain did not answer ({e.GetBaseException().Message})");
             return;
         }
 
@@ -257,7 +260,7 @@ public sealed class TrainingSlots(
         }
         catch (RuntimeCallException e)
         {
-            log.LogWarning("Trial {Trial}: its grain did not answer ({Message}); its lease runs out and another slot takes it over", lease.Number, e.InnerException?.Message);
+            HandBack(lease, $"its grain did not answer ({e.InnerException?.Message})");
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -294,7 +297,7 @@ public sealed class TrainingSlots(
         }
         catch (RuntimeCallException e)
         {
-            log.LogWarning("Trial {Trial}: its grain did not answer ({Message}); its lease runs out and another slot takes it over", lease.Number, e.InnerException?.Message);
+            HandBack(lease, $"its grain did not answer ({e.InnerException?.Message}) when its outcome was stored");
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -304,6 +307,29 @@ public sealed class TrainingSlots(
         {
             _storing.TryRemove(lease.TrialId, out _);
             outcomes.Release();
+        }
+    }
+
+    /// <summary>
+    /// Hands a trial back to pending straight through the store, past its grain (which did not answer), so that another
+    /// slot resumes it from its last checkpoint now instead of when its lease runs out. Fenced like every write: if the
+    /// grain did take the lease or store the outcome after all, this is refused and changes nothing, and that grain's
+    /// next write is refused in turn.
+    /// </summary>
+    private void HandBack(Lease lease, string reason)
+    {
+        try
+        {
+            store.ReleaseAsync(lease, reason).GetAwaiter().GetResult();
+            log.LogWarning("Trial {Trial}: {Reason}; handed back for another slot", lease.Number, reason);
+        }
+        catch (LeaseLostException)
+        {
+            log.LogWarning("Trial {Trial}: {Reason}; it had moved on already", lease.Number, reason);
+        }
+        catch (StoreUnavailableException e)
+        {
+            log.LogWarning("Trial {Trial}: {Reason}; the store did not answer either ({Message}), so its lease runs out and it is claimed again", lease.Number, reason, e.Message);
         }
     }
 

@@ -69,11 +69,12 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null,
-        Func<ITrialStore, ITrialStore>? wrap = null)
+        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null)
     {
         var runner = new CountingRunner(epoch, _evaluations, value, loss);
         var settings = new SiloSettings
         {
+            Lease = lease ?? new SiloSettings().Lease,
             Slots = slots,
             GpuSlots = gpuSlots,
             SiloPort = 0,
@@ -435,6 +436,30 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal(8, events.Count(e => e.Kind == "trial_completed"));
     }
 
+    [Fact]
+    public async Task A_trial_whose_grain_fails_to_answer_goes_back_to_pending_at_once_rather_than_when_its_lease_runs_out()
+    {
+        // Trial 2's grain fails its first epoch report (as when the silo holding its directory entry is cut off). The
+        // leases last ten minutes: the study closes within the test's two only if the slot hands the trial back itself.
+        var failed = 0;
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.Zero, lease: TimeSpan.FromMinutes(10),
+            wrap: inner => HoldingStore.Create(inner, nameof(ITrialStore.ReportEpochAsync),
+                lease => lease.Number == 2 && Interlocked.Exchange(ref failed, 1) == 0 ? Task.FromException(new InvalidOperationException("its silo went away")) : null));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 4, epochs: 2), "s.yaml");
+        var result = await ResultAsync(store);
+
+        Assert.Equal(1, failed);
+        var trials = await store.GetTrialsAsync("s");
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, 2), (t.State, t.EpochsDone)));
+        Assert.Equal(2L, trials.Single(t => t.Number == 2).LeaseToken); // claimed again, not a second attempt at training
+        Assert.Equal(1, trials.Single(t => t.Number == 2).Attempts);
+        Assert.Equal(3, result.BestTrialNumber);
+        var events = await store.GetEventsAsync("s");
+        Assert.Contains(events, e => e.Kind == "trial_released" && e.TrialId == trials.Single(t => t.Number == 2).Id && e.Message.Contains("did not answer", StringComparison.Ordinal));
+        Assert.Equal(4, events.Count(e => e.Kind == "trial_completed"));
+    }
+
     /// <summary>How many test evaluations all silos of a test ran.</summary>
     private sealed class Evaluations
     {
@@ -524,7 +549,10 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         }
     }
 
-    /// <summary>A store whose calls of one method wait, for the trials chosen, until a task completes; everything else goes straight through.</summary>
+    /// <summary>
+    /// A store whose calls of one method wait, for the trials chosen, until a task completes (and fail if it fails);
+    /// everything else goes straight through.
+    /// </summary>
     public class HoldingStore : System.Reflection.DispatchProxy
     {
         private object _inner = null!;
@@ -559,7 +587,8 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
 
             if (method!.Name == _method && args?.OfType<Lease>().FirstOrDefault() is { } lease && _holdUntil(lease) is { } hold)
             {
-                return hold.ContinueWith(_ => (Task)Call()!, TaskScheduler.Default).Unwrap();
+                // A hold that fails is the call's failure: the call is not made.
+                return hold.ContinueWith(held => held.IsFaulted ? held : (Task)Call()!, TaskScheduler.Default).Unwrap();
             }
 
             return Call();
