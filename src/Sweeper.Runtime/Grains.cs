@@ -93,23 +93,26 @@ public interface ITrialGrain : IGrainWithStringKey
     /// <summary>
     /// Takes ownership of the trial under <paramref name="lease"/> and returns the checkpoint to resume from (empty for a
     /// fresh start), or null when this activation cannot own it (it lives on another silo than the slot).
-    /// <paramref name="stoppingRule"/>: whether the study has an early-termination rule (without, epochs are not put to
-    /// the study grain).
     /// </summary>
-    Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration, bool stoppingRule);
+    Task<Immutable<byte[]>?> BeginAsync(Lease lease);
 
-    /// <summary>Stores an epoch's metrics and checkpoint (fenced) and asks the stopping rule.</summary>
-    Task<EpochVerdict> ReportEpochAsync(EpochRecord metrics, Immutable<byte[]> checkpoint);
+    /// <summary>
+    /// Stores an epoch's metrics and checkpoint (fenced) and, when <paramref name="askStudy"/> (the study has an
+    /// early-termination rule), asks the study grain whether the trial goes on. Every call carries the slot's lease: an
+    /// activation that lost its state (Orleans deactivates the grains whose directory entry lived on a silo that died)
+    /// takes the lease up again from the call, and the store's fencing decides, as for every write.
+    /// </summary>
+    Task<EpochVerdict> ReportEpochAsync(Lease lease, EpochRecord metrics, Immutable<byte[]> checkpoint, bool askStudy);
 
     /// <summary>
     /// Records the trial's outcome (fenced), or its pause at a rung when <paramref name="finish"/>'s state is
     /// <see cref="TrialState.Paused"/>, with <paramref name="last"/>, its last epoch, when that was not stored yet (one
     /// write for both). Lost when the lease moved on; Retry when the store is unreachable.
     /// </summary>
-    Task<EpochVerdict> FinishAsync(TrialFinish finish, LastEpoch? last);
+    Task<EpochVerdict> FinishAsync(Lease lease, TrialFinish finish, LastEpoch? last);
 
     /// <summary>Hands the trial back (pending) without waiting for its lease to expire, e.g. when the silo stops.</summary>
-    Task ReleaseAsync(string reason);
+    Task ReleaseAsync(Lease lease, string reason);
 
     /// <summary>The grain key of trial <paramref name="number"/> of <paramref name="study"/>.</summary>
     static string Key(string study, int number) => study + "/" + number.ToString(System.Globalization.CultureInfo.InvariantCulture);

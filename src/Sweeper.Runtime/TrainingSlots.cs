@@ -165,7 +165,7 @@ public sealed class TrainingSlots(
         var stoppingRule = StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate);
         try
         {
-            var begun = Block(grain.BeginAsync(lease, settings.Lease, stoppingRule));
+            var begun = Block(grain.BeginAsync(lease));
             if (begun is null)
             {
                 HandBack(lease, "its grain lives on another silo");
@@ -201,7 +201,7 @@ public sealed class TrainingSlots(
                 }
 
                 var bytes = new Immutable<byte[]>(takeCheckpoint());
-                var verdict = UntilStored(() => grain.ReportEpochAsync(metrics, bytes), trial.Token);
+                var verdict = UntilStored(() => grain.ReportEpochAsync(lease, metrics, bytes, stoppingRule), trial.Token);
                 if (verdict == EpochVerdict.Lost)
                 {
                     running.Lost = true;
@@ -237,26 +237,32 @@ public sealed class TrainingSlots(
             if (PipelinesOutcome(sweep))
             {
                 outcomes.Wait(CancellationToken.None);
-                var storing = _storing[lease.TrialId] = StoreOutcomeAsync(lease, UntilStoredAsync(() => grain.FinishAsync(finish, last), stopping), outcomes);
+                var storing = _storing[lease.TrialId] = StoreOutcomeAsync(lease, UntilStoredAsync(() => grain.FinishAsync(lease, finish, last), stopping), outcomes);
                 if (storing.IsCompleted)
                 {
                     _storing.TryRemove(lease.TrialId, out _); // done before it was listed: its own removal came first
                 }
             }
-            else if (UntilStored(() => grain.FinishAsync(finish, last), stopping) != EpochVerdict.Lost)
+            else if (UntilStored(() => grain.FinishAsync(lease, finish, last), stopping) != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
+            }
+            else
+            {
+                HandBack(lease, "its grain no longer acts for this slot's lease", quiet: true);
             }
         }
         catch (OperationCanceledException) when (running.Lost)
         {
-            // Fenced out (the lease moved on to another silo): the trial belongs to another slot now.
+            // Fenced out (the lease moved on to another silo): the trial belongs to another slot now. Or its grain no longer
+            // acts for this lease (an activation elsewhere): then the store still has it here, and it is handed back.
+            HandBack(lease, "its grain no longer acts for this slot's lease", quiet: true);
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
             // A last epoch kept for the outcome's write is dropped with the trial: it resumes from its previous
             // checkpoint and trains that epoch again.
-            grain.ReleaseAsync("its silo is stopping").Wait(TimeSpan.FromSeconds(10));
+            grain.ReleaseAsync(lease, "its silo is stopping").Wait(TimeSpan.FromSeconds(10));
         }
         catch (RuntimeCallException e)
         {
@@ -267,7 +273,7 @@ public sealed class TrainingSlots(
             log.LogError("Trial {Trial} failed: {Type}: {Message}", lease.Number, e.GetType().Name, e.Message);
             try
             {
-                UntilStored(() => grain.FinishAsync(new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}"), running.Last), stopping);
+                UntilStored(() => grain.FinishAsync(lease, new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}"), running.Last), stopping);
                 Interlocked.Increment(ref _finished);
             }
             catch (Exception again) when (again is OperationCanceledException or RuntimeCallException)
@@ -290,6 +296,10 @@ public sealed class TrainingSlots(
             {
                 Interlocked.Increment(ref _finished);
             }
+            else
+            {
+                HandBack(lease, "its grain no longer acts for this slot's lease", quiet: true);
+            }
         }
         catch (OperationCanceledException)
         {
@@ -311,12 +321,12 @@ public sealed class TrainingSlots(
     }
 
     /// <summary>
-    /// Hands a trial back to pending straight through the store, past its grain (which did not answer), so that another
-    /// slot resumes it from its last checkpoint now instead of when its lease runs out. Fenced like every write: if the
-    /// grain did take the lease or store the outcome after all, this is refused and changes nothing, and that grain's
-    /// next write is refused in turn.
+    /// Hands a trial back to pending straight through the store, past its grain (which did not answer, or no longer acts
+    /// for the slot's lease), so that another slot resumes it from its last checkpoint now instead of when its lease runs
+    /// out. Fenced like every write: if the grain did take the lease or store the outcome after all, this is refused and
+    /// changes nothing, and that grain's next write is refused in turn.
     /// </summary>
-    private void HandBack(Lease lease, string reason)
+    private void HandBack(Lease lease, string reason, bool quiet = false)
     {
         try
         {
@@ -325,7 +335,8 @@ public sealed class TrainingSlots(
         }
         catch (LeaseLostException)
         {
-            log.LogWarning("Trial {Trial}: {Reason}; it had moved on already", lease.Number, reason);
+            // Quiet: the usual case, a lease that moved on, was said where it was found.
+            log.Log(quiet ? LogLevel.Debug : LogLevel.Warning, "Trial {Trial}: {Reason}; it had moved on already", lease.Number, reason);
         }
         catch (StoreUnavailableException e)
         {

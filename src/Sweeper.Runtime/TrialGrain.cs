@@ -6,18 +6,18 @@ namespace Sweeper.Runtime;
 
 /// <summary>One trial's owner: see <see cref="ITrialGrain"/>.</summary>
 [Orleans.Placement.PreferLocalPlacement]
-public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSiloDetails silo, ILogger<TrialGrain> log) : Grain, ITrialGrain
+public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSiloDetails silo, SiloSettings settings, ILogger<TrialGrain> log) : Grain, ITrialGrain
 {
     private Lease? _lease;
-    private TimeSpan _leaseDuration;
     private IGrainTimer? _renewal;
-    private bool _stoppingRule;
+
+    private TimeSpan LeaseDuration => settings.Lease;
 
     private IStudyGrain Study(Lease lease) => GrainFactory.GetGrain<IStudyGrain>(lease.Study);
 
-    public async Task<Immutable<byte[]>?> BeginAsync(Lease lease, TimeSpan leaseDuration, bool stoppingRule)
+    public async Task<Immutable<byte[]>?> BeginAsync(Lease lease)
     {
-        if (!lease.Owner.StartsWith(SiloSettings.OwnerPrefix(silo.SiloAddress), StringComparison.Ordinal))
+        if (!OnThisSilo(lease))
         {
             // This activation lives on another silo than the slot that claimed the trial (a stale directory entry):
             // the slot hands the trial back and it is claimed afresh.
@@ -25,11 +25,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return null;
         }
 
-        _lease = lease;
-        _leaseDuration = leaseDuration;
-        _stoppingRule = stoppingRule;
-        _renewal?.Dispose();
-        _renewal = this.RegisterGrainTimer(RenewAsync, new GrainTimerCreationOptions(leaseDuration / 3, leaseDuration / 3) { KeepAlive = true });
+        Hold(lease);
         var checkpoint = lease.HasCheckpoint ? await store.GetCheckpointAsync(lease.TrialId) : null;
         if (checkpoint is { } c)
         {
@@ -37,6 +33,38 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
 
         return new Immutable<byte[]>(checkpoint?.Data ?? []);
+    }
+
+    private bool OnThisSilo(Lease lease) => lease.Owner.StartsWith(SiloSettings.OwnerPrefix(silo.SiloAddress), StringComparison.Ordinal);
+
+    private void Hold(Lease lease)
+    {
+        _lease = lease;
+        _renewal?.Dispose();
+        _renewal = this.RegisterGrainTimer(RenewAsync, new GrainTimerCreationOptions(LeaseDuration / 3, LeaseDuration / 3) { KeepAlive = true });
+    }
+
+    /// <summary>
+    /// Whether this activation acts for <paramref name="lease"/>: the one it holds, or, when it holds none, the slot's
+    /// lease taken up again. Orleans deactivates a grain whose directory entry lived on a silo that died; the slot's
+    /// next call activates it afresh, without the lease in memory. The store stays the judge: a lease that moved on in
+    /// the meantime is refused by the next fenced write.
+    /// </summary>
+    private bool Acts(Lease lease)
+    {
+        if (_lease is { } held)
+        {
+            return held.TrialId == lease.TrialId && held.Token == lease.Token;
+        }
+
+        if (!OnThisSilo(lease))
+        {
+            return false;
+        }
+
+        log.LogInformation("Trial {Trial}: its grain was activated afresh on {Silo} mid-trial; it takes up its slot's lease (token {Token}) again", lease.Number, silo.SiloAddress, lease.Token);
+        Hold(lease);
+        return true;
     }
 
     private async Task RenewAsync(CancellationToken cancellationToken)
@@ -48,7 +76,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
         try
         {
-            await store.RenewAsync(lease, _leaseDuration, cancellationToken);
+            await store.RenewAsync(lease, LeaseDuration, cancellationToken);
         }
         catch (LeaseLostException e)
         {
@@ -63,16 +91,16 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
     }
 
-    public async Task<EpochVerdict> ReportEpochAsync(EpochRecord metrics, Immutable<byte[]> checkpoint)
+    public async Task<EpochVerdict> ReportEpochAsync(Lease lease, EpochRecord metrics, Immutable<byte[]> checkpoint, bool askStudy)
     {
-        if (_lease is not { } lease)
+        if (!Acts(lease))
         {
             return EpochVerdict.Lost;
         }
 
         try
         {
-            await store.ReportEpochAsync(lease, metrics, checkpoint.Value, _leaseDuration);
+            await store.ReportEpochAsync(lease, metrics, checkpoint.Value, LeaseDuration);
         }
         catch (LeaseLostException e)
         {
@@ -86,12 +114,12 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return EpochVerdict.Retry;
         }
 
-        return _stoppingRule ? await Study(lease).AfterEpochAsync(lease.Number, metrics) : EpochVerdict.Continue;
+        return askStudy ? await Study(lease).AfterEpochAsync(lease.Number, metrics) : EpochVerdict.Continue;
     }
 
-    public async Task<EpochVerdict> FinishAsync(TrialFinish finish, LastEpoch? last)
+    public async Task<EpochVerdict> FinishAsync(Lease lease, TrialFinish finish, LastEpoch? last)
     {
-        if (_lease is not { } lease)
+        if (!Acts(lease))
         {
             return EpochVerdict.Lost;
         }
@@ -103,7 +131,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             {
                 if (last is not null)
                 {
-                    await store.ReportEpochAsync(lease, last.Metrics, last.Checkpoint, _leaseDuration);
+                    await store.ReportEpochAsync(lease, last.Metrics, last.Checkpoint, LeaseDuration);
                 }
 
                 await store.PauseAsync(lease, finish);
@@ -134,9 +162,9 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         return EpochVerdict.Continue;
     }
 
-    public async Task ReleaseAsync(string reason)
+    public async Task ReleaseAsync(Lease lease, string reason)
     {
-        if (_lease is not { } lease)
+        if (!Acts(lease))
         {
             return;
         }
