@@ -298,7 +298,7 @@ public sealed class TrainingSlots(
             }
             else
             {
-                HandBack(lease, "its grain no longer acts for this slot's lease", quiet: true);
+                await HandBackAsync(lease, "its grain no longer acts for this slot's lease", quiet: true).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)
@@ -307,7 +307,7 @@ public sealed class TrainingSlots(
         }
         catch (RuntimeCallException e)
         {
-            HandBack(lease, $"its grain did not answer ({e.InnerException?.Message}) when its outcome was stored");
+            await HandBackAsync(lease, $"its grain did not answer ({e.InnerException?.Message}) when its outcome was stored").ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -326,11 +326,13 @@ public sealed class TrainingSlots(
     /// out. Fenced like every write: if the grain did take the lease or store the outcome after all, this is refused and
     /// changes nothing, and that grain's next write is refused in turn.
     /// </summary>
-    private void HandBack(Lease lease, string reason, bool quiet = false)
+    private void HandBack(Lease lease, string reason, bool quiet = false) => HandBackAsync(lease, reason, quiet).GetAwaiter().GetResult();
+
+    private async Task HandBackAsync(Lease lease, string reason, bool quiet = false)
     {
         try
         {
-            store.ReleaseAsync(lease, reason).GetAwaiter().GetResult();
+            await store.ReleaseAsync(lease, reason).ConfigureAwait(false);
             log.LogWarning("Trial {Trial}: {Reason}; handed back for another slot", lease.Number, reason);
         }
         catch (LeaseLostException)
