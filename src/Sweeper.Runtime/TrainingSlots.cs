@@ -249,14 +249,14 @@ public sealed class TrainingSlots(
             }
             else
             {
-                HandBack(lease, "its grain no longer acts for this slot's lease", quiet: true);
+                HandBack(lease, NoLongerActs, quiet: true);
             }
         }
         catch (OperationCanceledException) when (running.Lost)
         {
             // Fenced out (the lease moved on to another silo): the trial belongs to another slot now. Or its grain no longer
             // acts for this lease (an activation elsewhere): then the store still has it here, and it is handed back.
-            HandBack(lease, "its grain no longer acts for this slot's lease", quiet: true);
+            HandBack(lease, NoLongerActs, quiet: true);
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
@@ -298,7 +298,7 @@ public sealed class TrainingSlots(
             }
             else
             {
-                await HandBackAsync(lease, "its grain no longer acts for this slot's lease", quiet: true).ConfigureAwait(false);
+                await HandBackAsync(lease, NoLongerActs, quiet: true).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)
@@ -326,6 +326,8 @@ public sealed class TrainingSlots(
     /// out. Fenced like every write: if the grain did take the lease or store the outcome after all, this is refused and
     /// changes nothing, and that grain's next write is refused in turn.
     /// </summary>
+    private const string NoLongerActs = "its grain no longer acts for this slot's lease";
+
     private void HandBack(Lease lease, string reason, bool quiet = false) => HandBackAsync(lease, reason, quiet).GetAwaiter().GetResult();
 
     private async Task HandBackAsync(Lease lease, string reason, bool quiet = false)
