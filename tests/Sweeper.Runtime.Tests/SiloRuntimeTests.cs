@@ -122,6 +122,9 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     {
         var (a, runnerA) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(15));
         var (_, runnerB) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(15));
+        // On a loaded machine the first silo's two slots could otherwise finish every trial before the second silo's slot
+        // asks for one: the first silo trains only once the second has started a trial.
+        runnerA.StartsAfter = runnerB.FirstStarted.Task;
         await Study(a).OpenAsync(Sweep(trials: 30, epochs: 3), "s.yaml");
         var store = await OpenStoreAsync();
         var result = await ResultAsync(store);
@@ -516,6 +519,12 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         /// <summary>Trials for which this is true diverge in their first epoch (nothing reported).</summary>
         public Func<Lease, bool>? DivergesIf { get; set; }
 
+        /// <summary>Completed when this runner starts its first trial.</summary>
+        public TaskCompletionSource FirstStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>When set, every trial waits for it (up to a minute) before it trains.</summary>
+        public Task? StartsAfter { get; set; }
+
         public TrialFinish Run(SweepDefinition sweep, Lease lease, byte[]? checkpoint, EpochCallback onEpoch, CancellationToken cancellationToken, Action<string>? onNote = null)
         {
             var now = Interlocked.Increment(ref _running);
@@ -526,6 +535,8 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
 
             try
             {
+                FirstStarted.TrySetResult();
+                StartsAfter?.Wait(TimeSpan.FromMinutes(1), cancellationToken);
                 Trained.Add(lease.Number);
                 if (DivergesIf?.Invoke(lease) == true)
                 {
