@@ -114,6 +114,13 @@ public interface ITrialGrain : IGrainWithStringKey
     /// <summary>Hands the trial back (pending) without waiting for its lease to expire, e.g. when the silo stops.</summary>
     Task ReleaseAsync(Lease lease, string reason);
 
+    /// <summary>
+    /// The slot's keep-alive while it trains (every third of a lease): an activation that holds no lease (activated afresh
+    /// after Orleans deactivated the one that did) takes up <paramref name="lease"/> again once the store renews it, so
+    /// that the lease is renewed between epochs longer than it. False when this activation does not act for the lease.
+    /// </summary>
+    Task<bool> HoldAsync(Lease lease);
+
     /// <summary>The grain key of trial <paramref name="number"/> of <paramref name="study"/>.</summary>
     static string Key(string study, int number) => study + "/" + number.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

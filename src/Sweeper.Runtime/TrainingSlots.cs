@@ -15,7 +15,7 @@ namespace Sweeper.Runtime;
 /// each slot hands its trial back so that another silo resumes it from its last checkpoint at once.
 /// </summary>
 public sealed class TrainingSlots(
-    IGrainFactory grains, ILocalSiloDetails silo, ITrialStore store, ITrialRunner runner, StudyDirectory studies, SiloSettings settings, ILogger<TrainingSlots> log)
+    IGrainFactory grains, ILocalSiloDetails silo, ITrialStore store, ITrialRunner runner, StudyDirectory studies, SiloSettings settings, TimeProvider clock, ILogger<TrainingSlots> log)
     : IHostedService
 {
     private readonly CancellationTokenSource _stopping = new();
@@ -184,6 +184,7 @@ public sealed class TrainingSlots(
 
         using var trial = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         var running = _running[lease.TrialId] = new RunningTrial(trial);
+        using var keepAlive = KeepAlive(grain, lease, trial.Token);
         try
         {
             var sweep = Sweep(lease.Study);
@@ -286,6 +287,22 @@ public sealed class TrainingSlots(
             _running.TryRemove(lease.TrialId, out _);
         }
     }
+
+    /// <summary>
+    /// Calls the trial's grain every third of a lease while the slot trains it (see <see cref="ITrialGrain.HoldAsync"/>):
+    /// Orleans may deactivate the grain between two epochs (when its directory entry lived on a silo that died), and then
+    /// nothing would renew the lease until the next epoch's report, which may come after the lease ran out.
+    /// </summary>
+    private ITimer KeepAlive(ITrialGrain grain, Lease lease, CancellationToken trial) =>
+        clock.CreateTimer(_ =>
+        {
+            if (!trial.IsCancellationRequested)
+            {
+                grain.HoldAsync(lease).ContinueWith(
+                    t => log.LogDebug("Trial {Trial}: keep-alive not answered ({Message})", lease.Number, t.Exception?.GetBaseException().Message),
+                    CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            }
+        }, null, settings.Lease / 3, settings.Lease / 3);
 
     /// <summary>A trial's outcome stored behind the slot's back (see <see cref="PipelinesOutcome"/>); the slot's window gets its place back.</summary>
     private async Task StoreOutcomeAsync(Lease lease, Task<EpochVerdict> storing, SemaphoreSlim outcomes)

@@ -162,6 +162,38 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         return EpochVerdict.Continue;
     }
 
+    public async Task<bool> HoldAsync(Lease lease)
+    {
+        if (_lease is { } held)
+        {
+            return held.TrialId == lease.TrialId && held.Token == lease.Token;
+        }
+
+        if (!OnThisSilo(lease))
+        {
+            return false;
+        }
+
+        try
+        {
+            // Renewed first: a lease that ended meanwhile (the trial finished, or moved on) is not taken up again.
+            await store.RenewAsync(lease, LeaseDuration);
+        }
+        catch (LeaseLostException)
+        {
+            return false;
+        }
+        catch (StoreUnavailableException e)
+        {
+            log.LogWarning("Trial {Trial}: lease renewal failed: {Message}", lease.Number, e.Message);
+            return true; // asked again at the next keep-alive
+        }
+
+        log.LogInformation("Trial {Trial}: its grain was activated afresh on {Silo} mid-epoch; it takes up its slot's lease (token {Token}) again", lease.Number, silo.SiloAddress, lease.Token);
+        Hold(lease);
+        return true;
+    }
+
     public async Task ReleaseAsync(Lease lease, string reason)
     {
         if (!Acts(lease))

@@ -486,6 +486,26 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.DoesNotContain(events, e => e.Kind is "trial_released" or "trial_requeued");
     }
 
+    [Fact]
+    public async Task A_trial_grain_deactivated_mid_epoch_is_called_back_by_its_slot_so_an_epoch_longer_than_the_lease_does_not_lose_it()
+    {
+        // Trial 0's grain is deactivated right after its training starts; its only epoch takes longer than a lease. The
+        // slot's keep-alive (every third of a lease) activates the grain again, which renews the lease from then on. Without
+        // it nothing would renew the lease before the epoch's report, and the study's tick would requeue the trial.
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.FromSeconds(3), lease: TimeSpan.FromSeconds(1.2));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 1, epochs: 1), "s.yaml");
+        await WaitAsync(() => Task.FromResult(runner.Starts.Any(s => s.Number == 0)), "trial 0 to start training");
+        var grain = a.Services.GetRequiredService<IGrainFactory>().GetGrain<ITrialGrain>(ITrialGrain.Key("s", 0));
+        await grain.AsReference<Orleans.Core.Internal.IGrainManagementExtension>().DeactivateOnIdle();
+        await ResultAsync(store);
+
+        var trial = Assert.Single(await store.GetTrialsAsync("s"));
+        Assert.Equal((TrialState.Completed, 1, 1L, 1), (trial.State, trial.Attempts, trial.LeaseToken, trial.EpochsDone));
+        Assert.Equal([(0, 0)], runner.Starts);
+        Assert.DoesNotContain(await store.GetEventsAsync("s"), e => e.Kind is "trial_released" or "trial_requeued");
+    }
+
     /// <summary>How many test evaluations all silos of a test ran.</summary>
     private sealed class Evaluations
     {
