@@ -19,7 +19,7 @@ namespace Sweeper.Bench;
 /// per space: mean best test accuracy per method, and the epochs each method needed to reach random search's best
 /// validation accuracy (trials in the order they last stopped training, each counted then with all the epochs it trained
 /// and its validation accuracy: a trial paused at a rung and promoted later counts when its last stint ended).
-/// <code>bench compare-search [--spaces two_layer,fc] [--seeds 1,2,3] [--trials 20] [--epochs 10] [--train-size 45000] [--slots 2] [--data DIR]</code>
+/// <code>bench compare-search [--spaces two_layer,fc] [--seeds 1,2,3] [--trials 20] [--epochs 10] [--methods random,bayes,bayes_hyperband] [--hyperband "min_iter: 1, eta: 3"] [--train-size 45000] [--slots 2] [--data DIR]</code>
 /// </summary>
 public static class CompareSearch
 {
@@ -33,6 +33,16 @@ public static class CompareSearch
         var epochs = Int("--epochs", 10);
         var trainSize = Int("--train-size", 45_000);
         var slots = Int("--slots", Environment.ProcessorCount);
+        var methods = (Arg("--methods") ?? "random,bayes,bayes_hyperband").Split(',', StringSplitOptions.RemoveEmptyEntries);
+        if (methods.FirstOrDefault(m => m is not ("random" or "bayes" or "bayes_hyperband")) is { } unknown)
+        {
+            Console.Error.WriteLine($"bench compare-search: --methods: unknown method '{unknown}' (random, bayes, bayes_hyperband)");
+            Environment.Exit(2);
+            return;
+        }
+
+        // ASHA's rungs: W&B's hyperband keys, as in a sweep file's early_terminate block.
+        var hyperband = Arg("--hyperband") ?? "min_iter: 1, eta: 3";
         string data;
         try
         {
@@ -57,10 +67,10 @@ public static class CompareSearch
                 var rows = new List<Row>();
                 foreach (var seed in seeds)
                 {
-                    foreach (var method in new[] { "random", "bayes", "bayes_hyperband" })
+                    foreach (var method in methods)
                     {
                         var planned = method == "bayes_hyperband" ? trials * 4 : trials;
-                        var text = SweepText(space, method, seed, planned, epochs, trainSize);
+                        var text = SweepText(space, method, seed, planned, epochs, trainSize, hyperband);
                         var row = await RunSweepAsync(Path.Combine(dir, $"{space}-{method}-{seed}.db"), text, trainer, budget, slots);
                         row = row with { Space = space, Method = method, Seed = seed };
                         rows.Add(row);
@@ -72,7 +82,7 @@ public static class CompareSearch
                     }
                 }
 
-                Console.WriteLine(JsonSerializer.Serialize(Summary(space, rows, budget, trainSize)));
+                Console.WriteLine(JsonSerializer.Serialize(Summary(space, rows, budget, trainSize, hyperband)));
             }
         }
         finally
@@ -84,7 +94,7 @@ public static class CompareSearch
     private sealed record Row(string Space, string Method, ulong Seed, int Trials, int EpochsSpent, int? BestTrial, double? BestVal, double? TestAccuracy, double Seconds,
         IReadOnlyList<(int Epochs, double Val)> Timeline);
 
-    private static object Summary(string space, List<Row> rows, int budget, int trainSize)
+    private static object Summary(string space, List<Row> rows, int budget, int trainSize, string hyperband)
     {
         // Epochs a sweep needed to first reach (at least) the validation accuracy that random search of the same seed ended with.
         int? EpochsToReach(Row row, double target)
@@ -112,11 +122,12 @@ public static class CompareSearch
             space,
             budget_epochs = budget,
             train_size = trainSize,
+            hyperband,
             seeds = rows.Select(r => r.Seed).Distinct().Count(),
             methods = methods.ToDictionary(m => m, m =>
             {
                 var mine = rows.Where(r => r.Method == m).ToList();
-                var reach = mine.Select(r => rows.Single(x => x.Seed == r.Seed && x.Method == "random").BestVal is { } target ? EpochsToReach(r, target) : null).ToList();
+                var reach = mine.Select(r => rows.SingleOrDefault(x => x.Seed == r.Seed && x.Method == "random")?.BestVal is { } target ? EpochsToReach(r, target) : null).ToList();
                 return new
                 {
                     mean_test_accuracy = Round(MeanTest(m)),
@@ -130,8 +141,8 @@ public static class CompareSearch
             bayes_beats_random_on_mean_test = MeanTest("bayes") > MeanTest("random"),
             hyperband_reaches_randoms_best_with_half_its_epochs = rows.Where(r => r.Method == "bayes_hyperband").Select(r =>
             {
-                var random = rows.Single(x => x.Seed == r.Seed && x.Method == "random");
-                return random.BestVal is { } target && EpochsToReach(r, target) is { } spent && spent * 2 <= random.EpochsSpent;
+                var random = rows.SingleOrDefault(x => x.Seed == r.Seed && x.Method == "random");
+                return random?.BestVal is { } target && EpochsToReach(r, target) is { } spent && spent * 2 <= random.EpochsSpent;
             }).ToList(),
         };
     }
@@ -139,7 +150,7 @@ public static class CompareSearch
     private static double? Round(double v) => double.IsFinite(v) ? Math.Round(v, 4) : null;
 
     /// <summary>The space's parameters, with the method's method and early termination.</summary>
-    private static string SweepText(string space, string method, ulong seed, int trials, int epochs, int trainSize)
+    private static string SweepText(string space, string method, ulong seed, int trials, int epochs, int trainSize, string hyperband)
     {
         var parameters = space switch
         {
@@ -161,7 +172,7 @@ public static class CompareSearch
                 """,
             _ => throw new ArgumentException($"--spaces: unknown space '{space}' (two_layer, fc)."),
         };
-        var earlyTerminate = method == "bayes_hyperband" ? "early_terminate: {type: hyperband, min_iter: 1, eta: 3}" : "early_terminate: {type: none}";
+        var earlyTerminate = method == "bayes_hyperband" ? $"early_terminate: {{type: hyperband, {hyperband}}}" : "early_terminate: {type: none}";
         return $"""
             name: compare
             method: {(method == "random" ? "random" : "bayes")}
