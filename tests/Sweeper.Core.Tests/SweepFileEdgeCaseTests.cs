@@ -45,6 +45,14 @@ public class SweepFileEdgeCaseTests
     }
 
     [Fact]
+    public void A_missing_sweep_file_is_named_without_a_line_and_column_it_does_not_have()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "sweeper-no-such-" + Guid.NewGuid().ToString("N")[..8] + ".yaml");
+        var ex = Assert.Throws<SweepFileException>(() => SweepParser.ParseFile(path));
+        Assert.Equal(path + ": the sweep file does not exist.", ex.Message);
+    }
+
+    [Fact]
     public void A_nested_parameter_and_a_dotted_name_for_the_same_parameter_are_refused()
     {
         var ex = Fails("name: a\nprogram: t.py\nmethod: random\nparameters:\n  opt:\n    parameters:\n      lr: {value: 1}\n  opt.lr: {value: 2}\n");

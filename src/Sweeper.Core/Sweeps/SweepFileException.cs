@@ -13,7 +13,9 @@ namespace Sweeper.Core.Sweeps;
 /// <param name="Message">What is wrong, with a "did you mean" when a misspelling is likely.</param>
 public sealed record SweepFileIssue(string File, int Line, int Column, string Key, string Message)
 {
-    public override string ToString() => $"{File}:{Line.ToString(CultureInfo.InvariantCulture)}:{Column.ToString(CultureInfo.InvariantCulture)}: {(Key.Length > 0 ? Key + ": " : "")}{Message}";
+    /// <summary><c>file:line:column: key: message</c>, or <c>file: message</c> for the file as a whole (line 0: it is missing).</summary>
+    public override string ToString() => (Line > 0 ? $"{File}:{Line.ToString(CultureInfo.InvariantCulture)}:{Column.ToString(CultureInfo.InvariantCulture)}: " : File + ": ")
+        + (Key.Length > 0 ? Key + ": " : "") + Message;
 }
 
 /// <summary>
