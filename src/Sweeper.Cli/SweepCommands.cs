@@ -115,6 +115,12 @@ public static partial class SweepCommands
         };
         command.SetAction(parse =>
         {
+            if (parse.GetValue(show) < 0)
+            {
+                Console.Error.WriteLine($"error: --show must be 0 or more (got {parse.GetValue(show)})");
+                return 2;
+            }
+
             var given = parse.GetValue(file)!;
             var path = given.FullName == Path.GetFullPath(given.ToString()) ? given.ToString() : given.FullName;
             SweepDefinition sweep;
@@ -514,6 +520,12 @@ public static partial class SweepCommands
         };
         command.SetAction(async (parse, ct) =>
         {
+            if (parse.GetValue(top) is < 1)
+            {
+                Console.Error.WriteLine($"error: --top must be at least 1 (got {parse.GetValue(top)})");
+                return 2;
+            }
+
             await using var trialStore = await OpenExistingAsync(StoreAddress(parse, store), ct);
             if (trialStore is null)
             {

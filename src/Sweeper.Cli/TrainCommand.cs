@@ -111,6 +111,7 @@ public static class TrainCommand
                 }
 
                 options.Validate();
+                CheckSizes(parse.GetValue(trainSize), parse.GetValue(valSize), parse.GetValue(printEvery));
             }
             catch (ArgumentException e)
             {
@@ -243,6 +244,33 @@ public static class TrainCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The split sizes and the print interval, checked before the data is read: CIFAR-10 has 50,000 training images to
+    /// share between the training and validation splits, and a model is chosen by validation, so that split cannot be empty.
+    /// </summary>
+    private static void CheckSizes(int train, int validation, int printEvery)
+    {
+        if (train is < 1 or > 50_000)
+        {
+            throw new ArgumentException($"--train-size must be between 1 and 50000 (got {train}).");
+        }
+
+        if (validation is < 1 or > 50_000)
+        {
+            throw new ArgumentException($"--val-size must be between 1 and 50000 (got {validation}): the best epoch is chosen by validation accuracy.");
+        }
+
+        if (train + validation > 50_000)
+        {
+            throw new ArgumentException($"--train-size + --val-size = {train + validation} exceeds the 50,000 CIFAR-10 training images.");
+        }
+
+        if (printEvery < 0)
+        {
+            throw new ArgumentException($"--print-every must be 0 (never) or more (got {printEvery}).");
+        }
     }
 
     private static IReadOnlyList<int> ParseWidths(string list)

@@ -85,6 +85,20 @@ public sealed class CliOutputTests : IAsyncLifetime
         Assert.StartsWith("error: unknown field 'params.epoch'", bad.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("results", "--top", "0", "error: --top must be at least 1 (got 0)")]
+    [InlineData("results", "--top", "-5", "error: --top must be at least 1 (got -5)")]
+    [InlineData("validate", "--show", "-1", "error: --show must be 0 or more (got -1)")]
+    public void A_count_out_of_range_is_named_with_its_value_and_exits_2(string command, string option, string value, string message)
+    {
+        var (code, stdout, stderr) = command == "results"
+            ? Sweeper("results", "ep", "--store", Store, option, value)
+            : Sweeper("validate", Path.Combine(WandbFilesTests.FindWandb(), "controller-local.yaml"), option, value);
+        Assert.Equal(2, code);
+        Assert.Equal(message, stderr.TrimEnd('\n'));
+        Assert.Equal(string.Empty, stdout);
+    }
+
     [Fact]
     public void Validate_json_lists_every_error_with_its_place_and_exits_2()
     {

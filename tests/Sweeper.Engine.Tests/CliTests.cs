@@ -62,11 +62,17 @@ public class CliTests
     [InlineData("--dropout", "1.5", "dropout")]
     [InlineData("--hidden-sizes", "100,x", "--hidden-sizes")]
     [InlineData("--learning-rate", "-1", "learning rate")]
+    [InlineData("--train-size", "-5", "--train-size must be between 1 and 50000 (got -5)")]
+    [InlineData("--val-size", "0", "--val-size must be between 1 and 50000 (got 0)")]
+    [InlineData("--train-size", "49500", "--train-size + --val-size = 50500 exceeds the 50,000 CIFAR-10 training images")]
+    [InlineData("--print-every", "-1", "--print-every must be 0 (never) or more (got -1)")]
     public void Bad_arguments_are_named_in_the_error_and_exit_non_zero(string option, string value, string mentioned)
     {
         var (code, stdout, stderr) = Sweeper("train", "--model", option == "--model" ? value : "fc", option == "--model" ? "--seed" : option, option == "--model" ? "1" : value, "--epochs", "1");
         Assert.NotEqual(0, code);
         Assert.Contains(mentioned, stdout + stderr);
+        Assert.DoesNotContain("Exception", stdout + stderr);
+        Assert.DoesNotContain("Iteration", stdout + stderr); // refused before any training
     }
 
     [Fact]
