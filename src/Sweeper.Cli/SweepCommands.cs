@@ -32,7 +32,10 @@ public static partial class SweepCommands
     private static string AbsoluteStore(string? address)
     {
         address ??= TrialStores.DefaultAddress;
-        return address.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) ? "sqlite:" + Path.GetFullPath(address["sqlite:".Length..]) : address;
+        // An empty path is left to TrialStores, which names the address and the form it expects.
+        return address.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && address.Length > "sqlite:".Length
+            ? "sqlite:" + Path.GetFullPath(address["sqlite:".Length..])
+            : address;
     }
 
     public static IEnumerable<Command> Create()
@@ -618,7 +621,7 @@ public static partial class SweepCommands
     private static async Task<ITrialStore?> OpenExistingAsync(string? address, CancellationToken ct)
     {
         var full = AbsoluteStore(address);
-        if (full.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && !File.Exists(full["sqlite:".Length..]))
+        if (full.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && full.Length > "sqlite:".Length && !File.Exists(full["sqlite:".Length..]))
         {
             Log.Error("No store at {Path}; run a sweep first or give --store", full["sqlite:".Length..]);
             return null;

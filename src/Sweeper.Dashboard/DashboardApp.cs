@@ -42,7 +42,12 @@ public static class DashboardApp
     /// <summary>Throws when a non-loopback address is asked for without a token.</summary>
     public static void Validate(DashboardOptions options)
     {
-        var uri = new Uri(options.Url.Replace("*", "0.0.0.0", StringComparison.Ordinal).Replace("+", "0.0.0.0", StringComparison.Ordinal));
+        if (!Uri.TryCreate(options.Url.Replace("*", "0.0.0.0", StringComparison.Ordinal).Replace("+", "0.0.0.0", StringComparison.Ordinal), UriKind.Absolute, out var uri)
+            || uri.Scheme is not ("http" or "https") || uri.AbsolutePath != "/" || uri.Query.Length > 0)
+        {
+            throw new ArgumentException($"--url {options.Url}: not an address to listen on; give http://HOST:PORT, e.g. http://127.0.0.1:5077.");
+        }
+
         var loopback = uri.Host == "localhost" || (IPAddress.TryParse(uri.Host, out var ip) && IPAddress.IsLoopback(ip));
         if (!loopback && string.IsNullOrEmpty(options.Token))
         {

@@ -98,7 +98,7 @@ public static class TrialStores
 
             if (path.Length == 0)
             {
-                throw new ArgumentException($"--store {address}: give a file, e.g. sqlite:.sweeper/sweeper.db.");
+                throw new ArgumentException("the address names no file; give one, e.g. sqlite:.sweeper/sweeper.db.");
             }
 
             return await SqliteTrialStore.OpenAsync(path, clock, cancellationToken);

@@ -100,6 +100,15 @@ public sealed class CliOutputTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_store_address_without_a_path_is_named_with_the_form_it_needs()
+    {
+        var (code, stdout, stderr) = Sweeper("status", "--store", "sqlite:");
+        Assert.Equal(1, code);
+        Assert.Equal("error: cannot open the store sqlite:: the address names no file; give one, e.g. sqlite:.sweeper/sweeper.db.", stderr.TrimEnd('\n'));
+        Assert.Equal(string.Empty, stdout);
+    }
+
+    [Fact]
     public void Validate_json_lists_every_error_with_its_place_and_exits_2()
     {
         var file = Path.Combine(_dir, "bad.yaml");

@@ -251,6 +251,12 @@ public sealed class DashboardApiTests : IAsyncLifetime
         Assert.Contains("token", ex.Message);
         DashboardApp.Validate(new DashboardOptions { Url = "http://0.0.0.0:5077", Token = "t" });
         DashboardApp.Validate(new DashboardOptions { Url = "http://localhost:5077" });
+        DashboardApp.Validate(new DashboardOptions { Url = "http://*:5077/", Token = "t" });
+        foreach (var bad in new[] { "notaurl", "127.0.0.1:5077", "ftp://127.0.0.1:5077", "http://127.0.0.1:5077/dash" })
+        {
+            var refused = Assert.Throws<ArgumentException>(() => DashboardApp.Validate(new DashboardOptions { Url = bad }));
+            Assert.StartsWith($"--url {bad}: not an address to listen on", refused.Message, StringComparison.Ordinal);
+        }
     }
 
     [Fact]
