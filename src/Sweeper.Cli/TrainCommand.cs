@@ -149,6 +149,12 @@ public static class TrainCommand
             using var backend = created;
             Log.Information("Engine {Origin}", backend.Origin);
             var checkpointFile = parse.GetValue(checkpoint);
+            if (checkpointFile is { Exists: false } && CheckpointFolderProblem(checkpointFile) is { } problem)
+            {
+                Log.Error("--checkpoint {Checkpoint}: {Problem}", checkpointFile.FullName, problem);
+                return 2;
+            }
+
             if (checkpointFile is { Exists: true })
             {
                 CheckpointOrigin from;
@@ -288,6 +294,28 @@ public static class TrainCommand
         }
 
         return widths;
+    }
+
+    /// <summary>
+    /// Why a new checkpoint could not be written where <paramref name="file"/> says, found before training (its folder
+    /// is created when missing), or null when it can.
+    /// </summary>
+    private static string? CheckpointFolderProblem(FileInfo file)
+    {
+        try
+        {
+            Directory.CreateDirectory(file.DirectoryName!);
+            var probe = file.FullName + ".tmp";
+            using (File.Create(probe, 1, FileOptions.DeleteOnClose))
+            {
+            }
+
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"cannot write a checkpoint there ({e.Message})";
+        }
     }
 
     /// <summary>Writes to a temporary file and renames it over the target, so a crash never leaves half a checkpoint.</summary>

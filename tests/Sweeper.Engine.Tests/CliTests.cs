@@ -76,6 +76,34 @@ public class CliTests
     }
 
     [Fact]
+    public void A_checkpoint_goes_into_a_folder_made_for_it_and_one_that_cannot_be_written_is_refused_before_training()
+    {
+        using var dir = new TempDir();
+        string[] small = ["train", "--model", "softmax", "--train-size", "500", "--val-size", "100", "--batch-size", "100", "--epochs", "1"];
+        var nested = Path.Combine(dir.Path, "runs", "a", "run.ckpt");
+        var made = Sweeper([.. small, "--checkpoint", nested]);
+        Assert.True(made.ExitCode == 0, made.Stderr);
+        Assert.True(File.Exists(nested));
+
+        var blocker = Path.Combine(dir.Path, "a-file");
+        File.WriteAllText(blocker, "not a folder");
+        var refused = Sweeper([.. small, "--checkpoint", Path.Combine(blocker, "run.ckpt")]);
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains($"--checkpoint {Path.Combine(blocker, "run.ckpt")}: cannot write a checkpoint there", refused.Stdout + refused.Stderr);
+        Assert.DoesNotContain("Iteration", refused.Stdout + refused.Stderr);
+        Assert.DoesNotContain("Exception", refused.Stdout + refused.Stderr);
+    }
+
+    [Fact]
+    public void Data_download_names_a_mirror_address_it_cannot_use()
+    {
+        var (code, stdout, stderr) = Sweeper("data", "download", "--url", "notaurl", "--to", Path.GetTempPath());
+        Assert.Equal(2, code);
+        Assert.Equal("error: --url notaurl: not an http:// or https:// address of the archive", stderr.TrimEnd('\n'));
+        Assert.Equal(string.Empty, stdout);
+    }
+
+    [Fact]
     public void Data_where_reports_the_environment_variable()
     {
         var (code, stdout, _) = Sweeper("data", "where");
