@@ -9,9 +9,7 @@ public sealed record RunningTrial(string Study, int Number, int Epochs);
 /// <summary>
 /// One silo as <c>sweeper status</c> and the dashboard show it: from Orleans' membership table (its status and last
 /// "I am alive"), its slot count (its own record in the store) and the running trials whose lease it holds.
-/// <see cref="State"/>: <c>alive</c> (active, and said so within 30 s), <c>unresponsive</c> (active in the table but
-/// silent: killed while no other silo was there to declare it dead), <c>dead</c> (declared dead, or stopped),
-/// <c>joining</c>, <c>stopping</c>.
+/// <see cref="State"/>: see <see cref="ClusterView.StateOf"/>.
 /// </summary>
 public sealed record SiloView(
     string Address, string Host, string Name, string State, int Slots, int Busy, DateTimeOffset StartedAt, DateTimeOffset LastAlive, IReadOnlyList<RunningTrial> Trials)
@@ -22,6 +20,31 @@ public sealed record SiloView(
 /// <summary>Reads the cluster's silos from the store (no grain call: status and the dashboard work with every silo down).</summary>
 public static class ClusterView
 {
+    /// <summary>
+    /// A silo's state as users read it: <c>alive</c> (active, and said so within 30 s); <c>unresponsive</c> (active in
+    /// the table but silent: killed while no other silo was there to declare it dead); <c>dead</c> (declared dead by
+    /// other silos, or by its own successor: a silo restarted on the same address and port); <c>stopped</c> (it left
+    /// the cluster itself, e.g. on Ctrl-C: Orleans marks that Dead too, with the silo itself as the only vote against
+    /// it); <c>joining</c>; <c>stopping</c>.
+    /// </summary>
+    public static string StateOf(MemberRow member, IReadOnlyList<MemberRow> members, DateTimeOffset now) => member.Status switch
+    {
+        MemberRow.ActiveStatus => now - member.IAmAliveTime < TimeSpan.FromSeconds(30) ? "alive" : "unresponsive",
+        "Dead" => Cluster.StoreMembershipTable.Suspecters(member).All(voter => voter == member.Address) && !members.Any(other => Succeeds(other, member)) ? "stopped" : "dead",
+        "Joining" or "Created" => "joining",
+        _ => "stopping",
+    };
+
+    /// <summary>Whether <paramref name="later"/> is a newer generation of <paramref name="earlier"/>'s address and port ("ip:port@generation").</summary>
+    private static bool Succeeds(MemberRow later, MemberRow earlier)
+    {
+        static (string Endpoint, long Generation)? Parse(string address) =>
+            address.LastIndexOf('@') is var at and > 0 && long.TryParse(address[(at + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var generation)
+                ? (address[..at], generation)
+                : null;
+        return Parse(later.Address) is { } l && Parse(earlier.Address) is { } e && l.Endpoint == e.Endpoint && l.Generation > e.Generation;
+    }
+
     /// <summary>Silos of the cluster, alive first (then by address); dead ones until their entry is cleaned up (an hour).</summary>
     public static async Task<IReadOnlyList<SiloView>> SilosAsync(ITrialStore store, string clusterId = "sweeper", TimeProvider? clock = null, CancellationToken cancellationToken = default)
     {
@@ -48,14 +71,7 @@ public static class ClusterView
         return members.Select(m =>
             {
                 var mine = running.Where(r => r.Owner.StartsWith(m.Address + "/", StringComparison.Ordinal)).Select(r => r.Trial).ToList();
-                var state = m.Status switch
-                {
-                    MemberRow.ActiveStatus => now - m.IAmAliveTime < TimeSpan.FromSeconds(30) ? "alive" : "unresponsive",
-                    "Dead" => "dead",
-                    "Joining" or "Created" => "joining",
-                    _ => "stopping",
-                };
-                return new SiloView(m.Address, m.HostName, m.SiloName, state, slots.GetValueOrDefault(m.Address), mine.Count, m.StartTime, m.IAmAliveTime, mine);
+                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(m, members, now), slots.GetValueOrDefault(m.Address), mine.Count, m.StartTime, m.IAmAliveTime, mine);
             })
             .OrderBy(s => s.Alive ? 0 : 1).ThenBy(s => s.Address, StringComparer.Ordinal)
             .ToList();

@@ -153,6 +153,13 @@ public sealed class StoreMembershipTable : IMembershipTable
         };
     }
 
+    /// <summary>The silos (parsable addresses) whose suspect votes <paramref name="row"/> holds, in order; empty when none.</summary>
+    public static IReadOnlyList<string> Suspecters(MemberRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        return row.SuspectTimes is null ? [] : [.. JsonSerializer.Deserialize<List<SuspectVote>>(row.SuspectTimes, _json)!.Select(v => v.Silo)];
+    }
+
     private static MembershipTableData ToData(MembershipSnapshot snapshot) =>
         new([.. snapshot.Members.Select(m => Tuple.Create(ToEntry(m), m.Etag))], new TableVersion(snapshot.Version, snapshot.VersionEtag));
 
