@@ -67,7 +67,7 @@ public static partial class SweepCommands
                 return 1;
             }
 
-            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m));
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
             using var trainer = new TrialTrainer(dataDir);
             if (cluster.Settings(parse) is not { } flags)
             {

@@ -259,7 +259,7 @@ public static partial class SweepCommands
 
             var dir = await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName, ct);
             var address = AbsoluteStore(StoreAddress(parse, store));
-            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m));
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
             using var trainer = new TrialTrainer(dir);
             using var silo = SweeperSilo.Build(trialStore, new SolverTrialRunner(trainer), settings, Log.Logger);
             try
@@ -384,7 +384,7 @@ public static partial class SweepCommands
 
             var settings = flags with { Slots = 0, GpuSlots = 0 };
             var address = AbsoluteStore(StoreAddress(parse, store));
-            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m));
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
             var dataDir = parse.GetValue(data)?.FullName ?? sweep.Data.Path;
             using var trainer = new LazyTrainer(dataDir, ct);
             using var silo = SweeperSilo.Build(trialStore, trainer, settings, Log.Logger);

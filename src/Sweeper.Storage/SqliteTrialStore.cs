@@ -94,6 +94,9 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     public string Path { get; }
 
+    /// <summary>Whether SQLite opened the file for reading only (it does so silently when the file is write-protected).</summary>
+    public bool ReadOnly { get; private set; }
+
     /// <summary>Opens (creating if needed) the store file and brings its schema up to date.</summary>
     public static Task<SqliteTrialStore> OpenAsync(string path, TimeProvider? clock = null, CancellationToken cancellationToken = default) =>
         OpenAsync(path, clock, SchemaVersion, cancellationToken);
@@ -111,7 +114,10 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             DefaultTimeout = 60,
         }.ToString());
         await connection.OpenAsync(cancellationToken);
-        var store = new SqliteTrialStore(connection, clock ?? TimeProvider.System, full, schemaVersion);
+        var store = new SqliteTrialStore(connection, clock ?? TimeProvider.System, full, schemaVersion)
+        {
+            ReadOnly = SQLitePCL.raw.sqlite3_db_readonly(connection.Handle, "main") == 1,
+        };
         try
         {
             await store.ExecAsync("PRAGMA busy_timeout = 60000");

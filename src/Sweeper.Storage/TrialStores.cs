@@ -14,14 +14,25 @@ public static class TrialStores
     /// <summary>
     /// Opens the store at <paramref name="address"/>. Every failure to open it is a <see cref="StoreOpenException"/> whose
     /// one-line message names the address (password masked), the cause and the remedy; <paramref name="say"/> hears what
-    /// is being tried before a network store is contacted (host, port, database, how long it may take).
+    /// is being tried before a network store is contacted (host, port, database, how long it may take). With
+    /// <paramref name="forWriting"/> (a silo: it records trials and its membership), an embedded store that this process
+    /// can only read (the file or its folder write-protected) is refused here, instead of at the silo's first write.
     /// </summary>
-    public static async Task<ITrialStore> OpenAsync(string? address, TimeProvider? clock = null, CancellationToken cancellationToken = default, Action<string>? say = null)
+    public static async Task<ITrialStore> OpenAsync(string? address, TimeProvider? clock = null, CancellationToken cancellationToken = default, Action<string>? say = null,
+        bool forWriting = false)
     {
         address ??= DefaultAddress;
         try
         {
-            return await OpenUncheckedAsync(address, clock, say, cancellationToken);
+            var store = await OpenUncheckedAsync(address, clock, say, cancellationToken);
+            if (forWriting && store is SqliteTrialStore { ReadOnly: true } readOnly)
+            {
+                await readOnly.DisposeAsync();
+                throw new StoreOpenException($"cannot write to the store {Redact(address)}: this process may only read {readOnly.Path} (the file or its folder is write-protected); "
+                    + "give a store it can write, or copy this one", null);
+            }
+
+            return store;
         }
         catch (Exception e) when (e is not OperationCanceledException && Explain(address, e) is { } message)
         {

@@ -109,6 +109,44 @@ public sealed class CliOutputTests : IAsyncLifetime
     }
 
     [Fact]
+    public void A_silo_is_refused_a_store_it_may_only_read_and_the_readers_still_read_it()
+    {
+        // Write-protected with the immutable attribute: root (which these tests run as) ignores file modes, not that.
+        var path = Path.Combine(_dir, "protected.db");
+        File.Copy(Store["sqlite:".Length..], path);
+        var before = File.ReadAllBytes(path);
+        Chattr("+i", path);
+        try
+        {
+            // The coordinator hosts a silo (as run and worker do), which writes the trials and its membership.
+            var sweepFile = Path.Combine(_dir, "ep.yaml");
+            File.WriteAllText(sweepFile, Sweep);
+            var (code, _, stderr) = Sweeper("coordinator", sweepFile, "--store", "sqlite:" + path);
+            Assert.True(code == 1, stderr);
+            Assert.Contains($"error: cannot write to the store sqlite:{path}: this process may only read {path} (the file or its folder is write-protected)", stderr);
+            Assert.DoesNotContain("Exception", stderr);
+
+            var status = Sweeper("status", "--store", "sqlite:" + path);
+            Assert.True(status.Code == 0, status.Stderr);
+            Assert.Contains("ep", status.Stdout);
+        }
+        finally
+        {
+            Chattr("-i", path);
+        }
+
+        Assert.Equal(before, File.ReadAllBytes(path));
+    }
+
+    private static void Chattr(string change, string path)
+    {
+        using var p = Process.Start(new ProcessStartInfo("chattr", [change, path]) { RedirectStandardError = true })!;
+        var error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"chattr {change} {path} failed (these tests run as root on a file system with the immutable attribute): {error}");
+    }
+
+    [Fact]
     public void Validate_json_lists_every_error_with_its_place_and_exits_2()
     {
         var file = Path.Combine(_dir, "bad.yaml");
