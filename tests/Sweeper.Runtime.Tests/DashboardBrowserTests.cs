@@ -51,9 +51,12 @@ public class DashboardBrowserTests
 
         // The list of studies links to the study.
         await page.GotoAsync(baseUrl);
+        // Only the navigation's commit is awaited, watched from before the click: the page's own polling (every 2 s)
+        // keeps the network busy, and WaitForURLAsync after the click, when the navigation had already committed,
+        // waited for a load event it could miss (a 30 s timeout in CI).
+        var arrived = page.WaitForURLAsync("**/study/live", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit });
         await page.Locator("#studies a", new PageLocatorOptions { HasText = "live" }).ClickAsync();
-        // Only the address is awaited here: the page's own polling (every 2 s) keeps the network busy.
-        await page.WaitForURLAsync("**/study/live", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit });
+        await arrived;
 
         // Trials of the running sweep appear in the table as they complete.
         await page.WaitForFunctionAsync("document.querySelectorAll('#trials tbody tr').length >= 12", null, new PageWaitForFunctionOptions { Timeout = 60_000 });
