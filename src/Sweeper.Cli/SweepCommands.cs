@@ -32,11 +32,15 @@ public static partial class SweepCommands
     private static string AbsoluteStore(string? address)
     {
         address ??= TrialStores.DefaultAddress;
-        // An empty path is left to TrialStores, which names the address and the form it expects.
-        return address.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && address.Length > "sqlite:".Length
-            ? "sqlite:" + Path.GetFullPath(address["sqlite:".Length..])
-            : address;
+        return SqliteFile(address) is { } file ? "sqlite:" + Path.GetFullPath(file) : address;
     }
+
+    /// <summary>
+    /// The file a <c>sqlite:PATH</c> address names, or null for any other address and for <c>sqlite:</c> with no path
+    /// (left to <see cref="TrialStores"/>, which names the address and the form it expects).
+    /// </summary>
+    private static string? SqliteFile(string address) =>
+        address.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && address.Length > "sqlite:".Length ? address["sqlite:".Length..] : null;
 
     public static IEnumerable<Command> Create()
     {
@@ -621,9 +625,9 @@ public static partial class SweepCommands
     private static async Task<ITrialStore?> OpenExistingAsync(string? address, CancellationToken ct)
     {
         var full = AbsoluteStore(address);
-        if (full.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) && full.Length > "sqlite:".Length && !File.Exists(full["sqlite:".Length..]))
+        if (SqliteFile(full) is { } file && !File.Exists(file))
         {
-            Log.Error("No store at {Path}; run a sweep first or give --store", full["sqlite:".Length..]);
+            Log.Error("No store at {Path}; run a sweep first or give --store", file);
             return null;
         }
 

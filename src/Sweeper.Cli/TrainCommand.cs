@@ -258,17 +258,17 @@ public static class TrainCommand
     /// </summary>
     private static void CheckSizes(int train, int validation, int printEvery)
     {
-        if (train is < 1 or > 50_000)
+        if (train is < 1 or > Cifar10.TrainRecords)
         {
             throw new ArgumentException($"--train-size must be between 1 and 50000 (got {train}).");
         }
 
-        if (validation is < 1 or > 50_000)
+        if (validation is < 1 or > Cifar10.TrainRecords)
         {
             throw new ArgumentException($"--val-size must be between 1 and 50000 (got {validation}): the best epoch is chosen by validation accuracy.");
         }
 
-        if (train + validation > 50_000)
+        if (train + validation > Cifar10.TrainRecords)
         {
             throw new ArgumentException($"--train-size + --val-size = {train + validation} exceeds the 50,000 CIFAR-10 training images.");
         }
@@ -305,8 +305,7 @@ public static class TrainCommand
         try
         {
             Directory.CreateDirectory(file.DirectoryName!);
-            var probe = file.FullName + ".tmp";
-            using (File.Create(probe, 1, FileOptions.DeleteOnClose))
+            using (File.Create(Temporary(file.FullName), 1, FileOptions.DeleteOnClose))
             {
             }
 
@@ -318,10 +317,13 @@ public static class TrainCommand
         }
     }
 
+    /// <summary>The file <see cref="WriteAtomically"/> writes before renaming it over <paramref name="path"/>.</summary>
+    private static string Temporary(string path) => path + ".tmp";
+
     /// <summary>Writes to a temporary file and renames it over the target, so a crash never leaves half a checkpoint.</summary>
     public static void WriteAtomically(string path, Action<Stream> write)
     {
-        var temp = path + ".tmp";
+        var temp = Temporary(path);
         using (var stream = File.Create(temp))
         {
             write(stream);
