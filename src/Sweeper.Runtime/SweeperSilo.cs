@@ -17,7 +17,7 @@ namespace Sweeper.Runtime;
 public static class SweeperSilo
 {
     /// <param name="clock">The runtime's clock (idle rechecks, result times). Default: the system's.</param>
-    public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger, TimeProvider? clock = null)
+    public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger, TimeProvider? clock = null, Action<IServiceCollection>? services = null)
     {
         if (store is not IMembershipStore membership)
         {
@@ -74,6 +74,7 @@ public static class SweeperSilo
         // Registered after the silo: started once it is active, stopped before it (slots hand their trials back first).
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TrainingSlots>());
         builder.Services.AddHostedService<ClusterWatcher>();
+        services?.Invoke(builder.Services); // e.g. a test's grain call filter
         return builder.Build();
     }
 }

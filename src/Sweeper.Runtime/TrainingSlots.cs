@@ -161,25 +161,20 @@ public sealed class TrainingSlots(
     private void Train(Lease lease, CancellationToken stopping, SemaphoreSlim outcomes)
     {
         var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number));
-        byte[]? checkpoint;
         var stoppingRule = StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate);
-        try
+        // A trial with a checkpoint waits for it from its grain. A fresh one starts training at once while its grain takes
+        // up the lease: the answer is awaited before the first report (or, for a trial whose only epoch goes out with its
+        // outcome, before that), so a slot waits on one grain call per trial (the claim), not two.
+        var beginning = grain.BeginAsync(lease);
+        byte[]? checkpoint = null;
+        if (lease.HasCheckpoint)
         {
-            var begun = Block(grain.BeginAsync(lease));
-            if (begun is null)
+            if (Begun(beginning, lease) is not { } begun)
             {
-                HandBack(lease, "its grain lives on another silo");
                 return;
             }
 
-            checkpoint = begun.Value.Value.Length > 0 ? begun.Value.Value : null;
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // Its grain did not answer (e.g. its directory entry lived on a silo that was just cut off): the trial goes
-            // back to pending now rather than when its lease runs out, which may be minutes away.
-            HandBack(lease, $"its grain did not answer ({e.GetBaseException().Message})");
-            return;
+            checkpoint = begun.Length > 0 ? begun : null;
         }
 
         using var trial = CancellationTokenSource.CreateLinkedTokenSource(stopping);
@@ -191,6 +186,11 @@ public sealed class TrainingSlots(
             var finish = runner.Run(sweep, lease, checkpoint, (metrics, takeCheckpoint, last) =>
             {
                 running.LastValue = metrics.ValueOf(sweep.Metric) ?? running.LastValue;
+                if (!last || stoppingRule)
+                {
+                    StopUnlessBegun(beginning, running);
+                }
+
                 if (last)
                 {
                     // The runner returns right after this epoch: it is stored with the trial's outcome, in one write (one
@@ -238,13 +238,13 @@ public sealed class TrainingSlots(
             if (PipelinesOutcome(sweep))
             {
                 outcomes.Wait(CancellationToken.None);
-                var storing = _storing[lease.TrialId] = StoreOutcomeAsync(lease, UntilStoredAsync(() => grain.FinishAsync(lease, finish, last), stopping), outcomes);
+                var storing = _storing[lease.TrialId] = StoreOutcomeAsync(lease, beginning, () => grain.FinishAsync(lease, finish, last), stopping, outcomes);
                 if (storing.IsCompleted)
                 {
                     _storing.TryRemove(lease.TrialId, out _); // done before it was listed: its own removal came first
                 }
             }
-            else if (UntilStored(() => grain.FinishAsync(lease, finish, last), stopping) != EpochVerdict.Lost)
+            else if (StopUnlessBegun(beginning, running) && UntilStored(() => grain.FinishAsync(lease, finish, last), stopping) != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
             }
@@ -256,8 +256,9 @@ public sealed class TrainingSlots(
         catch (OperationCanceledException) when (running.Lost)
         {
             // Fenced out (the lease moved on to another silo): the trial belongs to another slot now. Or its grain no longer
-            // acts for this lease (an activation elsewhere): then the store still has it here, and it is handed back.
-            HandBack(lease, NoLongerActs, quiet: true);
+            // acts for this lease (an activation elsewhere), or never took it up: then the store still has it here, and it
+            // is handed back.
+            HandBack(lease, running.NotBegun ?? NoLongerActs, quiet: running.NotBegun is null);
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
@@ -274,6 +275,11 @@ public sealed class TrainingSlots(
             log.LogError("Trial {Trial} failed: {Type}: {Message}", lease.Number, e.GetType().Name, e.Message);
             try
             {
+                if (Begun(beginning, lease) is null)
+                {
+                    return;
+                }
+
                 UntilStored(() => grain.FinishAsync(lease, new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}"), running.Last), stopping);
                 Interlocked.Increment(ref _finished);
             }
@@ -285,6 +291,60 @@ public sealed class TrainingSlots(
         finally
         {
             _running.TryRemove(lease.TrialId, out _);
+        }
+    }
+
+    /// <summary>
+    /// The grain's answer to <see cref="ITrialGrain.BeginAsync"/> (the trial's checkpoint, empty when it has none); null
+    /// when the grain cannot own the lease, and the trial was handed back.
+    /// </summary>
+    private byte[]? Begun(Task<Immutable<byte[]>?> beginning, Lease lease)
+    {
+        if (BeginFailure(beginning) is { } failure)
+        {
+            HandBack(lease, failure);
+            return null;
+        }
+
+        return beginning.Result!.Value.Value;
+    }
+
+    /// <summary>Waits for a fresh trial's grain to take up the lease; if it did not, the trial stops and is handed back (true otherwise).</summary>
+    private static bool StopUnlessBegun(Task<Immutable<byte[]>?> beginning, RunningTrial running)
+    {
+        if (BeginFailure(beginning) is { } failure)
+        {
+            running.NotBegun = failure;
+            running.Lost = true;
+            throw new OperationCanceledException(running.Cancellation.Token);
+        }
+
+        return true;
+    }
+
+    /// <summary>Why the trial's grain did not take up the lease, or null when it did.</summary>
+    private static string? BeginFailure(Task<Immutable<byte[]>?> beginning)
+    {
+        if (!beginning.IsCompleted)
+        {
+            Block(beginning.ContinueWith(static _ => true, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default));
+        }
+
+        return BeginFailureAsync(beginning).GetAwaiter().GetResult();
+    }
+
+    private static async Task<string?> BeginFailureAsync(Task<Immutable<byte[]>?> beginning)
+    {
+        try
+        {
+            // Its grain lives on another silo (a stale directory entry): the trial is claimed afresh.
+            return await beginning.ConfigureAwait(false) is null ? "its grain lives on another silo" : null;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Its grain did not answer (e.g. its directory entry lived on a silo that was just cut off): the trial goes
+            // back to pending now rather than when its lease runs out, which may be minutes away.
+            return $"its grain did not answer ({e.GetBaseException().Message})";
         }
     }
 
@@ -305,11 +365,15 @@ public sealed class TrainingSlots(
         }, null, settings.Lease / 3, settings.Lease / 3);
 
     /// <summary>A trial's outcome stored behind the slot's back (see <see cref="PipelinesOutcome"/>); the slot's window gets its place back.</summary>
-    private async Task StoreOutcomeAsync(Lease lease, Task<EpochVerdict> storing, SemaphoreSlim outcomes)
+    private async Task StoreOutcomeAsync(Lease lease, Task<Immutable<byte[]>?> beginning, Func<Task<EpochVerdict>> finish, CancellationToken stopping, SemaphoreSlim outcomes)
     {
         try
         {
-            if (await storing.ConfigureAwait(false) != EpochVerdict.Lost)
+            if (await BeginFailureAsync(beginning).ConfigureAwait(false) is { } failure)
+            {
+                await HandBackAsync(lease, failure).ConfigureAwait(false);
+            }
+            else if (await UntilStoredAsync(finish, stopping).ConfigureAwait(false) != EpochVerdict.Lost)
             {
                 Interlocked.Increment(ref _finished);
             }
@@ -422,6 +486,9 @@ public sealed class TrainingSlots(
 
         /// <summary>The sweep's metric in the last epoch that reported it.</summary>
         public double? LastValue { get; set; }
+
+        /// <summary>Why the trial's grain did not take up its lease, when it did not (see <see cref="StopUnlessBegun"/>).</summary>
+        public string? NotBegun { get; set; }
 
         /// <summary>The trial's last epoch, not stored yet: it goes to the store with the outcome.</summary>
         public LastEpoch? Last { get; set; }

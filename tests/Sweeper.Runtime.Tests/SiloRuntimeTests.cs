@@ -69,7 +69,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null,
-        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null)
+        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null, Action<IServiceCollection>? services = null)
     {
         var runner = new CountingRunner(epoch, _evaluations, value, loss);
         var settings = new SiloSettings
@@ -84,7 +84,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             Address = System.Net.IPAddress.Loopback,
         };
         var store = await OpenStoreAsync();
-        var silo = SweeperSilo.Build(wrap?.Invoke(store) ?? store, runner, settings, Logger.None);
+        var silo = SweeperSilo.Build(wrap?.Invoke(store) ?? store, runner, settings, Logger.None, services: services);
         _silos.Add(silo);
         await silo.StartAsync();
         return (silo, runner);
@@ -461,6 +461,43 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         var events = await store.GetEventsAsync("s");
         Assert.Contains(events, e => e.Kind == "trial_released" && e.TrialId == trials.Single(t => t.Number == 2).Id && e.Message.Contains("did not answer", StringComparison.Ordinal));
         Assert.Equal(4, events.Count(e => e.Kind == "trial_completed"));
+    }
+
+    [Theory]
+    [InlineData(1)] // the only epoch goes out with the outcome, which the slot stores behind its back
+    [InlineData(2)] // the first epoch's report waits for the grain
+    public async Task A_fresh_trial_whose_grain_fails_to_take_up_the_lease_is_handed_back_and_trained_again_not_recorded_from_the_slot_that_went_on(int epochs)
+    {
+        // A fresh trial starts training while its grain takes up the lease. Trial 2's grain fails that call once (as
+        // when the silo holding its directory entry is cut off): nothing the slot trained is stored through it, the
+        // trial goes back to pending at once (the leases last ten minutes) and is trained again from the start.
+        var failed = 0;
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.Zero, lease: TimeSpan.FromMinutes(10),
+            services: s => s.AddSingleton<IIncomingGrainCallFilter>(new FailingCall(nameof(ITrialGrain.BeginAsync), ITrialGrain.Key("s", 2), () => Interlocked.Exchange(ref failed, 1) == 0)));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 4, epochs: epochs), "s.yaml");
+        var result = await ResultAsync(store);
+
+        Assert.Equal(1, failed);
+        var trials = await store.GetTrialsAsync("s");
+        Assert.All(trials, t => Assert.Equal((TrialState.Completed, epochs), (t.State, t.EpochsDone)));
+        var two = trials.Single(t => t.Number == 2);
+        Assert.Equal((2L, 1), (two.LeaseToken, two.Attempts)); // claimed again, not counted as a failed attempt
+        Assert.Equal(2, runner.Trained.Count(n => n == 2));
+        Assert.Equal(3, result.BestTrialNumber);
+        var events = await store.GetEventsAsync("s");
+        Assert.Contains(events, e => e.Kind == "trial_released" && e.TrialId == two.Id && e.Message.Contains("did not answer (its silo went away)", StringComparison.Ordinal));
+        Assert.Equal(4, events.Count(e => e.Kind == "trial_completed"));
+        Assert.Equal(Enumerable.Range(1, epochs), (await store.GetEpochsAsync(two.Id)).Select(e => e.Epoch)); // each stored once
+    }
+
+    /// <summary>Fails calls of <paramref name="method"/> on the grain keyed <paramref name="key"/> while <paramref name="fail"/> says so.</summary>
+    private sealed class FailingCall(string method, string key, Func<bool> fail) : IIncomingGrainCallFilter
+    {
+        public Task Invoke(IIncomingGrainCallContext context) =>
+            context.InterfaceMethod?.Name == method && context.TargetId.Key.ToString() == key && fail()
+                ? Task.FromException(new InvalidOperationException("its silo went away"))
+                : context.Invoke();
     }
 
     [Fact]
