@@ -177,8 +177,42 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     /// <summary>The database's clock in Unix milliseconds (plus the test skew, passed as @skew).</summary>
     private const string Now = "(floor(extract(epoch from clock_timestamp()) * 1000)::bigint + @skew)";
 
+    /// <summary>
+    /// Whether the server takes only reads from this store's sessions: a standby in recovery, or a database or role with
+    /// default_transaction_read_only on. Such a store is opened for reading (status, results, the dashboard) if its
+    /// schema is current; <see cref="TrialStores.OpenAsync"/> refuses it to a silo, which writes.
+    /// </summary>
+    public bool ReadOnly { get; private set; }
+
     private async Task MigrateAsync(int target, CancellationToken cancellationToken)
     {
+        // A read-only server refuses even CREATE TABLE IF NOT EXISTS: its schema is only read, never changed.
+        var readOnly = await WriteAsync(async (conn, tx) =>
+        {
+            if (!Convert.ToBoolean(await ScalarAsync(conn, tx, "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'")))
+            {
+                return (ReadOnly: false, Version: 0);
+            }
+
+            var exists = await ScalarAsync(conn, tx, "SELECT to_regclass('schema_version') IS NOT NULL") is true;
+            return (ReadOnly: true, Version: exists ? Convert.ToInt32(await ScalarAsync(conn, tx, "SELECT coalesce(max(version), 0) FROM schema_version") ?? 0) : 0);
+        }, cancellationToken);
+        if (readOnly.ReadOnly)
+        {
+            ReadOnly = true;
+            if (readOnly.Version > SchemaVersion)
+            {
+                throw new SchemaTooNewException(readOnly.Version, SchemaVersion);
+            }
+
+            if (readOnly.Version < target)
+            {
+                throw new ReadOnlySchemaTooOldException(readOnly.Version, target);
+            }
+
+            return;
+        }
+
         await WriteAsync(async (conn, tx) =>
         {
             // One migrator at a time across all workers starting together.

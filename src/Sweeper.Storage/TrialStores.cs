@@ -16,7 +16,8 @@ public static class TrialStores
     /// one-line message names the address (password masked), the cause and the remedy; <paramref name="say"/> hears what
     /// is being tried before a network store is contacted (host, port, database, how long it may take). With
     /// <paramref name="forWriting"/> (a silo: it records trials and its membership), an embedded store that this process
-    /// can only read (the file or its folder write-protected) is refused here, instead of at the silo's first write.
+    /// can only read (the file or its folder write-protected), or a PostgreSQL server that takes only reads (a standby), is refused
+    /// here, instead of at the silo's first write.
     /// </summary>
     public static async Task<ITrialStore> OpenAsync(string? address, TimeProvider? clock = null, CancellationToken cancellationToken = default, Action<string>? say = null,
         bool forWriting = false)
@@ -30,6 +31,13 @@ public static class TrialStores
                 await readOnly.DisposeAsync();
                 throw new StoreOpenException($"cannot write to the store {Redact(address)}: this process may only read {readOnly.Path} (the file or its folder is write-protected); "
                     + "give a store it can write, or copy this one", null);
+            }
+
+            if (forWriting && store is PostgresTrialStore { ReadOnly: true } standby)
+            {
+                await standby.DisposeAsync();
+                throw new StoreOpenException($"cannot write to the store {Redact(address)}: the server takes only reads here (a standby, or default_transaction_read_only on for this database or role); "
+                    + "give the primary's address (status, results and the dashboard may read from this one)", null);
             }
 
             return store;
@@ -53,6 +61,8 @@ public static class TrialStores
             StoreOpenException => null,
             ArgumentException a => $"{where}: {a.Message}",
             SchemaTooNewException s => $"{where}: {s.Message}",
+            ReadOnlySchemaTooOldException r => $"{where}: {r.Message}",
+            Npgsql.PostgresException { SqlState: "25006" } p => $"{where}: the server takes only reads here ({p.MessageText}); give the primary's address",
             Npgsql.PostgresException { SqlState: "28P01" } p => $"{where}: the server refused the password of user '{p.Data["User"] ?? UserOf(address)}' (give it in the address or with $SWEEPER_STORE_PASSWORD)",
             Npgsql.PostgresException { SqlState: "28000" } p => $"{where}: the server does not let this user in from this machine ({p.MessageText}; see pg_hba.conf)",
             Npgsql.PostgresException { SqlState: "3D000" } p => $"{where}: {p.MessageText} (create it: CREATE DATABASE ... OWNER ...)",

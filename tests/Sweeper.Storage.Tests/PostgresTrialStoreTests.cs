@@ -9,6 +9,54 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
     protected override Task<IStoreDatabase> CreateDatabaseAsync() => Task.FromResult<IStoreDatabase>(new PostgresDatabase());
 
     [Fact]
+    public async Task A_database_that_takes_only_reads_is_opened_for_reading_refused_to_a_silo_and_left_as_it_was()
+    {
+        // A standby, or a database set read-only: status, results and the dashboard read it; a silo is told to give the
+        // primary instead of failing at its first write (and opening it changes nothing, not even the schema's table).
+        await using var db = new PostgresDatabase();
+        await using (var store = await db.OpenAsync(TimeProvider.System))
+        {
+            await store.CreateStudyAsync(new NewStudy("ro", "h", "t", TrialStoreContract.AnySweepJson, "grid", [new NewTrial(0, "{}", 1), new NewTrial(1, "{}", 2)]));
+        }
+
+        var name = new NpgsqlConnectionStringBuilder(db.ConnectionString).Database;
+        await AdminAsync($"ALTER DATABASE {name} SET default_transaction_read_only = on");
+        await using (var reader = await TrialStores.OpenAsync(db.ConnectionString))
+        {
+            Assert.Equal([TrialState.Pending, TrialState.Pending], (await reader.GetTrialsAsync("ro")).Select(t => t.State));
+        }
+
+        var refused = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync(db.ConnectionString, forWriting: true));
+        Assert.Contains("cannot write to the store", refused.Message);
+        Assert.Contains("the server takes only reads here", refused.Message);
+        Assert.Contains("give the primary's address", refused.Message);
+
+        // A read-only database without a store is explained, not met with the server's refusal of CREATE TABLE.
+        var empty = PostgresServer.Shared.CreateDatabase();
+        try
+        {
+            await AdminAsync($"ALTER DATABASE {new NpgsqlConnectionStringBuilder(empty).Database} SET default_transaction_read_only = on");
+            var none = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync(empty));
+            Assert.Contains("the database holds no store yet; open it once at the primary's address", none.Message);
+        }
+        finally
+        {
+            PostgresServer.Shared.DropDatabase(empty);
+        }
+
+        await AdminAsync($"ALTER DATABASE {name} SET default_transaction_read_only = off");
+        Assert.Equal(2L, await db.SqlAsync("SELECT count(*) FROM trials WHERE state = 'pending'"));
+    }
+
+    private static async Task AdminAsync(string sql)
+    {
+        await using var conn = new NpgsqlConnection(PostgresServer.Shared.AdminConnectionString);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    [Fact]
     public async Task Result_queries_plan_no_parallel_workers_unless_the_address_gives_its_own_options()
     {
         var database = PostgresServer.Shared.CreateDatabase();

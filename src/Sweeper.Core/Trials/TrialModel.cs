@@ -206,6 +206,12 @@ public sealed class StoreUnavailableException(string message, Exception inner) :
 public sealed class SchemaTooNewException(int found, int supported)
     : Exception($"the store's schema version is {found}, newer than this program understands ({supported}); upgrade sweeper.");
 
+/// <summary>The store takes only reads (a PostgreSQL standby, or a database set read-only) and its schema is older than this program's: it cannot be brought up to date here.</summary>
+public sealed class ReadOnlySchemaTooOldException(int found, int supported)
+    : Exception("the server takes only reads here (a standby, or default_transaction_read_only on) and "
+        + (found == 0 ? "the database holds no store yet" : $"the store's schema version is {found}, older than this program's ({supported})")
+        + "; open it once at the primary's address, which brings it up to date.");
+
 /// <summary>A study of that name exists with a different sweep file.</summary>
 public sealed class StudyConflictException(string name)
     : Exception($"study '{name}' already exists with a different sweep file; rename the study (name:) or use another store.");
