@@ -76,7 +76,7 @@ public static class DataCommand
                 Console.WriteLine($"{found.Value.Directory} (from {found.Value.Source})");
                 return 0;
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or InvalidDataException)
             {
                 Log.Error("{Message}", e.Message);
                 return 1;
@@ -90,8 +90,17 @@ public static class DataCommand
     public static async Task<string> ResolveOrDownloadAsync(string? explicitDirectory, CancellationToken cancellationToken)
     {
         var progress = new ConsoleProgress();
-        var dir = await DataLocator.ResolveOrDownloadAsync(explicitDirectory, progress, m => Log.Information("{Message}", m), cancellationToken);
-        progress.Done();
-        return dir;
+        try
+        {
+            var dir = await DataLocator.ResolveOrDownloadAsync(explicitDirectory, progress, m => Log.Information("{Message}", m), cancellationToken);
+            progress.Done();
+            return dir;
+        }
+        catch (InvalidDataException e)
+        {
+            // Its message names the folder, the files and the remedy (a cut-off copy found before any trial starts).
+            progress.Done();
+            throw new CliException(e.Message);
+        }
     }
 }

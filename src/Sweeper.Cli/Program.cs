@@ -27,7 +27,7 @@ try
     return await SweeperProgram.CreateRootCommand().Parse(args).InvokeAsync(
         new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false }, shutdown.Token);
 }
-catch (Sweeper.Core.Trials.StoreOpenException e)
+catch (Exception e) when (e is Sweeper.Core.Trials.StoreOpenException or CliException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;

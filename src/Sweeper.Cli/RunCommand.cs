@@ -41,9 +41,8 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            if (parse.GetValue(slots) < 1)
+            if (!SiloFlags.SlotsValid(parse.GetValue(slots)))
             {
-                Console.Error.WriteLine($"error: --slots must be at least 1 (got {parse.GetValue(slots)})");
                 return 2;
             }
 
@@ -67,19 +66,20 @@ public static partial class SweepCommands
                 return 1;
             }
 
-            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
-            using var trainer = new TrialTrainer(dataDir);
             if (cluster.Settings(parse) is not { } flags)
             {
                 return 2;
             }
+
+            await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
+            using var trainer = new TrialTrainer(dataDir);
 
             var settings = flags with { Slots = parse.GetValue(slots) };
             using var silo = SweeperSilo.Build(trialStore, new SolverTrialRunner(trainer), settings, Log.Logger);
             var clock = Stopwatch.StartNew();
             try
             {
-                await silo.StartAsync(ct);
+                await StartSiloAsync(silo, ct);
                 Log.Information("Store {Store}; silo with {Slots} training slot(s); data {Data}", TrialStores.Redact(address), settings.Slots, dataDir);
                 await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
                 await ShowProgressAsync(trialStore, sweep.Name, asJson, ct);
@@ -147,6 +147,43 @@ public static partial class SweepCommands
         }
     }
 
+    /// <summary>
+    /// Starts the silo. Stopped (Ctrl-C, SIGTERM) while it starts: cancelled, as if it had started (the caller stops it).
+    /// Its port taken by another process: an error naming the port and the flag, not Orleans' start-up failure.
+    /// </summary>
+    private static async Task StartSiloAsync(IHost silo, CancellationToken ct)
+    {
+        try
+        {
+            await silo.StartAsync(ct);
+        }
+        catch (Exception e) when (ct.IsCancellationRequested && e is not OutOfMemoryException)
+        {
+            throw new OperationCanceledException("stopped while the silo started", e, ct);
+        }
+        catch (Exception e) when (PortInUse(e))
+        {
+            var endpoint = silo.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.EndpointOptions>>().Value;
+            await StopSiloAsync(silo);
+            throw new CliException($"the silo port {endpoint.SiloPort} is in use on this machine (another silo, or another program, listens there); "
+                + "give another with --silo-port, or --silo-port 0 for a free one");
+        }
+    }
+
+    private static bool PortInUse(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse } || e.GetType().Name == "AddressInUseException"
+                || (e is AggregateException a && a.InnerExceptions.Any(PortInUse)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static async Task StopSiloAsync(IHost silo)
     {
         using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -157,6 +194,11 @@ public static partial class SweepCommands
         catch (OperationCanceledException)
         {
             Log.Warning("The silo did not stop within 30 s; its trials are taken over when its lease runs out.");
+        }
+        catch (InvalidOperationException e)
+        {
+            // Stopped before it had started (Ctrl-C during start-up, or its port taken): there is nothing to hand back.
+            Log.Debug("The silo was not running: {Message}", e.Message);
         }
     }
 

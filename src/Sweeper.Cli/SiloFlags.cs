@@ -43,6 +43,24 @@ public sealed class SiloFlags
         command.Options.Add(_gpuSlots);
     }
 
+    /// <summary>The longest lease: a backstop for a silo that is cut off yet not declared dead, not an epoch's length.</summary>
+    public const int MaxLeaseSeconds = 86_400;
+
+    /// <summary>The most training slots a silo takes (CPU slots: one dedicated thread each, with a model and its batch).</summary>
+    public const int MaxSlots = 1024;
+
+    /// <summary>Whether <paramref name="slots"/> is a number of CPU slots a silo can have; otherwise says why, naming the flag.</summary>
+    public static bool SlotsValid(int slots)
+    {
+        if (slots is >= 1 and <= MaxSlots)
+        {
+            return true;
+        }
+
+        Console.Error.WriteLine($"error: --slots must be between 1 and {MaxSlots.ToString(CultureInfo.InvariantCulture)} (got {slots.ToString(CultureInfo.InvariantCulture)})");
+        return false;
+    }
+
     /// <summary>The silo settings these flags give, or null after printing an error that names the flag.</summary>
     public SiloSettings? Settings(ParseResult parse)
     {
@@ -66,9 +84,9 @@ public sealed class SiloFlags
         }
 
         var lease = parse.GetValue(_lease);
-        if (!(lease >= 1))
+        if (!(lease is >= 1 and <= MaxLeaseSeconds))
         {
-            throw new ArgumentException($"--lease-seconds must be at least 1 (got {lease.ToString(CultureInfo.InvariantCulture)}).");
+            throw new ArgumentException($"--lease-seconds must be between 1 and {MaxLeaseSeconds.ToString(CultureInfo.InvariantCulture)} (one day; got {lease.ToString(CultureInfo.InvariantCulture)}).");
         }
 
         IPAddress? address = null;

@@ -76,7 +76,13 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            await using var trialStore = await TrialStores.OpenAsync(AbsoluteStore(StoreAddress(parse, store)), cancellationToken: ct, say: m => Log.Information("{Message}", m));
+            // It only reads: a store that does not exist yet (a mistyped path) is an error, not a new empty store.
+            await using var trialStore = await OpenExistingAsync(StoreAddress(parse, store), ct);
+            if (trialStore is null)
+            {
+                return 1;
+            }
+
             await using var app = Dashboard.DashboardApp.Build(trialStore, options);
             await app.StartAsync(ct);
             Log.Information("Dashboard on {Urls}{Token}", string.Join(", ", app.Urls), options.Token is null ? "" : " (token required)");
@@ -244,9 +250,8 @@ public static partial class SweepCommands
                 return 2;
             }
 
-            if (parse.GetValue(slots) < 1)
+            if (!SiloFlags.SlotsValid(parse.GetValue(slots)))
             {
-                Console.Error.WriteLine($"error: --slots must be at least 1 (got {parse.GetValue(slots)})");
                 return 2;
             }
 
@@ -268,7 +273,7 @@ public static partial class SweepCommands
             using var silo = SweeperSilo.Build(trialStore, new SolverTrialRunner(trainer), settings, Log.Logger);
             try
             {
-                await silo.StartAsync(ct);
+                await StartSiloAsync(silo, ct);
                 if (parse.GetValue(exit))
                 {
                     if (!await WaitForStudyAsync(trialStore, name!, TimeSpan.FromSeconds(parse.GetValue(wait)), ct))
@@ -394,7 +399,7 @@ public static partial class SweepCommands
             using var silo = SweeperSilo.Build(trialStore, trainer, settings, Log.Logger);
             try
             {
-                await silo.StartAsync(ct);
+                await StartSiloAsync(silo, ct);
                 await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
                 StudyResult? result;
                 while ((result = await trialStore.GetResultAsync(sweep.Name, ct)) is null)
@@ -627,7 +632,15 @@ public static partial class SweepCommands
         var full = AbsoluteStore(address);
         if (SqliteFile(full) is { } file && !File.Exists(file))
         {
-            Log.Error("No store at {Path}; run a sweep first or give --store", file);
+            if (Directory.Exists(file))
+            {
+                Log.Error("{Path} is a folder, not a store file; give the file, e.g. sqlite:{Example}", file, Path.Combine(file, "sweeper.db"));
+            }
+            else
+            {
+                Log.Error("No store at {Path}; run a sweep first or give --store", file);
+            }
+
             return null;
         }
 

@@ -36,6 +36,8 @@ public static class SweeperSilo
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.AddFilter("Polly", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // A start that fails is said once, by the command, naming the cause (e.g. the silo port taken), not twice.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Critical);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(store);
         // Trials of a sweep with program: run the user's program; the others, the runner given (our models).

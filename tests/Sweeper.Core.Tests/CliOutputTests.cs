@@ -138,6 +138,76 @@ public sealed class CliOutputTests : IAsyncLifetime
         Assert.Equal(before, File.ReadAllBytes(path));
     }
 
+    [Fact]
+    public void Silo_flags_past_what_a_silo_can_take_are_refused_naming_the_flag_before_anything_starts()
+    {
+        var sweepFile = Path.Combine(_dir, "ep.yaml");
+        File.WriteAllText(sweepFile, Sweep);
+        var fresh = "sqlite:" + Path.Combine(_dir, "fresh.db");
+        // A million slots was a million threads (the runtime died: "Out of memory" or an internal CLR error); a lease of
+        // 2^31 s overflowed the keep-alive timer mid-study.
+        foreach (var (args, message) in new[]
+                 {
+                     (new[] { "run", sweepFile, "--store", fresh, "--slots", "1000000" }, "error: --slots must be between 1 and 1024 (got 1000000)"),
+                     (["worker", "--store", fresh, "--slots", "2000"], "error: --slots must be between 1 and 1024 (got 2000)"),
+                     (["run", sweepFile, "--store", fresh, "--lease-seconds", "2147483647"], "error: --lease-seconds must be between 1 and 86400 (one day; got 2147483647)."),
+                     (["coordinator", sweepFile, "--store", fresh, "--lease-seconds", "999999999999"], "error: --lease-seconds must be between 1 and 86400"),
+                 })
+        {
+            var (code, _, stderr) = Sweeper(args);
+            Assert.True(code == 2, $"{string.Join(' ', args)}: {code} {stderr}");
+            Assert.Contains(message, stderr);
+            Assert.DoesNotContain("Exception", stderr);
+        }
+
+        Assert.False(File.Exists(Path.Combine(_dir, "fresh.db")));
+    }
+
+    [Fact]
+    public void A_silo_port_in_use_is_named_with_the_flag_and_the_dashboard_does_not_create_a_store_it_was_only_to_read()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var sweepFile = Path.Combine(_dir, "ep.yaml");
+        File.WriteAllText(sweepFile, Sweep);
+        var (code, _, stderr) = Sweeper("coordinator", sweepFile, "--store", "sqlite:" + Path.Combine(_dir, "p.db"), "--silo-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(code == 1, stderr);
+        Assert.Contains($"error: the silo port {port} is in use on this machine", stderr);
+        Assert.Contains("--silo-port 0 for a free one", stderr);
+        Assert.DoesNotContain("Hosting failed", stderr);
+
+        // A mistyped store for the dashboard: an error, as for status and results, not a new empty store (and folders).
+        var missing = Path.Combine(_dir, "no", "such", "d.db");
+        var dashboard = Sweeper("dashboard", "--store", "sqlite:" + missing, "--url", "http://127.0.0.1:0");
+        Assert.True(dashboard.Code == 1, dashboard.Stderr);
+        Assert.Contains($"No store at {missing}", dashboard.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "no")));
+        var folder = Sweeper("status", "--store", "sqlite:" + _dir);
+        Assert.Contains($"{_dir} is a folder, not a store file", folder.Stderr);
+    }
+
+    [Fact]
+    public void A_cut_off_copy_of_the_data_stops_a_run_before_its_study_exists()
+    {
+        // Before, every trial failed reading it and the study closed for good with exit status 0.
+        var data = Path.Combine(_dir, "cut");
+        Directory.CreateDirectory(data);
+        foreach (var name in new[] { "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin" })
+        {
+            using var file = File.Create(Path.Combine(data, name));
+            file.SetLength(name == "test_batch.bin" ? 1000 : 30_730_000);
+        }
+
+        var sweepFile = Path.Combine(_dir, "ep.yaml");
+        File.WriteAllText(sweepFile, Sweep);
+        var (code, _, stderr) = Sweeper("run", sweepFile, "--store", "sqlite:" + Path.Combine(_dir, "cut.db"), "--data", data);
+        Assert.True(code == 1, stderr);
+        Assert.Contains($"in {data}, test_batch.bin is truncated (1000 bytes)", stderr);
+        Assert.DoesNotContain("Exception", stderr);
+        Assert.False(File.Exists(Path.Combine(_dir, "cut.db")));
+    }
+
     private static void Chattr(string change, string path)
     {
         using var p = Process.Start(new ProcessStartInfo("chattr", [change, path]) { RedirectStandardError = true })!;

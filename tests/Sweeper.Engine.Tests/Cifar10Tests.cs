@@ -138,6 +138,35 @@ public class Cifar10Tests
     }
 
     [Fact]
+    public void A_data_folder_with_a_cut_off_file_or_a_file_for_a_folder_is_refused_before_any_trial_reads_it()
+    {
+        // Every file at its full size (sparse: nothing written) except one cut off: the folder is refused as a whole,
+        // naming that file, where before it was accepted and every trial of a study failed reading it.
+        using var dir = new TempDir();
+        foreach (var name in Cifar10.AllFiles)
+        {
+            using var file = File.Create(Path.Combine(dir.Path, name));
+            file.SetLength(name == "data_batch_3.bin" ? 1000 : Cifar10.FileBytes);
+        }
+
+        var ex = Assert.Throws<InvalidDataException>(() => DataLocator.TryResolve(dir.Path));
+        Assert.Contains("data_batch_3.bin is truncated (1000 bytes)", ex.Message);
+        Assert.DoesNotContain("data_batch_1.bin", ex.Message);
+        Assert.Contains("sweeper data download --force", ex.Message);
+
+        File.Delete(Path.Combine(dir.Path, "data_batch_3.bin"));
+        using (var file = File.Create(Path.Combine(dir.Path, "data_batch_3.bin")))
+        {
+            file.SetLength(Cifar10.FileBytes);
+        }
+
+        Assert.Equal(Path.GetFullPath(dir.Path), DataLocator.TryResolve(dir.Path)?.Directory);
+
+        var notAFolder = Path.Combine(dir.Path, "data_batch_1.bin");
+        Assert.Contains("is a file; give the CIFAR-10 folder", Assert.Throws<DirectoryNotFoundException>(() => DataLocator.TryResolve(notAFolder)).Message);
+    }
+
+    [Fact]
     public void A_bad_label_fails_with_the_record_number()
     {
         using var dir = new TempDir();

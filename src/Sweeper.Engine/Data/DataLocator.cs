@@ -83,13 +83,23 @@ public static class DataLocator
         var full = Path.GetFullPath(directory);
         if (!Directory.Exists(full))
         {
-            throw new DirectoryNotFoundException($"{origin}: the CIFAR-10 folder {full} does not exist.");
+            throw new DirectoryNotFoundException(File.Exists(full)
+                ? $"{origin}: {full} is a file; give the CIFAR-10 folder that holds data_batch_1.bin ... test_batch.bin."
+                : $"{origin}: the CIFAR-10 folder {full} does not exist.");
         }
 
         var missing = Cifar10.AllFiles.Where(f => !File.Exists(Path.Combine(full, f))).ToList();
         if (missing.Count > 0)
         {
             throw new FileNotFoundException($"{origin}: {full} lacks {string.Join(", ", missing)} (the official binary CIFAR-10 files).");
+        }
+
+        // Checked here, before any trial starts: a cut-off copy would otherwise fail every trial of a study.
+        var wrong = Cifar10.AllFiles.Select(f => (File: f, Length: new FileInfo(Path.Combine(full, f)).Length)).Where(f => f.Length != Cifar10.FileBytes).ToList();
+        if (wrong.Count > 0)
+        {
+            throw new InvalidDataException($"{origin}: in {full}, " + string.Join(", ", wrong.Select(f => $"{f.File} is {(f.Length < Cifar10.FileBytes ? "truncated" : "too long")} ({f.Length} bytes)"))
+                + $"; each file holds {Cifar10.FileBytes} bytes. Re-download with 'sweeper data download --force' (or copy the files again).");
         }
 
         return full;
