@@ -250,6 +250,18 @@ public static partial class SweepCommands
                 return 2;
             }
 
+            if (!(parse.GetValue(wait) is >= 0 and <= 7 * 86_400))
+            {
+                Console.Error.WriteLine($"error: --wait-for-study must be between 0 and 604800 seconds (a week; got {parse.GetValue(wait).ToString(System.Globalization.CultureInfo.InvariantCulture)})");
+                return 2;
+            }
+
+            if (parse.GetResult(wait) is { Implicit: false } && !parse.GetValue(exit))
+            {
+                Console.Error.WriteLine("error: --wait-for-study only applies with --exit-when-done (a worker without it serves until stopped)");
+                return 2;
+            }
+
             if (!SiloFlags.SlotsValid(parse.GetValue(slots)))
             {
                 return 2;
@@ -407,7 +419,9 @@ public static partial class SweepCommands
                     await Task.Delay(1000, ct);
                 }
 
-                Console.WriteLine($"study {sweep.Name} closed: best trial {result.BestTrialNumber?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}");
+                // A program's study is chosen by its own metric and has no test accuracy: its note says so.
+                Console.WriteLine($"study {sweep.Name} closed: " + (result.TestAccuracy is null && result.Note is not null ? result.Note
+                    : $"best trial {result.BestTrialNumber?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}"));
                 if (parse.GetValue(stay))
                 {
                     await Task.Delay(Timeout.Infinite, ct);
@@ -535,6 +549,12 @@ public static partial class SweepCommands
             if (parse.GetValue(top) is < 1)
             {
                 Console.Error.WriteLine($"error: --top must be at least 1 (got {parse.GetValue(top)})");
+                return 2;
+            }
+
+            if (parse.GetValue(json) && parse.GetValue(csv))
+            {
+                Console.Error.WriteLine("error: --json and --csv are two output formats; give one");
                 return 2;
             }
 

@@ -135,11 +135,16 @@ public static class TrialStores
         {
             var connection = PostgresConnectionString(address);
             var b = new Npgsql.NpgsqlConnectionStringBuilder(connection);
+            if (string.IsNullOrWhiteSpace(b.Host))
+            {
+                throw new ArgumentException("the address names no host; give one, e.g. postgres://sweeper@db-host:5432/sweeper.");
+            }
+
             say?.Invoke($"Connecting to PostgreSQL at {b.Host}:{b.Port}, database {b.Database}, as {b.Username} (each try waits up to {b.Timeout} s; a few tries before giving up)");
             return await PostgresTrialStore.OpenAsync(connection, clock, cancellationToken);
         }
 
-        throw new ArgumentException($"--store {Redact(address)}: unknown store address; expected sqlite:PATH, postgres://USER@HOST:PORT/DB or a Npgsql connection string (Host=...).");
+        throw new ArgumentException("unknown store address; expected sqlite:PATH, postgres://USER@HOST:PORT/DB or a Npgsql connection string (Host=...).");
     }
 
     /// <summary>
@@ -151,7 +156,11 @@ public static class TrialStores
         Npgsql.NpgsqlConnectionStringBuilder builder;
         if (address.Contains("://", StringComparison.Ordinal))
         {
-            var uri = new Uri(address);
+            if (!Uri.TryCreate(address, UriKind.Absolute, out var uri))
+            {
+                throw new ArgumentException("the address is not a URL of the form postgres://USER[:PASSWORD]@HOST[:PORT]/DB.");
+            }
+
             builder = new Npgsql.NpgsqlConnectionStringBuilder
             {
                 Host = uri.Host,

@@ -94,6 +94,14 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
 
         var unknown = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync("mysql://x@y/z"));
         Assert.Contains("unknown store address", unknown.Message);
+        Assert.DoesNotContain("--store", unknown.Message); // it may come from $SWEEPER_STORE
+
+        foreach (var noHost in new[] { "postgres://", "Host=;Database=x" })
+        {
+            Assert.Contains("the address names no host", (await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync(noHost))).Message);
+        }
+
+        Assert.Contains("is not a URL of the form postgres://", (await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync("postgres://x@[bad/y"))).Message);
 
         var notAStore = Path.GetTempFileName();
         try
