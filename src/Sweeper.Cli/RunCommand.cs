@@ -119,7 +119,7 @@ public static partial class SweepCommands
                 PrintBest(result, trials);
             }
 
-            return 0;
+            return NoneCompleted(sweep.Name, result) ? 1 : 0;
         });
         return command;
     }
@@ -145,6 +145,21 @@ public static partial class SweepCommands
                 await Task.Delay(TimeSpan.FromSeconds(1));
             }
         }
+    }
+
+    /// <summary>
+    /// True, after saying so, when the study closed without a completed trial (every one failed, diverged or was
+    /// pruned): the command then exits with status 1, so that a script or a batch job sees that it produced nothing.
+    /// </summary>
+    private static bool NoneCompleted(string study, StudyResult? result)
+    {
+        if (result is null || result.BestTrialNumber is not null)
+        {
+            return false;
+        }
+
+        Log.Error("Study {Study} closed without a completed trial; the reasons: sweeper results {Study} --columns number,state,reason", study, study);
+        return true;
     }
 
     /// <summary>

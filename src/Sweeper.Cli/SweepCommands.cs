@@ -426,6 +426,11 @@ public static partial class SweepCommands
                 {
                     await Task.Delay(Timeout.Infinite, ct);
                 }
+                else if (NoneCompleted(sweep.Name, result))
+                {
+                    await StopSiloAsync(silo);
+                    return 1;
+                }
             }
             catch (StudyConflictException e)
             {

@@ -153,6 +153,30 @@ public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
         }
     }
 
+    [Fact]
+    public void A_study_whose_every_trial_fails_ends_with_exit_status_1_and_says_where_the_reasons_are()
+    {
+        // The program does not exist: each trial fails at its start. Before, run ended with status 0, so a script or a
+        // batch job took a sweep that produced nothing for a success.
+        using var h = new Harness();
+        var sweep = h.Write("miss.yaml", """
+            name: miss
+            program: ./missing.sh
+            command:
+              - ${program}
+              - ${args}
+            method: grid
+            metric: {name: loss, goal: minimize}
+            parameters:
+              x: {values: [1, 2]}
+            """);
+        var run = h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", h.Store(), "--slots", "1");
+        Assert.True(run.Code == 1, run.Stdout + run.Stderr);
+        Assert.Contains("2 failed (2/2 final)", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Study miss closed without a completed trial; the reasons: sweeper results miss --columns number,state,reason", run.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception:", run.Stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>examples/fashion-hyperband of the checkout the tests were built from.</summary>
     private static string Example()
     {
