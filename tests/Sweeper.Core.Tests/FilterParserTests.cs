@@ -38,6 +38,8 @@ public class FilterParserTests
     [InlineData("model > fc", 8, "needs a number")]
     [InlineData("dropout > 0 hidden_size > 1", 12, "unexpected")]
     [InlineData("dropout > 0 and", 15, "expected a field name")]
+    [InlineData("state = complete", 8, "unknown state 'complete' (known: pending, running, completed, pruned, diverged, failed, paused)")]
+    [InlineData("epochs > 1 and state != 3", 24, "unknown state '3'")]
     public void Bad_queries_point_at_the_position(string text, int position, string problem)
     {
         var ex = Assert.Throws<QueryException>(() => FilterParser.Parse(text, _params));

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Sweeper.Core.Trials;
 
 namespace Sweeper.Core.Queries;
 
@@ -304,6 +305,18 @@ public sealed class FilterParser
         if (value is string && op is "<" or "<=" or ">" or ">=")
         {
             throw new QueryException($"'{op}' needs a number", valueStart, _text);
+        }
+
+        if (field == "state")
+        {
+            // A trial's state is one of a fixed set: a typo ("complete") is an error, not a filter that matches nothing.
+            var states = Enum.GetValues<TrialState>().Select(t => t.ToText()).ToList();
+            if (value is not string text || !states.Contains(text.ToLowerInvariant()))
+            {
+                throw new QueryException($"unknown state '{Convert.ToString(value, CultureInfo.InvariantCulture)}' (known: {string.Join(", ", states)})", valueStart, _text);
+            }
+
+            value = text.ToLowerInvariant();
         }
 
         return new Comparison(field, op == "<>" ? "!=" : op, value, start);
