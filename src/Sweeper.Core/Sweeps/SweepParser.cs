@@ -154,8 +154,8 @@ public sealed partial class SweepParser
         var name = top.ContainsKey("name") ? Try(() => Scalar(top["name"], "name")) : NameFromFile();
         if (name is not null && !NameRegex().IsMatch(name))
         {
-            _errors.Add(top.ContainsKey("name") ? Issue(top["name"], "name", "must be 1-100 letters, digits, '_', '.' or '-' (it names the study).")
-                : Issue(root, "name", $"is needed: the file's name ({Path.GetFileName(_file)}) does not make a study name; give name: with 1-100 letters, digits, '_', '.' or '-'."));
+            _errors.Add(top.ContainsKey("name") ? Issue(top["name"], "name", "must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit (it names the study).")
+                : Issue(root, "name", $"is needed: the file's name ({Path.GetFileName(_file)}) does not make a study name; give name: with 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit."));
         }
 
         var method = Try(() => RequiredString(root, top, "method", "", "grid, random or bayes"));
