@@ -54,6 +54,10 @@ public class FilterParserTests
         Assert.Equal([new SortKey("val_accuracy", true), new SortKey("hidden_size", false)], FilterParser.ParseSort("-val_accuracy, hidden_size", _params));
         var ex = Assert.Throws<QueryException>(() => FilterParser.ParseSort("number,-acc", _params));
         Assert.Equal(8, ex.Position);
+        Assert.Equal([new SortKey("number", false)], FilterParser.ParseSort("+number", _params));
+        var twice = Assert.Throws<QueryException>(() => FilterParser.ParseSort("--number", _params)); // was taken as -number
+        Assert.Equal(1, twice.Position);
+        Assert.Contains("one sign before a field", twice.Message);
     }
 
     [Fact]

@@ -134,7 +134,12 @@ public sealed class FilterParser
         {
             var trimmed = part.Trim();
             var descending = trimmed.StartsWith('-');
-            var name = trimmed.TrimStart('-', '+');
+            var name = trimmed.Length > 0 && trimmed[0] is '-' or '+' ? trimmed[1..] : trimmed;
+            if (name.Length > 0 && name[0] is '-' or '+')
+            {
+                throw new QueryException("one sign before a field: '-' for descending, '+' or none for ascending", offset + part.IndexOf(name, StringComparison.Ordinal), text);
+            }
+
             if (!fields.TryGetValue(name, out var canonical))
             {
                 throw new QueryException($"unknown field '{name}' (known: {Known(fields)})", offset + part.IndexOf(name, StringComparison.Ordinal), text);
