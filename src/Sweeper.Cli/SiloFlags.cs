@@ -101,6 +101,19 @@ public sealed class SiloFlags
             throw new ArgumentException($"--gpu-slots must be between 0 and 64 (got {gpuSlots}).");
         }
 
+        if (gpuSlots > 0)
+        {
+            // Checked now rather than by each device: cuda trial the slots would take and fail.
+            try
+            {
+                Engine.Torch.TorchBackendFactory.DeviceFor("cuda");
+            }
+            catch (Engine.Training.TrainingEngineUnavailableException e)
+            {
+                throw new ArgumentException($"--gpu-slots {gpuSlots.ToString(CultureInfo.InvariantCulture)}: {e.Message}");
+            }
+        }
+
         return new SiloSettings { SiloPort = port, Address = address, Lease = TimeSpan.FromSeconds(lease), GpuSlots = gpuSlots };
     }
 }

@@ -152,6 +152,8 @@ public sealed class CliOutputTests : IAsyncLifetime
                      (["worker", "--store", fresh, "--slots", "2000"], "error: --slots must be between 1 and 1024 (got 2000)"),
                      (["run", sweepFile, "--store", fresh, "--lease-seconds", "2147483647"], "error: --lease-seconds must be between 1 and 86400 (one day; got 2147483647)."),
                      (["coordinator", sweepFile, "--store", fresh, "--lease-seconds", "999999999999"], "error: --lease-seconds must be between 1 and 86400"),
+                     // This build carries libtorch for the CPU only: GPU slots would fail every device: cuda trial they took.
+                     (["worker", "--store", fresh, "--gpu-slots", "1"], "error: --gpu-slots 1: device cuda: no usable CUDA runtime"),
                  })
         {
             var (code, _, stderr) = Sweeper(args);
