@@ -189,7 +189,8 @@ public static partial class SweepCommands
     {
         for (; e is not null; e = e.InnerException)
         {
-            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse } || e.GetType().Name == "AddressInUseException"
+            // Orleans' AddressInUseException carries the socket's own error as its inner exception.
+            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse }
                 || (e is AggregateException a && a.InnerExceptions.Any(PortInUse)))
             {
                 return true;

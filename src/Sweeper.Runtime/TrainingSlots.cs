@@ -323,15 +323,7 @@ public sealed class TrainingSlots(
     }
 
     /// <summary>Why the trial's grain did not take up the lease, or null when it did.</summary>
-    private static string? BeginFailure(Task<Immutable<byte[]>?> beginning)
-    {
-        if (!beginning.IsCompleted)
-        {
-            Block(beginning.ContinueWith(static _ => true, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default));
-        }
-
-        return BeginFailureAsync(beginning).GetAwaiter().GetResult();
-    }
+    private static string? BeginFailure(Task<Immutable<byte[]>?> beginning) => Block(BeginFailureAsync(beginning));
 
     private static async Task<string?> BeginFailureAsync(Task<Immutable<byte[]>?> beginning)
     {
