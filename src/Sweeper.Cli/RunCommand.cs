@@ -176,28 +176,13 @@ public static partial class SweepCommands
         {
             throw new OperationCanceledException("stopped while the silo started", e, ct);
         }
-        catch (Exception e) when (PortInUse(e))
+        catch (Exception e) when (SweeperSilo.IsPortInUse(e))
         {
             var endpoint = silo.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.EndpointOptions>>().Value;
             await StopSiloAsync(silo);
             throw new CliException($"the silo port {endpoint.SiloPort} is in use on this machine (another silo, or another program, listens there); "
                 + "give another with --silo-port, or --silo-port 0 for a free one");
         }
-    }
-
-    private static bool PortInUse(Exception? e)
-    {
-        for (; e is not null; e = e.InnerException)
-        {
-            // Orleans' AddressInUseException carries the socket's own error as its inner exception.
-            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse }
-                || (e is AggregateException a && a.InnerExceptions.Any(PortInUse)))
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     private static async Task StopSiloAsync(IHost silo)

@@ -16,6 +16,32 @@ namespace Sweeper.Runtime;
 /// </summary>
 public static class SweeperSilo
 {
+    /// <summary>
+    /// True when <paramref name="e"/> (or an exception inside it) says that the silo's port is taken by another
+    /// process. Orleans' AddressInUseException carries the socket's own error as its inner exception.
+    /// </summary>
+    public static bool IsPortInUse(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse }
+                || (e is AggregateException a && a.InnerExceptions.Any(IsPortInUse)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// <paramref name="logger"/> without the events of a start that failed on a port taken by another process: the
+    /// start throws, and the command that started the silo says so in one line naming the flag. Orleans logged it
+    /// three times before (one error per start stage that gave up).
+    /// </summary>
+    private static Serilog.ILogger WithoutPortInUse(Serilog.ILogger logger) =>
+        new Serilog.LoggerConfiguration().MinimumLevel.Verbose().Filter.ByExcluding(e => IsPortInUse(e.Exception)).WriteTo.Logger(logger).CreateLogger();
+
     /// <param name="clock">The runtime's clock (idle rechecks, result times). Default: the system's.</param>
     public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger, TimeProvider? clock = null, Action<IServiceCollection>? services = null)
     {
@@ -29,7 +55,7 @@ public static class SweeperSilo
         var port = settings.SiloPort == 0 ? SiloSettings.FreePort() : settings.SiloPort;
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
-        builder.Logging.AddProvider(new SerilogLoggerProvider(logger));
+        builder.Logging.AddProvider(new SerilogLoggerProvider(WithoutPortInUse(logger)));
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         // Orleans' own chatter (placement retries, GC advice) is not for users; what matters (a silo declared dead, a
         // trial resumed) is logged by our grains and the cluster watcher.

@@ -173,11 +173,14 @@ public sealed class CliOutputTests : IAsyncLifetime
         var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
         var sweepFile = Path.Combine(_dir, "ep.yaml");
         File.WriteAllText(sweepFile, Sweep);
-        var (code, _, stderr) = Sweeper("coordinator", sweepFile, "--store", "sqlite:" + Path.Combine(_dir, "p.db"), "--silo-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var (code, stdout, stderr) = Sweeper("coordinator", sweepFile, "--store", "sqlite:" + Path.Combine(_dir, "p.db"), "--silo-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.True(code == 1, stderr);
         Assert.Contains($"error: the silo port {port} is in use on this machine", stderr);
         Assert.Contains("--silo-port 0 for a free one", stderr);
         Assert.DoesNotContain("Hosting failed", stderr);
+        // Said once, by the command: not also by Orleans, once per start stage that gave up.
+        Assert.DoesNotContain("Address already in use", stdout + stderr);
+        Assert.DoesNotContain(" ERR]", stdout + stderr);
 
         // A mistyped store for the dashboard: an error, as for status and results, not a new empty store (and folders).
         var missing = Path.Combine(_dir, "no", "such", "d.db");
