@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Serilog;
 using Spectre.Console;
+using Sweeper.Core;
 using Sweeper.Core.Sweeps;
 using Sweeper.Core.Trials;
 using Sweeper.Runtime;
@@ -13,10 +14,10 @@ namespace Sweeper.Cli;
 /// <summary>run, worker, coordinator, validate, status and results.</summary>
 public static partial class SweepCommands
 {
-    private static readonly JsonSerializerOptions _json = new() { WriteIndented = false };
+    private static readonly JsonSerializerOptions _json = new() { WriteIndented = false, Converters = { new NonFiniteAsNull() } };
 
     /// <summary>validate --json: messages quote keys and values, so they are written readably (it is never inlined in HTML).</summary>
-    private static readonly JsonSerializerOptions _readableJson = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions _readableJson = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Converters = { new NonFiniteAsNull() } };
 
     private static Option<string?> StoreOption() => new("--store")
     {

@@ -35,6 +35,7 @@ public static class DashboardApp
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // readable errors; served as JSON, never inlined in HTML
+        Converters = { new Sweeper.Core.NonFiniteAsNull() }, // a stored inf or NaN (from before it was refused, or an extra metric) is null, not a failed answer
     };
 
     private static double? Finite(double v) => double.IsFinite(v) ? v : null;

@@ -136,9 +136,19 @@ public sealed class ProgramTrialRunner : ITrialRunner
         double? value = null, valAccuracy = null, trainAccuracy = null;
         var clock = Stopwatch.StartNew();
 
+        string? diverged = null;
+
         // Each finished step becomes the next epoch; returns false once the trial is to stop.
         bool Deliver(Dictionary<string, double> step)
         {
+            if (StepReader.NotANumber(step, sweep.Metric) is { } bad)
+            {
+                // As with our own models: a run whose metric is no longer a number has diverged. It stops here, and the
+                // step is not stored (nothing after it would be either).
+                diverged = $"the program reported {bad.Name} = {bad.Value.ToString(CultureInfo.InvariantCulture)} at epoch {epochs + 1}";
+                return false;
+            }
+
             epochs++;
             var record = StepReader.Epoch(epochs, step, clock.Elapsed.TotalSeconds);
             value = record.ValueOf(sweep.Metric) ?? value;
@@ -188,6 +198,11 @@ public sealed class ProgramTrialRunner : ITrialRunner
         }
 
         cancellationToken.ThrowIfCancellationRequested();
+        if (diverged is not null)
+        {
+            return new TrialFinish(TrialState.Diverged, valAccuracy, trainAccuracy, epochs, diverged, value);
+        }
+
         if (stopped)
         {
             return new TrialFinish(TrialState.Pruned, valAccuracy, trainAccuracy, epochs, $"stopped after epoch {epochs}; its process was killed", value);
@@ -390,6 +405,25 @@ public sealed class StepReader(string metric)
         _ended = _step;
         _step = null;
         return step;
+    }
+
+    /// <summary>
+    /// The sweep's <paramref name="metric"/> as the step reports it, when that is nan or +-inf (for loss, either of
+    /// loss and train_loss); null when it is a number or not reported. Other fields may be nan (a program's own
+    /// conventions), as W&amp;B and Katib take them.
+    /// </summary>
+    public static (string Name, double Value)? NotANumber(IReadOnlyDictionary<string, double> step, string metric)
+    {
+        ReadOnlySpan<string> names = metric is "loss" or "train_loss" ? ["loss", "train_loss"] : [metric];
+        foreach (var name in names)
+        {
+            if (step.TryGetValue(name, out var v) && !double.IsFinite(v))
+            {
+                return (name, v);
+            }
+        }
+
+        return null;
     }
 
     /// <summary>

@@ -156,7 +156,10 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return EpochVerdict.Retry;
         }
 
-        log.LogInformation(paused ? "Trial {Trial} {State} at a rung: val acc {Val:F4} after {Epochs} epochs{Reason}" : "Trial {Trial} {State}: val acc {Val:F4} after {Epochs} epochs{Reason}", lease.Number, finish.State.ToText(), finish.ValAccuracy ?? double.NaN,
+        // A program's trial may report no validation accuracy: then its metric's value, if any.
+        var score = finish.ValAccuracy is { } val ? $"val acc {val:F4}"
+            : finish.Value is { } value ? "value " + value.ToString("G6", System.Globalization.CultureInfo.InvariantCulture) : "no value";
+        log.LogInformation(paused ? "Trial {Trial} {State} at a rung: {Score} after {Epochs} epochs{Reason}" : "Trial {Trial} {State}: {Score} after {Epochs} epochs{Reason}", lease.Number, finish.State.ToText(), score,
             finish.Epochs, finish.Reason is null ? "" : " (" + finish.Reason + ")");
         End(lease);
         return EpochVerdict.Continue;

@@ -70,6 +70,24 @@ public sealed class DashboardApiTests : IAsyncLifetime
             Assert.Equal(0.75, epoch.GetProperty("metrics").GetProperty("loss").GetDouble());
             Assert.Equal(JsonValueKind.Null, epoch.GetProperty("metrics").GetProperty("f1").ValueKind);
         }
+
+        // A trial whose value is not a number (stored before such runs were called diverged) is served as null; it
+        // made every answer that lists it a 500 with an empty body before, the study list too.
+        await _store.FinishAsync(lease, new Core.Trials.TrialFinish(Core.Trials.TrialState.Completed, null, null, 1, null, double.PositiveInfinity));
+        (client, app) = await StartAsync();
+        await using (app)
+        {
+            foreach (var path in (string[])["/api/studies", "/api/studies/prog", "/api/studies/prog/trials", "/api/studies/prog/trials?columns=number,value", "/api/studies/prog/trials/0"])
+            {
+                var response = await client.GetAsync(path);
+                Assert.True(response.StatusCode == HttpStatusCode.OK, $"{path}: {response.StatusCode}");
+                var text = await response.Content.ReadAsStringAsync();
+                Assert.DoesNotContain("Infinity", text, StringComparison.Ordinal);
+            }
+
+            var trial = await Json(await client.GetAsync("/api/studies/prog/trials/0"));
+            Assert.Equal(JsonValueKind.Null, trial.GetProperty("trial").GetProperty("value").ValueKind);
+        }
     }
 
     [Fact]

@@ -253,6 +253,23 @@ public sealed class ProgramTrialRunnerTests : IDisposable
         Assert.Equal(ProgramTrialRunner.TailLines, finish.Reason!.Split('\n').Length - 1);
     }
 
+    [Theory]
+    [InlineData("loss", "echo '{\"loss\": 1e999}'", "loss = Infinity at epoch 2")]
+    [InlineData("val_loss", "echo 'epoch=2 loss=0.4 val_loss=nan'", "val_loss = NaN at epoch 2")]
+    [InlineData("loss", "echo 'epoch=2 train_loss=-inf val_loss=0.3'", "train_loss = -Infinity at epoch 2")]
+    public void A_metric_that_is_not_a_number_is_a_diverged_trial_stopped_there_and_not_stored(string metric, string badLine, string said)
+    {
+        var sweep = Sweep("train.sh", "echo 'epoch=1 loss=0.5 val_loss=0.6'\n" + badLine + "\necho 'epoch=3 loss=0.3 val_loss=0.4'\n",
+            metric: metric, command: "[bash, \"${program}\"]");
+        var (finish, epochs, _) = Run(sweep);
+
+        Assert.Equal(TrialState.Diverged, finish.State);
+        Assert.Equal($"the program reported {said}", finish.Reason);
+        Assert.Equal(1, finish.Epochs);
+        Assert.Single(epochs);
+        Assert.Equal(metric == "loss" ? 0.5 : 0.6, finish.Value);
+    }
+
     [Fact]
     public void A_program_that_never_reports_the_sweeps_metric_fails_with_a_clear_reason()
     {
