@@ -40,12 +40,25 @@ public class FilterParserTests
     [InlineData("dropout > 0 and", 15, "expected a field name")]
     [InlineData("state = complete", 8, "unknown state 'complete' (known: pending, running, completed, pruned, diverged, failed, paused)")]
     [InlineData("epochs > 1 and state != 3", 24, "unknown state '3'")]
+    [InlineData("val_accuracy != 'abc'", 16, "val_accuracy is a number; got the text 'abc'")]
+    [InlineData("not (epochs = abc)", 14, "epochs is a number")]
+    [InlineData("owner = 3", 8, "owner is text; quote it")]
     public void Bad_queries_point_at_the_position(string text, int position, string problem)
     {
         var ex = Assert.Throws<QueryException>(() => FilterParser.Parse(text, _params));
         Assert.Equal(position, ex.Position);
         Assert.Contains(problem, ex.Problem);
         Assert.Contains($"position {position + 1}", ex.Message);
+    }
+
+    [Fact]
+    public void A_filter_holds_at_most_a_hundred_comparisons_before_a_store_would_refuse_its_depth()
+    {
+        string Chain(int n) => string.Join(" or ", Enumerable.Repeat("dropout = 0.5", n));
+        Assert.NotNull(FilterParser.Parse(Chain(FilterParser.MaxComparisons), _params));
+        var ex = Assert.Throws<QueryException>(() => FilterParser.Parse(Chain(FilterParser.MaxComparisons + 1), _params));
+        Assert.Equal(FilterParser.MaxComparisons * "dropout = 0.5 or ".Length, ex.Position);
+        Assert.Contains($"more than {FilterParser.MaxComparisons} comparisons", ex.Problem);
     }
 
     [Fact]

@@ -606,6 +606,9 @@ public abstract class TrialStoreContract
             Assert.Equal(new[] { 3, 2 }, await Numbers("params.epochs >= 30", "-params.epochs"));
             Assert.Equal(new[] { 2, 3 }, await Numbers("epochs <= 2", "-epochs"));
             Assert.Equal(new[] { 0, 1 }, await Numbers("epochs >= 3 and params.epochs <= 20", "params.epochs"));
+            // The longest filter the parser takes, of parameters and fields, stays within what the store's SQL takes.
+            var longest = string.Join(" or ", Enumerable.Range(0, Core.Queries.FilterParser.MaxComparisons).Select(i => i == 0 ? "params.epochs = 20" : i % 2 == 0 ? $"params.epochs = {i + 1000}" : $"number = {i + 1000}"));
+            Assert.Equal(new[] { 1 }, await Numbers(longest, "number"));
             var groups = await store.GroupTrialsAsync("e", new Core.Queries.TrialQuery(null, []), "params.epochs");
             Assert.Equal(new object?[] { 30.0, 20.0, 40.0, 10.0 }.Order(), groups.Select(g => g.Value).Order());
         }

@@ -89,8 +89,18 @@ public sealed class FilterParser
     /// <summary>The deepest nesting of parentheses and nots a filter may have: the parser recurses once per level.</summary>
     public const int MaxDepth = 100;
 
+    /// <summary>
+    /// The most comparisons a filter may hold: each becomes a term of one SQL expression, and the stores refuse deep
+    /// ones (SQLite at 1,000 levels) with an error of their own.
+    /// </summary>
+    public const int MaxComparisons = 100;
+
+    /// <summary>The trial fields that hold numbers (the others, state and owner, hold text).</summary>
+    private static readonly HashSet<string> _numericFields = ["number", "val_accuracy", "train_accuracy", "epochs", "attempts", "seed", "value"];
+
     private readonly string _text;
     private int _depth;
+    private int _comparisons;
     private readonly IReadOnlyDictionary<string, string> _fields;
     private int _pos;
 
@@ -257,6 +267,11 @@ public sealed class FilterParser
     {
         SkipSpace();
         var start = _pos;
+        if (++_comparisons > MaxComparisons)
+        {
+            throw new QueryException($"more than {MaxComparisons} comparisons; narrow the filter (a range such as x >= 1 and x <= 5 instead of one comparison per value)", start, _text);
+        }
+
         var name = FieldName();
         if (name.Length == 0)
         {
@@ -310,6 +325,18 @@ public sealed class FilterParser
         if (value is string && op is "<" or "<=" or ">" or ">=")
         {
             throw new QueryException($"'{op}' needs a number", valueStart, _text);
+        }
+
+        // A trial field holds one kind of value: a number compared with text (or text with a number) would match no
+        // trial, and its negation none either.
+        if (value is string word2 && _numericFields.Contains(field))
+        {
+            throw new QueryException($"{field} is a number; got the text '{word2}'", valueStart, _text);
+        }
+
+        if (value is double && field == "owner")
+        {
+            throw new QueryException($"owner is text; quote it: owner = '{_text[valueStart.._pos]}'", valueStart, _text);
         }
 
         if (field == "state")
