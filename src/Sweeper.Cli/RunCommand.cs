@@ -71,6 +71,19 @@ public static partial class SweepCommands
                 return 2;
             }
 
+            if (sweep.Device == "cuda" && flags.GpuSlots == 0)
+            {
+                // Only GPU slots take a device: cuda trial. On the embedded store no other silo would come to train
+                // them: the study would wait for ever. A cluster's workers may have them.
+                if (SqliteFile(address) is not null)
+                {
+                    Console.Error.WriteLine($"error: {parse.GetValue(file)}: device: cuda trains on GPU slots, and this silo has none; give --gpu-slots N (one per GPU; it needs a usable CUDA runtime), or device: cpu");
+                    return 2;
+                }
+
+                Log.Warning("{File}: device: cuda trains on GPU slots, and this silo has none: its trials wait for a worker started with --gpu-slots", parse.GetValue(file)!.ToString());
+            }
+
             await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
             using var trainer = new TrialTrainer(dataDir);
 

@@ -144,6 +144,8 @@ public sealed class CliOutputTests : IAsyncLifetime
         var sweepFile = Path.Combine(_dir, "ep.yaml");
         File.WriteAllText(sweepFile, Sweep);
         var fresh = "sqlite:" + Path.Combine(_dir, "fresh.db");
+        var cudaFile = Path.Combine(_dir, "cuda.yaml");
+        File.WriteAllText(cudaFile, "name: cu\nmethod: grid\nmodel: softmax\nengine: torch\ndevice: cuda\nparameters:\n  learning_rate: {value: 1.0e-7}\n");
         // A million slots was a million threads (the runtime died: "Out of memory" or an internal CLR error); a lease of
         // 2^31 s overflowed the keep-alive timer mid-study.
         foreach (var (args, message) in new[]
@@ -154,6 +156,8 @@ public sealed class CliOutputTests : IAsyncLifetime
                      (["coordinator", sweepFile, "--store", fresh, "--lease-seconds", "999999999999"], "error: --lease-seconds must be between 1 and 86400"),
                      // This build carries libtorch for the CPU only: GPU slots would fail every device: cuda trial they took.
                      (["worker", "--store", fresh, "--gpu-slots", "1"], "error: --gpu-slots 1: device cuda: no usable CUDA runtime"),
+                     // Its trials would have waited for ever on the embedded store: no slot of this silo takes them.
+                     (["run", cudaFile, "--store", fresh], $"error: {cudaFile}: device: cuda trains on GPU slots, and this silo has none; give --gpu-slots N"),
                  })
         {
             var (code, _, stderr) = Sweeper(args);
