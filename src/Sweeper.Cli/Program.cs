@@ -24,7 +24,15 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal
 
 try
 {
-    return await SweeperProgram.CreateRootCommand().Parse(args).InvokeAsync(
+    var parse = SweeperProgram.CreateRootCommand().Parse(args);
+    if (parse.Errors.Count > 0 && !parse.Tokens.Any(t => t.Value is "--help" or "-h" or "-?"))
+    {
+        // A bad argument: exit 2 (as README says), one line per problem in the user's terms, and where to read more
+        // (not the whole help text, nor .NET's type names).
+        return ParseErrors.Report(parse);
+    }
+
+    return await parse.InvokeAsync(
         new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false }, shutdown.Token);
 }
 catch (Exception e) when (e is Sweeper.Core.Trials.StoreOpenException or CliException)

@@ -112,6 +112,11 @@ public static class TrainCommand
 
                 options.Validate();
                 CheckSizes(parse.GetValue(trainSize), parse.GetValue(valSize), parse.GetValue(printEvery));
+                if (parse.GetValue(checkpoint) is { } folder && Directory.Exists(folder.FullName))
+                {
+                    // Found before training, not when the first epoch's checkpoint is written.
+                    throw new ArgumentException($"--checkpoint {folder.FullName} is a folder; give a file in it, e.g. {Path.Combine(folder.FullName, "run.ckpt")}.");
+                }
             }
             catch (ArgumentException e)
             {

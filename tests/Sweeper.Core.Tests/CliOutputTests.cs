@@ -89,6 +89,9 @@ public sealed class CliOutputTests : IAsyncLifetime
     [InlineData("results", "--top", "0", "error: --top must be at least 1 (got 0)")]
     [InlineData("results", "--top", "-5", "error: --top must be at least 1 (got -5)")]
     [InlineData("validate", "--show", "-1", "error: --show must be 0 or more (got -1)")]
+    // Not a number the option takes: exit 2 (it was 1), one line without .NET's type names, not the whole help text.
+    [InlineData("results", "--top", "99999999999", "error: Cannot parse argument '99999999999' for option '--top': expected a whole number.\n(see 'sweeper results --help')")]
+    [InlineData("results", "--bogus", "1", "error: Unrecognized command or argument '--bogus'.\nerror: Unrecognized command or argument '1'.\n(see 'sweeper results --help')")]
     public void A_count_out_of_range_is_named_with_its_value_and_exits_2(string command, string option, string value, string message)
     {
         var (code, stdout, stderr) = command == "results"

@@ -78,6 +78,20 @@ public class SweepFileEdgeCaseTests
         Assert.Equal($"hidden_size must be in [1, 2147483647] (got {(max == "3e9" ? "3000000000" : max)}).", ex.Problem);
     }
 
+    [Fact]
+    public void A_net_too_wide_to_allocate_is_refused_at_its_width_not_left_to_fail_each_trial()
+    {
+        // 2147483647 hidden units: 6.6e12 weights, which overflowed a count in the first trial ("OverflowException").
+        var ex = Fails(Grid + "  hidden_size: {value: 2147483647}\n");
+        Assert.Equal("parameters.hidden_size", ex.Key);
+        Assert.Contains("would have 6,618,544,600,054 weights; at most 268,435,456 (1 GiB of float32) are taken", ex.Problem);
+        var wide = Fails(Grid + "  hidden_sizes: {values: ['100,100', '20000,20000']}\n");
+        Assert.Contains("widths 20000,20000 would have 461,640,000 weights", wide.Problem);
+        Assert.Equal(268_435_456, Hyperparameters.MaxWeights);
+        Assert.Equal((3072L * 100) + (100 * 100) + (100 * 10), Hyperparameters.WeightCount(3072, [100, 100], 10));
+        Assert.NotNull(SweepParser.Parse(Grid + "  hidden_size: {value: 80000}\n")); // 246 million weights: taken
+    }
+
     [Theory]
     [InlineData("9007199254740993")]
     [InlineData("1e17")]

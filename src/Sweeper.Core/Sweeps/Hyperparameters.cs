@@ -59,6 +59,28 @@ public static class Hyperparameters
     /// <summary>The most hidden layers num_layers may ask for (a trial lists every layer's width).</summary>
     public const int MaxLayers = 1000;
 
+    /// <summary>
+    /// The most weights a model may have: 2^28 float32, 1 GiB (an update rule such as Adam keeps two more copies).
+    /// Past it a trial would fail on its first allocation, or overflow a 32-bit count, long after the sweep was accepted.
+    /// </summary>
+    public const long MaxWeights = 1L << 28;
+
+    /// <summary>Features of a CIFAR-10 image (3 x 32 x 32) and its classes: the dataset every built-in model trains on.</summary>
+    public const int InputFeatures = 3072, Classes = 10;
+
+    /// <summary>Weights (biases aside) of a net from <paramref name="inputs"/> features through <paramref name="widths"/> to <paramref name="classes"/> scores.</summary>
+    public static long WeightCount(int inputs, IReadOnlyList<int> widths, int classes)
+    {
+        long count = 0, previous = inputs;
+        foreach (var width in widths)
+        {
+            count += previous * width;
+            previous = width;
+        }
+
+        return count + (previous * classes);
+    }
+
     /// <summary>Width of each hidden layer of two_layer and fc when the trial gives neither hidden_size nor hidden_sizes.</summary>
     public const int DefaultHiddenSize = 100;
 
@@ -162,6 +184,12 @@ public static class Hyperparameters
             }
 
             widths = Enumerable.Repeat(width, layers).ToArray();
+        }
+
+        if (WeightCount(InputFeatures, widths, Classes) is var weights && weights > MaxWeights)
+        {
+            var key = p.ContainsKey("hidden_sizes") ? "hidden_sizes" : "hidden_size";
+            throw new ArgumentException($"{key}: a {family} net of widths {string.Join(",", widths.Distinct().Count() == 1 && widths.Count > 3 ? [$"{widths.Count} x {widths[0]}"] : widths.Select(w => w.ToString(CultureInfo.InvariantCulture)))} would have {weights.ToString("N0", CultureInfo.InvariantCulture)} weights; at most {MaxWeights.ToString("N0", CultureInfo.InvariantCulture)} (1 GiB of float32) are taken.");
         }
 
         if (p.ContainsKey("iterations") && p.ContainsKey("epochs"))

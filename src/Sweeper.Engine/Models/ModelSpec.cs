@@ -117,6 +117,11 @@ public sealed record ModelSpec
             throw new ArgumentException($"hidden sizes must be positive (got {string.Join(",", HiddenSizes)}).");
         }
 
+        if (Hyperparameters.WeightCount(InputDim, HiddenSizes, NumClasses) is var weights && weights > Hyperparameters.MaxWeights)
+        {
+            throw new ArgumentException($"a net of hidden sizes {string.Join(",", HiddenSizes)} would have {weights:N0} weights; at most {Hyperparameters.MaxWeights:N0} (1 GiB of float32) are taken.");
+        }
+
         switch (Kind)
         {
             case ModelKind.Softmax or ModelKind.Svm when HiddenSizes.Count != 0:
