@@ -79,6 +79,28 @@ public class SweepFileEdgeCaseTests
     }
 
     [Fact]
+    public void A_file_past_a_megabyte_an_endless_one_or_a_folder_is_refused_before_it_is_read_whole()
+    {
+        var dir = Directory.CreateTempSubdirectory("sweeper-big-").FullName;
+        try
+        {
+            var big = Path.Combine(dir, "big.yaml");
+            File.WriteAllText(big, Grid + "  reg: {value: 1}\n" + new string('#', SweepParser.MaxFileBytes));
+            Assert.Equal("is larger than 1 MiB; a sweep file is a few KiB of YAML (is this the right file?).", Assert.Throws<SweepFileException>(() => SweepParser.ParseFile(big)).Problem);
+            // /dev/zero's length reads as 0: it was read until memory ran out (4 GB, then OutOfMemoryException).
+            Assert.Contains("is larger than 1 MiB", Assert.Throws<SweepFileException>(() => SweepParser.ParseFile("/dev/zero")).Problem);
+            Assert.StartsWith("is a folder, not a sweep file", Assert.Throws<SweepFileException>(() => SweepParser.ParseFile(dir)).Problem);
+            var fine = Path.Combine(dir, "fine.yaml");
+            File.WriteAllText(fine, "\uFEFF" + Grid + "  reg: {value: 1}\n");
+            Assert.Equal("a", SweepParser.ParseFile(fine).Name);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_net_too_wide_to_allocate_is_refused_at_its_width_not_left_to_fail_each_trial()
     {
         // 2147483647 hidden units: 6.6e12 weights, which overflowed a count in the first trial ("OverflowException").

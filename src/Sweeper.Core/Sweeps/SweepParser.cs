@@ -49,12 +49,43 @@ public sealed partial class SweepParser
 
     public static SweepDefinition ParseFile(string path)
     {
+        if (Directory.Exists(path))
+        {
+            throw new SweepFileException(path, 0, 0, "", "is a folder, not a sweep file; give the YAML file in it, e.g. sweeps/quickstart.yaml.");
+        }
+
         if (!File.Exists(path))
         {
             throw new SweepFileException(path, 0, 0, "", "the sweep file does not exist.");
         }
 
-        return Parse(File.ReadAllText(path), path);
+        return Parse(ReadBounded(path), path);
+    }
+
+    /// <summary>The largest sweep file read: W&amp;B's and ours are a few KiB; a megabyte is a wrong file.</summary>
+    public const int MaxFileBytes = 1 << 20;
+
+    /// <summary>
+    /// The file's text, read up to <see cref="MaxFileBytes"/>: a larger file (or an endless one such as /dev/zero, whose
+    /// length reads as 0) is refused instead of read into memory until it runs out.
+    /// </summary>
+    private static string ReadBounded(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.SequentialScan);
+        var buffer = new byte[MaxFileBytes + 1];
+        var read = 0;
+        while (read < buffer.Length && stream.Read(buffer, read, buffer.Length - read) is var n and > 0)
+        {
+            read += n;
+        }
+
+        if (read > MaxFileBytes)
+        {
+            throw new SweepFileException(path, 0, 0, "", $"is larger than {MaxFileBytes >> 20} MiB; a sweep file is a few KiB of YAML (is this the right file?).");
+        }
+
+        using var reader = new StreamReader(new MemoryStream(buffer, 0, read), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        return reader.ReadToEnd();
     }
 
     /// <summary>Parses and validates a sweep file's text; throws <see cref="SweepFileException"/> with every error found.</summary>
