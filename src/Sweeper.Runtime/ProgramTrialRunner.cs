@@ -90,13 +90,6 @@ public sealed class ProgramTrialRunner : ITrialRunner
         var tail = new Tail(TailLines);
         var errors = new Tail(TailLines);
         using var process = new Process { StartInfo = start };
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is not null)
-            {
-                errors.Add(e.Data);
-            }
-        };
         try
         {
             process.Start();
@@ -106,7 +99,18 @@ public sealed class ProgramTrialRunner : ITrialRunner
             return Failed(0, $"could not start {Quote(start.FileName)} in {workDir}: {e.Message}", []);
         }
 
-        process.BeginErrorReadLine();
+        // Both streams are read line by line with a cap on a line's length: a program that writes hundreds of MB
+        // without a newline would otherwise grow the silo by as much.
+        var errorReader = new BoundedLines(process.StandardError, MaxLineChars);
+        var readingErrors = Task.Factory.StartNew(
+            () =>
+            {
+                while (errorReader.ReadLine() is { } line)
+                {
+                    errors.Add(line);
+                }
+            },
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         process.StandardInput.Close();
         var timedOut = false;
         void Kill()
@@ -164,9 +168,10 @@ public sealed class ProgramTrialRunner : ITrialRunner
             return onEpoch(record, () => Marker(reached));
         }
 
+        var output = new BoundedLines(process.StandardOutput, MaxLineChars);
         try
         {
-            while (process.StandardOutput.ReadLine() is { } line)
+            while (output.ReadLine() is { } line)
             {
                 tail.Add(line);
                 if (stopped || MetricLines.Parse(line) is not { } metrics)
@@ -195,6 +200,9 @@ public sealed class ProgramTrialRunner : ITrialRunner
                 Kill();
                 process.WaitForExit(10_000);
             }
+
+            // The rest of stderr (a child the program left behind may hold the pipe: not for long).
+            readingErrors.Wait(TimeSpan.FromSeconds(5));
         }
 
         cancellationToken.ThrowIfCancellationRequested();
@@ -297,6 +305,64 @@ public sealed class ProgramTrialRunner : ITrialRunner
     {
         var folders = (path ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
         return new[] { "python", "python3" }.FirstOrDefault(name => folders.Any(d => File.Exists(Path.Combine(d, name))));
+    }
+
+    /// <summary>The longest line of a program's output kept (in characters); the rest of a longer line is skipped.</summary>
+    public const int MaxLineChars = 1 << 16;
+
+    /// <summary>
+    /// Lines of a stream, each cut at a length: characters past it are read and dropped up to the line's end, so that
+    /// memory stays bounded whatever the program writes. A cut line ends with "…".
+    /// </summary>
+    public sealed class BoundedLines(TextReader reader, int maxChars)
+    {
+        private readonly char[] _buffer = new char[8192];
+        private int _start, _end;
+
+        public string? ReadLine()
+        {
+            var line = new StringBuilder();
+            var cut = false;
+            while (true)
+            {
+                if (_start == _end)
+                {
+                    _end = reader.Read(_buffer, 0, _buffer.Length);
+                    _start = 0;
+                    if (_end <= 0)
+                    {
+                        _end = 0;
+                        return line.Length > 0 || cut ? Finish(line, cut) : null;
+                    }
+                }
+
+                var span = _buffer.AsSpan(_start, _end - _start);
+                var newline = span.IndexOf('\n');
+                var piece = newline >= 0 ? span[..newline] : span;
+                var room = maxChars - line.Length;
+                if (piece.Length > room)
+                {
+                    cut = true;
+                }
+
+                line.Append(piece[..Math.Min(room, piece.Length)]);
+                _start += newline >= 0 ? newline + 1 : span.Length;
+                if (newline >= 0)
+                {
+                    return Finish(line, cut);
+                }
+            }
+        }
+
+        private static string Finish(StringBuilder line, bool cut)
+        {
+            if (line.Length > 0 && line[^1] == '\r')
+            {
+                line.Length--;
+            }
+
+            return cut ? line.Append('…').ToString() : line.ToString();
+        }
     }
 
     private static string Quote(string s) => s.Contains(' ', StringComparison.Ordinal) ? $"\"{s}\"" : s;

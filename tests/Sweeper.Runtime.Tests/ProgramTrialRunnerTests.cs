@@ -271,6 +271,33 @@ public sealed class ProgramTrialRunnerTests : IDisposable
     }
 
     [Fact]
+    public void Output_lines_are_cut_at_a_length_and_the_rest_of_a_long_line_is_skipped_not_kept()
+    {
+        var text = "a\r\n" + new string('x', 20) + "\n\nlast";
+        var lines = new ProgramTrialRunner.BoundedLines(new StringReader(text), 8);
+        Assert.Equal("a", lines.ReadLine());
+        Assert.Equal("xxxxxxxx…", lines.ReadLine());
+        Assert.Equal("", lines.ReadLine());
+        Assert.Equal("last", lines.ReadLine());
+        Assert.Null(lines.ReadLine());
+
+        // 3 MB on each stream without a newline (a silo grew by gigabytes on such a program), then the metric.
+        var sweep = Sweep("train.sh", """
+            head -c 3000000 /dev/zero | tr '\0' 'y'
+            echo
+            head -c 3000000 /dev/zero | tr '\0' 'z' >&2
+            echo 'loss=0.25'
+            exit 4
+            """, metric: "loss", command: "[bash, \"${program}\"]");
+        var (finish, epochs, _) = Run(sweep);
+        Assert.Equal(0.25, Assert.Single(epochs).Loss);
+        Assert.Equal(TrialState.Failed, finish.State);
+        Assert.StartsWith("the program exited with code 4 after epoch 1", finish.Reason, StringComparison.Ordinal);
+        Assert.True(finish.Reason!.Length < 5_000, $"{finish.Reason.Length} characters");
+        Assert.Contains("zzz…", finish.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_program_that_never_reports_the_sweeps_metric_fails_with_a_clear_reason()
     {
         var sweep = Sweep("train.sh", """
