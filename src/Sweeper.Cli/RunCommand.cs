@@ -71,6 +71,28 @@ public static partial class SweepCommands
                 return 2;
             }
 
+            if (ProgramTrialRunner.StartProblems(sweep, parse.GetValue(file)!.FullName) is { Count: > 0 } problems)
+            {
+                // Every trial would fail the same way. On the embedded store this silo is the only one to run them; a
+                // cluster's workers may have what this machine lacks.
+                foreach (var (key, message) in problems)
+                {
+                    if (SqliteFile(address) is not null)
+                    {
+                        Console.Error.WriteLine($"error: {parse.GetValue(file)}: {key}: {message}");
+                    }
+                    else
+                    {
+                        Log.Warning("{File}: {Key}: {Message} (on this machine; the workers must be able to start it)", parse.GetValue(file)!.ToString(), key, message);
+                    }
+                }
+
+                if (SqliteFile(address) is not null)
+                {
+                    return 2;
+                }
+            }
+
             if (sweep.Device == "cuda" && flags.GpuSlots == 0)
             {
                 // Only GPU slots take a device: cuda trial. On the embedded store no other silo would come to train

@@ -161,6 +161,9 @@ public static partial class SweepCommands
                 return 2;
             }
 
+            // A program that cannot start here fails every trial one by one: said now (a warning, since a cluster's
+            // workers may have what this machine lacks).
+            sweep = sweep with { Warnings = [.. sweep.Warnings, .. ProgramTrialRunner.StartProblems(sweep, path).Select(p => new SweepFileIssue(path, 0, 0, p.Key, p.Message))] };
             var count = SearchSpace.TrialCount(sweep);
 
             // bayes (TPE) starts with random draws (its startup trials), so the first sets are shown as random ones.

@@ -307,6 +307,88 @@ public sealed class ProgramTrialRunner : ITrialRunner
         return new[] { "python", "python3" }.FirstOrDefault(name => folders.Any(d => File.Exists(Path.Combine(d, name))));
     }
 
+    /// <summary>
+    /// What would keep every trial of a program sweep from starting on this machine, found before a study exists: the
+    /// working folder (trial.workdir), the executable the command starts (not on PATH, missing, or not executable) and
+    /// the program file the command names. Each comes with the sweep file's key. Empty when the trials can start here
+    /// (or the sweep runs no program).
+    /// </summary>
+    public static IReadOnlyList<(string Key, string Message)> StartProblems(SweepDefinition sweep, string sweepFile)
+    {
+        if (WithWorkDir(sweep, sweepFile).Program is not { } program)
+        {
+            return [];
+        }
+
+        var workDir = Path.GetFullPath(program.WorkDir ?? ".");
+        if (!Directory.Exists(workDir))
+        {
+            return [("trial.workdir", $"the folder {workDir} does not exist")];
+        }
+
+        var (argv, environment) = program.Build(new Dictionary<string, object>(), "args.json", OperatingSystem.IsWindows(), program.Env.ContainsKey("PATH") ? null : new Dictionary<string, string> { ["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "" });
+        if (argv.Count == 0)
+        {
+            return [("command", "the command is empty")];
+        }
+
+        // /usr/bin/env starts its first argument, found on PATH.
+        var started = argv[0] == "/usr/bin/env" && argv.Count > 1 ? argv[1] : argv[0];
+        started = started == "python" ? Python() : started;
+        var key = started == program.Program ? "program" : "command";
+        var problems = new List<(string, string)>();
+        if (Unstartable(started, workDir, environment.GetValueOrDefault("PATH", "")) is { } why)
+        {
+            problems.Add((key, why));
+        }
+
+        if (key == "command" && argv.Contains(program.Program) && !File.Exists(Path.Combine(workDir, program.Program)))
+        {
+            problems.Add(("program", $"{program.Program}: no such file in {workDir} (the program is found relative to trial.workdir, by default the sweep file's folder)"));
+        }
+
+        return problems;
+    }
+
+    /// <summary>
+    /// <paramref name="sweep"/> with its program's working folder made absolute: the folder of the sweep file
+    /// <paramref name="source"/>, or trial.workdir taken from there. A source that is not a file here leaves it to the
+    /// silo's current folder.
+    /// </summary>
+    public static SweepDefinition WithWorkDir(SweepDefinition sweep, string source)
+    {
+        if (sweep.Program is not { } program || !File.Exists(source))
+        {
+            return sweep;
+        }
+
+        var folder = Path.GetDirectoryName(Path.GetFullPath(source))!;
+        return sweep with { Program = program with { WorkDir = Path.GetFullPath(Path.Combine(folder, program.WorkDir ?? ".")) } };
+    }
+
+    /// <summary>Why <paramref name="name"/> (a path, or a name looked up on <paramref name="path"/>) cannot be started, or null.</summary>
+    private static string? Unstartable(string name, string workDir, string path)
+    {
+        static bool Executable(string file) => OperatingSystem.IsWindows() || (File.GetUnixFileMode(file) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
+        if (name.Contains('/', StringComparison.Ordinal))
+        {
+            var full = Path.IsPathRooted(name) ? name : Path.GetFullPath(Path.Combine(workDir, name));
+            return !File.Exists(full) ? $"{name}: no such file ({full})"
+                : !Executable(full) ? $"{name} is not executable: chmod +x {full}, or start it through its interpreter (command: [bash, \"${{program}}\"])"
+                : null;
+        }
+
+        var onPath = path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, name)).FirstOrDefault(f => File.Exists(f) && Executable(f));
+        if (onPath is not null)
+        {
+            return null;
+        }
+
+        return File.Exists(Path.Combine(workDir, name))
+            ? $"{name} is not on PATH; to start the file {name} in {workDir}, write ./{name}"
+            : $"{name}: not found on PATH";
+    }
+
     /// <summary>The longest line of a program's output kept (in characters); the rest of a longer line is skipped.</summary>
     public const int MaxLineChars = 1 << 16;
 

@@ -66,14 +66,8 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
 
     public async Task<StudyOpening> OpenAsync(string sweepText, string source)
     {
-        var sweep = SweepParser.Parse(sweepText, source);
-        if (sweep.Program is { } program && File.Exists(source))
-        {
-            // A program runs in the sweep file's folder (or its workdir, taken from there), wherever the trial's slot
-            // is; stored so with the study. A source that is not a file here leaves workdir to the silo's directory.
-            var folder = Path.GetDirectoryName(Path.GetFullPath(source))!;
-            sweep = sweep with { Program = program with { WorkDir = Path.GetFullPath(Path.Combine(folder, program.WorkDir ?? ".")) } };
-        }
+        // A program's working folder is stored with the study as the file gave it, wherever the trial's slot is.
+        var sweep = ProgramTrialRunner.WithWorkDir(SweepParser.Parse(sweepText, source), source);
 
         if (sweep.Name != Name)
         {

@@ -156,13 +156,14 @@ public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
     [Fact]
     public void A_study_whose_every_trial_fails_ends_with_exit_status_1_and_says_where_the_reasons_are()
     {
-        // The program does not exist: each trial fails at its start. Before, run ended with status 0, so a script or a
-        // batch job took a sweep that produced nothing for a success.
+        // The program exits with an error each time: every trial fails. Before, run ended with status 0, so a script or
+        // a batch job took a sweep that produced nothing for a success.
         using var h = new Harness();
         var sweep = h.Write("miss.yaml", """
             name: miss
-            program: ./missing.sh
+            program: ./broken.sh
             command:
+              - bash
               - ${program}
               - ${args}
             method: grid
@@ -170,11 +171,38 @@ public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
             parameters:
               x: {values: [1, 2]}
             """);
+        h.Write("broken.sh", "echo 'no data here' >&2\nexit 3\n");
         var run = h.Run(TimeSpan.FromMinutes(2), "run", sweep, "--store", h.Store(), "--slots", "1");
         Assert.True(run.Code == 1, run.Stdout + run.Stderr);
         Assert.Contains("2 failed (2/2 final)", run.Stdout, StringComparison.Ordinal);
         Assert.Contains("Study miss closed without a completed trial; the reasons: sweeper results miss --columns number,state,reason", run.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("Exception:", run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_program_that_cannot_start_here_is_said_by_validate_and_refused_by_run_on_the_embedded_store_before_its_study_exists()
+    {
+        // Each used to validate, and run then failed every trial one by one (540 failures for a 540-point grid).
+        using var h = new Harness();
+        h.Write("noexec.sh", "echo loss=0.5\n");
+        foreach (var (program, extra, said) in new[]
+                 {
+                     ("./missing.sh", "", "program: ./missing.sh: no such file"),
+                     ("./noexec.sh", "", "program: ./noexec.sh is not executable: chmod +x"),
+                     ("noexec.sh", "", "program: noexec.sh is not on PATH; to start the file noexec.sh in"),
+                     ("train.py", "command: [bash, \"${program}\"]\n", "program: train.py: no such file in"),
+                     ("./noexec.sh", "trial: {workdir: /nonexistent/nope}\n", "trial.workdir: the folder /nonexistent/nope does not exist"),
+                 })
+        {
+            var sweep = h.Write("p.yaml", $"name: p\nprogram: {program}\n{extra}method: grid\nmetric: {{name: loss, goal: minimize}}\nparameters:\n  x: {{values: [1, 2]}}\n");
+            var validate = h.Run(TimeSpan.FromMinutes(1), "validate", sweep);
+            Assert.True(validate.Code == 0, validate.Stderr);
+            Assert.Contains($"warning: {sweep}: {said}", validate.Stdout, StringComparison.Ordinal);
+            var run = h.Run(TimeSpan.FromMinutes(1), "run", sweep, "--store", h.Store(), "--slots", "1");
+            Assert.True(run.Code == 2, run.Stdout + run.Stderr);
+            Assert.Contains($"error: {sweep}: {said}", run.Stderr, StringComparison.Ordinal);
+            Assert.False(File.Exists(h.Store()["sqlite:".Length..]), "no store, so no study, was made");
+        }
     }
 
     /// <summary>examples/fashion-hyperband of the checkout the tests were built from.</summary>
