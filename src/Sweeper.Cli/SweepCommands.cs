@@ -546,7 +546,7 @@ public static partial class SweepCommands
         var csv = new Option<bool>("--csv") { Description = "Print CSV: one row per trial (or group)." };
         var top = new Option<int?>("--top") { Description = "Only the first N trials after sorting." };
         var where = new Option<string?>("--where") { Description = "Filter, e.g. \"dropout > 0 and hidden_size >= 100 and state = completed\" (and, or, not, parentheses; =, !=, <, <=, >, >=)." };
-        var sort = new Option<string?>("--sort") { Description = "Sort keys, '-' for descending. Default: -val_accuracy,number." };
+        var sort = new Option<string?>("--sort") { Description = "Sort keys, '-' for descending. Default: -val_accuracy (a study judged by another metric, such as a program's loss: by its value, best first), then number." };
         var groupBy = new Option<string?>("--group-by") { Description = "Group the matching trials by a field: count, completed, best and mean val_accuracy per value." };
         var columns = new Option<string?>("--columns") { Description = "Columns to show, e.g. learning_rate,reg,val_accuracy,train_accuracy." };
         var command = new Command("results", "The trials of a study, filtered, sorted and grouped, and the best trial with its test accuracy.")
@@ -581,7 +581,11 @@ public static partial class SweepCommands
                 return 1;
             }
 
-            var parameterNames = SweepJson.Of(record).ParameterNames;
+            var definition = SweepJson.Of(record);
+            var parameterNames = definition.ParameterNames;
+            // A study judged by another metric than the accuracies (a program's loss) is shown and sorted by its value.
+            var byValue = definition.Metric is not ("val_accuracy" or "train_accuracy");
+            var defaultSort = !byValue ? "-val_accuracy" : definition.Goal == "minimize" ? "value" : "-value";
             Core.Queries.TrialQuery query;
             IReadOnlyList<string>? chosen = null;
             string? group = null;
@@ -589,7 +593,7 @@ public static partial class SweepCommands
             {
                 query = new Core.Queries.TrialQuery(
                     Core.Queries.FilterParser.Parse(parse.GetValue(where), parameterNames),
-                    Core.Queries.FilterParser.ParseSort(parse.GetValue(sort) ?? "-val_accuracy", parameterNames),
+                    Core.Queries.FilterParser.ParseSort(parse.GetValue(sort) ?? defaultSort, parameterNames),
                     0,
                     parse.GetValue(top));
                 if (parse.GetValue(columns) is { } list)
@@ -622,7 +626,9 @@ public static partial class SweepCommands
                 var (matched, count) = await trialStore.QueryTrialsAsync(name, query, ct);
                 rows = [.. matched.Select(TrialJson.Fields)];
                 total = count;
-                chosen ??= ["number", "state", "val_accuracy", "train_accuracy", "epochs", .. parameterNames.Select(Core.Queries.FilterParser.ParameterColumn).Where(c => rows.Any(r => r.ContainsKey(c)))];
+                IReadOnlyList<string> scores = !byValue ? ["val_accuracy", "train_accuracy"]
+                    : ["value", .. ((string[])["val_accuracy", "train_accuracy"]).Where(c => rows.Any(r => r.GetValueOrDefault(c) is not null))];
+                chosen ??= ["number", "state", .. scores, "epochs", .. parameterNames.Select(Core.Queries.FilterParser.ParameterColumn).Where(c => rows.Any(r => r.ContainsKey(c)))];
             }
 
             if (parse.GetValue(csv))

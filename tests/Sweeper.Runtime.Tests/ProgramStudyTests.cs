@@ -148,6 +148,15 @@ public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
             Assert.Contains("8/8 final", run.Stdout, StringComparison.Ordinal);
             Assert.Contains("0 failed", run.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"Best trial \d+: loss 0\.\d+", run.Stdout);
+
+            // Its trials are listed with their loss (the value), the lowest first, not with empty accuracy columns.
+            var results = h.Run(TimeSpan.FromMinutes(1), "results", name, "--store", h.Store(), "--csv", "--where", "state = completed");
+            Assert.True(results.Code == 0, results.Stderr);
+            var lines = results.Stdout.TrimEnd('\n').Split('\n');
+            Assert.StartsWith("number,state,value,", lines[0], StringComparison.Ordinal);
+            var values = lines[1..].Select(l => double.Parse(l.Split(',')[2], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            Assert.NotEmpty(values);
+            Assert.Equal(values.Order(), values);
             Assert.Contains("cannot be evaluated on the test split", run.Stdout, StringComparison.Ordinal);
             Assert.Contains("paused at a rung", run.Stderr, StringComparison.Ordinal);
         }
