@@ -101,6 +101,40 @@ public class SweepFileEdgeCaseTests
     }
 
     [Fact]
+    public void Conditions_and_hyperband_bands_that_can_never_take_effect_are_warned_about_at_their_place()
+    {
+        var sweep = SweepParser.Parse(Random + """
+              reg: {values: [1, 2]}
+              learning_rate: {distribution: uniform, min: 0.1, max: 0.2}
+              epochs: {values: [1, 2]}
+            conditions:
+              - when: {reg: 3}
+                parameters: {dropout: {value: 0.5}}
+              - when: {learning_rate: 0.15}
+                parameters: {weight_scale: {value: 0.01}}
+              - when: {reg: [1, 1, 2]}
+                parameters: {normalization: {value: batch}}
+              - when: {reg: [1, 5]}
+                parameters: {num_layers: {value: 2}}
+              - when: {reg: 2}
+                parameters: {init: {value: he}}
+            early_terminate: {type: hyperband, min_iter: 2, eta: 3}
+            """, "x.yaml");
+        var warnings = sweep.Warnings.Select(w => (w.Line, w.Key, w.Message)).ToList();
+        Assert.Equal(
+        [
+            (9, "conditions[0].when.reg", "reg never takes 3 (1, 2): this block never applies."),
+            (11, "conditions[1].when.learning_rate", "learning_rate is drawn from a continuous range, which a draw equals almost never: this block almost never applies (test a parameter with values, or use q_ distributions)."),
+            (13, "conditions[2].when.reg", "lists a value twice."),
+            (15, "conditions[3].when.reg", "reg never takes 5 (1, 2)."),
+            (19, "early_terminate", "hyperband's first band is at epoch 2, and no trial trains more than 2 epochs (parameters.epochs): no trial is ever judged or stopped early."),
+        ], warnings);
+
+        // A band before the last epoch: no warning.
+        Assert.Empty(SweepParser.Parse(Grid + "  epochs: {values: [1, 3]}\nearly_terminate: {type: hyperband, min_iter: 2, eta: 3}\n").Warnings);
+    }
+
+    [Fact]
     public void A_net_too_wide_to_allocate_is_refused_at_its_width_not_left_to_fail_each_trial()
     {
         // 2147483647 hidden units: 6.6e12 weights, which overflowed a count in the first trial ("OverflowException").

@@ -319,8 +319,44 @@ public sealed partial class SweepParser
             Warnings = _warnings,
             SourceText = text,
         };
+        if (definition.EarlyTerminate is { Type: EarlyTerminate.Hyperband } hyperband && et is not null && MostEpochs(parameters, conditions) is { } most
+            && hyperband.Bands() is [var first, ..] && first >= most)
+        {
+            // A trial is judged at a band it reaches before its last epoch (its last epoch ends it anyway).
+            Warn(et, "early_terminate", $"hyperband's first band is at epoch {first}, and no trial trains more than {Fmt(most)} epochs (parameters.epochs): no trial is ever judged or stopped early.");
+        }
+
         ThrowIfErrors();
         return definition;
+    }
+
+    /// <summary>The most epochs any trial may be given (the largest value of epochs, in the parameters and the conditions' blocks), or null when epochs is not a parameter.</summary>
+    private static double? MostEpochs(Dictionary<string, ParameterDomain> parameters, IReadOnlyList<ConditionalBlock> conditions)
+    {
+        var domains = conditions.Select(c => c.Parameters.GetValueOrDefault("epochs")).Append(parameters.GetValueOrDefault("epochs")).OfType<ParameterDomain>().ToList();
+        if (domains.Count == 0)
+        {
+            return null;
+        }
+
+        double? most = null;
+        foreach (var domain in domains)
+        {
+            double? top = domain switch
+            {
+                Distribution d => d.Max,
+                _ when domain.GridValues is { } values => values.Where(v => v is long or double or int).Select(ParamValue.AsDouble).DefaultIfEmpty(double.NaN).Max(),
+                _ => null,
+            };
+            if (top is not { } t || double.IsNaN(t))
+            {
+                return null;
+            }
+
+            most = Math.Max(most ?? t, t);
+        }
+
+        return most;
     }
 
     private void ThrowIfErrors()
@@ -707,6 +743,37 @@ public sealed partial class SweepParser
         }
     }
 
+    /// <summary>
+    /// Warns about a condition's values that the parameter never takes (a value outside its list, or any one value of a
+    /// continuous range, which a draw equals almost never), and about values given twice.
+    /// </summary>
+    private void WarnNeverMatches(YamlNode node, string key, string name, ParameterDomain domain, IReadOnlyList<object> tested)
+    {
+        var texts = tested.Select(ParamValue.Format).ToList();
+        if (texts.Distinct().Count() < texts.Count)
+        {
+            Warn(node, key, "lists a value twice.");
+        }
+
+        if (domain.GridCount is not null)
+        {
+            var never = texts.Distinct().Where(t => !domain.GridContains(t)).ToList();
+            if (never.Count == texts.Distinct().Count())
+            {
+                var values = domain.GridCount <= 20 ? $" ({string.Join(", ", domain.GridValues!.Select(ParamValue.Format))})" : "";
+                Warn(node, key, $"{name} never takes {string.Join(" or ", never)}{values}: this block never applies.");
+            }
+            else if (never.Count > 0)
+            {
+                Warn(node, key, $"{name} never takes {string.Join(" or ", never)}{(domain.GridCount <= 20 ? $" ({string.Join(", ", domain.GridValues!.Select(ParamValue.Format))})" : "")}.");
+            }
+        }
+        else if (domain is Distribution { Kind: not (Distribution.IntUniform or Distribution.QUniform or Distribution.QLogUniform or Distribution.QLogUniformValues or Distribution.QNormal or Distribution.QLogNormal) })
+        {
+            Warn(node, key, $"{name} is drawn from a continuous range, which a draw equals almost never: this block almost never applies (test a parameter with values, or use q_ distributions).");
+        }
+    }
+
     private List<ConditionalBlock> ReadConditions(YamlNode node, Dictionary<string, ParameterDomain> parameters)
     {
         if (node is not YamlSequenceNode seq)
@@ -739,6 +806,10 @@ public sealed partial class SweepParser
                     Try(() => when[name] = valueNode is YamlSequenceNode list
                         ? list.Children.Select((n, k) => Checked(name, Value(n, $"{path}.when.{name}[{k}]"), n, $"{path}.when.{name}[{k}]")).ToList()
                         : [Checked(name, Value(valueNode, $"{path}.when.{name}"), valueNode, $"{path}.when.{name}")]);
+                    if (when.TryGetValue(name, out var tested))
+                    {
+                        WarnNeverMatches(valueNode, $"{path}.when.{name}", name, parameters[name], tested);
+                    }
                 }
 
                 var blockParams = new Dictionary<string, ParameterDomain>();
