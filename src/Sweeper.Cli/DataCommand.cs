@@ -87,12 +87,12 @@ public static class DataCommand
     }
 
     /// <summary>The data resolution every command uses (see <see cref="DataLocator.ResolveOrDownloadAsync"/>), with a progress bar.</summary>
-    public static async Task<string> ResolveOrDownloadAsync(string? explicitDirectory, CancellationToken cancellationToken)
+    public static async Task<string> ResolveOrDownloadAsync(string? explicitDirectory, CancellationToken cancellationToken, string origin = "--data")
     {
         var progress = new ConsoleProgress();
         try
         {
-            var dir = await DataLocator.ResolveOrDownloadAsync(explicitDirectory, progress, m => Log.Information("{Message}", m), cancellationToken);
+            var dir = await DataLocator.ResolveOrDownloadAsync(explicitDirectory, progress, m => Log.Information("{Message}", m), cancellationToken, origin);
             progress.Done();
             return dir;
         }

@@ -58,7 +58,8 @@ public static partial class SweepCommands
             string dataDir;
             try
             {
-                dataDir = program ? "(none: trials run " + sweep.Program!.Program + ")" : await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName ?? sweep.Data.Path, ct);
+                dataDir = program ? "(none: trials run " + sweep.Program!.Program + ")" : await DataCommand.ResolveOrDownloadAsync(parse.GetValue(data)?.FullName ?? sweep.Data.Path, ct,
+                    parse.GetValue(data) is null && sweep.Data.Path is not null ? $"{parse.GetValue(file)}: data.path" : "--data");
             }
             catch (Exception e) when (e is IOException or InvalidOperationException)
             {

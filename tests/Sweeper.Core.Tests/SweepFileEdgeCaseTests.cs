@@ -135,6 +135,15 @@ public class SweepFileEdgeCaseTests
     }
 
     [Fact]
+    public void A_second_yaml_document_is_refused_at_its_start_and_a_trailing_separator_is_nothing()
+    {
+        var ex = Fails(Grid + "  reg: {value: 1}\n---\nname: b\nmethod: random\n");
+        Assert.Equal((7, 1), (ex.Line, ex.Column));
+        Assert.StartsWith("a second YAML document (after '---')", ex.Problem, StringComparison.Ordinal);
+        Assert.Equal("a", SweepParser.Parse("---\n" + Grid + "  reg: {value: 1}\n---\n").Name);
+    }
+
+    [Fact]
     public void A_net_too_wide_to_allocate_is_refused_at_its_width_not_left_to_fail_each_trial()
     {
         // 2147483647 hidden units: 6.6e12 weights, which overflowed a count in the first trial ("OverflowException").

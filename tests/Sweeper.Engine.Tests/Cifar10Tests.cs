@@ -164,6 +164,11 @@ public class Cifar10Tests
 
         var notAFolder = Path.Combine(dir.Path, "data_batch_1.bin");
         Assert.Contains("is a file; give the CIFAR-10 folder", Assert.Throws<DirectoryNotFoundException>(() => DataLocator.TryResolve(notAFolder)).Message);
+
+        // A folder a sweep file names is blamed on its key there, not on --data, which was not given.
+        var missing = Path.Combine(dir.Path, "nowhere");
+        Assert.Equal($"s.yaml: data.path: the CIFAR-10 folder {missing} does not exist.",
+            Assert.Throws<DirectoryNotFoundException>(() => DataLocator.TryResolve(missing, "s.yaml: data.path")).Message);
     }
 
     [Fact]

@@ -172,6 +172,15 @@ public sealed partial class SweepParser
             throw new SweepFileException(_file, 1, 1, "", "a sweep file is a mapping of keys (name, method, parameters, ...).");
         }
 
+        // A second document after '---' would be ignored without a word (W&B reads one sweep per file); an empty one
+        // (a trailing '---') is nothing.
+        if (stream.Documents.Skip(1).FirstOrDefault(d => d.RootNode is not YamlScalarNode { Value: null or "" }) is { } extra)
+        {
+            var second = extra.RootNode;
+            throw new SweepFileException(_file, Math.Max(1, (int)second.Start.Line), Math.Max(1, (int)second.Start.Column), "",
+                $"a second YAML document (after '---'): a sweep file holds one sweep; put each sweep in its own file.");
+        }
+
         return root;
     }
 

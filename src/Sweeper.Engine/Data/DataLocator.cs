@@ -40,11 +40,12 @@ public static class DataLocator
     /// Finds the data without downloading: returns the folder and where the answer came from, or null when the cache
     /// is empty too. An explicit folder or $SWEEPER_DATA that is missing or incomplete is an error, never skipped over.
     /// </summary>
-    public static (string Directory, string Source)? TryResolve(string? explicitDirectory)
+    /// <param name="origin">Where <paramref name="explicitDirectory"/> came from, as errors name it: --data, or a sweep file's data.path.</param>
+    public static (string Directory, string Source)? TryResolve(string? explicitDirectory, string origin = "--data")
     {
         if (!string.IsNullOrEmpty(explicitDirectory))
         {
-            return (CheckComplete(explicitDirectory, "--data"), "--data");
+            return (CheckComplete(explicitDirectory, origin), origin);
         }
 
         var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
@@ -66,9 +67,9 @@ public static class DataLocator
     /// The resolution every entry point uses: --data, $SWEEPER_DATA, the cache, and else a verified download into the cache.
     /// </summary>
     public static async Task<string> ResolveOrDownloadAsync(string? explicitDirectory, IProgress<DownloadProgress>? progress = null, Action<string>? log = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, string origin = "--data")
     {
-        var found = TryResolve(explicitDirectory);
+        var found = TryResolve(explicitDirectory, origin);
         if (found is not null)
         {
             return found.Value.Directory;
