@@ -85,7 +85,14 @@ public static partial class SweepCommands
             }
 
             await using var app = Dashboard.DashboardApp.Build(trialStore, options);
-            await app.StartAsync(ct);
+            try
+            {
+                await app.StartAsync(ct);
+            }
+            catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse } || e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new CliException($"--url {options.Url}: that port is in use on this machine (another dashboard, or another program, listens there); give another, e.g. --url http://127.0.0.1:5078, or port 0 for a free one");
+            }
             Log.Information("Dashboard on {Urls}{Token}", string.Join(", ", app.Urls), options.Token is null ? "" : " (token required)");
             try
             {

@@ -189,6 +189,12 @@ public sealed class CliOutputTests : IAsyncLifetime
         Assert.DoesNotContain("Address already in use", stdout + stderr);
         Assert.DoesNotContain(" ERR]", stdout + stderr);
 
+        // The dashboard on a port in use: the flag and a way out, not "IOException: Failed to bind".
+        var busy = Sweeper("dashboard", "--store", Store, "--url", $"http://127.0.0.1:{port}");
+        Assert.True(busy.Code == 1, busy.Stderr);
+        Assert.StartsWith($"error: --url http://127.0.0.1:{port}: that port is in use on this machine", busy.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception", busy.Stderr);
+
         // A mistyped store for the dashboard: an error, as for status and results, not a new empty store (and folders).
         var missing = Path.Combine(_dir, "no", "such", "d.db");
         var dashboard = Sweeper("dashboard", "--store", "sqlite:" + missing, "--url", "http://127.0.0.1:0");
