@@ -260,7 +260,16 @@ public static class DashboardApp
                 return NotFound($"trial {number} has no checkpoint yet");
             }
 
-            return Json(Weights.FirstLayer(checkpoint.Value.Data, ParamJson.Deserialize(trial.ParametersJson), max));
+            try
+            {
+                return Json(Weights.FirstLayer(checkpoint.Value.Data, ParamJson.Deserialize(trial.ParametersJson), max));
+            }
+            catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException or ArgumentException or FormatException or NotSupportedException)
+            {
+                // A training program's checkpoint only marks its epochs (its model lives in the program); a checkpoint
+                // of another make is no image of weights either. Not a failed request.
+                return NotFound($"trial {number}'s checkpoint holds no weights this dashboard can show (a training program keeps its model itself)");
+            }
         });
         // The cluster's silos: address, slots, busy slots, last "I am alive", alive or dead, and what each trains now.
         app.MapGet("/api/workers", async (CancellationToken ct) => Json((await ClusterView.SilosAsync(store, cancellationToken: ct)).Select(w => new
@@ -277,6 +286,9 @@ public static class DashboardApp
             trials = w.Trials.Select(t => new { t.Study, t.Number, t.Epochs }),
         })));
         Charts.Map(app, store, _json);
+        // A trial named by something else than its number (the routes above take whole numbers only).
+        app.MapGet("/api/studies/{study}/trials/{number}/{**rest}", (string number) => BadRequest($"'{number}' is not a trial number (a whole number such as 0 or 17)", null));
+        app.MapGet("/api/studies/{study}/trials/{number}", (string number) => BadRequest($"'{number}' is not a trial number (a whole number such as 0 or 17)", null));
         app.MapGet("/api/{**rest}", (string rest) => NotFound($"no endpoint /api/{rest}"));
 
         app.MapGet("/", () => Page("index.html"));

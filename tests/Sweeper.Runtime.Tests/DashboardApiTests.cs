@@ -58,7 +58,7 @@ public sealed class DashboardApiTests : IAsyncLifetime
             [new Core.Trials.NewTrial(0, """{"lr":0.1}""", 1)]));
         var lease = (await _store.ClaimAsync("prog", "w", TimeSpan.FromMinutes(5)))!;
         await _store.ReportEpochAsync(lease, new Core.Trials.EpochRecord(1, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN,
-            new Dictionary<string, double> { ["loss"] = 0.75, ["f1"] = double.PositiveInfinity }), null, TimeSpan.FromMinutes(5));
+            new Dictionary<string, double> { ["loss"] = 0.75, ["f1"] = double.PositiveInfinity }), "epochs done: 1"u8.ToArray(), TimeSpan.FromMinutes(5));
         var (client, app) = await StartAsync();
         await using (app)
         {
@@ -87,6 +87,17 @@ public sealed class DashboardApiTests : IAsyncLifetime
 
             var trial = await Json(await client.GetAsync("/api/studies/prog/trials/0"));
             Assert.Equal(JsonValueKind.Null, trial.GetProperty("trial").GetProperty("value").ValueKind);
+
+            // A program's checkpoint is no image of weights (it was a 500), and a trial is named by its number.
+            var weights = await client.GetAsync("/api/studies/prog/trials/0/weights");
+            Assert.Equal(HttpStatusCode.NotFound, weights.StatusCode);
+            Assert.Contains("holds no weights this dashboard can show", (await Json(weights)).GetProperty("error").GetString(), StringComparison.Ordinal);
+            foreach (var path in (string[])["/api/studies/prog/trials/abc", "/api/studies/prog/trials/abc/weights", "/api/studies/prog/trials/99999999999"])
+            {
+                var bad = await client.GetAsync(path);
+                Assert.True(bad.StatusCode == HttpStatusCode.BadRequest, $"{path}: {bad.StatusCode}");
+                Assert.EndsWith("is not a trial number (a whole number such as 0 or 17)", (await Json(bad)).GetProperty("error").GetString(), StringComparison.Ordinal);
+            }
         }
     }
 
