@@ -78,6 +78,20 @@ public static class TrainCommand
                     ModelKind.TwoLayer => [parse.GetValue(hidden) ?? 100],
                     _ => parse.GetValue(hiddenSizes) is { } list ? ParseWidths(list) : [parse.GetValue(hidden) ?? 100],
                 };
+                if (kind is ModelKind.Softmax or ModelKind.Svm)
+                {
+                    // As in a sweep file: settings of hidden layers on a model without any are an error, not ignored.
+                    var stray = new (string Flag, bool Given)[]
+                    {
+                        ("--hidden-size", parse.GetValue(hidden) is not null), ("--dropout", parse.GetValue(dropout) != 0),
+                        ("--normalization", parse.GetValue(norm) != "none"),
+                    }.FirstOrDefault(f => f.Given).Flag;
+                    if (stray is not null)
+                    {
+                        throw new ArgumentException($"{stray} is for the nets (two_layer, fc); the {parse.GetValue(model)} classifier has no hidden layer.");
+                    }
+                }
+
                 if (kind is ModelKind.Softmax or ModelKind.Svm or ModelKind.TwoLayer && parse.GetValue(hiddenSizes) is not null)
                 {
                     throw new ArgumentException($"--hidden-sizes is for --model fc; the {parse.GetValue(model)} model takes {(kind == ModelKind.TwoLayer ? "--hidden-size" : "no hidden sizes")}.");

@@ -92,6 +92,23 @@ public class CliTests
         Assert.Contains($"--checkpoint {Path.Combine(blocker, "run.ckpt")}: cannot write a checkpoint there", refused.Stdout + refused.Stderr);
         Assert.DoesNotContain("Iteration", refused.Stdout + refused.Stderr);
         Assert.DoesNotContain("Exception", refused.Stdout + refused.Stderr);
+
+        // A folder as the checkpoint: refused before training (it failed after the first epoch, "IOException: Is a directory").
+        var folder = Sweeper([.. small, "--checkpoint", dir.Path]);
+        Assert.Equal(2, folder.ExitCode);
+        Assert.Contains($"--checkpoint {dir.Path} is a folder; give a file in it, e.g. {Path.Combine(dir.Path, "run.ckpt")}", folder.Stdout + folder.Stderr);
+        Assert.DoesNotContain("Iteration", folder.Stdout + folder.Stderr);
+    }
+
+    [Theory]
+    [InlineData("--dropout", "0.5")]
+    [InlineData("--normalization", "batch")]
+    [InlineData("--hidden-size", "50")]
+    public void Settings_of_hidden_layers_on_a_linear_classifier_are_refused_as_in_a_sweep_file(string option, string value)
+    {
+        var (code, stdout, stderr) = Sweeper("train", "--model", "softmax", option, value, "--epochs", "1");
+        Assert.Equal(2, code);
+        Assert.Contains($"{option} is for the nets (two_layer, fc); the softmax classifier has no hidden layer.", stdout + stderr);
     }
 
     [Fact]
