@@ -144,6 +144,21 @@ public class SweepFileEdgeCaseTests
     }
 
     [Fact]
+    public void A_grid_past_its_trial_limit_is_refused_at_the_limit_it_passes_and_an_invalid_max_trials_is_not_compared()
+    {
+        const string Twelve = "  reg: {values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}\n";
+        var flow = Fails(Grid + Twelve + "budget: {max_trials: 10}\n");
+        Assert.Equal((6, 22, "budget.max_trials"), (flow.Line, flow.Column, flow.Key)); // it said 1:1, run_cap
+        Assert.Equal("the grid has 12 trials, more than budget.max_trials = 10. Raise the budget or shrink the grid.", flow.Problem);
+        var cap = Fails("name: a\nmethod: grid\nmodel: fc\nrun_cap: 5\nparameters:\n" + Twelve);
+        Assert.Equal((4, 10, "run_cap"), (cap.Line, cap.Column, cap.Key));
+
+        // max_trials: 0 is its own error; run_cap is not said to disagree with the default (20) it fell back to.
+        var ex = Assert.Throws<SweepFileException>(() => SweepParser.Parse("name: a\nmethod: random\nmodel: fc\nrun_cap: 5\nparameters:\n  reg: {values: [1, 2]}\nbudget: {max_trials: 0}\n", "x.yaml"));
+        Assert.Equal(["budget.max_trials"], ex.Errors.Select(e => e.Key));
+    }
+
+    [Fact]
     public void A_net_too_wide_to_allocate_is_refused_at_its_width_not_left_to_fail_each_trial()
     {
         // 2147483647 hidden units: 6.6e12 weights, which overflowed a count in the first trial ("OverflowException").

@@ -39,6 +39,9 @@ public sealed partial class SweepParser
     /// <summary>True while reading a sweep with a program: parameters are the program's, not the built-in catalogue's.</summary>
     private bool _program;
 
+    /// <summary>Where the trial limit in force is written: run_cap's value, else budget.max_trials's (null: neither is given).</summary>
+    private (int Line, int Column, string Key)? _limitAt;
+
     /// <summary>True when the file gives run_cap or budget.max_trials (a grid without either runs whole).</summary>
     private bool _budgetGiven;
 
@@ -239,15 +242,22 @@ public sealed partial class SweepParser
         var conditions = top.TryGetValue("conditions", out var condNode) ? Try(() => ReadConditions(condNode, parameters)) ?? [] : [];
         var (metric, goal) = top.TryGetValue("metric", out var metricNode) ? Try(() => ReadMetric(metricNode)) : ("val_accuracy", "maximize");
         var budget = top.TryGetValue("budget", out var budgetNode) ? Try(() => ReadBudget(budgetNode)) ?? new Budget() : new Budget();
-        _budgetGiven = top.ContainsKey("run_cap") || (budgetNode is YamlMappingNode givenBudget && givenBudget.Children.Keys.Any(k => k is YamlScalarNode { Value: "max_trials" }));
+        var maxTrialsNode = budgetNode is YamlMappingNode givenBudget
+            ? givenBudget.Children.FirstOrDefault(kv => kv.Key is YamlScalarNode { Value: "max_trials" }).Value
+            : null;
+        _budgetGiven = top.ContainsKey("run_cap") || maxTrialsNode is not null;
+        _limitAt = maxTrialsNode is not null ? (Line(maxTrialsNode), Column(maxTrialsNode), "budget.max_trials") : null;
         if (top.TryGetValue("run_cap", out var capNode))
         {
+            _limitAt = (Line(capNode), Column(capNode), "run_cap");
             var cap = Try(() => (int?)Integer(capNode, "run_cap", 1, 10_000_000));
             if (cap is { } runCap)
             {
-                if (budgetNode is YamlMappingNode budgetMap && budgetMap.Children.Keys.FirstOrDefault(k => k is YamlScalarNode { Value: "max_trials" }) is { } maxNode && budget.MaxTrials != runCap)
+                // Compared only with a max_trials that is itself valid (an invalid one has its own error).
+                if (maxTrialsNode is YamlScalarNode { Value: var given } && int.TryParse(given, NumberStyles.Integer, CultureInfo.InvariantCulture, out var maxTrials)
+                    && maxTrials == budget.MaxTrials && budget.MaxTrials != runCap)
                 {
-                    _errors.Add(Issue(capNode, "run_cap", $"is {runCap} but budget.max_trials (line {Line(maxNode)}) is {budget.MaxTrials}; they are the same limit, give one."));
+                    _errors.Add(Issue(capNode, "run_cap", $"is {runCap} but budget.max_trials (line {Line(maxTrialsNode)}) is {budget.MaxTrials}; they are the same limit, give one."));
                 }
 
                 budget = budget with { MaxTrials = runCap };
@@ -1095,9 +1105,9 @@ public sealed partial class SweepParser
             }
             else if (shape.Trials > definition.Budget.MaxTrials)
             {
-                var cap = LineOf(definition.SourceText, "max_trials") is var l && l > 1 ? (l, "budget.max_trials") : (LineOf(definition.SourceText, "run_cap"), "run_cap");
-                throw new SweepFileException(_file, cap.Item1, 1, cap.Item2,
-                    $"the grid has {shape.Trials} trials, more than {cap.Item2} = {definition.Budget.MaxTrials}. Raise the budget or shrink the grid.");
+                var (line, column, key) = _limitAt ?? (1, 1, "budget.max_trials");
+                throw new SweepFileException(_file, line, column, key,
+                    $"the grid has {shape.Trials} trials, more than {key} = {definition.Budget.MaxTrials}. Raise the budget or shrink the grid.");
             }
         }
 
@@ -1151,20 +1161,6 @@ public sealed partial class SweepParser
     }
 
     private static string Count(BigInteger n) => n.ToString("N0", CultureInfo.InvariantCulture);
-
-    private static int LineOf(string text, string key)
-    {
-        var lines = text.Split('\n');
-        for (var i = 0; i < lines.Length; i++)
-        {
-            if (lines[i].TrimStart().StartsWith(key + ":", StringComparison.Ordinal))
-            {
-                return i + 1;
-            }
-        }
-
-        return 1;
-    }
 
     /// <summary>A value checked against the built-in catalogue (as given for a program's parameter).</summary>
     private object Checked(string name, object value, YamlNode node, string key)
