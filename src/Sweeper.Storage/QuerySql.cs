@@ -109,7 +109,11 @@ public static class QuerySql
         var context = new Context(dialect, slots, parameters);
         string number, text;
         var parameter = FilterParser.ParameterOf(field);
-        if (parameter is null && _columns.TryGetValue(field, out var column))
+        if (field == "seed")
+        {
+            (number, text) = (SeedValue, "NULL");
+        }
+        else if (parameter is null && _columns.TryGetValue(field, out var column))
         {
             (number, text) = column.Text ? ("NULL", column.Column) : (column.Column, "NULL");
         }
@@ -183,6 +187,11 @@ public static class QuerySql
                 Append(n.Inner, context, sql);
                 sql.Append(')');
                 break;
+            case Comparison { Field: "seed", Value: ulong seed } c:
+                // The store keeps a seed's 64 bits in a signed column: compared in unsigned order through SeedKey.
+                sql.Append(SeedKey).Append(' ').Append(c.Op is "=" or "!=" or "<" or "<=" or ">" or ">=" ? c.Op : throw new ArgumentException($"unknown operator {c.Op}"))
+                    .Append(' ').Append(Parameter(unchecked((long)(seed ^ 0x8000_0000_0000_0000UL)), context));
+                break;
             case Comparison c:
                 var numeric = c.Value is double && !IsTextColumn(c.Field);
                 var value = Parameter(numeric ? c.Value : Core.Sweeps.ParamValue.Format(c.Value), context);
@@ -205,9 +214,23 @@ public static class QuerySql
         }
     }
 
+    /// <summary>
+    /// A trial's seed (0..2^64-1, kept in a signed 64-bit column as its two's complement) with its top bit flipped: signed
+    /// order of this is the seeds' unsigned order. Written with | and &amp; (SQLite has no XOR); it never overflows.
+    /// </summary>
+    private const string SeedKey = "((seed | -9223372036854775808) - (seed & -9223372036854775808))";
+
+    /// <summary>A trial's seed as the number it is (a double; the signed column holds seeds from 2^63 as negatives).</summary>
+    private const string SeedValue = "(CASE WHEN seed < 0 THEN seed + 18446744073709551616.0 ELSE seed + 0.0 END)";
+
     /// <summary>A trial column, a parameter's slot column, or a parameter read out of the JSON (its name passed as a SQL parameter).</summary>
     private static string Expression(string field, bool numeric, Context context)
     {
+        if (field == "seed")
+        {
+            return SeedKey; // sorts in the seeds' order
+        }
+
         if (FilterParser.ParameterOf(field) is { } parameter)
         {
             field = parameter;

@@ -615,6 +615,36 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task Seeds_past_2_to_the_63_are_filtered_sorted_and_grouped_as_the_unsigned_numbers_they_are()
+    {
+        var (db, store, _) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            // Kept in a signed 64-bit column: a seed from 2^63 on was taken for a negative number (seed < 0 matched it,
+            // seed = its value matched nothing, and it sorted first).
+            ulong[] seeds = [17_252_486_001_247_147_939UL, 5_649_780_081_855_342_326UL, ulong.MaxValue, 0, 9_223_372_036_854_775_808UL];
+            await store.CreateStudyAsync(new NewStudy("sd", "h", "t", AnySweepJson, "grid", [.. seeds.Select((seed, i) => new NewTrial(i, "{}", seed))]));
+            async Task<int[]> Numbers(string? where, string sort)
+            {
+                var query = new Core.Queries.TrialQuery(Core.Queries.FilterParser.Parse(where, []), Core.Queries.FilterParser.ParseSort(sort, []));
+                return (await store.QueryTrialsAsync("sd", query)).Trials.Select(t => t.Number).ToArray();
+            }
+
+            Assert.Equal(new[] { 0 }, await Numbers("seed = 17252486001247147939", "number"));
+            Assert.Equal(new[] { 3 }, await Numbers("seed < 1", "number"));
+            Assert.Equal(new[] { 0, 2, 4 }, await Numbers("seed >= 9223372036854775808", "number"));
+            Assert.Equal(new[] { 3, 1, 4, 0, 2 }, await Numbers(null, "seed"));
+            Assert.Equal(new[] { 2, 0, 4, 1, 3 }, await Numbers("seed != 12", "-seed"));
+            Assert.Equal(seeds, (await store.GetTrialsAsync("sd")).OrderBy(t => t.Number).Select(t => t.Seed));
+            var groups = await store.GroupTrialsAsync("sd", new Core.Queries.TrialQuery(null, []), "seed");
+            Assert.Equal(seeds.Select(x => (double)x).Order(), groups.Select(g => Convert.ToDouble(g.Value, System.Globalization.CultureInfo.InvariantCulture)).Order());
+            var ex = Assert.Throws<Core.Queries.QueryException>(() => Core.Queries.FilterParser.Parse("seed = 1.5", []));
+            Assert.Contains("a seed is a whole number from 0 to 18446744073709551615", ex.Message);
+        }
+    }
+
+    [Fact]
     public async Task Trials_are_queried_and_sorted_by_their_value_of_the_sweeps_metric()
     {
         var (db, store, _) = await OpenAsync();

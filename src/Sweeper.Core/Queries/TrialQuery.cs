@@ -322,6 +322,15 @@ public sealed class FilterParser
             }
         }
 
+        if (field == "seed" && value is double)
+        {
+            // A seed takes 64 bits, more than a double holds exactly: read as the whole number written.
+            var digits = _text[valueStart.._pos].TrimStart('+');
+            value = ulong.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var seed)
+                ? seed
+                : throw new QueryException($"a seed is a whole number from 0 to {ulong.MaxValue} (got {_text[valueStart.._pos]})", valueStart, _text);
+        }
+
         if (value is string && op is "<" or "<=" or ">" or ">=")
         {
             throw new QueryException($"'{op}' needs a number", valueStart, _text);
