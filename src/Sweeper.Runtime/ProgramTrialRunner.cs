@@ -223,7 +223,9 @@ public sealed class ProgramTrialRunner : ITrialRunner
 
         if (steps.Flush() is { } last && !Deliver(last))
         {
-            return new TrialFinish(TrialState.Pruned, valAccuracy, trainAccuracy, epochs, $"stopped after epoch {epochs}", value);
+            return diverged is not null
+                ? new TrialFinish(TrialState.Diverged, valAccuracy, trainAccuracy, epochs, diverged, value)
+                : new TrialFinish(TrialState.Pruned, valAccuracy, trainAccuracy, epochs, $"stopped after epoch {epochs}", value);
         }
 
         if (process.ExitCode != 0)
