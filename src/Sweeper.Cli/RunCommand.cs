@@ -55,6 +55,16 @@ public static partial class SweepCommands
 
             var asJson = parse.GetValue(json);
             var address = AbsoluteStore(StoreAddress(parse, store));
+            if (cluster.Settings(parse) is not { } flags)
+            {
+                return 2;
+            }
+
+            if (!TrainableHere(sweep, parse.GetValue(file)!, address, flags))
+            {
+                return 2;
+            }
+
             string dataDir;
             try
             {
@@ -65,46 +75,6 @@ public static partial class SweepCommands
             {
                 Log.Error("{Message}", e.Message);
                 return 1;
-            }
-
-            if (cluster.Settings(parse) is not { } flags)
-            {
-                return 2;
-            }
-
-            if (ProgramTrialRunner.StartProblems(sweep, parse.GetValue(file)!.FullName) is { Count: > 0 } problems)
-            {
-                // Every trial would fail the same way. On the embedded store this silo is the only one to run them; a
-                // cluster's workers may have what this machine lacks.
-                foreach (var (key, message) in problems)
-                {
-                    if (SqliteFile(address) is not null)
-                    {
-                        Console.Error.WriteLine($"error: {parse.GetValue(file)}: {key}: {message}");
-                    }
-                    else
-                    {
-                        Log.Warning("{File}: {Key}: {Message} (on this machine; the workers must be able to start it)", parse.GetValue(file)!.ToString(), key, message);
-                    }
-                }
-
-                if (SqliteFile(address) is not null)
-                {
-                    return 2;
-                }
-            }
-
-            if (sweep.Device == "cuda" && flags.GpuSlots == 0)
-            {
-                // Only GPU slots take a device: cuda trial. On the embedded store no other silo would come to train
-                // them: the study would wait for ever. A cluster's workers may have them.
-                if (SqliteFile(address) is not null)
-                {
-                    Console.Error.WriteLine($"error: {parse.GetValue(file)}: device: cuda trains on GPU slots, and this silo has none; give --gpu-slots N (one per GPU; it needs a usable CUDA runtime), or device: cpu");
-                    return 2;
-                }
-
-                Log.Warning("{File}: device: cuda trains on GPU slots, and this silo has none: its trials wait for a worker started with --gpu-slots", parse.GetValue(file)!.ToString());
             }
 
             await using var trialStore = await TrialStores.OpenAsync(address, cancellationToken: ct, say: m => Log.Information("{Message}", m), forWriting: true);
@@ -196,6 +166,38 @@ public static partial class SweepCommands
 
         Log.Error("Study {Study} closed without a completed trial; the reasons: sweeper results {Study} --columns number,state,reason", study, study);
         return true;
+    }
+
+    /// <summary>
+    /// False (after saying why, exit 2) when no trial of <paramref name="sweep"/> could train on this silo and, on the
+    /// embedded store, no other silo would come to train it: a program that cannot start here (missing, not executable,
+    /// its folder missing), or device: cuda without GPU slots. On a cluster's store the same is a warning: the workers
+    /// may have what this machine lacks. Checked before the data is fetched and the study created.
+    /// </summary>
+    private static bool TrainableHere(SweepDefinition sweep, FileInfo file, string address, SiloSettings flags)
+    {
+        var embedded = SqliteFile(address) is not null;
+        var problems = ProgramTrialRunner.StartProblems(sweep, file.FullName).Select(p => $"{p.Key}: {p.Message}").ToList();
+        if (sweep.Device == "cuda" && flags.GpuSlots == 0)
+        {
+            problems.Add(embedded
+                ? "device: cuda trains on GPU slots, and this silo has none; give --gpu-slots N (one per GPU; it needs a usable CUDA runtime), or device: cpu"
+                : "device: cuda trains on GPU slots, and this silo has none: its trials wait for a worker started with --gpu-slots");
+        }
+
+        foreach (var problem in problems)
+        {
+            if (embedded)
+            {
+                Console.Error.WriteLine($"error: {file}: {problem}");
+            }
+            else
+            {
+                Log.Warning("{File}: {Problem} (on this machine)", file.ToString(), problem);
+            }
+        }
+
+        return !embedded || problems.Count == 0;
     }
 
     /// <summary>
