@@ -39,8 +39,14 @@ public static class SweeperSilo
     /// start throws, and the command that started the silo says so in one line naming the flag. Orleans logged it
     /// three times before (one error per start stage that gave up).
     /// </summary>
-    private static Serilog.ILogger WithoutPortInUse(Serilog.ILogger logger) =>
-        new Serilog.LoggerConfiguration().MinimumLevel.Verbose().Filter.ByExcluding(e => IsPortInUse(e.Exception)).WriteTo.Logger(logger).CreateLogger();
+    private static Serilog.ILogger WithoutPortInUse(Serilog.ILogger logger)
+    {
+        // As quiet as the logger it wraps: events it would drop are not even made (a silo logs each trial it ends).
+        var enabled = Enum.GetValues<Serilog.Events.LogEventLevel>().Where(logger.IsEnabled).ToList();
+        return enabled.Count == 0
+            ? logger
+            : new Serilog.LoggerConfiguration().MinimumLevel.Is(enabled.Min()).Filter.ByExcluding(e => IsPortInUse(e.Exception)).WriteTo.Logger(logger).CreateLogger();
+    }
 
     /// <param name="clock">The runtime's clock (idle rechecks, result times). Default: the system's.</param>
     public static IHost Build(ITrialStore store, ITrialRunner runner, SiloSettings settings, Serilog.ILogger logger, TimeProvider? clock = null, Action<IServiceCollection>? services = null)
