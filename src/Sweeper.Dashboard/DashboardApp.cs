@@ -92,8 +92,30 @@ public static class DashboardApp
                 return;
             }
 
+            if (HttpMethods.IsHead(context.Request.Method))
+            {
+                // Answered as the GET it asks about, without the body (monitors and link checkers ask with HEAD; the
+                // endpoints are GETs, so routing said 405).
+                context.Request.Method = HttpMethods.Get;
+                var body = context.Response.Body;
+                context.Response.Body = Stream.Null;
+                try
+                {
+                    await next();
+                }
+                finally
+                {
+                    context.Response.Body = body;
+                }
+
+                return;
+            }
+
             await next();
         });
+
+        // Routing after the checks above (by default it comes first), so that a HEAD request is routed as its GET.
+        app.UseRouting();
 
         app.MapGet("/api/studies", async (CancellationToken ct) =>
         {

@@ -274,6 +274,18 @@ public sealed class DashboardApiTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/studies")).StatusCode);
             Assert.Equal(HttpStatusCode.MethodNotAllowed, (await client.PostAsync("/api/studies", new StringContent("{}"))).StatusCode);
             Assert.Equal(HttpStatusCode.MethodNotAllowed, (await client.DeleteAsync("/api/studies/tiny")).StatusCode);
+
+            // HEAD is answered as its GET without a body (it was 405: the endpoints are GETs), and guarded the same.
+            foreach (var path in (string[])["/api/studies", "/", "/api/studies/tiny/trials?sort=-val_accuracy"])
+            {
+                var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
+                Assert.True(head.StatusCode == HttpStatusCode.OK, $"{path}: {head.StatusCode}");
+                Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+            }
+
+            Assert.Equal(HttpStatusCode.NotFound, (await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/api/studies/nope"))).StatusCode);
+            client.DefaultRequestHeaders.Authorization = null;
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/api/studies"))).StatusCode);
         }
 
         var ex = Assert.Throws<ArgumentException>(() => DashboardApp.Validate(new DashboardOptions { Url = "http://0.0.0.0:5077" }));
