@@ -206,6 +206,15 @@ public static partial class SweepCommands
     /// </summary>
     private static async Task StartSiloAsync(IHost silo, CancellationToken ct)
     {
+        var endpoints = silo.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.EndpointOptions>>().Value;
+        if (PortHeld(endpoints.SiloListeningEndpoint ?? new System.Net.IPEndPoint(endpoints.AdvertisedIPAddress, endpoints.SiloPort)))
+        {
+            // Orleans binds its port for reuse: a second silo on a port a running one listens on would start, and the
+            // cluster would then declare the running one dead (a newer generation of the same address). Refused first.
+            throw new CliException($"the silo port {endpoints.SiloPort} is in use on this machine (another silo, or another program, listens there); "
+                + "give another with --silo-port, or --silo-port 0 for a free one");
+        }
+
         try
         {
             await silo.StartAsync(ct);
@@ -220,6 +229,35 @@ public static partial class SweepCommands
             await StopSiloAsync(silo);
             throw new CliException($"the silo port {endpoint.SiloPort} is in use on this machine (another silo, or another program, listens there); "
                 + "give another with --silo-port, or --silo-port 0 for a free one");
+        }
+    }
+
+    /// <summary>
+    /// True when a socket listens on <paramref name="endpoint"/> already. The probe sets SO_REUSEADDR alone (not .NET's
+    /// ReuseAddress, which adds SO_REUSEPORT on Linux): connections of a silo that just stopped, left in TIME_WAIT, do
+    /// not count; a listener does, whatever options it set.
+    /// </summary>
+    private static bool PortHeld(System.Net.IPEndPoint endpoint)
+    {
+        if (endpoint.Port == 0)
+        {
+            return false;
+        }
+
+        using var probe = new System.Net.Sockets.Socket(endpoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        try
+        {
+            if (OperatingSystem.IsLinux())
+            {
+                probe.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+            }
+
+            probe.Bind(endpoint);
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException e) when (e.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse)
+        {
+            return true;
         }
     }
 
@@ -261,10 +299,43 @@ public static partial class SweepCommands
     /// Follows the study in the store until it is closed. In a terminal: a live bar, with log lines printed above it
     /// (see <see cref="LiveConsole"/>); otherwise one plain line whenever the counts or the best change (and every 30 s).
     /// </summary>
+    /// <summary>
+    /// A read of the store that rides out an outage (PostgreSQL restarted, the network down for a while): said once when
+    /// it starts and once when it ends, retried every 2 s meanwhile, as the silos' own writes are. The study goes on; the
+    /// process that shows it does not give up on it.
+    /// </summary>
+    private static async Task<T> Patiently<T>(Func<Task<T>> read, CancellationToken ct)
+    {
+        var since = (DateTime?)null;
+        while (true)
+        {
+            try
+            {
+                var result = await read();
+                if (since is { } start)
+                {
+                    Log.Information("The store is reachable again (after {Seconds:F0} s)", (DateTime.UtcNow - start).TotalSeconds);
+                }
+
+                return result;
+            }
+            catch (StoreUnavailableException e)
+            {
+                if (since is null)
+                {
+                    Log.Warning("The store is unreachable ({Message}); waiting for it to come back", e.Message);
+                    since = DateTime.UtcNow;
+                }
+
+                await Task.Delay(TimeSpan.FromSeconds(2), ct);
+            }
+        }
+    }
+
     private static async Task ShowProgressAsync(ITrialStore store, string study, bool asJson, CancellationToken ct)
     {
-        async Task<(StateCounts Counts, IReadOnlyList<TrialRecord> Trials, bool Closed)> Poll() =>
-            (await store.CountStatesAsync(study, ct), await store.GetTrialsAsync(study, ct), await store.GetResultAsync(study, ct) is not null);
+        Task<(StateCounts Counts, IReadOnlyList<TrialRecord> Trials, bool Closed)> Poll() => Patiently(async () =>
+            (await store.CountStatesAsync(study, ct), await store.GetTrialsAsync(study, ct), await store.GetResultAsync(study, ct) is not null), ct);
 
         // The study's planned trials (Bayesian search stores them one by one) and its metric, for the best so far.
         var record = await store.GetStudyAsync(study, ct);
@@ -288,7 +359,7 @@ public static partial class SweepCommands
                         bar.Value = c.Final;
                         var (best, metric) = BestOf(trials);
                         var width = Math.Max(20, AnsiConsole.Profile.Width - 40);
-                        var text = $"{c.Completed} done {c.Running} running {c.Pending} pending {(c.Paused > 0 ? $"{c.Paused} paused " : "")}{c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Short(StudySelection.RecordedValue(best, metric))}")} | {await RunningAsync(store, trials, metric, ct)}";
+                        var text = $"{c.Completed} done {c.Running} running {c.Pending} pending {(c.Paused > 0 ? $"{c.Paused} paused " : "")}{c.Pruned} pruned {c.Diverged + c.Failed} failed | best {(best is null ? "-" : $"#{best.Number} {Report.Short(StudySelection.RecordedValue(best, metric))}")} | {await Patiently(() => RunningAsync(store, trials, metric, ct), ct)}";
                         bar.Description = Markup.Escape(text.Length > width ? text[..(width - 1)] + "…" : text);
                         if (closed)
                         {
@@ -317,7 +388,7 @@ public static partial class SweepCommands
             var line = $"{Report.Counts(c, planned)}; best so far: {Shown(best, metric)}";
             if (line != lastLine || DateTime.UtcNow - lastPrint > TimeSpan.FromSeconds(30))
             {
-                Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss} progress] {line}; running: {await RunningAsync(store, trials, metric, ct)}");
+                Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss} progress] {line}; running: {await Patiently(() => RunningAsync(store, trials, metric, ct), ct)}");
                 lastLine = line;
                 lastPrint = DateTime.UtcNow;
             }

@@ -425,7 +425,7 @@ public static partial class SweepCommands
                 await StartSiloAsync(silo, ct);
                 await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
                 StudyResult? result;
-                while ((result = await trialStore.GetResultAsync(sweep.Name, ct)) is null)
+                while ((result = await Patiently(() => trialStore.GetResultAsync(sweep.Name, ct), ct)) is null)
                 {
                     await Task.Delay(1000, ct);
                 }

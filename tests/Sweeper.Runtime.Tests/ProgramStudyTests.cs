@@ -189,6 +189,35 @@ public sealed class ProgramStudyTests() : SiloTest("sweeper-program-study-")
     }
 
     [Fact]
+    public void A_second_silo_on_the_port_a_running_one_listens_on_is_refused_and_the_running_one_goes_on()
+    {
+        // Orleans binds its port for reuse: the second silo started, and the cluster declared the first one dead.
+        using var h = new Harness();
+        int port;
+        using (var free = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            free.Start();
+            port = ((System.Net.IPEndPoint)free.LocalEndpoint).Port;
+        }
+
+        var portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var first = h.Start("worker", "--store", h.Store(), "--slots", "1", "--silo-port", portText);
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while (!first.Stderr.Contains("training slot(s)", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline && !first.Process.HasExited, first.Stderr);
+            Thread.Sleep(100);
+        }
+
+        var second = h.Run(TimeSpan.FromMinutes(1), "worker", "--store", h.Store(), "--slots", "1", "--silo-port", portText);
+        Assert.True(second.Code == 1, second.Stderr);
+        Assert.Contains($"error: the silo port {port} is in use on this machine", second.Stderr, StringComparison.Ordinal);
+        Thread.Sleep(3000); // the time the cluster took to declare the first one dead
+        Assert.False(first.Process.HasExited, first.Stderr);
+        Assert.DoesNotContain("declared dead", first.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_program_that_cannot_start_here_is_said_by_validate_and_refused_by_run_on_the_embedded_store_before_its_study_exists()
     {
         // Each used to validate, and run then failed every trial one by one (540 failures for a 540-point grid).
