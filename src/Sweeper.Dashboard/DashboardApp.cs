@@ -92,26 +92,34 @@ public static class DashboardApp
                 return;
             }
 
+            Stream? body = null;
             if (HttpMethods.IsHead(context.Request.Method))
             {
                 // Answered as the GET it asks about, without the body (monitors and link checkers ask with HEAD; the
                 // endpoints are GETs, so routing said 405).
                 context.Request.Method = HttpMethods.Get;
-                var body = context.Response.Body;
+                body = context.Response.Body;
                 context.Response.Body = Stream.Null;
-                try
-                {
-                    await next();
-                }
-                finally
+            }
+
+            try
+            {
+                await next();
+            }
+            catch (StoreUnavailableException e) when (!context.Response.HasStarted)
+            {
+                // The database restarting or out of reach: a 503 that says so (it was a 500 with an empty body); the
+                // page asks again on its next refresh.
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                await context.Response.WriteAsJsonAsync(new { error = "the store is unreachable for now: " + e.Message });
+            }
+            finally
+            {
+                if (body is not null)
                 {
                     context.Response.Body = body;
                 }
-
-                return;
             }
-
-            await next();
         });
 
         // Routing after the checks above (by default it comes first), so that a HEAD request is routed as its GET.

@@ -300,6 +300,30 @@ public sealed class DashboardApiTests : IAsyncLifetime
         }
     }
 
+    /// <summary>A store whose database is out of reach: every call fails as the stores fail then.</summary>
+    public class UnreachableStore : System.Reflection.DispatchProxy
+    {
+        protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args) =>
+            throw new Core.Trials.StoreUnavailableException("PostgreSQL store unreachable after 6 attempts: Failed to connect to 127.0.0.1:5432", new TimeoutException());
+    }
+
+    [Fact]
+    public async Task A_store_out_of_reach_is_a_503_that_says_so_not_an_empty_500()
+    {
+        var store = System.Reflection.DispatchProxy.Create<Core.Trials.ITrialStore, UnreachableStore>();
+        await using var app = DashboardApp.Build(store, new DashboardOptions { Url = "http://127.0.0.1:0" });
+        await app.StartAsync();
+        using var client = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
+        foreach (var path in (string[])["/api/studies", "/api/studies/tiny/trials", "/api/studies/tiny/history"])
+        {
+            var response = await client.GetAsync(path);
+            Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{path}: {response.StatusCode}");
+            Assert.StartsWith("the store is unreachable for now: PostgreSQL store unreachable", (await Json(response)).GetProperty("error").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/api/studies"))).StatusCode);
+    }
+
     [Fact]
     public async Task The_pages_and_their_scripts_are_served_from_the_program()
     {
