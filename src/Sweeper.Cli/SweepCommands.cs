@@ -314,6 +314,12 @@ public static partial class SweepCommands
                 }
                 else
                 {
+                    if (name is not null && await trialStore.GetStudyAsync(name, ct) is null)
+                    {
+                        // Said once: its slots wait for it quietly (a misspelled --study would wait for ever).
+                        Log.Information("Study {Study} does not exist yet; this worker waits for it (start it with `sweeper coordinator FILE`, or check --study)", name);
+                    }
+
                     await Task.Delay(Timeout.Infinite, ct);
                 }
             }

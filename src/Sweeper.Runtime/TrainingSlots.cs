@@ -125,6 +125,12 @@ public sealed class TrainingSlots(
     {
         foreach (var study in await studies.OpenAsync(cancellationToken))
         {
+            // A study named by --study may not exist yet: no work, not an error each time the slot asks.
+            if (!_sweeps.ContainsKey(study) && await store.GetStudyAsync(study, cancellationToken) is null)
+            {
+                continue;
+            }
+
             if (Sweep(study).Device != device)
             {
                 continue;
