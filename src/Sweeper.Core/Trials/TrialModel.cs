@@ -190,7 +190,7 @@ public sealed record StateCounts(int Pending, int Running, int Completed, int Pr
 
 /// <summary>The lease holder's epoch is no longer current: another worker owns the trial, or it was requeued or finished.</summary>
 public sealed class LeaseLostException(Lease lease, string detail)
-    : Exception($"lease on trial {lease.TrialId} (fencing token {lease.Token}, owner {lease.Owner}) is no longer held: {detail}")
+    : Exception($"lease on trial {lease.Number} of study {lease.Study} (fencing token {lease.Token}, owner {lease.Owner}) is no longer held: {detail}")
 {
     public Lease Lease { get; } = lease;
 }
