@@ -38,7 +38,8 @@ try
 catch (Exception e) when (e is Sweeper.Core.Trials.StoreOpenException or CliException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
-    return 1;
+    // A store address that cannot be read (not a URL, no host, a port that is not a number) is a bad argument.
+    return e is Sweeper.Core.Trials.StoreOpenException { InnerException: ArgumentException or FormatException } ? 2 : 1;
 }
 catch (OperationCanceledException) when (shutdown.IsCancellationRequested)
 {

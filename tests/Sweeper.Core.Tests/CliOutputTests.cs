@@ -105,10 +105,19 @@ public sealed class CliOutputTests : IAsyncLifetime
     [Fact]
     public void A_store_address_without_a_path_is_named_with_the_form_it_needs()
     {
+        // An address that cannot be read is a bad argument (exit 2, as README says); one that names no store there is 1.
         var (code, stdout, stderr) = Sweeper("status", "--store", "sqlite:");
-        Assert.Equal(1, code);
+        Assert.Equal(2, code);
         Assert.Equal("error: cannot open the store sqlite:: the address names no file; give one, e.g. sqlite:.sweeper/sweeper.db.", stderr.TrimEnd('\n'));
         Assert.Equal(string.Empty, stdout);
+        foreach (var malformed in (string[])["postgres://x@127.0.0.1:notaport/db", "mysql://x@y/z", "Host=127.0.0.1;Timeout=abc;Database=x", "postgres://"])
+        {
+            var bad = Sweeper("status", "--store", malformed);
+            Assert.True(bad.Code == 2, $"{malformed}: {bad.Code} {bad.Stderr}");
+            Assert.StartsWith($"error: cannot open the store {malformed}: ", bad.Stderr, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(1, Sweeper("status", "--store", "sqlite:" + Path.Combine(_dir, "none.db")).Code);
     }
 
     [Fact]
