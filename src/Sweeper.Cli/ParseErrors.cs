@@ -36,8 +36,7 @@ public static partial class ParseErrors
         var inner = NullableRegex().Match(type) is { Success: true } n ? n.Groups[1].Value : type;
         return inner switch
         {
-            "System.Int32" => "a whole number",
-            "System.Int64" => "a whole number",
+            "System.Int32" or "System.Int64" => "a whole number",
             "System.UInt64" => "a whole number of 0 or more",
             "System.Double" or "System.Single" => "a number (e.g. 0.001 or 1e-3)",
             "System.Boolean" => "true or false",

@@ -207,12 +207,13 @@ public static partial class SweepCommands
     private static async Task StartSiloAsync(IHost silo, CancellationToken ct)
     {
         var endpoints = silo.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.EndpointOptions>>().Value;
+        var portInUse = new CliException($"the silo port {endpoints.SiloPort} is in use on this machine (another silo, or another program, listens there); "
+            + "give another with --silo-port, or --silo-port 0 for a free one");
         if (PortHeld(endpoints.SiloListeningEndpoint ?? new System.Net.IPEndPoint(endpoints.AdvertisedIPAddress, endpoints.SiloPort)))
         {
             // Orleans binds its port for reuse: a second silo on a port a running one listens on would start, and the
             // cluster would then declare the running one dead (a newer generation of the same address). Refused first.
-            throw new CliException($"the silo port {endpoints.SiloPort} is in use on this machine (another silo, or another program, listens there); "
-                + "give another with --silo-port, or --silo-port 0 for a free one");
+            throw portInUse;
         }
 
         try
@@ -225,10 +226,9 @@ public static partial class SweepCommands
         }
         catch (Exception e) when (SweeperSilo.IsPortInUse(e))
         {
-            var endpoint = silo.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.EndpointOptions>>().Value;
+            // Taken between the probe and Orleans' bind.
             await StopSiloAsync(silo);
-            throw new CliException($"the silo port {endpoint.SiloPort} is in use on this machine (another silo, or another program, listens there); "
-                + "give another with --silo-port, or --silo-port 0 for a free one");
+            throw portInUse;
         }
     }
 
@@ -296,10 +296,6 @@ public static partial class SweepCommands
     }
 
     /// <summary>
-    /// Follows the study in the store until it is closed. In a terminal: a live bar, with log lines printed above it
-    /// (see <see cref="LiveConsole"/>); otherwise one plain line whenever the counts or the best change (and every 30 s).
-    /// </summary>
-    /// <summary>
     /// A read of the store that rides out an outage (PostgreSQL restarted, the network down for a while): said once when
     /// it starts and once when it ends, retried every 2 s meanwhile, as the silos' own writes are. The study goes on; the
     /// process that shows it does not give up on it.
@@ -332,6 +328,10 @@ public static partial class SweepCommands
         }
     }
 
+    /// <summary>
+    /// Follows the study in the store until it is closed. In a terminal: a live bar, with log lines printed above it
+    /// (see <see cref="LiveConsole"/>); otherwise one plain line whenever the counts or the best change (and every 30 s).
+    /// </summary>
     private static async Task ShowProgressAsync(ITrialStore store, string study, bool asJson, CancellationToken ct)
     {
         Task<(StateCounts Counts, IReadOnlyList<TrialRecord> Trials, bool Closed)> Poll() => Patiently(async () =>

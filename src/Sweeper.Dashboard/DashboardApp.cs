@@ -38,8 +38,6 @@ public static class DashboardApp
         Converters = { new Sweeper.Core.NonFiniteAsNull() }, // a stored inf or NaN (from before it was refused, or an extra metric) is null, not a failed answer
     };
 
-    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
-
     /// <summary>Throws when a non-loopback address is asked for without a token.</summary>
     public static void Validate(DashboardOptions options)
     {
@@ -262,13 +260,9 @@ public static class DashboardApp
             return Json(new
             {
                 trial = TrialJson(trial),
-                // A built-in metric a training program did not report is NaN in the record and null here; its own
-                // metrics come as they are.
-                epochs = epochs.Select(e => new
-                {
-                    e.Epoch, Loss = Finite(e.Loss), TrainAccuracy = Finite(e.TrainAccuracy), ValAccuracy = Finite(e.ValAccuracy), LearningRate = Finite(e.LearningRate),
-                    Seconds = Finite(e.Seconds), Metrics = e.Metrics?.ToDictionary(m => m.Key, m => Finite(m.Value)),
-                }),
+                // A built-in metric a training program did not report is NaN in the record, and null here (as every
+                // number that is not finite: NonFiniteAsNull); its own metrics come as they are.
+                epochs = epochs.Select(e => new { e.Epoch, e.Loss, e.TrainAccuracy, e.ValAccuracy, e.LearningRate, e.Seconds, e.Metrics }),
             });
         });
         app.MapGet("/api/studies/{study}/trials/{number:int}/weights", async (string study, int number, HttpRequest request, CancellationToken ct) =>

@@ -371,16 +371,16 @@ public sealed class ProgramTrialRunner : ITrialRunner
     /// <summary>Why <paramref name="name"/> (a path, or a name looked up on <paramref name="path"/>) cannot be started, or null.</summary>
     private static string? Unstartable(string name, string workDir, string path)
     {
-        static bool Executable(string file) => OperatingSystem.IsWindows() || (File.GetUnixFileMode(file) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
+        static bool CanRun(string file) => OperatingSystem.IsWindows() || (File.GetUnixFileMode(file) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
         if (name.Contains('/', StringComparison.Ordinal))
         {
             var full = Path.IsPathRooted(name) ? name : Path.GetFullPath(Path.Combine(workDir, name));
             return !File.Exists(full) ? $"{name}: no such file ({full})"
-                : !Executable(full) ? $"{name} is not executable: chmod +x {full}, or start it through its interpreter (command: [bash, \"${{program}}\"])"
+                : !CanRun(full) ? $"{name} is not executable: chmod +x {full}, or start it through its interpreter (command: [bash, \"${{program}}\"])"
                 : null;
         }
 
-        var onPath = path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, name)).FirstOrDefault(f => File.Exists(f) && Executable(f));
+        var onPath = path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, name)).FirstOrDefault(f => File.Exists(f) && CanRun(f));
         if (onPath is not null)
         {
             return null;

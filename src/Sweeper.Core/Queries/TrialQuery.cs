@@ -95,8 +95,8 @@ public sealed class FilterParser
     /// </summary>
     public const int MaxComparisons = 100;
 
-    /// <summary>The trial fields that hold numbers (the others, state and owner, hold text).</summary>
-    private static readonly HashSet<string> _numericFields = ["number", "val_accuracy", "train_accuracy", "epochs", "attempts", "seed", "value"];
+    /// <summary>The trial fields that hold text; the others (<see cref="TrialFields"/>) hold numbers.</summary>
+    private static readonly HashSet<string> _textFields = ["state", "owner"];
 
     private readonly string _text;
     private int _depth;
@@ -338,7 +338,7 @@ public sealed class FilterParser
 
         // A trial field holds one kind of value: a number compared with text (or text with a number) would match no
         // trial, and its negation none either.
-        if (value is string word2 && _numericFields.Contains(field))
+        if (value is string word2 && TrialFields.Contains(field) && !_textFields.Contains(field))
         {
             throw new QueryException($"{field} is a number; got the text '{word2}'", valueStart, _text);
         }

@@ -81,6 +81,12 @@ public static class Hyperparameters
         return count + (previous * classes);
     }
 
+    /// <summary>"would have N weights; at most M ... are taken." when such a net is past <see cref="MaxWeights"/>, else null.</summary>
+    public static string? TooManyWeights(int inputs, IReadOnlyList<int> widths, int classes) =>
+        WeightCount(inputs, widths, classes) is var weights && weights > MaxWeights
+            ? $"would have {weights.ToString("N0", CultureInfo.InvariantCulture)} weights; at most {MaxWeights.ToString("N0", CultureInfo.InvariantCulture)} (1 GiB of float32) are taken."
+            : null;
+
     /// <summary>Width of each hidden layer of two_layer and fc when the trial gives neither hidden_size nor hidden_sizes.</summary>
     public const int DefaultHiddenSize = 100;
 
@@ -186,10 +192,10 @@ public static class Hyperparameters
             widths = Enumerable.Repeat(width, layers).ToArray();
         }
 
-        if (WeightCount(InputFeatures, widths, Classes) is var weights && weights > MaxWeights)
+        if (TooManyWeights(InputFeatures, widths, Classes) is { } tooMany)
         {
             var key = p.ContainsKey("hidden_sizes") ? "hidden_sizes" : "hidden_size";
-            throw new ArgumentException($"{key}: a {family} net of widths {string.Join(",", widths.Distinct().Count() == 1 && widths.Count > 3 ? [$"{widths.Count} x {widths[0]}"] : widths.Select(w => w.ToString(CultureInfo.InvariantCulture)))} would have {weights.ToString("N0", CultureInfo.InvariantCulture)} weights; at most {MaxWeights.ToString("N0", CultureInfo.InvariantCulture)} (1 GiB of float32) are taken.");
+            throw new ArgumentException($"{key}: a {family} net of widths {string.Join(",", widths.Distinct().Count() == 1 && widths.Count > 3 ? [$"{widths.Count} x {widths[0]}"] : widths.Select(w => w.ToString(CultureInfo.InvariantCulture)))} {tooMany}");
         }
 
         if (p.ContainsKey("iterations") && p.ContainsKey("epochs"))

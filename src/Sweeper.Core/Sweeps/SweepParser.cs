@@ -769,22 +769,19 @@ public sealed partial class SweepParser
     private void WarnNeverMatches(YamlNode node, string key, string name, ParameterDomain domain, IReadOnlyList<object> tested)
     {
         var texts = tested.Select(ParamValue.Format).ToList();
-        if (texts.Distinct().Count() < texts.Count)
+        var distinct = texts.Distinct().ToList();
+        if (distinct.Count < texts.Count)
         {
             Warn(node, key, "lists a value twice.");
         }
 
         if (domain.GridCount is not null)
         {
-            var never = texts.Distinct().Where(t => !domain.GridContains(t)).ToList();
-            if (never.Count == texts.Distinct().Count())
+            var never = distinct.Where(t => !domain.GridContains(t)).ToList();
+            if (never.Count > 0)
             {
                 var values = domain.GridCount <= 20 ? $" ({string.Join(", ", domain.GridValues!.Select(ParamValue.Format))})" : "";
-                Warn(node, key, $"{name} never takes {string.Join(" or ", never)}{values}: this block never applies.");
-            }
-            else if (never.Count > 0)
-            {
-                Warn(node, key, $"{name} never takes {string.Join(" or ", never)}{(domain.GridCount <= 20 ? $" ({string.Join(", ", domain.GridValues!.Select(ParamValue.Format))})" : "")}.");
+                Warn(node, key, $"{name} never takes {string.Join(" or ", never)}{values}" + (never.Count == distinct.Count ? ": this block never applies." : "."));
             }
         }
         else if (domain is Distribution { Kind: not (Distribution.IntUniform or Distribution.QUniform or Distribution.QLogUniform or Distribution.QLogUniformValues or Distribution.QNormal or Distribution.QLogNormal) })

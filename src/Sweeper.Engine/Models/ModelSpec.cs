@@ -117,9 +117,9 @@ public sealed record ModelSpec
             throw new ArgumentException($"hidden sizes must be positive (got {string.Join(",", HiddenSizes)}).");
         }
 
-        if (Hyperparameters.WeightCount(InputDim, HiddenSizes, NumClasses) is var weights && weights > Hyperparameters.MaxWeights)
+        if (Hyperparameters.TooManyWeights(InputDim, HiddenSizes, NumClasses) is { } tooMany)
         {
-            throw new ArgumentException($"a net of hidden sizes {string.Join(",", HiddenSizes)} would have {weights:N0} weights; at most {Hyperparameters.MaxWeights:N0} (1 GiB of float32) are taken.");
+            throw new ArgumentException($"a net of hidden sizes {string.Join(",", HiddenSizes)} {tooMany}");
         }
 
         switch (Kind)
