@@ -22,15 +22,16 @@ public static class ClusterView
 {
     /// <summary>
     /// A silo's state as users read it: <c>alive</c> (active, and said so within 30 s); <c>unresponsive</c> (active in
-    /// the table but silent: killed while no other silo was there to declare it dead); <c>dead</c> (declared dead by
-    /// other silos, or by its own successor: a silo restarted on the same address and port); <c>stopped</c> (it left
-    /// the cluster itself, e.g. on Ctrl-C: Orleans marks that Dead too, with the silo itself as the only vote against
-    /// it); <c>joining</c>; <c>stopping</c>.
+    /// the table but silent: killed while no other silo was there to declare it dead); <c>stopped</c> (it left the
+    /// cluster itself, e.g. on Ctrl-C: Orleans marks that Dead too; told by the silo's own record of its clean stop,
+    /// <paramref name="stoppedCleanly"/>, or, where it could not write that, by its row: the silo itself the only vote
+    /// against it and no successor); <c>dead</c> (declared dead by other silos, or by its own successor: a silo
+    /// restarted on the same address and port); <c>joining</c>; <c>stopping</c>.
     /// </summary>
-    public static string StateOf(MemberRow member, IReadOnlyList<MemberRow> members, DateTimeOffset now) => member.Status switch
+    public static string StateOf(MemberRow member, IReadOnlyList<MemberRow> members, DateTimeOffset now, bool stoppedCleanly = false) => member.Status switch
     {
         MemberRow.ActiveStatus => now - member.IAmAliveTime < TimeSpan.FromSeconds(30) ? "alive" : "unresponsive",
-        "Dead" => Cluster.StoreMembershipTable.Suspecters(member).All(voter => voter == member.Address) && !members.Any(other => Succeeds(other, member)) ? "stopped" : "dead",
+        "Dead" => stoppedCleanly || (Cluster.StoreMembershipTable.Suspecters(member).All(voter => voter == member.Address) && !members.Any(other => Succeeds(other, member))) ? "stopped" : "dead",
         "Joining" or "Created" => "joining",
         _ => "stopping",
     };
@@ -54,7 +55,7 @@ public static class ClusterView
         }
 
         var members = (await membership.ReadMembersAsync(clusterId, null, cancellationToken)).Members;
-        var slots = (await store.GetWorkersAsync(cancellationToken)).ToDictionary(w => w.Id, w => w.Slots);
+        var workers = (await store.GetWorkersAsync(cancellationToken)).ToDictionary(w => w.Id);
         var running = new List<(string Owner, RunningTrial Trial)>();
         foreach (var study in await store.ListStudiesAsync(cancellationToken))
         {
@@ -71,7 +72,8 @@ public static class ClusterView
         return members.Select(m =>
             {
                 var mine = running.Where(r => r.Owner.StartsWith(m.Address + "/", StringComparison.Ordinal)).Select(r => r.Trial).ToList();
-                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(m, members, now), slots.GetValueOrDefault(m.Address), mine.Count, m.StartTime, m.IAmAliveTime, mine);
+                var worker = workers.GetValueOrDefault(m.Address);
+                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(m, members, now, worker?.StoppedAt is not null), worker?.Slots ?? 0, mine.Count, m.StartTime, m.IAmAliveTime, mine);
             })
             .OrderBy(s => s.Alive ? 0 : 1).ThenBy(s => s.Address, StringComparer.Ordinal)
             .ToList();

@@ -20,6 +20,27 @@ public sealed class ClusterWatcher(
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.WhenAll(WatchMembershipAsync(stoppingToken), TickAsync(stoppingToken));
 
+    /// <summary>
+    /// The silo stops of its own accord (Ctrl-C, SIGTERM, its sweep done): it says so in the store, so that
+    /// <c>sweeper status</c> shows it <c>stopped</c>, not dead, even once a new silo has taken its address and port. A
+    /// silo declared dead never gets here (<see cref="SiloDeathHandler"/> ends the process at once). With the store out of
+    /// reach the mark is skipped; the silo is then told apart by its membership row alone.
+    /// </summary>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        patience.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            await store.MarkWorkerStoppedAsync(silo.SiloAddress.ToParsableString(), patience.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            log.LogDebug("The clean stop was not recorded: {Message}", e.Message);
+        }
+    }
+
     private async Task WatchMembershipAsync(CancellationToken stoppingToken)
     {
         try

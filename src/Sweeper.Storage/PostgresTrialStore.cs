@@ -15,7 +15,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 6;
+    public const int SchemaVersion = 7;
 
     private static readonly string[][] _migrations =
     [
@@ -67,6 +67,11 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             "ALTER TABLE epochs ALTER COLUMN loss DROP NOT NULL, ALTER COLUMN train_accuracy DROP NOT NULL, ALTER COLUMN val_accuracy DROP NOT NULL, "
                 + "ALTER COLUMN learning_rate DROP NOT NULL, ALTER COLUMN seconds DROP NOT NULL, ADD COLUMN metrics TEXT",
             "ALTER TABLE trials ADD COLUMN value DOUBLE PRECISION",
+        ],
+
+        // 7: a worker that stops of its own accord says so (a clean stop is not shown as a death)
+        [
+            "ALTER TABLE workers ADD COLUMN stopped_at BIGINT",
         ],
     ];
 
@@ -822,9 +827,16 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
             return 0;
         }, cancellationToken);
 
+    public Task MarkWorkerStoppedAsync(string workerId, CancellationToken cancellationToken = default) =>
+        WriteAsync(async (conn, tx) =>
+        {
+            await ExecAsync(conn, tx, $"UPDATE workers SET stopped_at = {Now} WHERE id = @id", ("id", workerId));
+            return 0;
+        }, cancellationToken);
+
     public Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async conn => await QueryAsync(conn, null, "SELECT id, host, pid, started_at, last_heartbeat, current_trial, slots FROM workers ORDER BY started_at",
-            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5), r.GetInt32(6))), cancellationToken);
+        ReadAsync(async conn => await QueryAsync(conn, null, $"SELECT id, host, pid, started_at, last_heartbeat, current_trial, slots, {(_schema >= 7 ? "stopped_at" : "NULL::bigint")} FROM workers ORDER BY started_at",
+            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5), r.GetInt32(6), r.IsDBNull(7) ? null : Time(r.GetInt64(7)))), cancellationToken);
 
     public Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default) =>
         WriteAsync(async (conn, tx) =>

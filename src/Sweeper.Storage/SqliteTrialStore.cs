@@ -13,7 +13,7 @@ namespace Sweeper.Storage;
 /// </summary>
 public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 {
-    public const int SchemaVersion = 6;
+    public const int SchemaVersion = 7;
 
     private static readonly string[][] _migrations =
     [
@@ -66,6 +66,11 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             "DROP TABLE epochs",
             "ALTER TABLE epochs_v6 RENAME TO epochs",
             "ALTER TABLE trials ADD COLUMN value REAL",
+        ],
+
+        // 7: a worker that stops of its own accord says so (a clean stop is not shown as a death)
+        [
+            "ALTER TABLE workers ADD COLUMN stopped_at INTEGER",
         ],
     ];
 
@@ -698,9 +703,16 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
             return 0;
         }, cancellationToken);
 
+    public Task MarkWorkerStoppedAsync(string workerId, CancellationToken cancellationToken = default) =>
+        WriteAsync(async tx =>
+        {
+            await ExecAsync("UPDATE workers SET stopped_at = $now WHERE id = $id", tx, ("$id", workerId), ("$now", Now));
+            return 0;
+        }, cancellationToken);
+
     public Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default) =>
-        ReadAsync(async () => await QueryAsync("SELECT id, host, pid, started_at, last_heartbeat, current_trial, slots FROM workers ORDER BY started_at", null,
-            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5), r.GetInt32(6))), cancellationToken);
+        ReadAsync(async () => await QueryAsync($"SELECT id, host, pid, started_at, last_heartbeat, current_trial, slots, {(_schema >= 7 ? "stopped_at" : "NULL")} FROM workers ORDER BY started_at", null,
+            r => new WorkerRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), Time(r.GetInt64(3)), Time(r.GetInt64(4)), r.IsDBNull(5) ? null : r.GetInt64(5), r.GetInt32(6), r.IsDBNull(7) ? null : Time(r.GetInt64(7)))), cancellationToken);
 
     public Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default) =>
         WriteAsync(async tx =>

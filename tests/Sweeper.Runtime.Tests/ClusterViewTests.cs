@@ -52,5 +52,10 @@ public class ClusterViewTests
         Assert.Equal("dead", State(Row(Old, SiloStatus.Dead, null, Old), Row(New, SiloStatus.Active)));
         Assert.Equal("stopped", State(Row(Old, SiloStatus.Dead, null, Old), Row(OtherPort, SiloStatus.Active)));
         Assert.Equal("stopped", State(Row(New, SiloStatus.Dead, null, New), Row(Old, SiloStatus.Dead, null, Old)));
+
+        // Stopped cleanly (its own record says so), then a new silo on its port: still stopped, whatever the votes.
+        Assert.Equal("stopped", ClusterView.StateOf(Row(Old, SiloStatus.Dead, null, Old), [Row(Old, SiloStatus.Dead, null, Old), Row(New, SiloStatus.Active)], new DateTimeOffset(Now), stoppedCleanly: true));
+        Assert.Equal("stopped", ClusterView.StateOf(Row(Old, SiloStatus.Dead, null, OtherPort), [Row(Old, SiloStatus.Dead, null, OtherPort)], new DateTimeOffset(Now), stoppedCleanly: true));
+        Assert.Equal("alive", ClusterView.StateOf(Row(Old, SiloStatus.Active), [Row(Old, SiloStatus.Active)], new DateTimeOffset(Now), stoppedCleanly: true));
     }
 }

@@ -69,7 +69,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null,
-        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null, Action<IServiceCollection>? services = null)
+        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null, Action<IServiceCollection>? services = null, int siloPort = 0)
     {
         var runner = new CountingRunner(epoch, _evaluations, value, loss);
         var settings = new SiloSettings
@@ -77,7 +77,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             Lease = lease ?? new SiloSettings().Lease,
             Slots = slots,
             GpuSlots = gpuSlots,
-            SiloPort = 0,
+            SiloPort = siloPort,
             Poll = TimeSpan.FromMilliseconds(20),
             IdleRecheck = TimeSpan.FromMilliseconds(100),
             Tick = TimeSpan.FromMilliseconds(200),
@@ -115,6 +115,32 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
             await Task.Delay(20);
         }
+    }
+
+    [Fact]
+    public async Task A_silo_that_stopped_cleanly_stays_stopped_in_status_when_a_new_silo_takes_its_port()
+    {
+        // Orleans' row of a silo that stopped cleanly looks like that of a silo killed and then replaced on its port (the
+        // successor marks it Dead); the silo's own record of its clean stop tells them apart.
+        var port = SiloSettings.FreePort();
+        var (first, _) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(10), siloPort: port);
+        var store = await OpenStoreAsync();
+        await WaitAsync(async () => (await ClusterView.SilosAsync(store)).Any(s => s.State == "alive" && s.Slots == 1), "the first silo to be alive with its slot");
+        await first.StopAsync();
+        var (second, _) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(10), siloPort: port);
+        await WaitAsync(async () => (await ClusterView.SilosAsync(store)).Count(s => s.State == "alive") == 1, "the second silo to be alive");
+
+        var silos = await ClusterView.SilosAsync(store);
+        Assert.Equal(2, silos.Count);
+        Assert.All(silos, s => Assert.EndsWith(":" + port.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Address[..s.Address.LastIndexOf('@')], StringComparison.Ordinal));
+        Assert.Equal(["alive", "stopped"], silos.Select(s => s.State));
+        Assert.Equal(1, silos[1].Slots);
+
+        // The same silo killed (no record of a clean stop) and replaced on its port is dead.
+        await store.MarkWorkerStoppedAsync("nobody");
+        var rows = (await ((IMembershipStore)store).ReadMembersAsync("sweeper", null)).Members;
+        Assert.Equal("dead", ClusterView.StateOf(rows.Single(r => r.Address == silos[1].Address), rows, DateTimeOffset.UtcNow, stoppedCleanly: false));
+        await second.StopAsync();
     }
 
     [Fact]

@@ -577,6 +577,31 @@ public abstract class TrialStoreContract
             Assert.Equal(("w1", "host-a", 42, 7L, 3), (worker.Id, worker.Host, worker.Pid, worker.CurrentTrialId!.Value, worker.Slots));
             // A database clock keeps running while the test moves its own: allow it the test's real duration.
             Assert.InRange((worker.LastHeartbeat - worker.StartedAt).TotalSeconds, 4.9, 5.5);
+            Assert.Null(worker.StoppedAt);
+        }
+    }
+
+    [Fact]
+    public async Task A_worker_that_stops_of_its_own_accord_is_marked_stopped_and_the_others_are_not()
+    {
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.HeartbeatWorkerAsync("w1", "host-a", 42, null, 2);
+            await store.HeartbeatWorkerAsync("w2", "host-a", 43, null, 2);
+            clock.Advance(TimeSpan.FromSeconds(5));
+            await store.MarkWorkerStoppedAsync("w1");
+            await store.MarkWorkerStoppedAsync("nosuch"); // not an error, and nothing is added
+            var workers = (await store.GetWorkersAsync()).ToDictionary(w => w.Id);
+            Assert.Equal(["w1", "w2"], workers.Keys.Order());
+            Assert.Null(workers["w2"].StoppedAt);
+            Assert.InRange((workers["w1"].StoppedAt!.Value - workers["w1"].StartedAt).TotalSeconds, 4.9, 5.5);
+
+            // A heartbeat still under way when the worker stopped leaves the mark.
+            var stoppedAt = workers["w1"].StoppedAt;
+            await store.HeartbeatWorkerAsync("w1", "host-a", 42, null, 2);
+            Assert.Equal(stoppedAt, (await store.GetWorkersAsync()).Single(w => w.Id == "w1").StoppedAt);
         }
     }
 
@@ -1002,7 +1027,7 @@ public abstract class TrialStoreContract
             finishedByLoss = b.TrialId;
         }
 
-        await using var store = await db.OpenAsync(clock);
+        await using var store = await db.OpenAsync(clock, schemaVersion: 6);
         Assert.Equal(6L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
 
         // Every epoch and checkpoint is there as it was; values are filled in for the finished trials only.
@@ -1019,6 +1044,25 @@ public abstract class TrialStoreContract
         await store.FinishAsync(running, new TrialFinish(TrialState.Completed, 0.35, 0.5, 2, null, 0.35));
         Assert.Equal(0.9, (await store.GetEpochsAsync(running.TrialId))[1].Metrics!["val_loss"]);
         Assert.Equal(0.35, (await store.GetTrialAsync(running.TrialId))!.Value);
+    }
+
+    [Fact]
+    public async Task A_store_from_schema_6_is_migrated_to_schema_7_with_its_workers_kept_and_none_marked_stopped()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var clock = new ManualClock(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        await using (var old = await db.OpenAsync(clock, schemaVersion: 6))
+        {
+            await old.HeartbeatWorkerAsync("w1", "host-a", 42, null, 2);
+            await old.HeartbeatWorkerAsync("w2", "host-b", 43, null, 4);
+            Assert.All(await old.GetWorkersAsync(), w => Assert.Null(w.StoppedAt));
+        }
+
+        await using var store = await db.OpenAsync(clock);
+        Assert.Equal(7L, Convert.ToInt64(await db.SqlAsync("SELECT max(version) FROM schema_version")));
+        Assert.Equal([("w1", 2, (DateTimeOffset?)null), ("w2", 4, null)], (await store.GetWorkersAsync()).Select(w => (w.Id, w.Slots, w.StoppedAt)).OrderBy(w => w.Id));
+        await store.MarkWorkerStoppedAsync("w2");
+        Assert.Equal(["w2"], (await store.GetWorkersAsync()).Where(w => w.StoppedAt is not null).Select(w => w.Id));
     }
 
     [Fact]

@@ -138,6 +138,12 @@ public interface ITrialStore : IAsyncDisposable
     /// </summary>
     Task HeartbeatWorkerAsync(string workerId, string host, int pid, long? currentTrialId, int slots, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Records that the worker stopped of its own accord, at the store's time (<see cref="WorkerRecord.StoppedAt"/>), so
+    /// that a clean stop is told apart from a death. A missing worker is not an error; a later heartbeat leaves the mark.
+    /// </summary>
+    Task MarkWorkerStoppedAsync(string workerId, CancellationToken cancellationToken = default);
+
     Task<IReadOnlyList<WorkerRecord>> GetWorkersAsync(CancellationToken cancellationToken = default);
 
     Task AddEventAsync(string study, long? trialId, string kind, string message, CancellationToken cancellationToken = default);

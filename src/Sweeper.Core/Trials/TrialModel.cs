@@ -177,8 +177,12 @@ public sealed record StudyResult(
     DateTimeOffset? TestEvaluatedAt,
     string? Note);
 
-/// <summary>A worker process as it last reported; <paramref name="Slots"/> is how many trials it can train at once (0: not reported).</summary>
-public sealed record WorkerRecord(string Id, string Host, int Pid, DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, long? CurrentTrialId, int Slots);
+/// <summary>
+/// A worker process (a silo) as it last reported; <paramref name="Slots"/> is how many trials it can train at once (0: not
+/// reported); <paramref name="StoppedAt"/> is when it said it stopped of its own accord (Ctrl-C, SIGTERM, its sweep done),
+/// null while it runs or when it ended without saying so (killed, declared dead).
+/// </summary>
+public sealed record WorkerRecord(string Id, string Host, int Pid, DateTimeOffset StartedAt, DateTimeOffset LastHeartbeat, long? CurrentTrialId, int Slots, DateTimeOffset? StoppedAt = null);
 
 /// <summary>Counts of trials by state.</summary>
 public sealed record StateCounts(int Pending, int Running, int Completed, int Pruned, int Diverged, int Failed, int Paused = 0)
