@@ -71,9 +71,12 @@ public static class ClusterView
         var now = (clock ?? TimeProvider.System).GetUtcNow();
         return members.Select(m =>
             {
-                var mine = running.Where(r => r.Owner.StartsWith(m.Address + "/", StringComparison.Ordinal)).Select(r => r.Trial).ToList();
+                var mine = running.Where(r => r.Owner.StartsWith(m.Address + "/", StringComparison.Ordinal)).ToList();
                 var worker = workers.GetValueOrDefault(m.Address);
-                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(m, members, now, worker?.StoppedAt is not null), worker?.Slots ?? 0, mine.Count, m.StartTime, m.IAmAliveTime, mine);
+                // Busy slots, not running trials: a slot takes its next trial while the outcome of its last one is still
+                // being written, and for that moment the store holds two running trials of one slot.
+                var busy = mine.Select(r => r.Owner).Distinct(StringComparer.Ordinal).Count();
+                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(m, members, now, worker?.StoppedAt is not null), worker?.Slots ?? 0, busy, m.StartTime, m.IAmAliveTime, mine.Select(r => r.Trial).ToList());
             })
             .OrderBy(s => s.Alive ? 0 : 1).ThenBy(s => s.Address, StringComparer.Ordinal)
             .ToList();
