@@ -174,7 +174,7 @@ public static class DashboardApp
             }
             catch (QueryException e)
             {
-                return BadRequest(e.Message, e.Position);
+                return BadRequest(e.Message, e.Position + 1);
             }
 
             if (group is not null)
@@ -218,7 +218,7 @@ public static class DashboardApp
             }
             catch (QueryException e)
             {
-                return BadRequest(e.Message, e.Position);
+                return BadRequest(e.Message, e.Position + 1);
             }
 
             // Counted first (from the covering index), so that a large study's points are not read twice.
@@ -325,6 +325,7 @@ public static class DashboardApp
 
     private static IResult NotFound(string message) => Results.Json(new { error = message }, _json, statusCode: StatusCodes.Status404NotFound);
 
+    /// <summary>A 400 with the problem in words and, for a filter or sort, the character it is at (counted from 1, as in the message).</summary>
     private static IResult BadRequest(string message, int? position) => Results.Json(new { error = message, position }, _json, statusCode: StatusCodes.Status400BadRequest);
 
     /// <summary>The whole-number query parameter <paramref name="name"/> within [min, max] (absent: <paramref name="fallback"/>); false with the problem in words otherwise.</summary>

@@ -261,6 +261,21 @@ public sealed class DashboardApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_filter_errors_position_in_the_json_is_the_one_its_message_gives()
+    {
+        var (client, app) = await StartAsync();
+        await using (app)
+        {
+            var response = await client.GetAsync("/api/studies/tiny/trials?where=" + Uri.EscapeDataString("reg >> 1"));
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var body = await Json(response);
+            // The second '>' is the 6th character.
+            Assert.Equal(6, body.GetProperty("position").GetInt32());
+            Assert.Contains("at position 6 of", body.GetProperty("error").GetString());
+        }
+    }
+
+    [Fact]
     public async Task Everything_is_read_only_and_a_token_guards_every_request_when_set()
     {
         var (client, app) = await StartAsync(token: "s3cret");
