@@ -78,6 +78,7 @@ public sealed class ClusterWatcher(
     private async Task TickAsync(CancellationToken stoppingToken)
     {
         var lastBeat = DateTimeOffset.MinValue;
+        var outage = new Outage(clock);
         using var timer = new PeriodicTimer(settings.Tick, clock);
         try
         {
@@ -92,10 +93,18 @@ public sealed class ClusterWatcher(
                     }
 
                     await TickStudiesAsync(stoppingToken);
+                    if (outage.Succeeded() is { } lasted)
+                    {
+                        log.LogInformation("Housekeeping works again (after {Seconds:F0} s)", lasted.TotalSeconds);
+                    }
                 }
                 catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
                 {
-                    log.LogWarning("Housekeeping skipped this time: {Message}", e.Message);
+                    // Said once for a run of the same failure (a store outage would otherwise repeat it every tick).
+                    if (outage.Failed(e.Message))
+                    {
+                        log.LogWarning("Housekeeping skipped: {Message}; retried every {Tick:F0} s (said again when it works)", e.Message, settings.Tick.TotalSeconds);
+                    }
                 }
             }
             while (await timer.WaitForNextTickAsync(stoppingToken));

@@ -121,6 +121,13 @@ public interface ITrialGrain : IGrainWithStringKey
     /// </summary>
     Task<bool> HoldAsync(Lease lease);
 
-    /// <summary>The grain key of trial <paramref name="number"/> of <paramref name="study"/>.</summary>
-    static string Key(string study, int number) => study + "/" + number.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>
+    /// The grain key of trial <paramref name="number"/> of <paramref name="study"/> under the lease of fencing token
+    /// <paramref name="token"/>: one grain per claim of the trial, first called, and so placed, by the slot that claimed it
+    /// (<see cref="Orleans.Placement.PreferLocalPlacementAttribute"/>). With one key per trial, a trial claimed again on
+    /// another silo could find its grain still there: silos' directory caches kept routing its calls to the silo of an
+    /// earlier claim, which activated it again there on each call.
+    /// </summary>
+    static string Key(string study, int number, long token) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{study}/{number}/{token}");
 }

@@ -12,6 +12,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     private IStoppingRule _rule = new NoStopping();
     private StudySearch? _search;
     private bool _closed;
+    private readonly Outage _outage = new();
 
     // A claim that found nothing is not tried again until something may have returned a trial to pending (a requeue,
     // a hand-back) or a while has passed: idle slots then cost no store writes.
@@ -221,10 +222,17 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             }
 
             await CloseIfDoneAsync();
+            if (_outage.Succeeded() is { } lasted)
+            {
+                log.LogInformation("Study {Study}: the store is reachable again (after {Seconds:F0} s)", Name, lasted.TotalSeconds);
+            }
         }
         catch (StoreUnavailableException e)
         {
-            log.LogWarning("Study {Study}: store unavailable ({Message}); trying again at the next tick", Name, e.Message);
+            if (_outage.Failed(e.Message))
+            {
+                log.LogWarning("Study {Study}: store unavailable ({Message}); tried again at each tick (said again when it works)", Name, e.Message);
+            }
         }
     }
 

@@ -109,13 +109,21 @@ public sealed class TrainingSlots(
             }
 
             Interlocked.Increment(ref _busy);
+            bool begun;
             try
             {
-                Train(lease, stopping, outcomes);
+                begun = Train(lease, stopping, outcomes);
             }
             finally
             {
                 Interlocked.Decrement(ref _busy);
+            }
+
+            if (!begun)
+            {
+                // Its grain could not take up the lease here (it lives on another silo until it deactivates): the trial
+                // was handed back, and the study would hand it straight back to this slot. A pause, not a busy loop.
+                stopping.WaitHandle.WaitOne(settings.Poll);
             }
         }
     }
@@ -164,9 +172,10 @@ public sealed class TrainingSlots(
     /// </summary>
     private static bool PipelinesOutcome(SweepDefinition sweep) => !SearchSpace.ProposesAsItGoes(sweep) && !StoppingRules.AsksAfterEachEpoch(sweep.EarlyTerminate);
 
-    private void Train(Lease lease, CancellationToken stopping, SemaphoreSlim outcomes)
+    /// <summary>Trains the trial of <paramref name="lease"/> and stores its outcome; false when its grain did not take up the lease (the trial was handed back untrained).</summary>
+    private bool Train(Lease lease, CancellationToken stopping, SemaphoreSlim outcomes)
     {
-        var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number));
+        var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number, lease.Token));
         var stoppingRule = StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate);
         // A trial with a checkpoint waits for it from its grain. A fresh one starts training at once while its grain takes
         // up the lease: the answer is awaited before the first report (or, for a trial whose only epoch goes out with its
@@ -177,7 +186,7 @@ public sealed class TrainingSlots(
         {
             if (Begun(beginning, lease) is not { } begun)
             {
-                return;
+                return false;
             }
 
             checkpoint = begun.Length > 0 ? begun : null;
@@ -265,6 +274,7 @@ public sealed class TrainingSlots(
             // acts for this lease (an activation elsewhere), or never took it up: then the store still has it here, and it
             // is handed back.
             HandBack(lease, running.NotBegun ?? NoLongerActs, quiet: running.NotBegun is null);
+            return running.NotBegun is null;
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
@@ -283,7 +293,7 @@ public sealed class TrainingSlots(
             {
                 if (Begun(beginning, lease) is null)
                 {
-                    return;
+                    return false;
                 }
 
                 UntilStored(() => grain.FinishAsync(lease, new TrialFinish(TrialState.Failed, null, null, 0, $"{e.GetType().Name}: {e.Message}"), running.Last), stopping);
@@ -298,6 +308,8 @@ public sealed class TrainingSlots(
         {
             _running.TryRemove(lease.TrialId, out _);
         }
+
+        return true;
     }
 
     /// <summary>

@@ -10,6 +10,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 {
     private Lease? _lease;
     private IGrainTimer? _renewal;
+    private readonly Outage _outage = new();
 
     private TimeSpan LeaseDuration => settings.Lease;
 
@@ -19,9 +20,16 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
     {
         if (!OnThisSilo(lease))
         {
-            // This activation lives on another silo than the slot that claimed the trial (a stale directory entry):
-            // the slot hands the trial back and it is claimed afresh.
-            log.LogWarning("Trial {Key}: activation on {Silo} cannot own a lease claimed by {Owner}", this.GetPrimaryKeyString(), silo.SiloAddress, lease.Owner);
+            // This activation lives on another silo than the slot that claimed the trial (left from an earlier attempt
+            // here, or placed here by a call forwarded while it deactivated): the slot hands the trial back and claims
+            // again. Unless it still acts for a newer lease here, the activation goes, so that the next claim activates
+            // the grain afresh where the claiming slot is; else every claim of any other silo would land here again.
+            if (_lease is null || _lease.Token < lease.Token)
+            {
+                DeactivateOnIdle();
+            }
+
+            log.LogWarning("Trial {Key}: activation on {Silo} cannot own a lease claimed by {Owner}; it is handed back and claimed again", this.GetPrimaryKeyString(), silo.SiloAddress, lease.Owner);
             return null;
         }
 
@@ -33,6 +41,23 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
 
         return new Immutable<byte[]>(checkpoint?.Data ?? []);
+    }
+
+    /// <summary>The store did not answer a write of this trial: said once for an outage (the trial trains on and its writes are tried again).</summary>
+    private void StoreFailed(Lease lease, StoreUnavailableException e)
+    {
+        if (_outage.Failed(e.Message))
+        {
+            log.LogWarning("Trial {Trial}: the store is unreachable ({Message}); the trial trains on, keeps its lease and epochs, and reports them when the store is back", lease.Number, e.Message);
+        }
+    }
+
+    private void StoreWorked(Lease lease)
+    {
+        if (_outage.Succeeded() is { } lasted)
+        {
+            log.LogInformation("Trial {Trial}: the store is reachable again (after {Seconds:F0} s)", lease.Number, lasted.TotalSeconds);
+        }
     }
 
     private bool OnThisSilo(Lease lease) => lease.Owner.StartsWith(SiloSettings.OwnerPrefix(silo.SiloAddress), StringComparison.Ordinal);
@@ -59,6 +84,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
         if (!OnThisSilo(lease))
         {
+            DeactivateOnIdle(); // holds nothing, for a slot of another silo: see BeginAsync
             return false;
         }
 
@@ -77,6 +103,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         try
         {
             await store.RenewAsync(lease, LeaseDuration, cancellationToken);
+            StoreWorked(lease);
         }
         catch (LeaseLostException e)
         {
@@ -87,7 +114,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         {
             // Cut off: keep training and keep trying. If the lease expires meanwhile, another silo takes the trial over
             // and fencing rejects this activation's next write.
-            log.LogWarning("Trial {Trial}: lease renewal failed: {Message}", lease.Number, e.Message);
+            StoreFailed(lease, e);
         }
     }
 
@@ -101,6 +128,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         try
         {
             await store.ReportEpochAsync(lease, metrics, checkpoint.Value, LeaseDuration);
+            StoreWorked(lease);
         }
         catch (LeaseLostException e)
         {
@@ -110,7 +138,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
         catch (StoreUnavailableException e)
         {
-            log.LogWarning("Trial {Trial}: store unavailable ({Message}); the epoch is kept and reported again", lease.Number, e.Message);
+            StoreFailed(lease, e);
             return EpochVerdict.Retry;
         }
 
@@ -151,10 +179,13 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             Abandon(lease);
             return EpochVerdict.Lost;
         }
-        catch (StoreUnavailableException)
+        catch (StoreUnavailableException e)
         {
+            StoreFailed(lease, e);
             return EpochVerdict.Retry;
         }
+
+        StoreWorked(lease);
 
         // A program's trial may report no validation accuracy: then its metric's value, if any.
         var score = finish.ValAccuracy is { } val ? $"val acc {val:F4}"
@@ -174,6 +205,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
         if (!OnThisSilo(lease))
         {
+            DeactivateOnIdle(); // holds nothing, for a slot of another silo: see BeginAsync
             return false;
         }
 
@@ -188,7 +220,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
         catch (StoreUnavailableException e)
         {
-            log.LogWarning("Trial {Trial}: lease renewal failed: {Message}", lease.Number, e.Message);
+            StoreFailed(lease, e);
             return true; // asked again at the next keep-alive
         }
 
