@@ -12,7 +12,10 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
     private IStoppingRule _rule = new NoStopping();
     private StudySearch? _search;
     private bool _closed;
-    private readonly Outage _outage = new();
+    private readonly Outage _outage = new(clock);
+
+    /// <summary>Until when expired leases are left alone: a lease after the end of a store outage (see <see cref="TickAsync"/>).</summary>
+    private DateTimeOffset _requeueAfter;
 
     // A claim that found nothing is not tried again until something may have returned a trial to pending (a requeue,
     // a hand-back) or a while has passed: idle slots then cost no store writes.
@@ -214,17 +217,25 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
 
         try
         {
-            var requeued = await store.RequeueExpiredAsync(Name);
-            if (requeued > 0)
+            // While the store was out of reach, the silos' lease renewals did not get through either: their trials' leases
+            // look expired though they train on. After an outage the expired leases are left for one lease length, in
+            // which every live silo renews its own (every third of a lease); only the others are taken back. A trial of a
+            // silo declared dead meanwhile waits that long too.
+            if (!_outage.Ongoing && clock.GetUtcNow() >= _requeueAfter)
             {
-                _maybePending = true;
-                log.LogWarning("Study {Study}: {Count} trial(s) lost their silo or lease and were requeued (or failed past their retries)", Name, requeued);
+                var requeued = await store.RequeueExpiredAsync(Name);
+                if (requeued > 0)
+                {
+                    _maybePending = true;
+                    log.LogWarning("Study {Study}: {Count} trial(s) lost their silo or lease and were requeued (or failed past their retries)", Name, requeued);
+                }
             }
 
             await CloseIfDoneAsync();
             if (_outage.Succeeded() is { } lasted)
             {
-                log.LogInformation("Study {Study}: the store is reachable again (after {Seconds:F0} s)", Name, lasted.TotalSeconds);
+                _requeueAfter = clock.GetUtcNow() + settings.Lease;
+                log.LogInformation("Study {Study}: the store is reachable again (after {Seconds:F0} s); expired leases are taken back from {At:HH:mm:ss} on, once live silos have renewed theirs", Name, lasted.TotalSeconds, _requeueAfter.ToLocalTime());
             }
         }
         catch (StoreUnavailableException e)
