@@ -73,10 +73,15 @@ public static class ClusterView
             {
                 var mine = running.Where(r => r.Owner.StartsWith(m.Address + "/", StringComparison.Ordinal)).ToList();
                 var worker = workers.GetValueOrDefault(m.Address);
+                // Alive by either of its two heartbeats in the store: Orleans' "I am alive" in its membership row, or the
+                // silo's own every 5 s. After a store outage the first lagged the second by 10-20 s (a write retried
+                // inside Orleans' loop), and the silo is not unresponsive meanwhile.
+                var row = worker is not null && worker.LastHeartbeat > m.IAmAliveTime ? m with { IAmAliveTime = worker.LastHeartbeat } : m;
+
                 // Busy slots, not running trials: a slot takes its next trial while the outcome of its last one is still
                 // being written, and for that moment the store holds two running trials of one slot.
                 var busy = mine.Select(r => r.Owner).Distinct(StringComparer.Ordinal).Count();
-                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(m, members, now, worker?.StoppedAt is not null), worker?.Slots ?? 0, busy, m.StartTime, m.IAmAliveTime, mine.Select(r => r.Trial).ToList());
+                return new SiloView(m.Address, m.HostName, m.SiloName, StateOf(row, members, now, worker?.StoppedAt is not null), worker?.Slots ?? 0, busy, m.StartTime, row.IAmAliveTime, mine.Select(r => r.Trial).ToList());
             })
             .OrderBy(s => s.Alive ? 0 : 1).ThenBy(s => s.Address, StringComparer.Ordinal)
             .ToList();

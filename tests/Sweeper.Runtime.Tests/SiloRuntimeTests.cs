@@ -140,6 +140,27 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal((2, 3), (silo.Busy, silo.Trials.Count));
     }
 
+    [Fact]
+    public async Task A_silo_whose_membership_heartbeat_lags_after_a_store_outage_is_alive_by_its_own_heartbeat()
+    {
+        var store = await OpenStoreAsync();
+        var membership = (IMembershipStore)store;
+        await membership.InitMembershipAsync("sweeper");
+        var stale = DateTimeOffset.UtcNow - TimeSpan.FromSeconds(45);
+        const string Lagging = "127.0.0.1:11111@100", Silent = "127.0.0.1:11112@100";
+        var version = 0;
+        foreach (var address in (string[])[Lagging, Silent])
+        {
+            var snapshot = await membership.ReadMembersAsync("sweeper", null);
+            Assert.True(await membership.InsertMemberAsync("sweeper", new MemberRow(address, MemberRow.ActiveStatus, "host", "silo", 0, stale, stale, null, null), ++version, snapshot.VersionEtag));
+        }
+
+        await store.HeartbeatWorkerAsync(Lagging, "host", 1, null, 2); // its own heartbeat got through; Orleans' not yet
+        var silos = (await ClusterView.SilosAsync(store)).ToDictionary(s => s.Address);
+        Assert.Equal(("alive", "unresponsive"), (silos[Lagging].State, silos[Silent].State));
+        Assert.True(DateTimeOffset.UtcNow - silos[Lagging].LastAlive < TimeSpan.FromSeconds(10));
+    }
+
     [Theory]
     [InlineData("begin")]
     [InlineData("hold")]
@@ -171,6 +192,70 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal((TrialState.Completed, 0), (trial.State, result.BestTrialNumber));
         Assert.Equal([0], runnerB.Finished);
         Assert.InRange(trial.LeaseToken, 1, 3); // claimed once, or a few times while the activation went; not thousands
+    }
+
+    [Fact]
+    public async Task A_store_outage_longer_than_a_lease_costs_a_live_silo_none_of_its_trials()
+    {
+        // Seen in a drill (PostgreSQL stopped for 40 s, leases of 30 s): when the store came back, the study requeued every
+        // running trial at its next tick, before their silos could renew, and each trial was trained again from its last
+        // checkpoint elsewhere. Here the trial store is out of reach for over two leases while trial 0 trains (the membership
+        // table stays up: the silo is alive throughout).
+        var outage = new OutageStore.Switch();
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(300), lease: TimeSpan.FromSeconds(3), wrap: inner => OutageStore.Create(inner, outage));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 1, epochs: 8), "s.yaml");
+        await WaitAsync(async () => (await store.GetTrialsAsync("s")).Single().EpochsDone >= 1, "trial 0's first epoch");
+        outage.Down = true;
+        await Task.Delay(TimeSpan.FromSeconds(7));
+        outage.Down = false;
+        await ResultAsync(store);
+
+        var trial = Assert.Single(await store.GetTrialsAsync("s"));
+        Assert.Equal((TrialState.Completed, 1, 1L, 8), (trial.State, trial.Attempts, trial.LeaseToken, trial.EpochsDone));
+        Assert.Equal([(0, 0)], runner.Starts); // trained on where it was, never again from a checkpoint
+        Assert.DoesNotContain(await store.GetEventsAsync("s"), e => e.Kind is "trial_released" or "trial_requeued");
+    }
+
+    /// <summary>A store whose trial methods fail as unreachable while <see cref="Switch.Down"/> (its membership methods never do).</summary>
+    public class OutageStore : System.Reflection.DispatchProxy
+    {
+        private object _inner = null!;
+        private Switch _switch = null!;
+
+        public sealed class Switch
+        {
+            public volatile bool Down;
+        }
+
+        public static ITrialStore Create(ITrialStore inner, Switch down)
+        {
+            var store = Create<HoldingStore.IStore, OutageStore>();
+            ((OutageStore)(object)store)._inner = inner;
+            ((OutageStore)(object)store)._switch = down;
+            return store;
+        }
+
+        protected override object? Invoke(System.Reflection.MethodInfo? method, object?[]? args)
+        {
+            if (_switch.Down && method!.DeclaringType == typeof(ITrialStore) && method.ReturnType.IsAssignableTo(typeof(Task)))
+            {
+                var down = new StoreUnavailableException("the test's store is down", new IOException("connection refused"));
+                return method.ReturnType.IsGenericType
+                    ? typeof(Task).GetMethod(nameof(Task.FromException), 1, [typeof(Exception)])!.MakeGenericMethod(method.ReturnType.GetGenericArguments()[0]).Invoke(null, [down])
+                    : Task.FromException(down);
+            }
+
+            try
+            {
+                return method!.Invoke(_inner, args);
+            }
+            catch (System.Reflection.TargetInvocationException e) when (e.InnerException is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException);
+                throw;
+            }
+        }
     }
 
     [Fact]
