@@ -144,10 +144,12 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         }
         catch (StoreUnavailableException e)
         {
-            log.LogWarning("Study {Study}: store unavailable ({Message}); no trial handed out this time", Name, e.Message);
+            // Idle slots ask every half second: said once for an outage.
+            StoreFailed(e);
             return null;
         }
 
+        StoreWorked();
         _drained = lease is null;
         if (lease is null)
         {
@@ -232,18 +234,30 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
             }
 
             await CloseIfDoneAsync();
-            if (_outage.Succeeded() is { } lasted)
-            {
-                _requeueAfter = clock.GetUtcNow() + settings.Lease;
-                log.LogInformation("Study {Study}: the store is reachable again (after {Seconds:F0} s); expired leases are taken back from {At:HH:mm:ss} on, once live silos have renewed theirs", Name, lasted.TotalSeconds, _requeueAfter.ToLocalTime());
-            }
+            StoreWorked();
         }
         catch (StoreUnavailableException e)
         {
-            if (_outage.Failed(e.Message))
-            {
-                log.LogWarning("Study {Study}: store unavailable ({Message}); tried again at each tick (said again when it works)", Name, e.Message);
-            }
+            StoreFailed(e);
+        }
+    }
+
+    /// <summary>A write or read of the store failed as unreachable: said once for an outage (every caller tries again later).</summary>
+    private void StoreFailed(StoreUnavailableException e)
+    {
+        if (_outage.Failed(e.Message))
+        {
+            log.LogWarning("Study {Study}: store unavailable ({Message}); tried again at each tick and each slot's ask (said again when it works)", Name, e.Message);
+        }
+    }
+
+    /// <summary>The store answered: the end of an outage, if there was one, starts the lease length in which expired leases are left alone.</summary>
+    private void StoreWorked()
+    {
+        if (_outage.Succeeded() is { } lasted)
+        {
+            _requeueAfter = clock.GetUtcNow() + settings.Lease;
+            log.LogInformation("Study {Study}: the store is reachable again (after {Seconds:F0} s); expired leases are taken back from {At:HH:mm:ss} on, once live silos have renewed theirs", Name, lasted.TotalSeconds, _requeueAfter.ToLocalTime());
         }
     }
 

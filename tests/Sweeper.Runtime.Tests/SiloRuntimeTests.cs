@@ -69,7 +69,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     private async Task<(IHost Silo, CountingRunner Runner)> StartSiloAsync(int slots, TimeSpan epoch, Func<Lease, double>? value = null, int gpuSlots = 0, Func<Lease, double>? loss = null,
-        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null, Action<IServiceCollection>? services = null, int siloPort = 0)
+        Func<ITrialStore, ITrialStore>? wrap = null, TimeSpan? lease = null, Action<IServiceCollection>? services = null, int siloPort = 0, Serilog.ILogger? logger = null)
     {
         var runner = new CountingRunner(epoch, _evaluations, value, loss);
         var settings = new SiloSettings
@@ -84,7 +84,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
             Address = System.Net.IPAddress.Loopback,
         };
         var store = await OpenStoreAsync();
-        var silo = SweeperSilo.Build(wrap?.Invoke(store) ?? store, runner, settings, Logger.None, services: services);
+        var silo = SweeperSilo.Build(wrap?.Invoke(store) ?? store, runner, settings, logger ?? Logger.None, services: services);
         _silos.Add(silo);
         await silo.StartAsync();
         return (silo, runner);
@@ -202,7 +202,9 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         // checkpoint elsewhere. Here the trial store is out of reach for over two leases while trial 0 trains (the membership
         // table stays up: the silo is alive throughout).
         var outage = new OutageStore.Switch();
-        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(300), lease: TimeSpan.FromSeconds(3), wrap: inner => OutageStore.Create(inner, outage));
+        var lines = new LogLines();
+        var (a, runner) = await StartSiloAsync(slots: 2, TimeSpan.FromMilliseconds(300), lease: TimeSpan.FromSeconds(3), wrap: inner => OutageStore.Create(inner, outage),
+            logger: new Serilog.LoggerConfiguration().WriteTo.Sink(lines).CreateLogger());
         var store = await OpenStoreAsync();
         await Study(a).OpenAsync(Sweep(trials: 1, epochs: 8), "s.yaml");
         await WaitAsync(async () => (await store.GetTrialsAsync("s")).Single().EpochsDone >= 1, "trial 0's first epoch");
@@ -215,6 +217,21 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.Equal((TrialState.Completed, 1, 1L, 8), (trial.State, trial.Attempts, trial.LeaseToken, trial.EpochsDone));
         Assert.Equal([(0, 0)], runner.Starts); // trained on where it was, never again from a checkpoint
         Assert.DoesNotContain(await store.GetEventsAsync("s"), e => e.Kind is "trial_released" or "trial_requeued");
+
+        // Said once, though the idle slot asked for work every 20 ms and the study's tick ran every 200 ms throughout.
+        Assert.Equal(1, lines.Count("Study s: store unavailable"));
+        Assert.Equal(1, lines.Count("Study s: the store is reachable again"));
+        Assert.InRange(lines.Count("Housekeeping skipped"), 0, 1);
+    }
+
+    /// <summary>The rendered log lines of a silo, for tests that count what it said.</summary>
+    private sealed class LogLines : Serilog.Core.ILogEventSink
+    {
+        private readonly ConcurrentQueue<string> _lines = new();
+
+        public void Emit(Serilog.Events.LogEvent logEvent) => _lines.Enqueue(logEvent.RenderMessage(System.Globalization.CultureInfo.InvariantCulture).Replace("\"", "", StringComparison.Ordinal));
+
+        public int Count(string start) => _lines.Count(l => l.StartsWith(start, StringComparison.Ordinal));
     }
 
     /// <summary>A store whose trial methods fail as unreachable while <see cref="Switch.Down"/> (its membership methods never do).</summary>
