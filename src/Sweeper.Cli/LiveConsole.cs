@@ -27,11 +27,11 @@ public sealed class LiveConsole(bool stackTraces) : ILogEventSink
     public void Emit(LogEvent logEvent)
     {
         var writer = new StringWriter();
-        _format.Format(logEvent, writer);
+        _format.Format(stackTraces ? logEvent : OneLine(logEvent), writer);
         if (logEvent.Exception is { } e)
         {
             // The message says what happened; a stack trace only with SWEEPER_LOG_LEVEL=Debug.
-            writer.WriteLine(stackTraces ? e.ToString() : $"  ({e.GetType().Name}: {e.Message})");
+            writer.WriteLine(stackTraces ? e.ToString() : $"  ({e.GetType().Name}: {FirstLine(e.Message)})");
         }
 
         var text = writer.ToString();
@@ -47,6 +47,23 @@ public sealed class LiveConsole(bool stackTraces) : ILogEventSink
             }
         }
     }
+
+    /// <summary>
+    /// The event with each text value cut to its first line: some exceptions' messages (Orleans' messaging errors among
+    /// them) carry their inner exception's stack trace, and a log line shows what happened, not where in the code.
+    /// </summary>
+    public static LogEvent OneLine(LogEvent logEvent)
+    {
+        if (!logEvent.Properties.Values.Any(v => v is ScalarValue { Value: string text } && text.Contains('\n', StringComparison.Ordinal)))
+        {
+            return logEvent;
+        }
+
+        var properties = logEvent.Properties.Select(p => new LogEventProperty(p.Key, p.Value is ScalarValue { Value: string text } ? new ScalarValue(FirstLine(text)) : p.Value));
+        return new LogEvent(logEvent.Timestamp, logEvent.Level, logEvent.Exception, logEvent.MessageTemplate, properties);
+    }
+
+    private static string FirstLine(string text) => text.IndexOf('\n', StringComparison.Ordinal) is var end and >= 0 ? text[..end].TrimEnd('\r') : text;
 
     private sealed class End : IDisposable
     {
