@@ -191,30 +191,35 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
 
     private async Task MigrateAsync(int target, CancellationToken cancellationToken)
     {
-        // A read-only server refuses even CREATE TABLE IF NOT EXISTS: its schema is only read, never changed.
-        var readOnly = await WriteAsync(async (conn, tx) =>
+        // A read-only server refuses even CREATE TABLE IF NOT EXISTS: its schema is only read, never changed. A schema
+        // that is current is not touched either, so that a role that may only read (status, results, the dashboard for
+        // people who must not change anything) opens it; such a store is read-only for this process.
+        var found = await WriteAsync(async (conn, tx) =>
         {
-            if (!Convert.ToBoolean(await ScalarAsync(conn, tx, "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'")))
-            {
-                return (ReadOnly: false, Version: 0);
-            }
-
+            var serverReadOnly = Convert.ToBoolean(await ScalarAsync(conn, tx, "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"));
             var exists = await ScalarAsync(conn, tx, "SELECT to_regclass('schema_version') IS NOT NULL") is true;
-            return (ReadOnly: true, Version: exists ? Convert.ToInt32(await ScalarAsync(conn, tx, "SELECT coalesce(max(version), 0) FROM schema_version") ?? 0) : 0);
+            var version = exists ? Convert.ToInt32(await ScalarAsync(conn, tx, "SELECT coalesce(max(version), 0) FROM schema_version") ?? 0) : 0;
+            var mayWrite = version < 4 || await ScalarAsync(conn, tx, "SELECT has_table_privilege('trials', 'INSERT, UPDATE, DELETE') AND has_table_privilege('members', 'INSERT, UPDATE, DELETE')") is true;
+            return (ServerReadOnly: serverReadOnly, Version: version, MayWrite: mayWrite);
         }, cancellationToken);
-        if (readOnly.ReadOnly)
+        if (found.Version > SchemaVersion)
+        {
+            throw new SchemaTooNewException(found.Version, SchemaVersion);
+        }
+
+        if (found.ServerReadOnly || (!found.MayWrite && found.Version >= target))
         {
             ReadOnly = true;
-            if (readOnly.Version > SchemaVersion)
+            if (found.Version < target)
             {
-                throw new SchemaTooNewException(readOnly.Version, SchemaVersion);
+                throw new ReadOnlySchemaTooOldException(found.Version, target);
             }
 
-            if (readOnly.Version < target)
-            {
-                throw new ReadOnlySchemaTooOldException(readOnly.Version, target);
-            }
+            return;
+        }
 
+        if (found.Version >= target)
+        {
             return;
         }
 

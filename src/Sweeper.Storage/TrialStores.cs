@@ -36,7 +36,7 @@ public static class TrialStores
             if (forWriting && store is PostgresTrialStore { ReadOnly: true } standby)
             {
                 await standby.DisposeAsync();
-                throw new StoreOpenException($"cannot write to the store {Redact(address)}: the server takes only reads here (a standby, or default_transaction_read_only on for this database or role); "
+                throw new StoreOpenException($"cannot write to the store {Redact(address)}: the server takes only reads here (a standby, default_transaction_read_only on for this database or role, or a role that may only read its tables); "
                     + "give the primary's address (status, results and the dashboard may read from this one)", null);
             }
 

@@ -48,6 +48,44 @@ public sealed class PostgresTrialStoreTests : TrialStoreContract
         Assert.Equal(2L, await db.SqlAsync("SELECT count(*) FROM trials WHERE state = 'pending'"));
     }
 
+    [Fact]
+    public async Task A_role_that_may_only_read_opens_a_current_store_for_reading_and_is_refused_to_a_silo()
+    {
+        // Seen in a probe: status and results as a role granted SELECT only failed with "permission denied for schema
+        // public", because opening the store ran CREATE TABLE IF NOT EXISTS.
+        await using var db = new PostgresDatabase();
+        await using (var store = await db.OpenAsync(TimeProvider.System))
+        {
+            await store.CreateStudyAsync(new NewStudy("ro", "h", "t", TrialStoreContract.AnySweepJson, "grid", [new NewTrial(0, "{}", 1)]));
+        }
+
+        var role = "reader_" + Guid.NewGuid().ToString("N")[..8];
+        await AdminAsync($"CREATE ROLE {role} LOGIN");
+        try
+        {
+            await db.SqlAsync($"REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}");
+            var asReader = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Username = role }.ConnectionString;
+            await using (var reader = await TrialStores.OpenAsync(asReader))
+            {
+                Assert.Equal([TrialState.Pending], (await reader.GetTrialsAsync("ro")).Select(t => t.State));
+                Assert.True(((PostgresTrialStore)reader).ReadOnly);
+            }
+
+            var refused = await Assert.ThrowsAsync<StoreOpenException>(() => TrialStores.OpenAsync(asReader, forWriting: true));
+            Assert.Contains("a role that may only read its tables", refused.Message);
+
+            // The owner still opens it for writing.
+            await using var owner = await TrialStores.OpenAsync(db.ConnectionString, forWriting: true);
+            Assert.False(((PostgresTrialStore)owner).ReadOnly);
+        }
+        finally
+        {
+            NpgsqlConnection.ClearAllPools();
+            await db.SqlAsync($"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; REVOKE USAGE ON SCHEMA public FROM {role}");
+            await AdminAsync($"DROP ROLE {role}");
+        }
+    }
+
     private static async Task AdminAsync(string sql)
     {
         await using var conn = new NpgsqlConnection(PostgresServer.Shared.AdminConnectionString);
