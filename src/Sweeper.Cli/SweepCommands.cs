@@ -297,6 +297,7 @@ public static partial class SweepCommands
             try
             {
                 await StartSiloAsync(silo, ct);
+                Log.Information("Store {Store}; data {Data}", TrialStores.Redact(address), dir);
                 if (parse.GetValue(exit))
                 {
                     if (!await WaitForStudyAsync(trialStore, name!, TimeSpan.FromSeconds(parse.GetValue(wait)), ct))
@@ -429,7 +430,10 @@ public static partial class SweepCommands
             try
             {
                 await StartSiloAsync(silo, ct);
+                Log.Information("Store {Store}; this coordinator trains nothing: the workers' slots train the study's trials", TrialStores.Redact(address));
                 await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
+                // The study's progress as `run` shows it (its coordinator grain lives on any silo, and logs there).
+                await ShowProgressAsync(trialStore, sweep.Name, asJson: false, ct);
                 StudyResult? result;
                 while ((result = await Patiently(() => trialStore.GetResultAsync(sweep.Name, ct), ct)) is null)
                 {
@@ -457,6 +461,7 @@ public static partial class SweepCommands
             }
             catch (OperationCanceledException)
             {
+                Log.Warning("Stopping: the study goes on on the workers; run the same command again to follow it, or see `sweeper status`.");
                 await StopSiloAsync(silo);
                 return 130;
             }
