@@ -545,16 +545,28 @@ public static partial class SweepCommands
             }
 
             Console.WriteLine(silos.Count == 0 ? "silos: none has joined this store's cluster yet" : $"silos: {silos.Count(w => w.Alive)} alive, {silos.Count(w => !w.Alive)} not");
-            foreach (var w in silos)
+            // The silos that are gone stay listed for an hour (until their entries are cleaned up): the text shows the
+            // latest few of them, so that a cluster restarted many times still shows its live silos at a glance.
+            var gone = silos.Where(w => !w.Alive).OrderByDescending(w => w.LastAlive).ToList();
+            var shown = silos.Where(w => w.Alive).Concat(gone.Take(StatusGoneShown)).ToList();
+            foreach (var w in shown)
             {
                 var ago = (DateTimeOffset.UtcNow - w.LastAlive).TotalSeconds;
                 Console.WriteLine($"  {w.Address} on {w.Host}: {w.State}, {w.Busy}/{w.Slots} slots busy, last heartbeat {ago:F0} s ago");
+            }
+
+            if (gone.Count > StatusGoneShown)
+            {
+                Console.WriteLine($"  ... and {gone.Count - StatusGoneShown} more that stopped or died earlier (--json lists every silo)");
             }
 
             return 0;
         });
         return command;
     }
+
+    /// <summary>How many silos that are gone <c>status</c> lists in text, the latest first.</summary>
+    private const int StatusGoneShown = 5;
 
     private static Command Results()
     {
