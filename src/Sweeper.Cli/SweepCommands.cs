@@ -432,8 +432,12 @@ public static partial class SweepCommands
                 await StartSiloAsync(silo, ct);
                 Log.Information("Store {Store}; this coordinator trains nothing: the workers' slots train the study's trials", TrialStores.Redact(address));
                 await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
+                using var hint = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var noWorkers = HintWithoutWorkersAsync(trialStore, hint.Token);
                 // The study's progress as `run` shows it (its coordinator grain lives on any silo, and logs there).
                 await ShowProgressAsync(trialStore, sweep.Name, asJson: false, ct);
+                await hint.CancelAsync();
+                await noWorkers;
                 StudyResult? result;
                 while ((result = await Patiently(() => trialStore.GetResultAsync(sweep.Name, ct), ct)) is null)
                 {
@@ -472,6 +476,25 @@ public static partial class SweepCommands
         return command;
     }
 
+    /// <summary>
+    /// Says once if, 10 s after the coordinator opened its study, no silo with training slots is alive in the cluster:
+    /// the study then waits for workers, which a user who started only the coordinator may not expect.
+    /// </summary>
+    private static async Task HintWithoutWorkersAsync(ITrialStore store, CancellationToken ct)
+    {
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(10), ct);
+            if (!(await ClusterView.SilosAsync(store, cancellationToken: ct)).Any(s => s.Alive && s.Slots > 0))
+            {
+                Log.Warning("No silo with training slots is alive in this cluster: the study waits for workers (start `sweeper worker --store ...` where trials should train)");
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or StoreUnavailableException)
+        {
+        }
+    }
+
     /// <summary>A runner for a silo without slots: it only evaluates a chosen trial, loading the data the first time.</summary>
     private sealed class LazyTrainer(string? dataDir, CancellationToken ct) : ITrialRunner, IDisposable
     {
@@ -504,6 +527,11 @@ public static partial class SweepCommands
             }
 
             var names = parse.GetValue(study) is { } one ? [one] : (await trialStore.ListStudiesAsync(ct)).Select(s => s.Name).ToList();
+            if (names.Count == 0 && !parse.GetValue(json))
+            {
+                Console.WriteLine("studies: none yet (start one with `sweeper run FILE`, or `sweeper coordinator FILE` on a cluster)");
+            }
+
             var summaries = new List<object>();
             foreach (var name in names)
             {
