@@ -737,7 +737,15 @@ public static partial class SweepCommands
             return null;
         }
 
-        return await TrialStores.OpenAsync(full, cancellationToken: ct, say: m => Log.Information("{Message}", m));
+        // A quick query says where it connects only when that takes a while (a slow or unreachable server).
+        string? connecting = null;
+        var opening = TrialStores.OpenAsync(full, cancellationToken: ct, say: m => connecting = m);
+        if (await Task.WhenAny(opening, Task.Delay(TimeSpan.FromSeconds(1), ct)) != opening && connecting is not null)
+        {
+            Log.Information("{Message}", connecting);
+        }
+
+        return await opening;
     }
 
     private static void PrintBest(StudyResult? result, IReadOnlyList<TrialRecord> trials) => PrintBest(Console.Out, result, trials, null, Report.TerminalWidth());
