@@ -302,27 +302,28 @@ public static partial class SweepCommands
     /// </summary>
     private static async Task<T> Patiently<T>(Func<Task<T>> read, CancellationToken ct)
     {
-        var since = (DateTime?)null;
+        var outage = new Outage();
         while (true)
         {
             try
             {
                 var result = await read();
-                if (since is { } start)
+                if (outage.Succeeded() is { } lasted)
                 {
-                    Log.Information("The store is reachable again (after {Seconds:F0} s)", (DateTime.UtcNow - start).TotalSeconds);
+                    Log.Information("The store is reachable again (after {Seconds:F0} s)", lasted.TotalSeconds);
                 }
 
                 return result;
             }
             catch (StoreUnavailableException e)
             {
-                if (since is null)
+                // Said at the outage's start only, whatever words the later failures have.
+                if (!outage.Ongoing)
                 {
                     Log.Warning("The store is unreachable ({Message}); waiting for it to come back", e.Message);
-                    since = DateTime.UtcNow;
                 }
 
+                outage.Failed(e.Message);
                 await Task.Delay(TimeSpan.FromSeconds(2), ct);
             }
         }

@@ -311,8 +311,9 @@ public static class DashboardApp
         })));
         Charts.Map(app, store, _json);
         // A trial named by something else than its number (the routes above take whole numbers only).
-        app.MapGet("/api/studies/{study}/trials/{number}/{**rest}", (string number) => BadRequest($"'{number}' is not a trial number (a whole number such as 0 or 17)", null));
-        app.MapGet("/api/studies/{study}/trials/{number}", (string number) => BadRequest($"'{number}' is not a trial number (a whole number such as 0 or 17)", null));
+        static IResult NotATrialNumber(string number) => BadRequest($"'{number}' is not a trial number (a whole number such as 0 or 17)", null);
+        app.MapGet("/api/studies/{study}/trials/{number}/{**rest}", NotATrialNumber);
+        app.MapGet("/api/studies/{study}/trials/{number}", NotATrialNumber);
         app.MapGet("/api/{**rest}", (string rest) => NotFound($"no endpoint /api/{rest}"));
 
         app.MapGet("/", () => Page("index.html"));
