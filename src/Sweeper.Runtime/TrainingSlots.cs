@@ -144,7 +144,7 @@ public sealed class TrainingSlots(
                 continue;
             }
 
-            if (await grains.GetGrain<IStudyGrain>(study).NextTrialAsync(owner) is { } lease)
+            if (await grains.Study(study).NextTrialAsync(owner) is { } lease)
             {
                 return lease;
             }
@@ -175,7 +175,7 @@ public sealed class TrainingSlots(
     /// <summary>Trains the trial of <paramref name="lease"/> and stores its outcome; false when its grain did not take up the lease (the trial was handed back untrained).</summary>
     private bool Train(Lease lease, CancellationToken stopping, SemaphoreSlim outcomes)
     {
-        var grain = grains.GetGrain<ITrialGrain>(ITrialGrain.Key(lease.Study, lease.Number, lease.Token));
+        var grain = grains.Trial(ITrialGrain.Key(lease.Study, lease.Number, lease.Token));
         var stoppingRule = StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate);
         // A trial with a checkpoint waits for it from its grain. A fresh one starts training at once while its grain takes
         // up the lease: the answer is awaited before the first report (or, for a trial whose only epoch goes out with its
@@ -212,7 +212,7 @@ public sealed class TrainingSlots(
                     // commit instead of two). The stopping rule is still asked: it may prune the trial at its last epoch,
                     // or successive halving call it complete or pause it at a rung. (Neither reads this trial's own row.)
                     running.Last = new LastEpoch(metrics, takeCheckpoint());
-                    running.Verdict = stoppingRule ? UntilStored(() => grains.GetGrain<IStudyGrain>(lease.Study).AfterEpochAsync(lease.Number, metrics), trial.Token) : EpochVerdict.Continue;
+                    running.Verdict = stoppingRule ? UntilStored(() => grains.Study(lease.Study).AfterEpochAsync(lease.Number, metrics), trial.Token) : EpochVerdict.Continue;
                     return running.Verdict == EpochVerdict.Continue;
                 }
 

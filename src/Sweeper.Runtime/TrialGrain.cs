@@ -14,7 +14,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
     private TimeSpan LeaseDuration => settings.Lease;
 
-    private IStudyGrain Study(Lease lease) => GrainFactory.GetGrain<IStudyGrain>(lease.Study);
+    private IStudyGrain Study(Lease lease) => GrainFactory.Study(lease.Study);
 
     public async Task<Immutable<byte[]>?> BeginAsync(Lease lease)
     {
