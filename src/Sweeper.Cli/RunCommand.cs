@@ -83,11 +83,14 @@ public static partial class SweepCommands
             var settings = flags with { Slots = parse.GetValue(slots) };
             using var silo = SweeperSilo.Build(trialStore, new SolverTrialRunner(trainer), settings, Log.Logger);
             var clock = Stopwatch.StartNew();
+            var finalBefore = 0;
             try
             {
                 await StartSiloAsync(silo, ct);
                 Log.Information("Store {Store}; silo with {Slots} training slot(s); data {Data}", TrialStores.Redact(address), settings.Slots, dataDir);
                 await OpenStudyAsync(silo, sweep, parse.GetValue(file)!.ToString());
+                // A resumed study: the time said at the end is this run's, and the trials it did not train are said too.
+                finalBefore = (await trialStore.CountStatesAsync(sweep.Name, ct)).Final;
                 await ShowProgressAsync(trialStore, sweep.Name, asJson, ct);
             }
             catch (StudyConflictException e)
@@ -121,7 +124,8 @@ public static partial class SweepCommands
                     Console.WriteLine($"({trials.Count - 20} more: sweeper results {sweep.Name})");
                 }
 
-                Console.WriteLine($"Study {sweep.Name}: {Report.Counts(counts, record.TrialCount)} in {clock.Elapsed.TotalSeconds:F0} s");
+                var resumed = finalBefore > 0 ? $" (this run; {finalBefore} of the trials were final before it, from an earlier run)" : "";
+                Console.WriteLine($"Study {sweep.Name}: {Report.Counts(counts, record.TrialCount)} in {clock.Elapsed.TotalSeconds:F0} s{resumed}");
                 PrintBest(result, trials);
             }
 
@@ -137,7 +141,7 @@ public static partial class SweepCommands
     /// </summary>
     private static async Task<StudyRecord> OpenStudyAsync(IHost silo, SweepDefinition sweep, string file)
     {
-        var grain = silo.Services.GetRequiredService<IGrainFactory>().GetGrain<IStudyGrain>(sweep.Name);
+        var grain = silo.Services.GetRequiredService<IGrainFactory>().Study(sweep.Name);
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
         while (true)
         {

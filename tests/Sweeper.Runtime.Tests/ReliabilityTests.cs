@@ -294,8 +294,10 @@ public class ReliabilityTests(ITestOutputHelper output)
         Assert.NotEmpty(doneBefore);
         Assert.Null(midway.Result);
 
-        var second = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store(), "--slots", "2", "--json");
+        var second = h.Run(TimeSpan.FromMinutes(3), "run", sweep, "--store", h.Store(), "--slots", "2");
         Assert.True(second.Code == 0, second.Stderr);
+        // Its time is its own, and it says so: the trials of the first run are not counted in it.
+        Assert.Contains($"(this run; {midway.Trials.Count(t => t.State.IsFinal())} of the trials were final before it, from an earlier run)", second.Stdout);
         var end = await ReadAsync(h.Store(), "drill");
         Assert.All(end.Trials, t => Assert.Equal(TrialState.Completed, t.State));
         Assert.All(end.Trials.Where(t => doneBefore.Contains(t.Id)), t => Assert.Equal(1, t.Attempts));
