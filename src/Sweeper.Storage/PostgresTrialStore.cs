@@ -967,7 +967,7 @@ public sealed class PostgresTrialStore : ITrialStore, IMembershipStore
     private async Task<LeaseLostException> LostAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, Lease lease)
     {
         var rows = await QueryAsync(conn, tx, "SELECT state, lease_epoch, owner FROM trials WHERE id = @id",
-            r => $"the trial is {r.GetString(0)} at fencing token {r.GetInt64(1)} (owner {(r.IsDBNull(2) ? "none" : r.GetString(2))})", ("id", lease.TrialId));
+            r => LeaseLostException.Detail(lease, r.GetString(0), r.GetInt64(1), r.IsDBNull(2) ? null : r.GetString(2)), ("id", lease.TrialId));
         return new LeaseLostException(lease, rows.FirstOrDefault() ?? "the trial does not exist");
     }
 

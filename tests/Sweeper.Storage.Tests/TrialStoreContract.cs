@@ -203,6 +203,39 @@ public abstract class TrialStoreContract
     }
 
     [Fact]
+    public async Task A_lease_lost_says_what_became_of_the_trial_even_when_its_own_slot_claimed_it_again()
+    {
+        // A silo paused past its lease (SIGSTOP, a long GC) finds its trial requeued, and often claimed again by the very
+        // slot that held it: the refusal must not read as if the slot had lost the trial to itself.
+        var (db, store, clock) = await OpenAsync();
+        await using (db)
+        await using (store)
+        {
+            await store.CreateStudyAsync(Study(trials: 1));
+            var old = (await store.ClaimAsync("s", "w1", _lease))!;
+            clock.Advance(TimeSpan.FromSeconds(31));
+            Assert.Equal(1, await store.RequeueExpiredAsync("s"));
+            var pending = await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(old, _lease));
+            Assert.EndsWith("is no longer held: its lease ran out and the trial is pending again (fencing token 1)", pending.Message);
+
+            var again = (await store.ClaimAsync("s", "w1", _lease))!;
+            Assert.Equal(2, again.Token);
+            var same = await Assert.ThrowsAsync<LeaseLostException>(() => store.ReportEpochAsync(old, new EpochRecord(1, 9, 0.9, 0.9, 1, 1), [9], _lease));
+            Assert.Contains("(fencing token 1, owner w1) is no longer held: its lease ran out and the same slot claimed the trial again (fencing token 2)", same.Message);
+
+            clock.Advance(TimeSpan.FromSeconds(31));
+            Assert.Equal(1, await store.RequeueExpiredAsync("s"));
+            var other = (await store.ClaimAsync("s", "w2", _lease))!;
+            var moved = await Assert.ThrowsAsync<LeaseLostException>(() => store.FinishAsync(again, new TrialFinish(TrialState.Completed, 0.9, 0.9, 1, null)));
+            Assert.EndsWith("its lease ran out and w2 claimed the trial (fencing token 3)", moved.Message);
+
+            await store.FinishAsync(other, new TrialFinish(TrialState.Completed, 0.5, 0.5, 1, null));
+            var finished = await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(again, _lease));
+            Assert.EndsWith("the trial is completed at fencing token 3 (owner w2)", finished.Message);
+        }
+    }
+
+    [Fact]
     public async Task An_expired_lease_is_requeued_and_the_old_holder_is_fenced_out()
     {
         var (db, store, clock) = await OpenAsync();

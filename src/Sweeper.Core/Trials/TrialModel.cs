@@ -197,6 +197,21 @@ public sealed class LeaseLostException(Lease lease, string detail)
     : Exception($"lease on trial {lease.Number} of study {lease.Study} (fencing token {lease.Token}, owner {lease.Owner}) is no longer held: {detail}")
 {
     public Lease Lease { get; } = lease;
+
+    /// <summary>
+    /// Why <paramref name="lease"/> is no longer held, from the trial's row now (<paramref name="state"/>, its fencing
+    /// token and owner). A slot whose lease ran out (its silo paused, or cut off) may have claimed the trial again itself:
+    /// then the owner is the same and only the token says that the lease is a newer one.
+    /// </summary>
+    public static string Detail(Lease lease, string state, long token, string? owner) =>
+        (state, owner) switch
+        {
+            ("running", { } o) when o == lease.Owner && token > lease.Token =>
+                $"its lease ran out and the same slot claimed the trial again (fencing token {token}); the older claim's writes are refused",
+            ("running", { } o) when token > lease.Token => $"its lease ran out and {o} claimed the trial (fencing token {token})",
+            ("pending", _) => $"its lease ran out and the trial is pending again (fencing token {token})",
+            _ => $"the trial is {state} at fencing token {token} (owner {owner ?? "none"})",
+        };
 }
 
 /// <summary>
