@@ -26,6 +26,11 @@ public sealed class LiveConsole(bool stackTraces) : ILogEventSink
 
     public void Emit(LogEvent logEvent)
     {
+        if (!stackTraces && SaidBetterByUs(logEvent))
+        {
+            return;
+        }
+
         var writer = new StringWriter();
         _format.Format(stackTraces ? logEvent : OneLine(logEvent), writer);
         if (logEvent.Exception is { } e)
@@ -54,14 +59,32 @@ public sealed class LiveConsole(bool stackTraces) : ILogEventSink
     /// </summary>
     public static LogEvent OneLine(LogEvent logEvent)
     {
-        if (!logEvent.Properties.Values.Any(v => v is ScalarValue { Value: string text } && text.Contains('\n', StringComparison.Ordinal)))
+        if (!logEvent.Properties.Values.Any(v => v is ScalarValue { Value: string text } && Cut(text) != text))
         {
             return logEvent;
         }
 
-        var properties = logEvent.Properties.Select(p => new LogEventProperty(p.Key, p.Value is ScalarValue { Value: string text } ? new ScalarValue(FirstLine(text)) : p.Value));
+        var properties = logEvent.Properties.Select(p => new LogEventProperty(p.Key, p.Value is ScalarValue { Value: string text } ? new ScalarValue(Cut(text)) : p.Value));
         return new LogEvent(logEvent.Timestamp, logEvent.Level, logEvent.Exception, logEvent.MessageTemplate, properties);
     }
+
+    /// <summary>The characters of a value a log line shows at the most (Orleans puts whole membership tables in some).</summary>
+    public const int MaxValueLength = 300;
+
+    /// <summary>A value's first line, and of a longer one its first <see cref="MaxValueLength"/> characters and how many more there were.</summary>
+    private static string Cut(string text)
+    {
+        var line = FirstLine(text);
+        return line.Length <= MaxValueLength ? line : $"{line[..MaxValueLength]}... ({line.Length - MaxValueLength} more characters; SWEEPER_LOG_LEVEL=Debug shows them)";
+    }
+
+    /// <summary>
+    /// Orleans' own line when the cluster declared this silo dead ("I have been told I am dead, so this silo will
+    /// stop! Reason: ..." with the membership table in it, about 1.8 KB): the silo's death handler says what happened
+    /// and what follows right after it, in one plain line.
+    /// </summary>
+    public static bool SaidBetterByUs(LogEvent logEvent) =>
+        logEvent.MessageTemplate.Text.StartsWith("I have been told I am dead", StringComparison.Ordinal);
 
     private static string FirstLine(string text) => text.IndexOf('\n', StringComparison.Ordinal) is var end and >= 0 ? text[..end].TrimEnd('\r') : text;
 

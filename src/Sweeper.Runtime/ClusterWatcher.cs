@@ -118,22 +118,34 @@ public sealed class ClusterWatcher(
     {
         foreach (var study in await studies.OpenAsync(stoppingToken))
         {
-            await grains.GetGrain<IStudyGrain>(study).TickAsync();
+            await grains.Study(study).TickAsync();
         }
     }
 
+    /// <summary>Runs <paramref name="action"/> until the store answers it, trying again each second; the outage is said once, and its end.</summary>
     private async Task<T> UntilDoneAsync<T>(Func<Task<T>> action, CancellationToken stoppingToken)
     {
+        var outage = new Outage(clock);
         while (true)
         {
             try
             {
-                return await action();
+                var done = await action();
+                if (outage.Succeeded() is { } lasted)
+                {
+                    log.LogInformation("The store is reachable again (after {Seconds:F0} s): the dead silo's trials are taken back now", lasted.TotalSeconds);
+                }
+
+                return done;
             }
             catch (StoreUnavailableException e)
             {
-                log.LogWarning("Store unavailable ({Message}); trying again", e.Message);
-                await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+                if (outage.Failed(e.Message))
+                {
+                    log.LogWarning("A silo was declared dead, and the store is unreachable ({Message}); its trials are taken back once the store answers (tried each second)", e.Message);
+                }
+
+                await Task.Delay(TimeSpan.FromSeconds(1), clock, stoppingToken);
             }
         }
     }

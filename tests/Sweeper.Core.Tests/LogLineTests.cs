@@ -24,4 +24,22 @@ public class LogLineTests
         var plain = new LogEvent(DateTimeOffset.UnixEpoch, LogEventLevel.Warning, null, template, [new LogEventProperty("Message", new ScalarValue("refused"))]);
         Assert.Same(plain, LiveConsole.OneLine(plain));
     }
+
+    [Fact]
+    public void A_very_long_value_is_cut_and_says_how_much_was_left_out_and_Orleans_own_death_line_is_left_to_ours()
+    {
+        var template = new MessageTemplateParser().Parse("Membership: {Table}");
+        var table = string.Concat(Enumerable.Repeat("S127.0.0.1:21111:1 Active; ", 70));
+        var logEvent = new LogEvent(DateTimeOffset.UnixEpoch, LogEventLevel.Warning, null, template, [new LogEventProperty("Table", new ScalarValue(table))]);
+
+        var line = LiveConsole.OneLine(logEvent).RenderMessage(System.Globalization.CultureInfo.InvariantCulture);
+
+        Assert.Equal($"Membership: \"{table[..LiveConsole.MaxValueLength]}... ({table.Length - LiveConsole.MaxValueLength} more characters; SWEEPER_LOG_LEVEL=Debug shows them)\"", line);
+
+        // As Orleans 10.4.2 logs it (MembershipTableManager) before it calls the silo's fatal error handler, which says it in one line.
+        var dead = new LogEvent(DateTimeOffset.UnixEpoch, LogEventLevel.Error, null, new MessageTemplateParser().Parse("I have been told I am dead, so this silo will stop! Reason: {Reason}"),
+            [new LogEventProperty("Reason", new ScalarValue(table))]);
+        Assert.True(LiveConsole.SaidBetterByUs(dead));
+        Assert.False(LiveConsole.SaidBetterByUs(logEvent));
+    }
 }
