@@ -106,6 +106,7 @@ public static class Orchestration
         var process = Process.GetCurrentProcess();
         var siloCpu = process.TotalProcessorTime;
         var dbCpu = serverCpu?.Invoke() ?? TimeSpan.Zero;
+        var groupedBefore = (store as SqliteTrialStore)?.Grouped;
         var run = Stopwatch.StartNew();
         while (await store.GetResultAsync("bench") is null)
         {
@@ -115,6 +116,7 @@ public static class Orchestration
         run.Stop();
         process.Refresh();
         siloCpu = process.TotalProcessorTime - siloCpu;
+        var groupedAfter = (store as SqliteTrialStore)?.Grouped;
         dbCpu = (serverCpu?.Invoke() ?? TimeSpan.Zero) - dbCpu;
         await silo.StopAsync();
         var read = Stopwatch.StartNew();
@@ -137,6 +139,9 @@ public static class Orchestration
             cores = Environment.ProcessorCount,
             target_trials_per_second = backend == "sqlite" ? 2000 : 1000,
             read_all_trials_ms = Math.Round(read.Elapsed.TotalMilliseconds, 1),
+            // SQLite's group commit: the writes per transaction during the run (1.0: none shared one).
+            sqlite_writes_per_commit = groupedBefore is { } b && groupedAfter is { } a && a.Groups > b.Groups
+                ? Math.Round((double)(a.Writes - b.Writes) / (a.Groups - b.Groups), 2) : (double?)null,
             path = "silo in process: StudyGrain.NextTrial -> TrialGrain.Begin/Finish -> store (fenced writes; each 1-epoch trial's epoch and checkpoint are stored with its outcome in one commit)",
             store_settings = backend == "sqlite" ? "WAL, synchronous=NORMAL (commits survive a process crash)" : Server,
         }));

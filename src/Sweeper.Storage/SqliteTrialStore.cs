@@ -841,20 +841,177 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
 
     private static DateTimeOffset Time(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
 
-    /// <summary>Runs <paramref name="work"/> in one BEGIN IMMEDIATE transaction (the write lock is taken up front, so no snapshot conflicts).</summary>
+    /// <summary>
+    /// Runs <paramref name="work"/> in a BEGIN IMMEDIATE transaction (the write lock is taken up front, so no snapshot
+    /// conflicts), shared with the writes that queued up meanwhile: group commit, as the PostgreSQL store's batches. The
+    /// caller that gets the connection runs every queued write, each in a savepoint of its own (one that throws is rolled
+    /// back alone, and its caller hears its exception), and commits them together: one commit, one append to the log,
+    /// for what would have been several (the claims and outcomes of a silo's slots arrive together). Each write is
+    /// answered after the commit; if the commit fails, every write of the group hears why. A write is cancelled only
+    /// while it waits, before a group takes it up.
+    /// </summary>
     private async Task<T> WriteAsync<T>(Func<SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken);
+        var write = new PendingWrite<T>(work);
+        _writes.Enqueue(write);
         try
         {
-            using var tx = _connection.BeginTransaction(IsolationLevel.Serializable, deferred: false);
-            var result = await work(tx);
-            await tx.CommitAsync(cancellationToken);
-            return result;
+            await _gate.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (write.TryCancel())
+        {
+            throw; // never taken up: nothing written
+        }
+        catch (OperationCanceledException)
+        {
+            return await write.Done; // taken up by a group meanwhile: its outcome
+        }
+
+        var groups = new List<List<PendingWrite>>();
+        try
+        {
+            // Until this caller's own write is in a group (a group takes MaxGroup writes at the most, in the order they queued).
+            while (!write.Taken)
+            {
+                var group = await RunGroupAsync();
+                groups.Add(group);
+                if (group.Count == 0)
+                {
+                    throw new InvalidOperationException("SqliteTrialStore: a queued write was not found in the queue"); // a defect, never an endless loop
+                }
+            }
         }
         finally
         {
             _gate.Release();
+        }
+
+        // Answered once the connection is free again: the callers' continuations may write at once.
+        foreach (var group in groups)
+        {
+            group.ForEach(w => w.Answer());
+        }
+
+        return await write.Done;
+    }
+
+    /// <summary>Writes one group takes at the most (a bound on how long its first caller waits for its answer).</summary>
+    private const int MaxGroup = 64;
+
+    private readonly System.Collections.Concurrent.ConcurrentQueue<PendingWrite> _writes = new();
+    private long _groups;
+    private long _grouped;
+
+    /// <summary>Transactions of writes run so far, and the writes in them (their ratio is the mean group size).</summary>
+    public (long Groups, long Writes) Grouped => (Interlocked.Read(ref _groups), Interlocked.Read(ref _grouped));
+
+    /// <summary>Runs the queued writes in one transaction (under the gate); they are answered by the caller.</summary>
+    private async Task<List<PendingWrite>> RunGroupAsync()
+    {
+        var group = new List<PendingWrite>();
+        while (group.Count < MaxGroup && _writes.TryDequeue(out var queued))
+        {
+            if (queued.TryTake())
+            {
+                group.Add(queued);
+            }
+        }
+
+        Interlocked.Increment(ref _groups);
+        Interlocked.Add(ref _grouped, group.Count);
+        try
+        {
+            using var tx = _connection.BeginTransaction(IsolationLevel.Serializable, deferred: false);
+            if (group.Count == 1)
+            {
+                // Alone: no savepoint; if it throws, the transaction is rolled back (disposed uncommitted).
+                if (!await group[0].RunAsync(tx))
+                {
+                    return group;
+                }
+            }
+            else
+            {
+                foreach (var w in group)
+                {
+                    await tx.SaveAsync("w");
+                    if (await w.RunAsync(tx))
+                    {
+                        await tx.ReleaseAsync("w");
+                    }
+                    else
+                    {
+                        await tx.RollbackAsync("w");
+                        await tx.ReleaseAsync("w");
+                    }
+                }
+            }
+
+            await tx.CommitAsync();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The transaction as a whole failed (begin, a savepoint, the commit): none of the group is written.
+            group.ForEach(w => w.GroupFailed(e));
+        }
+
+        return group;
+    }
+
+    /// <summary>A write waiting for a group: queued, then taken up (or cancelled first), run, and answered after the commit.</summary>
+    private abstract class PendingWrite
+    {
+        private int _state; // 0 queued, 1 taken up by a group, 2 cancelled
+
+        public bool Taken => Volatile.Read(ref _state) == 1;
+
+        public bool TryTake() => Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+
+        public bool TryCancel() => Interlocked.CompareExchange(ref _state, 2, 0) == 0;
+
+        /// <summary>Runs the write in <paramref name="tx"/>; false when it threw (its exception is kept for its caller).</summary>
+        public abstract Task<bool> RunAsync(SqliteTransaction tx);
+
+        public abstract void GroupFailed(Exception e);
+
+        public abstract void Answer();
+    }
+
+    private sealed class PendingWrite<T>(Func<SqliteTransaction, Task<T>> work) : PendingWrite
+    {
+        // Its caller goes on on a thread of its own, never inside the loop that answers the group.
+        private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private T? _result;
+        private Exception? _error;
+
+        public Task<T> Done => _done.Task;
+
+        public override async Task<bool> RunAsync(SqliteTransaction tx)
+        {
+            try
+            {
+                _result = await work(tx);
+                return true;
+            }
+            catch (Exception e)
+            {
+                _error = e;
+                return false;
+            }
+        }
+
+        public override void GroupFailed(Exception e) => _error ??= e;
+
+        public override void Answer()
+        {
+            if (_error is { } e)
+            {
+                _done.TrySetException(e);
+            }
+            else
+            {
+                _done.TrySetResult(_result!);
+            }
         }
     }
 
