@@ -36,7 +36,7 @@ public sealed class LiveConsole(bool stackTraces) : ILogEventSink
         if (logEvent.Exception is { } e)
         {
             // The message says what happened; a stack trace only with SWEEPER_LOG_LEVEL=Debug.
-            writer.WriteLine(stackTraces ? e.ToString() : $"  ({e.GetType().Name}: {FirstLine(e.Message)})");
+            writer.WriteLine(stackTraces ? e.ToString() : $"  ({e.GetType().Name}: {Cut(e.Message)})");
         }
 
         var text = writer.ToString();

@@ -66,7 +66,9 @@ public static class SweeperSilo
         // Orleans' own chatter (placement retries, GC advice) is not for users; what matters (a silo declared dead, a
         // trial resumed) is logged by our grains and the cluster watcher.
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
-        builder.Logging.AddFilter("Polly", LogLevel.Warning);
+        // Orleans' placement retries through Polly: a retry that works says nothing a user needs (seen as two 500-character
+        // warnings on each surviving silo whenever a silo dies); one that does not ends in an error of its own.
+        builder.Logging.AddFilter("Polly", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         // A start that fails is said once, by the command, naming the cause (e.g. the silo port taken), not twice.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Critical);

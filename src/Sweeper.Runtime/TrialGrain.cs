@@ -29,7 +29,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
                 DeactivateOnIdle();
             }
 
-            log.LogWarning("Trial {Key}: activation on {Silo} cannot own a lease claimed by {Owner}; it is handed back and claimed again", this.GetPrimaryKeyString(), silo.SiloAddress, lease.Owner);
+            log.LogWarning("Trial {Trial} (attempt {Attempt}): its grain was activated on {Silo}, which cannot own a lease claimed by {Owner}; the trial is handed back and claimed again", lease.Number, lease.Attempt, silo.SiloAddress, lease.Owner);
             return null;
         }
 
@@ -107,7 +107,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
         catch (LeaseLostException e)
         {
-            log.LogWarning("Trial {Trial}: {Message}; abandoning it", lease.Number, e.Message);
+            log.LogWarning("The {Message}; abandoning it", e.Message);
             Abandon(lease);
         }
         catch (StoreUnavailableException e)
@@ -132,7 +132,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
         catch (LeaseLostException e)
         {
-            log.LogWarning("Trial {Trial}: {Message}; abandoning it", lease.Number, e.Message);
+            log.LogWarning("The {Message}; abandoning it", e.Message);
             Abandon(lease);
             return EpochVerdict.Lost;
         }
@@ -175,7 +175,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
         }
         catch (LeaseLostException e)
         {
-            log.LogWarning("Trial {Trial}: {Message}; its result is not recorded", lease.Number, e.Message);
+            log.LogWarning("The {Message}; its result is not recorded", e.Message);
             Abandon(lease);
             return EpochVerdict.Lost;
         }

@@ -325,7 +325,16 @@ public abstract class TrialStoreContract
 
             await store.FinishAsync(other, new TrialFinish(TrialState.Completed, 0.5, 0.5, 1, null));
             var finished = await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(again, _lease));
-            Assert.EndsWith("the trial is completed at fencing token 3 (owner w2)", finished.Message);
+            Assert.EndsWith("the trial is now completed (fencing token 3, owner w2)", finished.Message);
+
+            // A lease that ran out on the trial's last allowed attempt: the trial is failed under it, token and owner unchanged.
+            await store.CreateStudyAsync(Study("f", trials: 1, retries: 0));
+            var last = (await store.ClaimAsync("f", "w1", _lease))!;
+            clock.Advance(TimeSpan.FromSeconds(31));
+            await store.RequeueExpiredAsync("f");
+            Assert.Equal(TrialState.Failed, (await store.GetTrialAsync(last.TrialId))!.State);
+            var spent = await Assert.ThrowsAsync<LeaseLostException>(() => store.RenewAsync(last, _lease));
+            Assert.EndsWith("is no longer held: the trial was failed under this very lease (its lease ran out with the trial's retries spent, or its failure was recorded)", spent.Message);
         }
     }
 

@@ -210,7 +210,9 @@ public sealed class LeaseLostException(Lease lease, string detail)
                 $"its lease ran out and the same slot claimed the trial again (fencing token {token}); the older claim's writes are refused",
             ("running", { } o) when token > lease.Token => $"its lease ran out and {o} claimed the trial (fencing token {token})",
             ("pending", _) => $"its lease ran out and the trial is pending again (fencing token {token})",
-            _ => $"the trial is {state} at fencing token {token} (owner {owner ?? "none"})",
+            ("failed", { } o) when o == lease.Owner && token == lease.Token =>
+                "the trial was failed under this very lease (its lease ran out with the trial's retries spent, or its failure was recorded)",
+            _ => $"the trial is now {state} (fencing token {token}, owner {owner ?? "none"})",
         };
 }
 
