@@ -35,6 +35,23 @@ public class InputLayerGemmTests
         return false;
     }
 
+    /// <summary>
+    /// Whether this machine's kernels take h units of d inputs (the wide shapes only on AMD processors, see
+    /// <see cref="InputLayerGemm.MaxWeightBytes"/>); where they do not, what must hold instead is checked: they refuse it.
+    /// </summary>
+    private static bool TakenHere(int h, int d)
+    {
+        if (InputLayerGemm.Supported(h, d))
+        {
+            return true;
+        }
+
+        Assert.False(CpuInfo.Current.IsAmd);
+        var (batch, _) = RandomBatch(4, d, 1);
+        Assert.Throws<NotSupportedException>(() => InputLayerGemm.Forward(batch, new float[h * d], new float[h], new float[4 * h]));
+        return false;
+    }
+
     /// <summary>A batch of rows 3, 0, 5, ... of a random split (every row at most once), gathered into an InputBatch.</summary>
     private static (InputBatch Batch, Matrix<float> X) RandomBatch(int n, int d, ulong seed)
     {
@@ -129,12 +146,13 @@ public class InputLayerGemmTests
 
     [Theory]
     [InlineData(200, 3072, 100)]
+    [InlineData(200, 3072, 500)]
     [InlineData(37, 100, 20)]
     [InlineData(16, 33, 10)]
     [InlineData(3, 7, 30)]
     public void Forward_matches_a_double_precision_loop(int n, int d, int h)
     {
-        if (!KernelsRunHere())
+        if (!KernelsRunHere() || !TakenHere(h, d))
         {
             return;
         }
@@ -163,12 +181,13 @@ public class InputLayerGemmTests
 
     [Theory]
     [InlineData(200, 3072, 100, false)]
+    [InlineData(200, 3072, 500, true)]
     [InlineData(37, 100, 20, true)]
     [InlineData(16, 33, 10, false)]
     [InlineData(3, 7, 30, true)]
     public void WeightStep_matches_a_double_precision_loop(int n, int d, int h, bool inPlace)
     {
-        if (!KernelsRunHere())
+        if (!KernelsRunHere() || !TakenHere(h, d))
         {
             return;
         }
@@ -209,7 +228,11 @@ public class InputLayerGemmTests
 
         Assert.False(InputLayerGemm.Supported(15, 8));
         Assert.True(InputLayerGemm.Supported(120, 3072));
-        Assert.False(InputLayerGemm.Supported(130, 3072)); // 1.6 MB of weights: OpenBLAS's blocked product is faster
+        // Past the weights this machine's kernels take (1.5 MiB, or 8 MiB on AMD), OpenBLAS's blocked product is faster.
+        var most = (int)(InputLayerGemm.MaxWeightBytes / (3072L * sizeof(float))) / InputLayerGemm.TileUnits * InputLayerGemm.TileUnits;
+        Assert.True(InputLayerGemm.Supported(most, 3072));
+        Assert.False(InputLayerGemm.Supported(most + InputLayerGemm.TileUnits, 3072));
+        Assert.Equal(CpuInfo.Current.IsAmd ? 680 : 120, most);
         var (batch, _) = RandomBatch(4, 8, 1);
         InputLayerGemm.Forward(batch, new float[10 * 8], new float[10], new float[4 * 10]);
         Assert.Throws<NotSupportedException>(() => InputLayerGemm.Forward(batch, new float[15 * 8], new float[15], new float[4 * 15]));
