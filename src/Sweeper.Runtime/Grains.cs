@@ -93,8 +93,11 @@ public interface ITrialGrain : IGrainWithStringKey
     /// <summary>
     /// Takes ownership of the trial under <paramref name="lease"/> and returns the checkpoint to resume from (empty for a
     /// fresh start), or null when this activation cannot own it (it lives on another silo than the slot).
+    /// <paramref name="claimed"/> is when the slot asked for the trial (on this silo's clock: the grain lives where the
+    /// slot is), no later than the lease's start: the first renewal is due a third of a lease after it, not after this
+    /// call, which may come late (an activation that waited on a frozen silo's directory partition).
     /// </summary>
-    Task<Immutable<byte[]>?> BeginAsync(Lease lease);
+    Task<Immutable<byte[]>?> BeginAsync(Lease lease, DateTimeOffset claimed);
 
     /// <summary>
     /// Stores an epoch's metrics and checkpoint (fenced) and, when <paramref name="askStudy"/> (the study has an

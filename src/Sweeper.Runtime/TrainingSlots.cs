@@ -87,6 +87,7 @@ public sealed class TrainingSlots(
         while (!stopping.IsCancellationRequested)
         {
             Lease? lease;
+            var asked = clock.GetUtcNow(); // no later than the lease's start (see ITrialGrain.BeginAsync)
             try
             {
                 lease = Block(ClaimAsync(owner, device, stopping));
@@ -112,7 +113,7 @@ public sealed class TrainingSlots(
             bool begun;
             try
             {
-                begun = Train(lease, stopping, outcomes);
+                begun = Train(lease, asked, stopping, outcomes);
             }
             finally
             {
@@ -173,14 +174,14 @@ public sealed class TrainingSlots(
     private static bool PipelinesOutcome(SweepDefinition sweep) => !SearchSpace.ProposesAsItGoes(sweep) && !StoppingRules.AsksAfterEachEpoch(sweep.EarlyTerminate);
 
     /// <summary>Trains the trial of <paramref name="lease"/> and stores its outcome; false when its grain did not take up the lease (the trial was handed back untrained).</summary>
-    private bool Train(Lease lease, CancellationToken stopping, SemaphoreSlim outcomes)
+    private bool Train(Lease lease, DateTimeOffset asked, CancellationToken stopping, SemaphoreSlim outcomes)
     {
         var grain = grains.Trial(ITrialGrain.Key(lease.Study, lease.Number, lease.Token));
         var stoppingRule = StoppingRules.AsksAfterEachEpoch(Sweep(lease.Study).EarlyTerminate);
         // A trial with a checkpoint waits for it from its grain. A fresh one starts training at once while its grain takes
         // up the lease: the answer is awaited before the first report (or, for a trial whose only epoch goes out with its
         // outcome, before that), so a slot waits on one grain call per trial (the claim), not two.
-        var beginning = grain.BeginAsync(lease);
+        var beginning = grain.BeginAsync(lease, asked);
         byte[]? checkpoint = null;
         if (lease.HasCheckpoint)
         {

@@ -6,7 +6,7 @@ namespace Sweeper.Runtime;
 
 /// <summary>One trial's owner: see <see cref="ITrialGrain"/>.</summary>
 [Orleans.Placement.PreferLocalPlacement]
-public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSiloDetails silo, SiloSettings settings, ILogger<TrialGrain> log) : Grain, ITrialGrain
+public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSiloDetails silo, SiloSettings settings, TimeProvider clock, ILogger<TrialGrain> log) : Grain, ITrialGrain
 {
     private Lease? _lease;
     private IGrainTimer? _renewal;
@@ -16,7 +16,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
     private IStudyGrain Study(Lease lease) => GrainFactory.Study(lease.Study);
 
-    public async Task<Immutable<byte[]>?> BeginAsync(Lease lease)
+    public async Task<Immutable<byte[]>?> BeginAsync(Lease lease, DateTimeOffset claimed)
     {
         if (!OnThisSilo(lease))
         {
@@ -33,7 +33,7 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
             return null;
         }
 
-        Hold(lease);
+        Hold(lease, claimed);
         var checkpoint = lease.HasCheckpoint ? await store.GetCheckpointAsync(lease.TrialId) : null;
         if (checkpoint is { } c)
         {
@@ -62,11 +62,17 @@ public sealed class TrialGrain(ITrialStore store, TrainingSlots slots, ILocalSil
 
     private bool OnThisSilo(Lease lease) => lease.Owner.StartsWith(SiloSettings.OwnerPrefix(silo.SiloAddress), StringComparison.Ordinal);
 
-    private void Hold(Lease lease)
+    /// <summary>
+    /// Acts for <paramref name="lease"/> from now on and renews it every third of a lease, the first time a third of a
+    /// lease after <paramref name="since"/> (when its last renewal or claim began; at once if that is past).
+    /// </summary>
+    private void Hold(Lease lease, DateTimeOffset? since = null)
     {
         _lease = lease;
         _renewal?.Dispose();
-        _renewal = this.RegisterGrainTimer(RenewAsync, new GrainTimerCreationOptions(LeaseDuration / 3, LeaseDuration / 3) { KeepAlive = true });
+        var third = LeaseDuration / 3;
+        var due = since is { } start ? start + third - clock.GetUtcNow() : third;
+        _renewal = this.RegisterGrainTimer(RenewAsync, new GrainTimerCreationOptions(due > TimeSpan.Zero ? due : TimeSpan.Zero, third) { KeepAlive = true });
     }
 
     /// <summary>

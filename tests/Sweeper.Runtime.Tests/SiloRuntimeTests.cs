@@ -161,6 +161,35 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         Assert.True(DateTimeOffset.UtcNow - silos[Lagging].LastAlive < TimeSpan.FromSeconds(10));
     }
 
+    [Fact]
+    public async Task A_trial_grain_taken_up_late_renews_its_lease_a_third_of_a_lease_after_the_claim_not_after_it_began()
+    {
+        // Seen in a probe with 2 s leases: a trial claimed while another silo was frozen was taken up by its grain late,
+        // and its lease ran out before the first renewal (due a third of a lease after the grain began); on its last
+        // allowed attempt the trial was failed. The lease's clock starts at the claim, so must the renewals'.
+        var lease = TimeSpan.FromSeconds(6);
+        var (a, _) = await StartSiloAsync(slots: 0, TimeSpan.FromMilliseconds(5), lease: lease);
+        await Study(a).OpenAsync(Sweep(trials: 1, epochs: 2), "s.yaml");
+        var store = await OpenStoreAsync();
+        var slot = SiloSettings.OwnerPrefix(a.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress) + "slot0";
+        var asked = DateTimeOffset.UtcNow;
+        var claim = (await store.ClaimAsync("s", slot, lease))!;
+        var expires = (await store.GetTrialAsync(claim.TrialId))!.LeaseExpiresAt!.Value;
+
+        await Task.Delay(TimeSpan.FromSeconds(3)); // the grain takes the lease up half a lease late
+        var grain = a.Services.GetRequiredService<IGrainFactory>().GetGrain<ITrialGrain>(ITrialGrain.Key("s", claim.Number, claim.Token));
+        Assert.NotNull(await grain.BeginAsync(claim, asked));
+
+        // Renewed at once (a third of a lease after the claim is past), not 2 s from now: by then a third of the lease
+        // is all that is left, and a grain that stalls a little loses it.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(1);
+        while ((await store.GetTrialAsync(claim.TrialId))!.LeaseExpiresAt <= expires)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the lease was not renewed within 1 s of the grain taking it up");
+            await Task.Delay(50);
+        }
+    }
+
     [Theory]
     [InlineData("begin")]
     [InlineData("hold")]
@@ -178,7 +207,7 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
         var foreign = new Lease(1, "s", 0, "{}", 0, slotOfB, Token: 1, Attempt: 1, HasCheckpoint: false);
         if (call == "begin")
         {
-            Assert.Null(await grain.BeginAsync(foreign)); // activated on a, where it cannot own b's lease
+            Assert.Null(await grain.BeginAsync(foreign, DateTimeOffset.UtcNow)); // activated on a, where it cannot own b's lease
         }
         else
         {
