@@ -445,7 +445,7 @@ public static partial class SweepCommands
                 }
 
                 // A program's study is chosen by its own metric and has no test accuracy: its note says so.
-                Console.WriteLine($"study {sweep.Name} closed: " + (result.TestAccuracy is null && result.Note is not null ? result.Note
+                Console.WriteLine($"Study {sweep.Name} closed: " + (result.TestAccuracy is null && result.Note is not null ? result.Note
                     : $"best trial {result.BestTrialNumber?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}, val acc {Report.Acc(result.ValAccuracy)}, test acc {Report.Acc(result.TestAccuracy)}"));
                 if (parse.GetValue(stay))
                 {
