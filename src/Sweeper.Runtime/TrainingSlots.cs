@@ -68,10 +68,15 @@ public sealed class TrainingSlots(
         await Task.WhenAll(_storing.Values).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    /// <summary>Stops training the trial of <paramref name="lease"/> (its lease was lost): called by its grain.</summary>
+    /// <summary>
+    /// Stops training the trial of <paramref name="lease"/> (its lease was lost): called by its grain. Only a run under
+    /// that very lease stops: the grain of an earlier claim (one handed back, whose grain still renews) finds its lease
+    /// lost once this slot has claimed the trial again, and must not stop the newer run (seen in a probe: each such
+    /// abandon stopped the newer run, which was handed back and claimed again, 129 times in 45 s).
+    /// </summary>
     public void Abandon(Lease lease)
     {
-        if (_running.TryGetValue(lease.TrialId, out var running))
+        if (_running.TryGetValue(lease.TrialId, out var running) && running.Token == lease.Token)
         {
             running.Lost = true;
             running.Cancellation.Cancel();
@@ -194,7 +199,7 @@ public sealed class TrainingSlots(
         }
 
         using var trial = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        var running = _running[lease.TrialId] = new RunningTrial(trial);
+        var running = _running[lease.TrialId] = new RunningTrial(trial, lease.Token);
         using var keepAlive = KeepAlive(grain, lease, trial.Token);
         try
         {
@@ -486,9 +491,12 @@ public sealed class TrainingSlots(
     }
 
     /// <summary>A trial a slot trains: its cancellation, and whether its lease was lost (fenced) rather than the silo stopping.</summary>
-    private sealed class RunningTrial(CancellationTokenSource cancellation)
+    private sealed class RunningTrial(CancellationTokenSource cancellation, long token)
     {
         public CancellationTokenSource Cancellation { get; } = cancellation;
+
+        /// <summary>The fencing token of the lease it trains under.</summary>
+        public long Token { get; } = token;
 
         public volatile bool Lost;
 

@@ -162,6 +162,27 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_grain_of_an_earlier_claim_that_finds_its_lease_lost_does_not_stop_the_newer_run_of_the_trial()
+    {
+        // Seen in a probe: a slot handed trial 0 back and claimed it again; the grain of the earlier claim, still renewing,
+        // then found its lease lost and abandoned the trial, which stopped the slot's newer run of it. That run was handed
+        // back and claimed again, its own grain then stopped the next run, and so on: 129 times in 45 s.
+        var (a, runner) = await StartSiloAsync(slots: 1, TimeSpan.FromMilliseconds(300));
+        var store = await OpenStoreAsync();
+        await Study(a).OpenAsync(Sweep(trials: 1, epochs: 6), "s.yaml");
+        await WaitAsync(async () => (await store.GetTrialsAsync("s")).Single().EpochsDone >= 1, "trial 0's first epoch");
+        var running = (await store.GetTrialsAsync("s")).Single();
+        var earlier = new Lease(running.Id, "s", 0, "{}", 0, running.Owner!, Token: running.LeaseToken - 1, Attempt: 1);
+
+        a.Services.GetRequiredService<TrainingSlots>().Abandon(earlier);
+
+        await ResultAsync(store);
+        var trial = (await store.GetTrialsAsync("s")).Single();
+        Assert.Equal((TrialState.Completed, running.LeaseToken, 1), (trial.State, trial.LeaseToken, trial.Attempts));
+        Assert.Equal([0], runner.Finished);
+    }
+
+    [Fact]
     public async Task A_trial_grain_taken_up_late_renews_its_lease_a_third_of_a_lease_after_the_claim_not_after_it_began()
     {
         // Seen in a probe with 2 s leases: a trial claimed while another silo was frozen was taken up by its grain late,
