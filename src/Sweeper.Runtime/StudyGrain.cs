@@ -1,11 +1,14 @@
 using Microsoft.Extensions.Logging;
+using Orleans.Runtime;
 using Sweeper.Core.Sweeps;
 using Sweeper.Core.Trials;
 
 namespace Sweeper.Runtime;
 
 /// <summary>The coordinator grain: see <see cref="IStudyGrain"/>.</summary>
-public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSettings settings, TimeProvider clock, ILocalSiloDetails silo, ILogger<StudyGrain> log) : Grain, IStudyGrain
+public sealed class StudyGrain(
+    ITrialStore store, ITrialRunner runner, SiloSettings settings, TimeProvider clock, ILocalSiloDetails silo, IClusterMembershipService membership, ILogger<StudyGrain> log)
+    : Grain, IStudyGrain
 {
     private StudyRecord? _record;
     private SweepDefinition? _sweep;
@@ -115,7 +118,7 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
 
     public async Task<Lease?> NextTrialAsync(string owner)
     {
-        if (_record is null || _closed)
+        if (_record is null || _closed || DeclaredDead(owner))
         {
             return null;
         }
@@ -164,6 +167,28 @@ public sealed class StudyGrain(ITrialStore store, ITrialRunner runner, SiloSetti
         }
 
         return lease;
+    }
+
+    private MembershipVersion _deadVersion = MembershipVersion.MinValue;
+    private HashSet<string> _dead = [];
+
+    /// <summary>
+    /// Whether <paramref name="owner"/> is a slot of a silo this silo knows the cluster declared dead: a silo frozen past
+    /// the cluster's patience asks for work as soon as it runs again, before it learns that it is dead and stops (seen in
+    /// a probe: its claim took a trial's last allowed attempt, and the trial was failed when its lease ran out). It gets
+    /// none.
+    /// </summary>
+    private bool DeclaredDead(string owner)
+    {
+        var snapshot = membership.CurrentSnapshot;
+        if (snapshot.Version != _deadVersion)
+        {
+            _dead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).Select(m => SiloSettings.OwnerPrefix(m.SiloAddress)).ToHashSet(StringComparer.Ordinal);
+            _deadVersion = snapshot.Version;
+        }
+
+        var slash = owner.LastIndexOf('/');
+        return _dead.Count > 0 && slash > 0 && _dead.Contains(owner[..(slash + 1)]);
     }
 
     public async Task<EpochVerdict> AfterEpochAsync(int number, EpochRecord metrics)

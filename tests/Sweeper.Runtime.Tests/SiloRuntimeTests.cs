@@ -162,6 +162,27 @@ public sealed class SiloRuntimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_silo_the_cluster_declared_dead_gets_no_trial_when_its_slot_asks()
+    {
+        // Seen in a probe: a silo frozen past the cluster's patience (SIGSTOP) asked for work the moment it ran again,
+        // before it learnt that it was dead and stopped; its claim took trial 1's last allowed attempt, and the trial was
+        // failed when that lease ran out. Here the dead silo is one that stopped; its slot's ask comes after.
+        var (a, _) = await StartSiloAsync(slots: 0, TimeSpan.FromMilliseconds(5));
+        var (b, _) = await StartSiloAsync(slots: 0, TimeSpan.FromMilliseconds(5));
+        var addressOfB = b.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress;
+        await Study(a).OpenAsync(Sweep(trials: 2, epochs: 1), "s.yaml");
+        await b.StopAsync();
+        var view = a.Services.GetRequiredService<IClusterMembershipService>();
+        await WaitAsync(() => Task.FromResult(view.CurrentSnapshot.GetSiloStatus(addressOfB) == SiloStatus.Dead), "silo b dead in a's view");
+
+        Assert.Null(await Study(a).NextTrialAsync(SiloSettings.OwnerPrefix(addressOfB) + "slot0"));
+        var mine = await Study(a).NextTrialAsync(SiloSettings.OwnerPrefix(a.Services.GetRequiredService<ILocalSiloDetails>().SiloAddress) + "slot0");
+        Assert.Equal(0, mine!.Number);
+        var store = await OpenStoreAsync();
+        Assert.Equal(1, (await store.CountStatesAsync("s")).Pending);
+    }
+
+    [Fact]
     public async Task The_grain_of_an_earlier_claim_that_finds_its_lease_lost_does_not_stop_the_newer_run_of_the_trial()
     {
         // Seen in a probe: a slot handed trial 0 back and claimed it again; the grain of the earlier claim, still renewing,
