@@ -250,7 +250,7 @@ public static partial class SweepCommands
         var slots = SlotsOption(Environment.ProcessorCount, "Training slots of this silo (trials trained at once). Default: one per core.");
         var data = new Option<DirectoryInfo?>("--data") { Description = "CIFAR-10 folder. Default: $SWEEPER_DATA, then the cache, then a download." };
         var cluster = new SiloFlags(defaultPort: 11111);
-        var command = new Command("worker", "Run a silo that joins the store's cluster and trains trials in its slots until stopped.") { store, study, exit, wait, slots, data };
+        var command = new Command("worker", "Run a silo that joins the store's cluster and trains trials in its slots until stopped (it goes on serving after a study closes, unless --exit-when-done). Exits 75 when the cluster declared it dead (it was cut off or frozen): restart it.") { store, study, exit, wait, slots, data };
         cluster.AddTo(command);
         command.SetAction(async (parse, ct) =>
         {
