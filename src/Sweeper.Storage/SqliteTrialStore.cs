@@ -884,12 +884,13 @@ public sealed class SqliteTrialStore : ITrialStore, IMembershipStore
         finally
         {
             _gate.Release();
-        }
 
-        // Answered once the connection is free again: the callers' continuations may write at once.
-        foreach (var group in groups)
-        {
-            group.ForEach(w => w.Answer());
+            // Answered once the connection is free again (the callers' continuations may write at once), and whatever
+            // happened after a group ran: no caller of a group that ran is left waiting.
+            foreach (var group in groups)
+            {
+                group.ForEach(w => w.Answer());
+            }
         }
 
         return await write.Done;
