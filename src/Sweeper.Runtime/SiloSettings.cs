@@ -49,6 +49,9 @@ public sealed record SiloSettings
     /// <summary>The owner prefix of every lease taken by a slot of <paramref name="silo"/>: the silo address with its generation.</summary>
     public static string OwnerPrefix(SiloAddress silo) => silo.ToParsableString() + "/";
 
+    /// <summary>The <see cref="OwnerPrefix"/> part of a slot's owner name (its silo's), or null when it has none.</summary>
+    public static string? OwnerPrefixOf(string owner) => owner.LastIndexOf('/') is var slash and > 0 ? owner[..(slash + 1)] : null;
+
     /// <summary>A free TCP port on this machine (for <see cref="SiloPort"/> 0).</summary>
     public static int FreePort()
     {

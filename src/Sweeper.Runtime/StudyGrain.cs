@@ -187,8 +187,7 @@ public sealed class StudyGrain(
             _deadVersion = snapshot.Version;
         }
 
-        var slash = owner.LastIndexOf('/');
-        return _dead.Count > 0 && slash > 0 && _dead.Contains(owner[..(slash + 1)]);
+        return _dead.Count > 0 && SiloSettings.OwnerPrefixOf(owner) is { } prefix && _dead.Contains(prefix);
     }
 
     public async Task<EpochVerdict> AfterEpochAsync(int number, EpochRecord metrics)
